@@ -1,0 +1,125 @@
+"""Simulator step time over eager torch's, for one MLP, both timed in the same run.
+
+    PYTHONPATH=. python bench/step_overhead.py [--steps 50] [--backend auto|numpy|cupy]
+
+The model is 4 Linear layers (hidden 256) with ReLU, batch 64, SGD. Each side gets a warm-up,
+then the median of `--steps` steps (time.perf_counter). The simulator's step is then split into
+its numerics (joint graph + optimizer update) and its timing measurement (counting nonzeros per
+core and running the pipeline recurrence). Prints figures only; asserts nothing about time.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+
+import torch
+
+import simulator.training as training
+import wsebench as wb
+
+BATCH, IN, HIDDEN, OUT, DEPTH = 64, 256, 256, 10, 4
+
+
+def setup(seed: int = 0):
+    torch.manual_seed(seed)
+    model = wb.models.mlp(IN, HIDDEN, OUT, DEPTH, activation="relu", dropout=0.0)
+    x = torch.randn(BATCH, IN)
+    y = torch.randint(0, OUT, (BATCH,))
+    return model, torch.nn.CrossEntropyLoss(), x, y
+
+
+def time_rounds(steps_by_name: dict, steps: int, warmup: int, rounds: int = 5) -> dict:
+    """Time the contenders in alternating blocks, so load on the machine hits both alike.
+    Blocks rather than single steps: switching between torch's and NumPy's thread pools
+    every step makes each wait for the other's spinning threads, which neither pays alone."""
+    times = {name: [] for name in steps_by_name}
+    per_round = max(1, -(-steps // rounds))
+    for _ in range(rounds):
+        for name, step in steps_by_name.items():
+            for _ in range(warmup):
+                step()
+            for _ in range(per_round):
+                start = time.perf_counter()
+                step()
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+def eager_step_fn(model, loss_fn, x, y):
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+
+    def step():
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+    return step
+
+
+class _Timed:
+    """Wraps a function and adds up the seconds spent in it."""
+
+    def __init__(self, inner):
+        self.inner, self.seconds = inner, 0.0
+
+    def __call__(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return self.inner(*args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
+def profile_split(session, x, y, steps: int) -> dict[str, float]:
+    """Seconds per simulator step in: the joint graph (forward + backward), the timing
+    measurement, and the rest (optimizer update, host glue)."""
+    trainer = session._trainer
+    measure, graph = _Timed(training.measure_step), _Timed(trainer.executor.run)
+    training.measure_step, trainer.executor.run = measure, graph
+    try:
+        start = time.perf_counter()
+        for _ in range(steps):
+            session.step(x, y)
+        total = time.perf_counter() - start
+    finally:
+        training.measure_step = measure.inner
+        del trainer.executor.run            # back to the class's method
+    return {"numerics: joint graph": graph.seconds / steps,
+            "numerics: optimizer update + host glue": (total - graph.seconds - measure.seconds) / steps,
+            "timing measurement": measure.seconds / steps}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=50, help="timed steps per side (median)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps before each block")
+    parser.add_argument("--backend", default="auto", choices=("auto", "numpy", "cupy"))
+    args = parser.parse_args(argv)
+    model, loss_fn, x, y = setup()
+    sim_model, _, _, _ = setup()
+    opt = torch.optim.SGD(sim_model.parameters(), lr=0.01)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        session = wb.compile(sim_model, loss_fn, example=(x, y), optimizer=opt,
+                             backend=args.backend, wafer="classroom")
+    for w in caught:
+        print(f"note: {w.message}")
+    times = time_rounds({"eager": eager_step_fn(model, loss_fn, x, y),
+                              "sim": lambda: session.step(x, y)}, args.steps, args.warmup)
+    eager, sim = statistics.median(times["eager"]), statistics.median(times["sim"])
+    split = profile_split(session, x, y, args.steps)
+    print(f"MLP {DEPTH} x Linear(hidden {HIDDEN}), ReLU, batch {BATCH}, SGD; "
+          f"backend {session.backend}; torch threads {torch.get_num_threads()}")
+    n = len(times["eager"])
+    print(f"torch eager step:   {1e3 * eager:8.3f} ms (median of {n})")
+    print(f"simulator step:     {1e3 * sim:8.3f} ms (median of {n})")
+    print(f"ratio simulator / eager: {sim / eager:.2f}x")
+    total = sum(split.values())
+    print(f"where the simulator's time goes (mean of {args.steps} more steps, {1e3 * total:.3f} ms):")
+    for part, seconds in split.items():
+        print(f"  {part:<40}{1e3 * seconds:8.3f} ms  {100 * seconds / total:5.1f}%")
+
+
+if __name__ == "__main__":
+    main()

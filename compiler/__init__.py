@@ -1,0 +1,12 @@
+"""wsebench's compiler: torch training step -> IR -> kernels -> mapping -> placement -> Plan."""
+from .cost import Mapping
+from .ir import Graph, IRError, Op, Ref, TensorType, format_graph, verify
+from .mapping import WaferFitError
+from .optim_spec import OptimizerSpec
+from .placement import PlacementError
+from .plan import Plan, compile_plan
+from .target import PRESETS, ConfigError, Target, wafer
+
+__all__ = ["Mapping", "Graph", "IRError", "Op", "Ref", "TensorType", "format_graph", "verify",
+           "WaferFitError", "OptimizerSpec", "PlacementError", "Plan", "compile_plan", "PRESETS",
+           "ConfigError", "Target", "wafer"]

@@ -1,0 +1,181 @@
+"""The cost model, derived from a kernel's loop nest and its mapping (DESIGN.md, "Cost model").
+
+One set of formulas serves both results: the compiler's static estimate feeds it expected
+non-zero counts (density x tile size) and the simulator feeds it the counts it measured per core
+and per sample. Every constant comes from `Target`.
+
+Matmul kernel, core (r, c) holding w[I_r, J_c] (Hot Chips 2020 dataflow):
+  forward   MACs = nnz(x[b, I_r]) * |J_c|      x multicast along row r, psums chained along i
+  backward  dX MACs = nnz(dY[b, J_c]) * |I_r|  dY multicast along column c
+            dW MACs = nnz(x[b, I_r]) * nnz(dY[b, J_c])
+  cycles    max(ceil(MACs / simd), wavelets in, wavelets out) per pass.
+A streamed operand costs min(nnz, ceil(len / dense_values_per_wavelet)) wavelets: the sender
+filters zeros into sparse (value, index) wavelets when that is cheaper than dense packing.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .kernels import Kernel
+from .optim_spec import OptimizerSpec
+from .target import Target
+
+# Element operations per weight for one optimizer update (read off torch.optim's formulas).
+UPDATE_FLOPS = {"sgd": 2, "sgd_momentum": 5, "adam": 12, "adamw": 13}
+FP32_BYTES = 4
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """How a kernel is laid on the fabric: `rows x cols` cores per replica, `replicas` copies."""
+    rows: int
+    cols: int
+    replicas: int = 1
+
+    def __post_init__(self):
+        from .target import ConfigError
+        for field in ("rows", "cols", "replicas"):
+            value = getattr(self, field)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"Mapping.{field} must be a positive integer, got {value!r}")
+
+    @property
+    def cores(self) -> int:
+        return self.rows * self.cols * self.replicas
+
+    @property
+    def width(self) -> int:
+        """Replicas sit side by side, so the region is rows x (cols * replicas)."""
+        return self.cols * self.replicas
+
+
+def tile_sizes(extent: int, parts: int) -> np.ndarray:
+    """Lengths of `parts` contiguous tiles of ceil(extent / parts) (the last ones may be short)."""
+    step = math.ceil(extent / parts)
+    starts = np.arange(parts) * step
+    return np.clip(extent - starts, 0, step)
+
+
+def _wavelets(nnz, length, tokens: int, target: Target, harvest: bool):
+    dense = tokens * np.ceil(length / target.dense_values_per_wavelet)
+    return np.minimum(nnz, dense) if harvest else np.broadcast_to(dense, np.broadcast(nnz, dense).shape)
+
+
+def matmul_components(nnz_x, nnz_dy, tile_k, tile_n, target: Target, harvest: bool = True,
+                      tokens: int = 1, pairs=None, computes_dx: bool = True) -> dict:
+    """Per-sample, per-core cycle components, each shaped (samples, rows, cols):
+    `fwd_compute`, `fwd_link`, `bwd_compute`, `bwd_link`, plus the MAC counts `macs`.
+
+    `nnz_x` (samples, rows) counts the non-zeros of each sample's x row-tile over its `tokens`
+    rows; `nnz_dy` (samples, cols) likewise for dY; `pairs` (samples, rows, cols) is
+    sum_t nnz(x[b,t,I_r]) * nnz(dY[b,t,J_c]), the dW work (the outer product when tokens == 1).
+    With harvest off every operand is dense: zeros are sent and multiplied like any value.
+    The first layer (`computes_dx=False`) has no dX pass and sends no dX partial sums.
+    """
+    tk = np.asarray(tile_k, dtype=np.float64)[None, :, None]
+    tn = np.asarray(tile_n, dtype=np.float64)[None, None, :]
+    if harvest:
+        a = np.asarray(nnz_x, dtype=np.float64)[:, :, None]
+        g = np.asarray(nnz_dy, dtype=np.float64)[:, None, :]
+        dw = a * g / tokens if pairs is None else np.asarray(pairs, dtype=np.float64)
+    else:
+        samples = np.shape(nnz_x)[0]
+        a = np.broadcast_to(tokens * tk, (samples,) + tk.shape[1:])
+        g = np.broadcast_to(tokens * tn, (samples,) + tn.shape[1:])
+        dw = tokens * tk * tn
+    shape = np.broadcast(a, g).shape
+    simd = target.simd
+    dx_macs = g * tk if computes_dx else 0.0 * g
+    macs = a * tn + dx_macs + dw
+    fwd_link = np.maximum(_wavelets(a, tk, tokens, target, harvest), tokens * tn)
+    bwd_link = np.maximum(_wavelets(g, tn, tokens, target, harvest), tokens * tk * computes_dx)
+    parts = {"fwd_compute": np.ceil(a * tn / simd), "fwd_link": fwd_link,
+             "bwd_compute": np.ceil(dx_macs / simd) + np.ceil(dw / simd), "bwd_link": bwd_link,
+             "macs": macs}
+    return {name: np.broadcast_to(v, shape) for name, v in parts.items()}
+
+
+def matmul_cycles(*args, **kwargs):
+    """Per-sample, per-core (forward, backward) cycles: max(compute, link) of each pass."""
+    c = matmul_components(*args, **kwargs)
+    return np.maximum(c["fwd_compute"], c["fwd_link"]), np.maximum(c["bwd_compute"], c["bwd_link"])
+
+
+def generated_components(elements_per_sample: int, flops_per_point: int, mapping: Mapping,
+                         target: Target) -> dict:
+    """Per-sample compute and link cycles of an element-wise kernel over its rows x cols cores;
+    forward and backward each stream the tile once."""
+    per_core = math.ceil(elements_per_sample / (mapping.rows * mapping.cols))
+    return {"compute": 2.0 * math.ceil(per_core * flops_per_point / target.simd),
+            "link": 2.0 * math.ceil(per_core / target.dense_values_per_wavelet),
+            "flops": float(elements_per_sample * flops_per_point)}
+
+
+def generated_cycles(elements_per_sample: int, flops_per_point: int, mapping: Mapping,
+                     target: Target) -> float:
+    c = generated_components(elements_per_sample, flops_per_point, mapping, target)
+    return max(c["compute"], c["link"])
+
+
+def update_flops(optimizer: OptimizerSpec) -> int:
+    if optimizer.kind == "sgd":
+        return UPDATE_FLOPS["sgd_momentum" if optimizer.momentum else "sgd"]
+    return UPDATE_FLOPS[optimizer.kind]
+
+
+def weights_per_core(kernel: Kernel, mapping: Mapping) -> int:
+    """Parameters resident on the most loaded core of one replica."""
+    if kernel.kind == "matmul":
+        k, n = kernel.nest.extent("i"), kernel.nest.extent("j")
+        bias = kernel.param_numel - k * n
+        return math.ceil(k / mapping.rows) * math.ceil(n / mapping.cols) + \
+            math.ceil(max(bias, 0) / mapping.cols)
+    return math.ceil(kernel.param_numel / (mapping.rows * mapping.cols))
+
+
+def update_cycles(kernel: Kernel, mapping: Mapping, target: Target, optimizer: OptimizerSpec) -> float:
+    """The in-place weight update once per step, plus the gradient all-reduce across replicas
+    (a ring: 2 (r-1)/r of the tile per core, Patarasuk & Yuan 2009)."""
+    weights = weights_per_core(kernel, mapping)
+    cycles = math.ceil(weights * update_flops(optimizer) / target.simd) if weights else 0
+    if mapping.replicas > 1 and weights:
+        ring = 2 * (mapping.replicas - 1) / mapping.replicas * weights
+        cycles += math.ceil(ring) + mapping.replicas * mapping.cols * target.hop_cycles
+    return float(cycles)
+
+
+def memory_per_core(kernel: Kernel, mapping: Mapping, target: Target, optimizer: OptimizerSpec,
+                    in_flight: int) -> int:
+    """Bytes on the most loaded core: weights, their gradient accumulator and optimizer state
+    (fp32), plus the activations stashed for the samples between forward and backward."""
+    weights = weights_per_core(kernel, mapping)
+    resident = weights * (target.weight_bytes + FP32_BYTES * (1 + optimizer.state_slots))
+    if kernel.kind == "matmul":
+        tokens = kernel.nest.extent("t")
+        stash = math.ceil(kernel.nest.extent("i") / mapping.rows) * tokens
+        buffers = (math.ceil(kernel.nest.extent("j") / mapping.cols) + stash) * tokens
+    else:
+        stash = math.ceil(kernel.nest.extent("e") / (mapping.rows * mapping.cols))
+        buffers = stash
+    return int(resident + (in_flight * stash + buffers) * target.activation_bytes)
+
+
+def dense_sample_cycles(kernel: Kernel, mapping: Mapping, target: Target) -> float:
+    """Per-sample forward + backward cycles at full density (the dense baseline)."""
+    return estimate_sample_cycles(kernel, mapping, target, density=1.0, harvest=False)
+
+
+def estimate_sample_cycles(kernel: Kernel, mapping: Mapping, target: Target, density: float = 1.0,
+                           harvest: bool = True) -> float:
+    """Static estimate from an assumed density of the streamed operands (no data needed)."""
+    if kernel.kind != "matmul":
+        return generated_cycles(kernel.nest.extent("e"), kernel.nest.flops_per_point, mapping, target)
+    tokens = kernel.nest.extent("t")
+    tk = tile_sizes(kernel.nest.extent("i"), mapping.rows)
+    tn = tile_sizes(kernel.nest.extent("j"), mapping.cols)
+    fwd, bwd = matmul_cycles((density * tk * tokens)[None], (density * tn * tokens)[None], tk, tn,
+                             target, harvest, tokens, computes_dx=kernel.computes_dx)
+    return float((fwd + bwd).max()) + target.kernel_overhead_cycles

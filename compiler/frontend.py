@@ -1,0 +1,252 @@
+"""torch -> IR: capture the joint forward+backward training graph as core ATen.
+
+Two capture paths (DESIGN.md, "Facts established with torch 2.13"):
+- "export": `torch.export.export` then `torch.export.experimental._export_forward_backward`,
+  which yields one flat core-ATen graph with LOSS_OUTPUT and GRADIENT_TO_PARAMETER outputs;
+- "aot": `aot_export_joint_with_descriptors` with the core-ATen decompositions, the fallback,
+  because `_export_forward_backward` is experimental.
+This is the only module of the compiler that imports torch.
+"""
+from __future__ import annotations
+
+import contextlib
+import operator
+import warnings
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+
+from .ir import Graph, Op, Ref, TensorType, verify
+from .optim_spec import OptimizerSpec
+from .target import ConfigError
+
+WRAPPER_PREFIX = "model."
+CAPTURE_METHODS = ("auto", "export", "aot")
+_DROPPED_KWARGS = {"device", "layout", "pin_memory", "memory_format", "non_blocking"}
+
+
+class CaptureError(RuntimeError):
+    """torch could not capture the training step; the message says why and what to change."""
+
+
+class _TrainingStep(nn.Module):
+    """Wraps model + loss so that the captured module returns the loss, as both APIs require."""
+
+    def __init__(self, model: nn.Module, loss_fn: Callable):
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, x, y):
+        return (self.loss_fn(self.model(x), y),)
+
+
+def capture(model: nn.Module, loss_fn: Callable, example: tuple, method: str = "auto") -> Graph:
+    """Capture `loss_fn(model(x), y)` and its gradients for every parameter as an IR Graph."""
+    if method not in CAPTURE_METHODS:
+        raise ConfigError(f"unknown capture method {method!r}; allowed: {', '.join(CAPTURE_METHODS)}")
+    if not isinstance(example, (tuple, list)) or len(example) != 2:
+        raise ConfigError("example must be a tuple (x, y) of one batch of inputs and targets")
+    _check_trainable(model)
+    step = _TrainingStep(model, loss_fn).train()
+    if method == "aot":
+        return _capture_aot(step, tuple(example))
+    try:
+        return _capture_export(step, tuple(example))
+    except CaptureError:
+        raise
+    except Exception as err:  # the experimental API may reject a model the fallback accepts
+        if method == "export":
+            raise CaptureError(f"torch.export could not capture the training step: {err}") from err
+        warnings.warn(f"torch.export capture failed ({type(err).__name__}: {err}); "
+                      "falling back to aot_export_joint_with_descriptors", stacklevel=2)
+        return _capture_aot(step, tuple(example))
+
+
+def _check_trainable(model: nn.Module) -> None:
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    if frozen:
+        raise ConfigError(f"parameters {frozen[:3]} have requires_grad=False; the wafer trains "
+                          "every parameter, so remove them from the model or make them trainable")
+    if not list(model.parameters()):
+        raise ConfigError("the model has no parameters to train")
+
+
+def _capture_export(step: nn.Module, example: tuple) -> Graph:
+    from torch.export.experimental import _export_forward_backward
+    from torch.export.graph_signature import InputKind, OutputKind
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        ep = torch.export.export(step, example)
+        joint = _export_forward_backward(ep, joint_loss_index=0)
+    sig = joint.graph_signature
+    kinds: dict[str, tuple[str, str | None]] = {}
+    for spec in sig.input_specs:
+        kind = {InputKind.PARAMETER: "param", InputKind.BUFFER: "buffer",
+                InputKind.USER_INPUT: "input"}.get(spec.kind)
+        if kind is None:
+            raise CaptureError(f"unsupported graph input kind {spec.kind} for {spec.target}")
+        kinds[spec.arg.name] = (kind, spec.target)
+    loss, grads = None, []
+    for spec in sig.output_specs:
+        if spec.kind == OutputKind.LOSS_OUTPUT:
+            loss = spec.arg.name
+        elif spec.kind == OutputKind.GRADIENT_TO_PARAMETER:
+            grads.append((spec.target, spec.arg.name))
+        elif spec.kind == OutputKind.BUFFER_MUTATION:
+            raise CaptureError(f"the model mutates buffer {spec.target!r} during training "
+                               "(e.g. BatchNorm running stats), which wsebench does not support yet")
+    return _to_ir(joint.graph_module.graph, kinds, loss, grads, method="export")
+
+
+def _capture_aot(step: nn.Module, example: tuple) -> Graph:
+    from torch._decomp import core_aten_decompositions
+    from torch._functorch.aot_autograd import aot_export_joint_with_descriptors
+
+    with contextlib.ExitStack() as stack:
+        joint = aot_export_joint_with_descriptors(
+            stack, step, example, decompositions=core_aten_decompositions())
+        graph = joint.graph_module.graph
+        kinds: dict[str, tuple[str, str | None]] = {}
+        for node in graph.find_nodes(op="placeholder"):
+            desc = type(node.meta["desc"]).__name__
+            target = getattr(node.meta["desc"], "target", None)
+            kinds[node.name] = {"ParamAOTInput": ("param", target), "BufferAOTInput": ("buffer", target),
+                                "PlainAOTInput": ("input", None),
+                                "TangentAOTInput": ("tangent", None)}[desc]
+        output = graph.find_nodes(op="output")[0]
+        loss, grads = None, []
+        for node, desc in zip(output.args[0], output.meta["desc"]):
+            name = type(desc).__name__
+            if name == "PlainAOTOutput" and loss is None:
+                loss = node.name
+            elif name == "GradAOTOutput":
+                grads.append((desc.grad_of.target, node.name))
+            elif node is not None and name not in ("PlainAOTOutput",):
+                raise CaptureError(f"unsupported graph output {desc} (buffer mutation?)")
+        return _to_ir(graph, kinds, loss, grads, method="aot")
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _tensor_type(val: Any) -> TensorType | None:
+    if isinstance(val, torch.Tensor):
+        return TensorType(tuple(int(s) for s in val.shape), _dtype_name(val.dtype))
+    return None
+
+
+def _convert_arg(arg: Any, rename: dict[str, str]) -> Any:
+    if isinstance(arg, torch.fx.Node):
+        return Ref(rename.get(arg.name, arg.name))
+    if isinstance(arg, (list, tuple)):
+        return tuple(_convert_arg(a, rename) for a in arg)
+    if isinstance(arg, torch.dtype):
+        return _dtype_name(arg)
+    if arg is None or isinstance(arg, (bool, int, float, str)):
+        return arg
+    raise CaptureError(f"cannot represent argument {arg!r} of type {type(arg).__name__}")
+
+
+def _strip(fqn: str | None) -> str:
+    return fqn.removeprefix(WRAPPER_PREFIX) if fqn else fqn
+
+
+def _to_ir(fx_graph, kinds: dict, loss: str | None, grads: list, method: str) -> Graph:
+    """Walk the fx graph once; getitem nodes become names for a tuple op's outputs."""
+    if loss is None:
+        raise CaptureError("the captured graph has no loss output; loss_fn must return a scalar")
+    rename: dict[str, str] = {}
+    types: dict[str, TensorType] = {}
+    inputs, params, buffers, ops = [], [], [], []
+    for node in fx_graph.nodes:
+        if node.op == "placeholder":
+            kind, target = kinds[node.name]
+            types[node.name] = _tensor_type(node.meta["val"])
+            if kind == "tangent":  # d(loss)/d(loss) = 1, seeded by a constant op
+                ops.append(Op("aten.ones_like.default", (Ref(loss),), (), (node.name,)))
+                continue
+            {"param": params, "buffer": buffers, "input": inputs}[kind].append(
+                (node.name, _strip(target)) if kind != "input" else node.name)
+        elif node.op == "call_function" and node.target is operator.getitem:
+            source, index = node.args
+            rename[node.name] = f"{rename.get(source.name, source.name)}#{index}"
+        elif node.op == "call_function":
+            ops.append(_convert_node(node, rename, types))
+        elif node.op != "output":
+            raise CaptureError(f"unsupported fx node {node.op} {node.target}")
+    if method == "aot":  # the tangent placeholder refers to the loss: move it after its producer
+        ops = _move_tangent_seeds(ops)
+    types = {rename.get(k, k): v for k, v in types.items() if v is not None}
+    graph = Graph(inputs=tuple(inputs), params=tuple(params), buffers=tuple(buffers), masks=(),
+                  ops=tuple(ops), types=tuple(types.items()), loss=rename.get(loss, loss),
+                  grads=tuple((_strip(f), rename.get(v, v)) for f, v in grads),
+                  meta=(("capture", method),))
+    missing = set(graph.param_fqn.values()) - {f for f, _ in graph.grads}
+    if missing:
+        raise CaptureError(f"parameters {sorted(missing)} get no gradient from the loss; every "
+                           "parameter must take part in computing it")
+    return verify(graph)
+
+
+def _convert_node(node, rename: dict, types: dict) -> Op:
+    val = node.meta.get("val")
+    if isinstance(val, (tuple, list)):
+        outputs = tuple(f"{node.name}#{i}" for i in range(len(val)))
+        for out, v in zip(outputs, val):
+            types[out] = _tensor_type(v)
+    else:
+        outputs = (node.name,)
+        types[node.name] = _tensor_type(val)
+    kwargs = tuple((k, _convert_arg(v, rename)) for k, v in node.kwargs.items()
+                   if k not in _DROPPED_KWARGS)
+    return Op(str(node.target), _convert_arg(tuple(node.args), rename), kwargs, outputs)
+
+
+def _move_tangent_seeds(ops: list[Op]) -> list[Op]:
+    seeds = [op for op in ops if op.op == "aten.ones_like.default" and op.args
+             and isinstance(op.args[0], Ref)]
+    rest = [op for op in ops if op not in seeds]
+    for seed in seeds:
+        at = next(i for i, op in enumerate(rest) if seed.args[0].name in op.outputs) + 1
+        rest.insert(at, seed)
+    return rest
+
+
+def module_of_ops(model: nn.Module, loss_fn: Callable, example: tuple) -> dict[str, str]:
+    """Map forward op names to the module that called them, for error messages only.
+
+    The joint graph drops `nn_module_stack`, but the decomposed forward program keeps it and
+    uses the same node names.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ep = torch.export.export(_TrainingStep(model, loss_fn).train(), tuple(example))
+        ep = ep.run_decompositions()
+    owners = {}
+    for node in ep.graph.nodes:
+        stack = node.meta.get("nn_module_stack") or {}
+        if stack:
+            path, _ = list(stack.values())[-1]
+            owners[node.name] = path.removeprefix("L['self'].").removeprefix(WRAPPER_PREFIX)
+    return owners
+
+
+def optimizer_spec(optimizer: Any) -> OptimizerSpec:
+    """Read a torch.optim SGD/Adam/AdamW instance into an OptimizerSpec, refusing what we lack."""
+    from .optim_spec import from_hyperparameters
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise ConfigError(f"optimizer must be a torch.optim.SGD, Adam or AdamW instance, got "
+                          f"{type(optimizer).__name__}")
+    if len(optimizer.param_groups) != 1:
+        raise ConfigError("optimizers with several param_groups are not supported; use one group")
+    kind = {torch.optim.SGD: "sgd", torch.optim.Adam: "adam", torch.optim.AdamW: "adamw"}.get(
+        type(optimizer))
+    if kind is None:
+        raise ConfigError(f"unsupported optimizer {type(optimizer).__name__}; allowed: SGD, Adam, AdamW")
+    group = dict(optimizer.param_groups[0])
+    group["lr"] = float(group["lr"])
+    return from_hyperparameters(kind, group)

@@ -1,0 +1,156 @@
+"""The kernel library: group the graph's ops into kernels, each carrying a loop nest.
+
+Two kinds (Hot Chips 2020, "Cerebras software"):
+- `matmul`: hand-optimized kernels for the matmul family (nn.Linear and friends). Loop nest
+  `for b, i, j: out[b, j] += x[b, i] * w[i, j]`; `w` stays resident, `x` streams in along rows,
+  partial sums are chained along the unrolled reduction dimension `i`.
+- `generated`: any other op group, described by an element-wise loop nest `for b, e: ...` that the
+  compiler unrolls over the fabric.
+A kernel's MACs, memory per core and traffic are all derived from its nest (see `cost.py`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .ir import Graph, Op
+from .passes import MATMUL_OPS, VIEW_OPS, assign_kernels, is_elementwise, param_root
+
+
+@dataclass(frozen=True)
+class Access:
+    tensor: str
+    dims: tuple[str, ...]
+    role: str            # "resident" | "stream_in" | "stream_out"
+
+
+@dataclass(frozen=True)
+class LoopNest:
+    dims: tuple[tuple[str, int], ...]
+    accesses: tuple[Access, ...]
+    row_dim: str
+    col_dim: str
+    reduce_dims: tuple[str, ...] = ()
+    flops_per_point: int = 2
+
+    def extent(self, dim: str) -> int:
+        return dict(self.dims)[dim]
+
+    def __str__(self) -> str:
+        loops = ", ".join(d for d, _ in self.dims)
+        reads = [a for a in self.accesses if a.role != "stream_out"]
+        out = next(a for a in self.accesses if a.role == "stream_out")
+        body = " * ".join(f"{a.tensor}[{','.join(a.dims)}]" for a in reads)
+        op = "+=" if self.reduce_dims else "="
+        return f"for {loops}: {out.tensor}[{','.join(out.dims)}] {op} {body}"
+
+
+@dataclass(frozen=True)
+class Kernel:
+    name: str
+    kind: str                              # "matmul" (hand-optimized) | "generated"
+    ops: tuple[str, ...]
+    params: tuple[str, ...]                # parameters updated in place by this kernel
+    nest: LoopNest
+    streams: tuple[tuple[str, str], ...]   # role -> graph value measured by the simulator
+    samples: int                           # the batch dimension of the step
+    param_numel: int
+
+    @property
+    def stream(self) -> dict[str, str]:
+        return dict(self.streams)
+
+    @property
+    def computes_dx(self) -> bool:
+        """The first layer needs no gradient for its input, so it skips the dX pass."""
+        return "dx" in self.stream
+
+    @property
+    def dense_macs_per_sample(self) -> int:
+        """Forward + backward (dX and dW) MACs for one sample at full density."""
+        n = self.nest
+        if self.kind == "matmul":
+            passes = 3 if self.computes_dx else 2
+            return passes * n.extent("t") * n.extent("i") * n.extent("j")
+        return n.extent("e") * n.flops_per_point
+
+
+def build_kernels(graph: Graph) -> tuple[tuple[Kernel, ...], dict[str, str]]:
+    """Kernels in pipeline order (first appearance in the forward pass) and op -> kernel."""
+    kernel_of = assign_kernels(graph)
+    order = list(dict.fromkeys(kernel_of[op.name] for op in graph.ops))
+    samples = graph.type_of[graph.inputs[0]].shape[0] if graph.type_of[graph.inputs[0]].shape else 1
+    kernels = tuple(_make_kernel(graph, name, [op for op in graph.ops if kernel_of[op.name] == name],
+                                 samples) for name in order)
+    return kernels, kernel_of
+
+
+def _make_kernel(graph: Graph, name: str, ops: list[Op], samples: int) -> Kernel:
+    roots = param_root(graph)
+    params = tuple(dict.fromkeys(roots[o.name] for o in ops if o.name in graph.param_fqn
+                                 or (o.op in VIEW_OPS and o.name in roots)))
+    params += tuple(f for v, f in graph.params if f.rsplit(".", 1)[0] == name and f not in params)
+    param_numel = sum(graph.type_of[v].numel for v, f in graph.params if f in params)
+    matmuls = [o for o in ops if o.op in MATMUL_OPS and any(r in roots for r in o.refs())]
+    if matmuls:
+        return _matmul_kernel(graph, name, ops, params, matmuls, samples, param_numel)
+    return _generated_kernel(graph, name, ops, params, samples, param_numel)
+
+
+def _operands(op: Op, roots: dict) -> tuple[str, str]:
+    """(activation, weight) operands of a matmul whose weight is a view of a parameter."""
+    a, b = [arg.name for arg in op.args[-2:]]
+    return (a, b) if b in roots else (b, a)
+
+
+def _strip_views(graph: Graph, name: str) -> str:
+    op = graph.producer.get(name)
+    while op is not None and op.op in VIEW_OPS:
+        name = next(op.refs())
+        op = graph.producer.get(name)
+    return name
+
+
+def _matmul_kernel(graph, name, ops, params, matmuls, samples, param_numel) -> Kernel:
+    """Forward is the first matmul on the weight, dX the second (absent for the first layer);
+    dW is the matmul on two activations, and its operand that is not x is dY."""
+    roots = param_root(graph)
+    forward, *rest = matmuls
+    x, weight = _operands(forward, roots)
+    k, n = graph.type_of[weight].shape[-2:]
+    tokens = graph.type_of[x].shape[0]
+    weight_grads = [o for o in ops if o.op in MATMUL_OPS and o not in matmuls]
+    dy = None
+    for op in weight_grads:
+        bases = [_strip_views(graph, a.name) for a in op.args[-2:]]
+        others = [b for b in bases if b != _strip_views(graph, x)]
+        dy = others[0] if others else dy
+    if dy is None and rest:
+        dy = _operands(rest[0], roots)[0]
+    nest = LoopNest(dims=(("b", samples), ("t", max(1, tokens // max(samples, 1))), ("i", k), ("j", n)),
+                    accesses=(Access("x", ("b", "t", "i"), "stream_in"),
+                              Access("w", ("i", "j"), "resident"),
+                              Access("out", ("b", "t", "j"), "stream_out")),
+                    row_dim="i", col_dim="j", reduce_dims=("i",))
+    streams = (("x", x),) + ((("dy", dy),) if dy else ()) + \
+        ((("dx", rest[0].name),) if rest else ())
+    return Kernel(name, "matmul", tuple(o.name for o in ops), params, nest, streams, samples,
+                  param_numel)
+
+
+def _generated_kernel(graph, name, ops, params, samples, param_numel) -> Kernel:
+    work = [o for o in ops if o.op not in VIEW_OPS]
+    sizes = [graph.type_of[out].numel for o in work for out in o.outputs if out in graph.type_of]
+    widest = max(sizes, default=1)
+    per_sample = max(1, math.ceil(widest / max(samples, 1)))
+    # scalar bookkeeping (label counts, the mean's divisor) is not per-element work
+    full_width = [o for o in work if any(graph.type_of[out].numel == widest
+                                         for out in o.outputs if out in graph.type_of)]
+    main = next((o for o in work if not is_elementwise(o)), work[0] if work else ops[0])
+    stream = main.outputs[0]
+    nest = LoopNest(dims=(("b", samples), ("e", per_sample)),
+                    accesses=(Access("in", ("b", "e"), "stream_in"),
+                              Access("out", ("b", "e"), "stream_out")),
+                    row_dim="e", col_dim="e", flops_per_point=max(1, len(full_width)))
+    return Kernel(name, "generated", tuple(o.name for o in ops), params, nest,
+                  (("out", stream),), samples, param_numel)

@@ -1,0 +1,113 @@
+"""Mapping, simple version: give every kernel a rectangle sized from its share of the work.
+
+Each kernel first gets the smallest rectangle whose cores hold its memory (weights, gradient,
+optimizer state, stashed activations) within SRAM. The rest of the fabric is shared in
+proportion to dense per-sample work, since a pipeline runs at the pace of its slowest stage.
+Rectangles follow the shape of the unrolled dimensions (rows/cols ~ K/N for a matmul).
+Pinned kernels (`mapping={"fc*": Mapping(4, 8)}`) keep exactly the size the user gave.
+"""
+from __future__ import annotations
+
+import fnmatch
+import math
+
+from .cost import Mapping, memory_per_core
+from .kernels import Kernel
+from .optim_spec import OptimizerSpec
+from .target import ConfigError, Target
+
+
+class WaferFitError(ValueError):
+    """The model does not fit the wafer; the message gives what it needs and what there is."""
+
+
+def in_flight(index: int, stages: int, samples: int) -> int:
+    """Samples held by stage `index` between their forward and backward passes: the pipeline
+    behind it forward and back again, 2 (stages - index) - 1, but never more than the batch."""
+    return max(1, min(samples, 2 * (stages - index) - 1))
+
+
+def extents(kernel: Kernel) -> tuple[int, int]:
+    """The largest rows and cols a kernel can unroll over."""
+    n = kernel.nest
+    if kernel.kind == "matmul":
+        return n.extent("i"), n.extent("j")
+    return n.extent("e"), n.extent("e")
+
+
+def shape_for_area(kernel: Kernel, area: int, target: Target) -> Mapping:
+    """The rows x cols closest to `area` cores with rows/cols following the kernel's extents."""
+    max_r, max_c = extents(kernel)
+    max_r, max_c = min(max_r, target.rows), min(max_c, target.cols)
+    if kernel.kind != "matmul":
+        area = min(area, kernel.nest.extent("e"))
+    ratio = max_r / max_c if kernel.kind == "matmul" else 1.0
+    rows = min(max_r, max(1, round(math.sqrt(area * ratio))))
+    cols = min(max_c, max(1, area // rows))
+    rows = min(max_r, max(1, area // cols))
+    return Mapping(rows, cols)
+
+
+def minimal_mapping(kernel: Kernel, index: int, stages: int, target: Target,
+                    optimizer: OptimizerSpec) -> Mapping:
+    """Smallest rectangle that fits SRAM, by bisection on the area (memory falls as area grows)."""
+    flight = in_flight(index, stages, kernel.samples)
+
+    def fits(area):
+        m = shape_for_area(kernel, area, target)
+        return memory_per_core(kernel, m, target, optimizer, flight) <= target.sram_bytes
+
+    largest = min(target.cores, math.prod(extents(kernel)))
+    if not fits(largest):
+        m = shape_for_area(kernel, largest, target)
+        need = memory_per_core(kernel, m, target, optimizer, flight)
+        raise WaferFitError(
+            f"kernel {kernel.name!r} needs {need:,} bytes per core even when spread over "
+            f"{m.rows} x {m.cols} cores of the {target.name} wafer, but a core has "
+            f"{target.sram_bytes:,} bytes of SRAM; use a larger wafer preset, a smaller layer "
+            f"or a smaller batch")
+    low, high = 0, largest
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if fits(mid) else (mid, high)
+    return shape_for_area(kernel, high, target)
+
+
+def pinned_mappings(kernels: tuple[Kernel, ...], mapping: "str | dict") -> dict[str, Mapping]:
+    """Resolve `{"glob": Mapping}` against kernel names; every glob must match something."""
+    if mapping in (None, "auto"):
+        return {}
+    if isinstance(mapping, str):
+        raise ConfigError(f"mapping must be 'auto' or a dict of kernel-name glob -> Mapping, "
+                          f"got {mapping!r}")
+    pinned = {}
+    for pattern, m in mapping.items():
+        if not isinstance(m, Mapping):
+            raise ConfigError(f"mapping[{pattern!r}] must be a Mapping(rows, cols, replicas), got {m!r}")
+        hits = [k for k in kernels if fnmatch.fnmatchcase(k.name, pattern)]
+        if not hits:
+            raise ConfigError(f"mapping pattern {pattern!r} matches no kernel; kernels are "
+                              f"{[k.name for k in kernels]}")
+        for k in hits:
+            max_r, max_c = extents(k)
+            if m.rows > max_r or m.cols > max_c:
+                raise ConfigError(f"Mapping({m.rows}, {m.cols}) for kernel {k.name!r} exceeds its "
+                                  f"unrollable extents {max_r} x {max_c}")
+            pinned.setdefault(k.name, m)
+    return pinned
+
+
+def share_work(kernels: tuple[Kernel, ...], minimal: dict[str, Mapping], pinned: dict[str, Mapping],
+               budget: int, target: Target) -> dict[str, Mapping]:
+    """Grow each free kernel toward its share of `budget` cores, never below its minimum."""
+    free = [k for k in kernels if k.name not in pinned]
+    spare = budget - sum(m.cores for m in pinned.values())
+    work = {k.name: float(k.dense_macs_per_sample) for k in free}
+    total = sum(work.values()) or 1.0
+    out = dict(pinned)
+    for k in free:
+        area = max(minimal[k.name].rows * minimal[k.name].cols, int(spare * work[k.name] / total))
+        m = shape_for_area(k, area, target)
+        low = minimal[k.name]
+        out[k.name] = m if m.rows * m.cols >= low.rows * low.cols else low
+    return out

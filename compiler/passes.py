@@ -1,0 +1,151 @@
+"""Pure graph passes, run as a straight pipeline (see `PIPELINE`).
+
+1. `rewrite_dropout`: `native_dropout(x, p, train)` becomes a multiply by a mask *input*, so the
+   host draws masks (and a test can feed the masks torch drew).
+2. `assign_kernels`: every op gets a kernel. Ops that touch a parameter, and the ops that produce
+   its gradient, belong to the module that owns the parameter, so a layer's forward, backward
+   and update share one region of cores (DESIGN.md, "group ops by the weights they touch").
+   Element-wise ops fuse into a neighbouring kernel; any other op starts a generated kernel
+   named after the op.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .ir import Graph, Op, Ref, TensorType, verify
+
+VIEW_OPS = frozenset({
+    "aten.view.default", "aten.permute.default", "aten.t.default", "aten.alias.default",
+    "aten.unsqueeze.default", "aten.squeeze.dim", "aten.squeeze.dims", "aten.expand.default",
+    "aten.reshape.default", "aten._unsafe_view.default", "aten.clone.default",
+    "aten.detach.default", "aten.transpose.int",
+})
+MATMUL_OPS = frozenset({"aten.mm.default", "aten.addmm.default", "aten.bmm.default"})
+# Ops whose outputs are a pure function of one element of each input (or constants).
+ELEMENTWISE_PREFIXES = (
+    "relu", "gelu", "tanh", "sigmoid", "threshold_backward", "erf", "exp", "log", "sqrt", "rsqrt",
+    "neg", "abs", "pow", "add", "sub", "mul", "div", "where", "le", "lt", "gt", "ge", "eq", "ne",
+    "logical_not", "_to_copy", "scalar_tensor", "full_like", "zeros_like", "ones_like", "full",
+    "clamp", "maximum", "minimum", "native_dropout_backward", "sign", "reciprocal",
+    "tanh_backward", "sigmoid_backward", "gelu_backward", "fill",
+)
+
+
+def is_elementwise(op: Op) -> bool:
+    return op.op.startswith("aten.") and op.op.split(".")[1] in ELEMENTWISE_PREFIXES
+
+
+def dropout_scale(p: float) -> float:
+    """Eager torch scales kept values by float32(1) / float32(1 - p), which for some p is one
+    ulp away from float32(1 / (1 - p)); use eager's rounding."""
+    return float(np.float32(1.0) / np.float32(1.0 - p))
+
+
+def rewrite_dropout(graph: Graph) -> Graph:
+    """Replace each native_dropout with `x * float(mask) * 1/(1-p)` over a new mask input."""
+    ops, masks, types = [], list(graph.masks), dict(graph.types)
+    for op in graph.ops:
+        if op.op != "aten.native_dropout.default":
+            ops.append(op)
+            continue
+        x, p, train = (list(op.args) + [True])[:3]
+        out, mask_out = op.outputs
+        p = float(p)
+        if not train or p == 0.0:
+            ops += [Op("aten.alias.default", (x,), (), (out,)),
+                    Op("aten.ones_like.default", (x,), (("dtype", "bool"),), (mask_out,))]
+            continue
+        masks.append((mask_out, p))
+        types[mask_out] = TensorType(types[out].shape, "bool")
+        as_float, scaled = f"{out}_maskf", f"{out}_scale"
+        types[as_float] = types[scaled] = TensorType(types[out].shape, types[out].dtype)
+        ops += [Op("aten._to_copy.default", (Ref(mask_out),), (("dtype", types[out].dtype),), (as_float,)),
+                Op("aten.mul.Tensor", (Ref(as_float), dropout_scale(p)), (), (scaled,)),
+                Op("aten.mul.Tensor", (x, Ref(scaled)), (), (out,))]
+    return verify(graph.replace(ops=tuple(ops), masks=tuple(masks), types=tuple(types.items())))
+
+
+def param_root(graph: Graph) -> dict[str, str]:
+    """Value -> parameter fqn, for parameters and views of them (no arithmetic in between)."""
+    root = {name: fqn for name, fqn in graph.params}
+    for op in graph.ops:
+        if op.op in VIEW_OPS:
+            src = next(iter(op.refs()), None)
+            if src in root:
+                root[op.name] = root[src]
+    return root
+
+
+def owner_module(fqn: str) -> str:
+    return fqn.rsplit(".", 1)[0] if "." in fqn else fqn
+
+
+def assign_kernels(graph: Graph) -> dict[str, str]:
+    """Op name -> kernel name. Pure: the same graph always gives the same assignment."""
+    kernel: dict[str, str] = {}
+    roots = param_root(graph)
+    for op in graph.ops:
+        touched = [roots[r] for r in op.refs() if r in roots]
+        if op.name in roots or touched:
+            kernel[op.name] = owner_module(roots.get(op.name) or touched[0])
+    for fqn, grad in graph.grads:
+        _claim_gradient_chain(graph, grad, owner_module(fqn), kernel)
+    param_kernels = set(kernel.values())
+    _fuse_forward(graph, kernel, param_kernels)
+    _fuse_backward(graph, kernel)
+    return kernel
+
+
+def _claim_gradient_chain(graph: Graph, value: str, module: str, kernel: dict) -> None:
+    """Walk back from a gradient output through views and sums to the op that computes it."""
+    op = graph.producer.get(value)
+    while op is not None:
+        kernel.setdefault(op.name, module)
+        if op.op not in VIEW_OPS and not op.op.startswith("aten.sum."):
+            return
+        src = next(iter(op.refs()), None)
+        op = graph.producer.get(src)
+
+
+def _fuse_forward(graph: Graph, kernel: dict, param_kernels: set) -> None:
+    names: dict[str, int] = {}
+    for op in graph.ops:
+        if op.name in kernel:
+            continue
+        producers = [kernel[graph.producer[r].name] for r in op.refs()
+                     if r in graph.producer and graph.producer[r].name in kernel]
+        if is_elementwise(op) or op.op in VIEW_OPS:
+            if producers:
+                kernel[op.name] = producers[0]
+            continue
+        generated = [k for k in producers if k not in param_kernels]
+        if generated:
+            kernel[op.name] = generated[0]
+        elif producers:
+            kernel[op.name] = _new_kernel_name(op, names)
+        # else: it reads only graph inputs or constants, so it joins its consumer later
+
+
+def _new_kernel_name(op: Op, names: dict) -> str:
+    base = op.short
+    names[base] = names.get(base, -1) + 1
+    return base if names[base] == 0 else f"{base}_{names[base]}"
+
+
+def _fuse_backward(graph: Graph, kernel: dict) -> None:
+    """Ops with no assigned producer (constants, label preprocessing) join their consumer."""
+    for op in reversed(graph.ops):
+        if op.name in kernel:
+            continue
+        users = [kernel[c.name] for out in op.outputs for c in graph.consumers.get(out, [])
+                 if c.name in kernel]
+        kernel[op.name] = users[0] if users else "unused"
+
+
+PIPELINE = (rewrite_dropout,)
+
+
+def run_pipeline(graph: Graph) -> Graph:
+    for graph_pass in PIPELINE:
+        graph = graph_pass(graph)
+    return graph

@@ -1,0 +1,92 @@
+"""The wafer a plan is compiled for: every hardware constant lives here and nowhere else.
+
+Sources for the presets:
+- wse1: the ISPD 2020 wafer-placement contest fabric (633 x 633 tiles, 48 KB per tile);
+  Cerebras Hot Chips 2019/2020 (400k cores, 18 GB SRAM, 9 PB/s memory, 100 Pb/s fabric).
+  The 1.1 GHz clock is an assumption (Cerebras has not published it).
+- wse2: fabric 757 x 996 as exposed by the Cerebras SDK (850k cores marketed, 40 GB).
+- wse3: fabric 762 x 1172, 8-wide FP16 SIMD (900k cores marketed, 44 GB).
+- classroom: a 32 x 32 fabric with WSE cores, small enough to see every core.
+
+Link model (Hot Chips 2020): each link moves one 32-bit wavelet per cycle per direction between
+four neighbours. A dense wavelet packs `link_bits // value_bits` values; a sparse wavelet carries
+one 16-bit value plus a 16-bit index, so it carries one value.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+class ConfigError(ValueError):
+    """A user-supplied configuration value is invalid; the message names it and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    rows: int
+    cols: int
+    sram_bytes: int = 48 * 1024
+    clock_hz: float = 1.1e9
+    simd: int = 4
+    link_bits: int = 32
+    value_bits: int = 16
+    weight_bytes: int = 4
+    activation_bytes: int = 2
+    hop_cycles: int = 1
+    kernel_overhead_cycles: int = 8
+
+    def __post_init__(self) -> None:
+        for field in ("rows", "cols", "sram_bytes", "simd", "link_bits", "value_bits",
+                      "weight_bytes", "activation_bytes"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"Target.{field} must be a positive integer, got {value!r}")
+        for field in ("hop_cycles", "kernel_overhead_cycles"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or value < 0:
+                raise ConfigError(f"Target.{field} must be a non-negative integer, got {value!r}")
+        if not self.clock_hz > 0:
+            raise ConfigError(f"Target.clock_hz must be positive, got {self.clock_hz!r}")
+        if self.link_bits % self.value_bits:
+            raise ConfigError("Target.link_bits must be a multiple of Target.value_bits")
+
+    @property
+    def cores(self) -> int:
+        return self.rows * self.cols
+
+    @property
+    def dense_values_per_wavelet(self) -> int:
+        return self.link_bits // self.value_bits
+
+    @property
+    def peak_flops(self) -> float:
+        """FP16 FLOP/s of the whole wafer: 2 FLOPs per MAC, `simd` MACs per core per cycle."""
+        return 2.0 * self.simd * self.cores * self.clock_hz
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, Target] = {
+    "wse1": Target("wse1", rows=633, cols=633),
+    "wse2": Target("wse2", rows=757, cols=996),
+    "wse3": Target("wse3", rows=762, cols=1172, simd=8),
+    "classroom": Target("classroom", rows=32, cols=32),
+}
+
+
+def wafer(name: "str | Target" = "classroom", **overrides) -> Target:
+    """Look up a preset by name and apply keyword overrides, e.g. ``wafer("wse2", rows=100)``."""
+    if isinstance(name, Target):
+        base = name
+    elif name not in PRESETS:
+        raise ConfigError(f"unknown wafer preset {name!r}; allowed: {', '.join(PRESETS)}")
+    else:
+        base = PRESETS[name]
+    fields = {f.name for f in dataclasses.fields(Target)} - {"name"}
+    unknown = set(overrides) - fields
+    if unknown:
+        raise ConfigError(f"unknown Target field(s) {sorted(unknown)}; allowed: {sorted(fields)}")
+    return dataclasses.replace(base, **overrides)

@@ -1,0 +1,84 @@
+"""The utilization report of a step, after Cerebras' compile report.
+
+Summary keys follow that report: Samples/s, Compute Samples/s (if only compute limited each
+stage), Transmission Samples/s (if only links did), Active PEs %, Compute Utilization % (useful
+FLOPs over the whole wafer's peak), plus harvesting (measured vs dense cycles) and the compiler's
+static estimate next to the measurement.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from compiler.plan import Plan
+
+from .timing import StepTiming
+
+
+@dataclass
+class Report:
+    core_utilization: np.ndarray          # (rows, cols) busy / step cycles, 0 where no kernel
+    kernels: list[dict]
+    summary: dict
+    sram_per_core: np.ndarray             # (rows, cols) bytes resident
+    kernel_grid: np.ndarray               # (rows, cols) kernel index + 1, 0 where free
+    kernel_names: list[str] = field(default_factory=list)
+    link_load: tuple = ()                 # (horizontal, vertical) wavelets per step
+
+
+def build_report(plan: Plan, timing: StepTiming, harvest: bool) -> Report:
+    t = plan.target
+    util = np.zeros((t.rows, t.cols))
+    sram = np.zeros((t.rows, t.cols))
+    grid = np.zeros((t.rows, t.cols), dtype=np.int32)
+    memory = plan.memory_per_core()
+    rows = []
+    for i, kt in enumerate(timing.kernels):
+        r, m = plan.rect[kt.name], plan.mapping[kt.name]
+        util[r.cells()] = np.clip(kt.core_busy / timing.cycles, 0.0, 1.0) if timing.cycles else 0.0
+        sram[r.cells()] = memory[kt.name]
+        grid[r.cells()] = i + 1
+        rows.append(_kernel_row(plan, kt, m, memory[kt.name], util[r.cells()], timing))
+    return Report(util, rows, _summary(plan, timing, harvest, util, grid), sram, grid,
+                  [k.name for k in plan.kernels], plan.link_loads())
+
+
+def _kernel_row(plan, kt, m, memory, util, timing) -> dict:
+    kernel = plan.kernel[kt.name]
+    cycles = float(kt.sample_cycles.sum()) / m.replicas + kt.update_cycles
+    dense = float(kt.dense_sample_cycles.sum()) / m.replicas + kt.update_cycles
+    return {"name": kt.name, "kind": kernel.kind, "rows": m.rows, "cols": m.cols,
+            "replicas": m.replicas, "pinned": kt.name in plan.pinned, "cycles": cycles,
+            "dense_cycles": dense, "speedup_vs_dense": dense / cycles if cycles else 1.0,
+            "utilization": float(util.mean()), "macs": kt.macs, "dense_macs": kt.dense_macs,
+            "harvested_macs": kt.dense_macs - kt.macs, "sram_bytes_per_core": memory,
+            "per_sample_cycles": float(kt.sample_cycles.mean()), "loop_nest": str(kernel.nest)}
+
+
+def _summary(plan: Plan, timing: StepTiming, harvest: bool, util: np.ndarray, grid) -> dict:
+    t = plan.target
+    samples = plan.kernels[0].samples
+    seconds = timing.cycles / t.clock_hz
+    compute = max((k.compute_cycles / plan.mapping[k.name].replicas for k in timing.kernels), default=0)
+    link = max((k.link_cycles / plan.mapping[k.name].replicas for k in timing.kernels), default=0)
+    macs = sum(k.macs for k in timing.kernels)
+    estimate = plan.estimate()
+    allocated = grid > 0
+    return {
+        "wafer": t.name, "fabric": f"{t.rows} x {t.cols}", "samples_per_step": samples,
+        "harvest": harvest, "step_cycles": timing.cycles, "dense_step_cycles": timing.dense_cycles,
+        "harvest_speedup": timing.dense_cycles / timing.cycles if timing.cycles else 1.0,
+        "step_seconds": seconds,
+        "samples_per_s": samples / seconds if seconds else 0.0,
+        "compute_samples_per_s": t.clock_hz / compute if compute else float("inf"),
+        "transmission_samples_per_s": t.clock_hz / link if link else float("inf"),
+        "active_pes_pct": 100.0 * float(allocated.mean()),
+        "mean_utilization_active_pct": 100.0 * float(util[allocated].mean()) if allocated.any() else 0.0,
+        "compute_utilization_pct": 100.0 * 2.0 * macs / (t.peak_flops * seconds) if seconds else 0.0,
+        "executed_macs": macs, "dense_macs": sum(k.dense_macs for k in timing.kernels),
+        "max_sram_bytes_per_core": max(plan.memory_per_core().values(), default=0),
+        "sram_bytes_per_core": t.sram_bytes,
+        "estimate_step_cycles": estimate["cycles"],
+        "estimate_vs_measured": estimate["cycles"] / timing.cycles if timing.cycles else 1.0,
+    }

@@ -1,0 +1,97 @@
+"""The training loop on the simulated wafer: numerics on `xp`, timing measured from the data.
+
+One `Trainer.step` runs the captured joint graph (forward, loss, backward), applies the
+optimizer update kernel to every parameter in place, and times the step from the tensors it
+produced. Dropout masks are drawn on the host (or supplied, e.g. the masks torch drew).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from compiler.plan import Plan
+
+from . import optim
+from .backend import Backend, to_numpy
+from .executor import Executor
+from .timing import StepTiming, measure_step
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One training step: the loss and what the wafer took to run it (simulated time)."""
+    step: int
+    loss: float
+    cycles: float
+    dense_cycles: float
+    seconds: float
+    samples_per_s: float
+    utilization: float          # mean busy fraction over the cores the plan allocates
+
+    @property
+    def harvest_speedup(self) -> float:
+        return self.dense_cycles / self.cycles if self.cycles else 1.0
+
+
+class Trainer:
+    def __init__(self, plan: Plan, params: dict[str, np.ndarray], buffers: dict[str, np.ndarray],
+                 backend: Backend, harvest: bool = True, seed: int = 0):
+        self.plan, self.backend, self.harvest = plan, backend, harvest
+        xp = self.xp = backend.xp
+        self.executor = Executor(plan.graph, xp)
+        self.params = {fqn: xp.asarray(v) for fqn, v in params.items()}
+        self.buffers = {fqn: xp.asarray(v) for fqn, v in buffers.items()}
+        self.opt_state = {fqn: optim.init_state(xp, plan.optimizer, p) for fqn, p in self.params.items()}
+        self.step_count = 0
+        self.rng = np.random.default_rng(seed)
+        self.last_timing: StepTiming | None = None
+
+    def draw_masks(self) -> list[np.ndarray]:
+        """Keep-masks with P(keep) = 1 - p, as torch's bernoulli_(1 - p)."""
+        types = self.plan.graph.type_of
+        return [self.rng.random(types[name].shape) >= p for name, p in self.plan.graph.masks]
+
+    def _environment(self, x, y, masks) -> dict:
+        g, xp = self.plan.graph, self.xp
+        if len(masks) != len(g.masks):
+            raise ValueError(f"expected {len(g.masks)} dropout masks, got {len(masks)}")
+        env = {g.inputs[0]: xp.asarray(x), g.inputs[1]: xp.asarray(y)}
+        env.update({name: self.params[fqn] for name, fqn in g.params})
+        env.update({name: self.buffers[fqn] for name, fqn in g.buffers})
+        for (name, _), mask in zip(g.masks, masks):
+            env[name] = xp.asarray(mask, dtype=bool)
+        return env
+
+    def _check_batch(self, x, y) -> None:
+        types = self.plan.graph.type_of
+        for name, value in zip(self.plan.graph.inputs, (x, y)):
+            if tuple(np.shape(value)) != types[name].shape:
+                raise ValueError(f"batch shape {tuple(np.shape(value))} differs from the example "
+                                 f"the plan was compiled for, {types[name].shape}; recompile with "
+                                 "an example of this shape")
+
+    def step(self, x, y, masks=None) -> tuple[StepResult, StepTiming]:
+        self._check_batch(x, y)
+        env = self.executor.run(self._environment(x, y, self.draw_masks() if masks is None else masks))
+        self.step_count += 1
+        for fqn, grad_name in self.plan.graph.grads:
+            self.params[fqn], self.opt_state[fqn] = optim.update(
+                self.xp, self.plan.optimizer, self.params[fqn], env[grad_name], self.opt_state[fqn],
+                self.step_count)
+        timing = measure_step(self.xp, self.plan, env, self.harvest)
+        self.last_timing = timing
+        return self._result(float(to_numpy(env[self.plan.graph.loss])), timing), timing
+
+    def _result(self, loss: float, timing: StepTiming) -> StepResult:
+        clock = self.plan.target.clock_hz
+        samples = self.plan.kernels[0].samples
+        busy = sum(float(t.core_busy.sum()) for t in timing.kernels)
+        cores = sum(t.core_busy.size for t in timing.kernels)
+        seconds = timing.cycles / clock
+        return StepResult(self.step_count, loss, timing.cycles, timing.dense_cycles, seconds,
+                          samples / seconds if seconds else 0.0,
+                          busy / (cores * timing.cycles) if cores and timing.cycles else 0.0)
+
+    def state_numpy(self) -> dict[str, np.ndarray]:
+        return {fqn: to_numpy(v) for fqn, v in {**self.params, **self.buffers}.items()}

@@ -1,0 +1,153 @@
+"""compiler.kernels: kernels in pipeline order, each with a loop nest and the streams it measures."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from compiler.frontend import capture
+from compiler.kernels import build_kernels
+from compiler.passes import run_pipeline
+
+
+@pytest.fixture(scope="module")
+def dims(mlp):
+    model, _, (x, _) = mlp
+    return x.shape[0], model.fc1.in_features, model.fc1.out_features, model.fc2.out_features
+
+
+def by_name(kernels):
+    return {k.name: k for k in kernels}
+
+
+def test_pipeline_order(built):
+    kernels, _ = built
+    assert [k.name for k in kernels] == ["fc1", "fc2", "log_softmax"]
+
+
+def test_kernel_of_matches_kernel_ops(built, lowered):
+    kernels, kernel_of = built
+    for k in kernels:
+        assert set(k.ops) == {op for op, name in kernel_of.items() if name == k.name}
+    all_ops = [op for k in kernels for op in k.ops]
+    assert sorted(all_ops) == sorted(op.name for op in lowered.ops)   # a partition
+
+
+def test_kernel_ops_keep_graph_order(built, lowered):
+    kernels, _ = built
+    position = {op.name: i for i, op in enumerate(lowered.ops)}
+    for k in kernels:
+        assert [position[o] for o in k.ops] == sorted(position[o] for o in k.ops)
+
+
+def test_matmul_kernels(built, dims):
+    BATCH, IN, HIDDEN, OUT = dims
+    k = by_name(built[0])
+    for name, (fan_in, fan_out) in {"fc1": (IN, HIDDEN), "fc2": (HIDDEN, OUT)}.items():
+        kern = k[name]
+        assert kern.kind == "matmul"
+        assert kern.nest.extent("i") == fan_in and kern.nest.extent("j") == fan_out
+        assert kern.nest.extent("b") == BATCH and kern.nest.extent("t") == 1
+        assert kern.samples == BATCH
+        assert kern.params == (f"{name}.weight", f"{name}.bias")
+        assert kern.param_numel == fan_in * fan_out + fan_out
+        assert (kern.nest.row_dim, kern.nest.col_dim, kern.nest.reduce_dims) == ("i", "j", ("i",))
+
+
+def test_matmul_nest_roles(built):
+    nest = by_name(built[0])["fc1"].nest
+    roles = {a.tensor: a.role for a in nest.accesses}
+    assert roles == {"x": "stream_in", "w": "resident", "out": "stream_out"}
+    assert str(nest) == "for b, t, i, j: out[b,t,j] += x[b,t,i] * w[i,j]"
+
+
+def test_streams(built, lowered, graph, dims):
+    BATCH, IN, HIDDEN, OUT = dims
+    k = by_name(built[0])
+    fc1, fc2 = k["fc1"], k["fc2"]
+    assert set(fc1.stream) == {"x", "dy"}            # first layer: no dX
+    assert set(fc2.stream) == {"x", "dy", "dx"}
+    assert not fc1.computes_dx and fc2.computes_dx
+    # fc1 reads the user input; fc2 reads the dropout output
+    assert fc1.stream["x"] == lowered.inputs[0]
+    [drop] = [op for op in graph.ops if op.short == "native_dropout"]
+    assert fc2.stream["x"] == drop.outputs[0]
+    # every stream names a value of the graph, with the shape its role implies
+    t = lowered.type_of
+    assert t[fc1.stream["dy"]].shape == (BATCH, HIDDEN)
+    assert t[fc2.stream["dy"]].shape == (BATCH, OUT)
+    assert t[fc2.stream["dx"]].shape == (BATCH, HIDDEN)
+    assert t[fc2.stream["x"]].shape == (BATCH, HIDDEN)
+
+
+def test_dx_stream_is_fc2_dx_matmul(built, lowered):
+    fc2 = by_name(built[0])["fc2"]
+    assert lowered.producer[fc2.stream["dx"]].op == "aten.mm.default"
+    assert fc2.stream["dx"] in fc2.ops
+
+
+def test_generated_kernel(built, lowered, dims):
+    BATCH, IN, HIDDEN, OUT = dims
+    ls = by_name(built[0])["log_softmax"]
+    assert ls.kind == "generated"
+    assert ls.params == () and ls.param_numel == 0
+    assert [d for d, _ in ls.nest.dims] == ["b", "e"]
+    assert ls.nest.extent("b") == BATCH
+    assert ls.nest.extent("e") == OUT               # one row of logits per sample
+    assert ls.nest.flops_per_point >= 1
+    assert lowered.producer[ls.stream["out"]].short == "log_softmax"
+
+
+def test_dense_macs(built, dims):
+    BATCH, IN, HIDDEN, OUT = dims
+    k = by_name(built[0])
+    # first layer: forward + dW; others: forward + dX + dW
+    assert k["fc1"].dense_macs_per_sample == 2 * IN * HIDDEN
+    assert k["fc2"].dense_macs_per_sample == 3 * HIDDEN * OUT
+    ls = k["log_softmax"]
+    assert ls.dense_macs_per_sample == ls.nest.extent("e") * ls.nest.flops_per_point
+
+
+def test_dense_macs_grow_with_layer_size(make_mlp):
+    small = by_name(build_kernels(run_pipeline(capture(*make_mlp(hidden=8), method="aot")))[0])
+    big = by_name(build_kernels(run_pipeline(capture(*make_mlp(hidden=32), method="aot")))[0])
+    assert big["fc1"].dense_macs_per_sample == 4 * small["fc1"].dense_macs_per_sample
+    assert big["fc2"].dense_macs_per_sample == 4 * small["fc2"].dense_macs_per_sample
+
+
+class _Tokens(nn.Module):
+    """Linear layers over (batch, tokens, features): the token dim becomes the nest's `t`."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(8, 12)
+        self.fc2 = nn.Linear(12, 4)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x))).mean(1)
+
+
+def test_tokens_dimension():
+    batch, tokens = 3, 5
+    g = capture(_Tokens(), nn.CrossEntropyLoss(),
+                (torch.randn(batch, tokens, 8), torch.randint(0, 4, (batch,))), method="aot")
+    k = by_name(build_kernels(run_pipeline(g))[0])
+    for name, (fi, fo) in {"fc1": (8, 12), "fc2": (12, 4)}.items():
+        nest = k[name].nest
+        assert (nest.extent("b"), nest.extent("t"), nest.extent("i"), nest.extent("j")) == \
+            (batch, tokens, fi, fo)
+    assert k["fc2"].dense_macs_per_sample == 3 * tokens * 12 * 4
+
+
+@pytest.mark.parametrize("depth", [3])
+def test_deeper_mlp_orders_layers(depth):
+    layers = []
+    for i in range(depth):
+        layers += [nn.Linear(6, 6), nn.ReLU()]
+    model = nn.Sequential(*layers[:-1])
+    g = capture(model, nn.CrossEntropyLoss(), (torch.randn(2, 6), torch.randint(0, 6, (2,))),
+                method="aot")
+    kernels, _ = build_kernels(run_pipeline(g))
+    matmuls = [k.name for k in kernels if k.kind == "matmul"]
+    assert matmuls == [str(2 * i) for i in range(depth)]     # Sequential names "0", "2", "4"
+    assert [k.computes_dx for k in kernels if k.kind == "matmul"] == [False] + [True] * (depth - 1)

@@ -1,0 +1,257 @@
+"""simulator.ops against torch.ops.aten on the same inputs (torch is the oracle; tinygrad's
+helper_test_op pattern): one case per op overload, float32 within 1e-6, integers and bools exact."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from simulator.ops import (
+    ELEMENTWISE_OPS, MATMUL_OPS, OPS, VIEW_OPS, UnsupportedOpError, apply_dropout_mask, dropout_scale, run_op,
+)
+
+_DTYPES = {"float32", "float64", "int64", "int32", "bool"}
+_UNINITIALIZED = {"aten.empty.memory_format", "aten.empty_like.default", "aten.new_empty.default"}
+# torch's vectorized tanh saturates to exactly +-1 a little earlier than NumPy's; gelu's tanh backward
+# multiplies that last-ulp difference by ~x^2, so near |x| = 5 the two differ by a few 1e-6.
+_ATOL = {"gelu_backward_tanh": 5e-6}
+
+
+def _rng():
+    return np.random.default_rng(1234)
+
+
+def _to_torch(v):
+    if isinstance(v, np.ndarray):
+        return torch.from_numpy(v.copy())
+    if isinstance(v, str) and v in _DTYPES:
+        return getattr(torch, v)
+    if isinstance(v, (list, tuple)):
+        return type(v)(_to_torch(i) for i in v)
+    return v
+
+
+def _aten(name):
+    _, base, overload = name.split(".")
+    return getattr(getattr(torch.ops.aten, base), overload)
+
+
+def _build_cases():  # noqa: PLR0915 - one flat table reads best
+    r = _rng()
+    f32 = np.float32
+    x = r.standard_normal((4, 5)).astype(f32)
+    y = r.standard_normal((4, 5)).astype(f32)
+    z = r.standard_normal((4, 5)).astype(f32)
+    g = r.standard_normal((4, 5)).astype(f32)
+    pos = (np.abs(r.standard_normal((4, 5))) + 0.1).astype(f32)
+    x3 = r.standard_normal((2, 3, 4)).astype(f32)
+    m = r.random((4, 5)) > 0.5
+    m2 = r.random((4, 5)) > 0.5
+    ints = r.integers(-9, 10, (4, 5))
+    ints_nz = np.where(ints == 0, 3, ints)
+    perm = np.stack([r.permutation(5)[:3] for _ in range(4)])
+    dup = r.integers(0, 5, (4, 3))
+    emb_idx = r.integers(0, 10, (2, 4))
+    target = r.integers(0, 5, 4)
+    target[1] = -100
+    weight = (r.random(5) + 0.5).astype(f32)
+    lsm = torch.log_softmax(torch.from_numpy(x), 1).numpy()
+    sm = torch.softmax(torch.from_numpy(x), 1).numpy()
+    lx = r.standard_normal((2, 3, 8)).astype(f32)
+    lw, lb = r.standard_normal(8).astype(f32), r.standard_normal(8).astype(f32)
+    _, mean, rstd = (t.numpy() for t in torch.ops.aten.native_layer_norm(
+        torch.from_numpy(lx), [8], torch.from_numpy(lw), torch.from_numpy(lb), 1e-5))
+    go = np.asarray(0.37, dtype=f32)
+    inf_x = x.copy()
+    inf_x[0, :2] = -np.inf
+
+    def total_weight(w, reduction):
+        return torch.ops.aten.nll_loss_forward(torch.from_numpy(lsm), torch.from_numpy(target),
+                                               None if w is None else torch.from_numpy(w), reduction, -100)[1].numpy()
+
+    c = [
+        ("aten.view.default", (x, [5, 4])), ("aten._unsafe_view.default", (x, [20])),
+        ("aten.reshape.default", (x, [2, -1])), ("aten.permute.default", (x3, [2, 0, 1])),
+        ("aten.t.default", (x,)), ("aten.transpose.int", (x3, 0, 2)),
+        ("aten.expand.default", (x[:1], [3, -1, 5])), ("aten.alias.default", (x,)), ("aten.detach.default", (x,)),
+        ("aten.clone.default", (x,)), ("aten.lift_fresh_copy.default", (x,)), ("aten.unsqueeze.default", (x, -1)),
+        ("aten.squeeze.dim", (x[:, None], 1)), ("aten.squeeze.dims", (x[None, :, None], [0, 2])),
+        ("aten.squeeze.default", (x[None, :1],)), ("aten._to_copy.default", (x * 10,), {"dtype": "int64"}),
+        ("aten._to_copy.default", (m,), {"dtype": "float32"}),
+        ("aten.full.default", ([2, 3], 1.5), {"dtype": "float32"}), ("aten.full.default", ([2, 3], 7)),
+        ("aten.zeros.default", ([2, 3],)), ("aten.ones.default", ([2, 3],), {"dtype": "int64"}),
+        ("aten.empty.memory_format", ([2, 3],)), ("aten.scalar_tensor.default", (0,), {"dtype": "int64"}),
+        ("aten.scalar_tensor.default", (2.5,)), ("aten.full_like.default", (x, 3.0)),
+        ("aten.full_like.default", (x, 1), {"dtype": "int64"}), ("aten.fill.Scalar", (x, 2.0)),
+        ("aten.zeros_like.default", (x,)), ("aten.ones_like.default", (x,)), ("aten.empty_like.default", (x,)),
+        ("aten.new_zeros.default", (x, [2])), ("aten.new_ones.default", (x, [2])),
+        ("aten.new_full.default", (x, [2, 2], 3.0)), ("aten.new_empty.default", (x, [2])),
+        ("aten.copy.default", (x, y[:1])), ("aten.arange.default", (5,)), ("aten.arange.start", (2, 7)),
+        ("aten.arange.start_step", (0.0, 1.0, 0.25)),
+        ("aten.add.Tensor", (x, y)), ("aten.add.Tensor", (x, y), {"alpha": 0.37}), ("aten.add.Tensor", (x, 2.5)),
+        ("aten.add.Tensor", (x, ints)), ("aten.add.Scalar", (x, 2.5, 2)), ("aten.sub.Tensor", (x, y)),
+        ("aten.sub.Tensor", (x, y), {"alpha": 0.3}), ("aten.sub.Scalar", (x, 1.5)), ("aten.rsub.Scalar", (x, 1.0)),
+        ("aten.rsub.Tensor", (x, y)), ("aten.mul.Tensor", (x, y)), ("aten.mul.Tensor", (x, 0.4)),
+        ("aten.mul.Tensor", (x, m)), ("aten.mul.Tensor", (x, np.asarray(0.1, np.float64))),
+        ("aten.mul.Scalar", (x, 0.5946035575013605)), ("aten.div.Tensor", (x, pos)),
+        ("aten.div.Tensor", (ints, ints_nz)), ("aten.div.Scalar", (x, 3.0)),
+        ("aten.div.Tensor_mode", (x, pos), {"rounding_mode": "floor"}),
+        ("aten.div.Tensor_mode", (x * 5, pos), {"rounding_mode": "trunc"}),
+        ("aten.maximum.default", (x, y)), ("aten.minimum.default", (x, y)),
+        ("aten.pow.Tensor_Tensor", (pos, y)), ("aten.pow.Scalar", (2.0, x)),
+        *[("aten.pow.Tensor_Scalar", (pos, e)) for e in (2, 3, 0.5, -0.5, -1, -2, 2.5)],
+        ("aten.pow.Tensor_Scalar", (ints, 2)),
+        *[(f"aten.{op}.{kind}", (x, other)) for op in ("eq", "ne", "lt", "le", "gt", "ge")
+          for kind, other in (("Scalar", 0.0), ("Tensor", y))],
+        ("aten.eq.Scalar", (inf_x, -np.inf)), ("aten.ne.Scalar", (ints, 3)),
+        ("aten.logical_and.default", (m, m2)), ("aten.logical_or.default", (m, m2)),
+        ("aten.bitwise_and.Tensor", (m, m2)), ("aten.bitwise_or.Tensor", (m, m2)),
+        ("aten.logical_not.default", (m,)), ("aten.bitwise_not.default", (m,)),
+        ("aten.where.self", (m, x, y)), ("aten.where.ScalarOther", (m, x, 0.0)),
+        ("aten.where.ScalarSelf", (m, 0.0, x)), ("aten.where.Scalar", (m, 1.0, 0.0)),
+        ("aten.clamp.default", (x, -0.5, 0.5)), ("aten.clamp.default", (x, None, 0.2)),
+        ("aten.clamp.default", (ints, -2, 3)), ("aten.clamp_min.default", (x, 0.1)),
+        ("aten.clamp_max.default", (x, 0.1)), ("aten.hardtanh.default", (x * 2,)),
+        ("aten.masked_fill.Scalar", (x, m, -1e9)), ("aten.lerp.Scalar", (x, y, 0.1)),
+        ("aten.lerp.Scalar", (x, y, 0.7)), ("aten.addcmul.default", (x, y, z), {"value": 0.001}),
+        ("aten.addcdiv.default", (x, y, pos), {"value": -0.01}),
+        *[(f"aten.{op}.default", (x,)) for op in ("exp", "tanh", "expm1", "sin", "cos", "neg", "abs", "sign",
+                                                  "square", "erf", "relu", "sigmoid", "silu")],
+        *[(f"aten.{op}.default", (pos,)) for op in ("log", "sqrt", "log1p", "rsqrt", "reciprocal")],
+        ("aten.exp.default", (ints,)), ("aten.neg.default", (ints,)),
+        ("aten.sigmoid_backward.default", (g, 1 / (1 + np.exp(-x)))), ("aten.tanh_backward.default", (g, np.tanh(x))),
+        ("aten.silu_backward.default", (g, x)), ("aten.threshold_backward.default", (g, x, 0)),
+        ("aten.gelu.default", (x * 3,)), ("aten.gelu.default", (x * 3,), {"approximate": "tanh"}),
+        ("aten.gelu_backward.default", (g, x * 3)),
+        ("aten.gelu_backward.default", (g, x * 3), {"approximate": "tanh"}, "gelu_backward_tanh"),
+        ("aten.native_dropout_backward.default", (g, m, 1 / (1 - 0.15))),
+        ("aten.sum.dim_IntList", (x, [1])), ("aten.sum.dim_IntList", (x, [])), ("aten.sum.dim_IntList", (x, None)),
+        ("aten.sum.dim_IntList", (x, [0], True)), ("aten.sum.dim_IntList", (x3, [0, 2])),
+        ("aten.sum.dim_IntList", (m, [1])), ("aten.sum.dim_IntList", (x, [1]), {"dtype": "float64"}),
+        ("aten.sum.default", (x,)), ("aten.sum.default", (ints,)), ("aten.mean.default", (x,)),
+        ("aten.mean.dim", (x, [-1], True)), ("aten.mean.dim", (x3, [])), ("aten.amax.default", (x, [1], True)),
+        ("aten.amax.default", (x,)), ("aten.amin.default", (x3, [0, 1])), ("aten.any.dim", (m, -1, True)),
+        ("aten.any.dims", (m, [0, 1])), ("aten.any.default", (m,)), ("aten.all.dim", (m, 0)),
+        ("aten.all.dims", (m, [1])), ("aten.all.default", (m,)), ("aten.max.dim", (x, 1)),
+        ("aten.max.dim", (x, 0, True)), ("aten.argmax.default", (x, 1)), ("aten.argmax.default", (x,)),
+        ("aten.var_mean.correction", (x, [1]), {"correction": 0, "keepdim": True}, "var_mean"),
+        ("aten.var_mean.correction", (x3,), {}, "var_mean"),
+        ("aten._log_softmax.default", (x, 1, False)), ("aten._log_softmax.default", (x3 * 4, -1, False)),
+        ("aten._softmax.default", (x, 1, False)), ("aten._softmax.default", (x3 * 4, 0, False)),
+        ("aten._log_softmax_backward_data.default", (g, lsm, 1, "float32"), {}, "log_softmax_backward"),
+        ("aten._softmax_backward_data.default", (g, sm, 1, "float32"), {}, "softmax_backward"),
+        ("aten.addmm.default", (y[0, :4], x, y.T)), ("aten.addmm.default", (y[0, :4], x, y.T), {"beta": 0.5, "alpha": 2}),
+        ("aten.mm.default", (x, y.T)), ("aten.bmm.default", (x3, x3.transpose(0, 2, 1))),
+        ("aten.matmul.default", (x3, y.T[:4])),
+        ("aten.gather.default", (x, 1, dup)), ("aten.gather.default", (x, 0, dup[:2] % 4)),
+        ("aten.scatter.value", (x, 1, perm, -1.0)), ("aten.scatter.src", (x, 1, perm, y)),
+        ("aten.scatter_add.default", (x, 1, dup, y)), ("aten.index_select.default", (x, 0, np.array([2, 0, 2]))),
+        ("aten.embedding.default", (r.standard_normal((10, 3)).astype(f32), emb_idx)),
+        ("aten.index.Tensor", (x, [np.array([3, 0, 3])])), ("aten.index.Tensor", (x, [None, np.array([4, 1])])),
+        ("aten.select.int", (x, 1, -1)), ("aten.slice.Tensor", (x, 1, 1, 4)),
+        ("aten.slice.Tensor", (x, 0, 0, 9223372036854775807, 2)),
+        ("aten.index_put.default", (np.zeros((6, 5), f32), [np.array([1, 4, 1, 1])], x, True)),
+        ("aten.index_put.default", (x, [np.array([3, 0])], y[:2])),
+        ("aten.embedding_dense_backward.default", (r.standard_normal((2, 4, 3)).astype(f32), emb_idx, 10, -1, False)),
+        ("aten.embedding_dense_backward.default", (r.standard_normal((2, 4, 3)).astype(f32), emb_idx, 10, 3, True)),
+        ("aten.cat.default", ([x, y],)), ("aten.cat.default", ([x, y[:, :2]], -1)),
+        ("aten.cat.default", ([x, np.zeros(0, f32)],)), ("aten.split.Tensor", (x, 2, 1)),
+        ("aten.split_with_sizes.default", (x, [1, 3])), ("aten.slice_backward.default", (g[:, :3], [4, 5], 1, 1, 4, 1)),
+        ("aten.select_backward.default", (g[:, 0], [4, 5], 1, 2)),
+        *[("aten.nll_loss_forward.default", (lsm, target, w, red, -100)) for w in (None, weight) for red in (0, 1, 2)],
+        *[("aten.nll_loss_backward.default",
+           (go if red else g[:, 0], lsm, target, w, red, -100, total_weight(w, red)))
+          for w in (None, weight) for red in (0, 1, 2)],
+        *[("aten.mse_loss.default", (x, y, red)) for red in (0, 1, 2)],
+        ("aten.mse_loss_backward.default", (go, x, y, 1)), ("aten.mse_loss_backward.default", (g, x, y, 0)),
+        ("aten.native_layer_norm.default", (lx, [8], lw, lb, 1e-5)),
+        ("aten.native_layer_norm.default", (lx, [3, 8], None, None, 1e-5), {}, "layer_norm_nw"),
+        ("aten.native_layer_norm_backward.default",
+         (lx * 0 + r.standard_normal(lx.shape).astype(f32), lx, [8], mean, rstd, lw, lb, [True, True, True])),
+        ("aten.native_layer_norm_backward.default",
+         (r.standard_normal(lx.shape).astype(f32), lx, [8], mean, rstd, lw, lb, [True, False, True])),
+    ]
+    out = []
+    for case in c:
+        name, args, kwargs, tag = (*case, {}, None)[:4]
+        tag = tag or name.removeprefix("aten.").split(".")[0].lstrip("_")
+        out.append(pytest.param(name, args, kwargs or {}, _ATOL.get(tag, 1e-6), id=f"{name}-{len(out)}"))
+    return out
+
+
+CASES = _build_cases()
+
+
+def _compare(mine, ref, name, atol):
+    if isinstance(ref, (tuple, list)):
+        assert isinstance(mine, tuple) and len(mine) == len(ref)
+        for a, b in zip(mine, ref):
+            if b is not None:
+                _compare(a, b, name, atol)
+        return
+    ref = ref.numpy()
+    assert isinstance(mine, np.ndarray), type(mine)
+    assert mine.shape == ref.shape
+    assert mine.dtype == ref.dtype, (mine.dtype, ref.dtype)
+    if name in _UNINITIALIZED:
+        return
+    if ref.dtype.kind == "f":
+        np.testing.assert_allclose(mine, ref, rtol=1e-6, atol=atol)
+    else:
+        np.testing.assert_array_equal(mine, ref)
+
+
+@pytest.mark.parametrize(("name", "args", "kwargs", "atol"), CASES)
+def test_op_matches_torch(name, args, kwargs, atol):
+    mine = run_op(np, name, args, kwargs)
+    ref = _aten(name)(*_to_torch(args), **{k: _to_torch(v) for k, v in kwargs.items()})
+    _compare(mine, ref, name, atol)
+
+
+def test_every_op_has_a_case_and_exists_in_torch():
+    assert {p.values[0] for p in CASES} == set(OPS)
+    for name in OPS:
+        _aten(name)  # raises if the overload name is misspelled
+
+
+def test_op_classes_are_subsets_of_the_table():
+    assert VIEW_OPS | ELEMENTWISE_OPS | MATMUL_OPS <= set(OPS)
+    assert MATMUL_OPS == {"aten.mm.default", "aten.addmm.default", "aten.bmm.default", "aten.matmul.default"}
+    assert "aten.view.default" in VIEW_OPS and "aten.where.self" in ELEMENTWISE_OPS
+    assert "aten.native_dropout.default" not in OPS  # the compiler rewrites it to take mask inputs
+
+
+def test_python_scalars_do_not_promote_float32():
+    x = np.ones((3,), np.float32)
+    for name, args in [("aten.mul.Tensor", (x, 0.1)), ("aten.add.Tensor", (x, 1e-8)),
+                       ("aten.add.Tensor", (x, x)), ("aten.div.Tensor", (x, 3.0))]:
+        assert run_op(np, name, args, {"alpha": 0.3} if name == "aten.add.Tensor" else {}).dtype == np.float32
+
+
+def test_reductions_return_arrays_not_scalars():
+    out = run_op(np, "aten.sum.dim_IntList", (np.ones((2, 2), np.float32), []), {})
+    assert isinstance(out, np.ndarray) and out.shape == () and out == 4
+
+
+@pytest.mark.parametrize("p", [0.1, 0.15, 0.3, 0.5])
+def test_dropout_mask_matches_eager(p):
+    x = torch.randn(64, 33)
+    torch.manual_seed(0)
+    xg = x.clone().requires_grad_()
+    out = torch.nn.functional.dropout(xg, p, training=True)
+    g = torch.randn_like(out)
+    out.backward(g)
+    mask = (out != 0).numpy()
+    mine, mask_out = apply_dropout_mask(np, x.numpy(), mask, p)
+    np.testing.assert_array_equal(mine, out.detach().numpy())  # bit-exact
+    assert mask_out.dtype == np.bool_
+    grad = run_op(np, "aten.native_dropout_backward.default", (g.numpy(), mask, float(dropout_scale(p))))
+    np.testing.assert_array_equal(grad, xg.grad.numpy())
+
+
+def test_unknown_op_raises_naming_it():
+    with pytest.raises(UnsupportedOpError) as info:
+        run_op(np, "aten.foo.default", (np.ones(2),))
+    assert info.value.op == "aten.foo.default"
+    assert "aten.foo.default" in str(info.value) and "aten.addmm.default" in str(info.value)
+    assert isinstance(info.value, KeyError)

@@ -1,0 +1,167 @@
+"""The public API's core: `compile` a torch training setup into a Session that trains on the wafer."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+from compiler import ConfigError, Plan, Target, compile_plan, wafer as _wafer
+from compiler.frontend import capture, module_of_ops, optimizer_spec
+from compiler.passes import run_pipeline
+from simulator.backend import get_backend
+from simulator.executor import unsupported_ops
+from simulator.ops import UnsupportedOpError as _KernelMissing
+from simulator.report import build_report
+from simulator.training import StepResult, Trainer
+
+from .report import Report
+
+
+class UnsupportedOpError(_KernelMissing):
+    """The model uses an ATen op the wafer has no kernel for; names the op and its module."""
+
+    def __init__(self, op: str, module: str):
+        super().__init__(op)
+        self.module = module
+
+    def __str__(self) -> str:
+        return (f"unsupported op: ATen op {self.op!r} from module {self.module!r} has no wafer "
+                f"kernel. Replace that layer with a supported one, or add a kernel for the op to "
+                f"simulator/ops.py")
+
+
+@dataclass(frozen=True)
+class Sparsity:
+    """What the wafer does with zeros. `harvest=False` gives the dense baseline of the same run."""
+    harvest: bool = True
+
+    @classmethod
+    def parse(cls, value: "Sparsity | dict | None") -> "Sparsity":
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"sparsity must be a wb.Sparsity or a dict, got {type(value).__name__}")
+        allowed = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(value) - allowed
+        if unknown:
+            raise ConfigError(f"unknown sparsity key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+        if not isinstance(value.get("harvest", True), bool):
+            raise ConfigError(f"sparsity harvest must be true or false, got {value['harvest']!r}")
+        return cls(**value)
+
+
+class History(list):
+    """The StepResults of a `train` call, in order."""
+
+    @property
+    def losses(self) -> list[float]:
+        return [r.loss for r in self]
+
+    def plot(self, ax=None):
+        from .plots import plot_history
+        return plot_history(self, ax=ax)
+
+
+class Session:
+    """A model compiled for a wafer: `step`, `train`, `state_dict`, `report`, `plan`."""
+
+    def __init__(self, plan: Plan, trainer: Trainer, model: torch.nn.Module, sparsity: Sparsity):
+        self.plan, self._trainer, self._model, self.sparsity = plan, trainer, model, sparsity
+        self.history = History()
+
+    @property
+    def backend(self) -> str:
+        return self._trainer.backend.name
+
+    def step(self, x, y, dropout_masks=None) -> StepResult:
+        """One training step on the batch (x, y). `dropout_masks` (keep-masks in forward order)
+        replaces the host's own draw, e.g. to replay the masks torch drew."""
+        masks = None if dropout_masks is None else [_numpy(m) for m in dropout_masks]
+        result, _ = self._trainer.step(_numpy(x), _numpy(y), masks)
+        self.history.append(result)
+        return result
+
+    def train(self, batches: Iterable, steps: int | None = None, progress: bool = True) -> History:
+        """Train on `batches` ((x, y) pairs) for `steps` steps or until they run out. An
+        interrupted run (Ctrl-C, or an error in the data) keeps every step it finished."""
+        from tqdm.auto import tqdm
+        if steps is not None and (not isinstance(steps, int) or steps < 0):
+            raise ConfigError(f"steps must be a non-negative integer or None, got {steps!r}")
+        done = History()
+        bar = tqdm(total=steps, disable=not progress, desc="training on the wafer", unit="step")
+        try:
+            for i, (x, y) in enumerate(batches):
+                if steps is not None and i >= steps:
+                    break
+                done.append(self.step(x, y))
+                bar.update(1)
+                bar.set_postfix(loss=f"{done[-1].loss:.4f}")
+        except KeyboardInterrupt:
+            bar.write(f"interrupted after {len(done)} steps; their results are kept")
+        finally:
+            bar.close()
+        return done
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Parameters and buffers as torch tensors, same keys and shapes as model.state_dict()."""
+        arrays = self._trainer.state_numpy()
+        reference = self._model.state_dict()
+        return {k: torch.from_numpy(np.array(arrays[k])).to(v.dtype).reshape(v.shape)
+                if k in arrays else v.detach().clone() for k, v in reference.items()}
+
+    def report(self) -> Report:
+        if self._trainer.last_timing is None:
+            raise RuntimeError("no step has run yet: call session.step(x, y) or session.train(...) "
+                               "before session.report()")
+        base = build_report(self.plan, self._trainer.last_timing, self.sparsity.harvest)
+        return Report(**dataclasses.asdict(base) | {"link_load": base.link_load})
+
+
+def _numpy(value) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def compile(model: torch.nn.Module, loss_fn: Callable, example: tuple, optimizer: Any,
+            wafer: "str | Target" = "classroom", sparsity=None, mapping="auto", backend: str = "auto",
+            seed: int = 0, capture_method: str = "auto", density: float = 1.0) -> Session:
+    """Capture, compile, map and place `model`'s training step; return a Session to train it."""
+    target = _wafer(wafer)
+    sparsity = Sparsity.parse(sparsity)
+    if not isinstance(seed, int):
+        raise ConfigError(f"seed must be an integer, got {seed!r}")
+    spec = optimizer_spec(optimizer)
+    chosen = get_backend(backend)
+    graph = run_pipeline(capture(model, loss_fn, example, method=capture_method))
+    _refuse_unsupported(graph, model, loss_fn, example)
+    plan = compile_plan(graph, target, spec, mapping=mapping, density=density)
+    params = {k: v.detach().cpu().numpy().copy() for k, v in model.named_parameters()}
+    buffers = {k: v.detach().cpu().numpy().copy() for k, v in model.named_buffers()}
+    trainer = Trainer(plan, params, buffers, chosen, harvest=sparsity.harvest, seed=seed)
+    return Session(plan, trainer, model, sparsity)
+
+
+def _refuse_unsupported(graph, model, loss_fn, example) -> None:
+    missing = unsupported_ops(graph)
+    if not missing:
+        return
+    owners = module_of_ops(model, loss_fn, example)
+    op = missing[0]
+    owner = owners.get(op.name.split("#")[0]) or _nearest_owner(graph, op, owners)
+    raise UnsupportedOpError(op.op, module=owner)
+
+
+def _nearest_owner(graph, op, owners: dict) -> str:
+    """A backward op has no module of its own: name the module of the forward value it reads."""
+    for ref in op.refs():
+        producer = graph.producer.get(ref)
+        name = producer.name.split("#")[0] if producer is not None else None
+        if name in owners:
+            return f"{owners[name]} (backward)"
+    return "the loss function" if owners else "unknown module"
