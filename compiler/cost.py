@@ -61,13 +61,13 @@ def tile_sizes(extent: int, parts: int) -> np.ndarray:
 
 def _wavelets(nnz, length, tokens: int, target: Target, harvest: bool):
     dense = tokens * np.ceil(length / target.dense_values_per_wavelet)
-    return np.minimum(nnz, dense) if harvest else np.broadcast_to(dense, np.broadcast(nnz, dense).shape)
+    return np.minimum(nnz, dense) if harvest else dense
 
 
 def matmul_components(nnz_x, nnz_dy, tile_k, tile_n, target: Target, harvest: bool = True,
                       tokens: int = 1, pairs=None, computes_dx: bool = True) -> dict:
-    """Per-sample, per-core cycle components, each shaped (samples, rows, cols):
-    `fwd_compute`, `fwd_link`, `bwd_compute`, `bwd_link`, plus the MAC counts `macs`.
+    """Per-sample, per-core cycle components `fwd_compute`, `fwd_link`, `bwd_compute`,
+    `bwd_link`, each broadcastable to (samples, rows, cols), and `macs`, the total MAC count.
 
     `nnz_x` (samples, rows) counts the non-zeros of each sample's x row-tile over its `tokens`
     rows; `nnz_dy` (samples, cols) likewise for dY; `pairs` (samples, rows, cols) is
@@ -77,25 +77,24 @@ def matmul_components(nnz_x, nnz_dy, tile_k, tile_n, target: Target, harvest: bo
     """
     tk = np.asarray(tile_k, dtype=np.float64)[None, :, None]
     tn = np.asarray(tile_n, dtype=np.float64)[None, None, :]
+    samples = np.shape(nnz_x)[0]
     if harvest:
         a = np.asarray(nnz_x, dtype=np.float64)[:, :, None]
         g = np.asarray(nnz_dy, dtype=np.float64)[:, None, :]
         dw = a * g / tokens if pairs is None else np.asarray(pairs, dtype=np.float64)
     else:
-        samples = np.shape(nnz_x)[0]
-        a = np.broadcast_to(tokens * tk, (samples,) + tk.shape[1:])
-        g = np.broadcast_to(tokens * tn, (samples,) + tn.shape[1:])
+        a, g = tokens * tk, tokens * tn
         dw = tokens * tk * tn
-    shape = np.broadcast(a, g).shape
     simd = target.simd
-    dx_macs = g * tk if computes_dx else 0.0 * g
-    macs = a * tn + dx_macs + dw
+    dx_macs = g * tk if computes_dx else np.zeros_like(g)
+    fwd_compute = np.ceil(a * tn / simd)
     fwd_link = np.maximum(_wavelets(a, tk, tokens, target, harvest), tokens * tn)
+    bwd_compute = np.ceil(dx_macs / simd) + np.ceil(dw / simd)
     bwd_link = np.maximum(_wavelets(g, tn, tokens, target, harvest), tokens * tk * computes_dx)
-    parts = {"fwd_compute": np.ceil(a * tn / simd), "fwd_link": fwd_link,
-             "bwd_compute": np.ceil(dx_macs / simd) + np.ceil(dw / simd), "bwd_link": bwd_link,
-             "macs": macs}
-    return {name: np.broadcast_to(v, shape) for name, v in parts.items()}
+    per_sample = 1 if harvest else samples
+    macs = per_sample * (float(np.sum(a * tn)) + float(np.sum(dx_macs)) + float(np.sum(dw)))
+    return {"fwd_compute": fwd_compute, "fwd_link": fwd_link, "bwd_compute": bwd_compute,
+            "bwd_link": bwd_link, "macs": macs}
 
 
 def matmul_cycles(*args, **kwargs):

@@ -42,11 +42,13 @@ def dropout_scale(p: float) -> float:
 
 
 def rewrite_dropout(graph: Graph) -> Graph:
-    """Replace each native_dropout with `x * float(mask) * 1/(1-p)` over a new mask input."""
+    """Replace each native_dropout with `x * float(mask) * scale` over a new mask input, and
+    give the backward's scaling of the same mask eager's rounding of the scale too."""
     ops, masks, types = [], list(graph.masks), dict(graph.types)
+    mask_p: dict[str, float] = {}          # mask and its float copies -> p
     for op in graph.ops:
         if op.op != "aten.native_dropout.default":
-            ops.append(op)
+            ops.append(_rescale_backward(op, mask_p))
             continue
         x, p, train = (list(op.args) + [True])[:3]
         out, mask_out = op.outputs
@@ -56,6 +58,7 @@ def rewrite_dropout(graph: Graph) -> Graph:
                     Op("aten.ones_like.default", (x,), (("dtype", "bool"),), (mask_out,))]
             continue
         masks.append((mask_out, p))
+        mask_p[mask_out] = p
         types[mask_out] = TensorType(types[out].shape, "bool")
         as_float, scaled = f"{out}_maskf", f"{out}_scale"
         types[as_float] = types[scaled] = TensorType(types[out].shape, types[out].dtype)
@@ -63,6 +66,23 @@ def rewrite_dropout(graph: Graph) -> Graph:
                 Op("aten.mul.Tensor", (Ref(as_float), dropout_scale(p)), (), (scaled,)),
                 Op("aten.mul.Tensor", (x, Ref(scaled)), (), (out,))]
     return verify(graph.replace(ops=tuple(ops), masks=tuple(masks), types=tuple(types.items())))
+
+
+def _rescale_backward(op: Op, mask_p: dict[str, float]) -> Op:
+    """Backward multiplies by the mask times the literal 1/(1-p): swap in eager's scale."""
+    refs = [r for r in op.refs() if r in mask_p]
+    if not refs:
+        return op
+    p = mask_p[refs[0]]
+    if op.op == "aten._to_copy.default":
+        mask_p[op.name] = p
+        return op
+    if op.op not in ("aten.mul.Tensor", "aten.native_dropout_backward.default"):
+        return op
+    exact = 1.0 / (1.0 - p)
+    args = tuple(dropout_scale(p) if isinstance(a, float) and abs(a - exact) < 1e-12 else a
+                 for a in op.args)
+    return Op(op.op, args, op.kwargs, op.outputs)
 
 
 def param_root(graph: Graph) -> dict[str, str]:

@@ -6,8 +6,13 @@ steady-state rate is set by the region with the largest sum. The recurrence
 
     finish[k][s] = max(finish[k-1][s] + hops[k], finish[k][s-1]) + t[k][s]
 
-is evaluated one anti-diagonal (k + s = d) at a time: every cell on a diagonal depends only on
-the previous diagonal, so each diagonal is one vectorized update.
+is evaluated one stage at a time with array operations over all samples. For a fixed stage k,
+with a[s] = finish[k-1][s] + hops[k] and C the running sum of t[k], the recurrence unrolls to
+the max-plus prefix scan
+
+    finish[k][s] = C[s] + max_{j <= s} (a[j] - C[j-1]),
+
+so each stage is a cumsum and a maximum.accumulate, exact in float64 for integer cycles.
 """
 from __future__ import annotations
 
@@ -17,15 +22,15 @@ import numpy as np
 def pipeline_finish(stage_cycles: np.ndarray, hops: np.ndarray) -> np.ndarray:
     """finish[k, s] for stage times `stage_cycles` (stages, samples) and entry `hops` (stages,)."""
     t = np.asarray(stage_cycles, dtype=np.float64)
-    stages, samples = t.shape
     hops = np.asarray(hops, dtype=np.float64)
-    padded = np.zeros((stages + 1, samples + 1))   # row 0 / column 0 are the "before" boundary
-    for d in range(stages + samples - 1):
-        k = np.arange(max(0, d - samples + 1), min(stages, d + 1))
-        s = d - k
-        ready = np.maximum(padded[k, s + 1] + hops[k], padded[k + 1, s])
-        padded[k + 1, s + 1] = ready + t[k, s]
-    return padded[1:, 1:]
+    finish = np.empty_like(t)
+    arrival = np.zeros(t.shape[1])
+    for k in range(t.shape[0]):
+        running = np.cumsum(t[k])
+        before = running - t[k]
+        finish[k] = running + np.maximum.accumulate(arrival + hops[k] - before)
+        arrival = finish[k]
+    return finish
 
 
 def step_cycles(stage_cycles: np.ndarray, hops: np.ndarray, return_hops: float,

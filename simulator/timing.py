@@ -7,6 +7,7 @@ model. Stages are combined with the pipeline recurrence in `compiler.pipeline`.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,7 +49,7 @@ def tile_nonzeros(xp, values, parts: int):
     pad = step * parts - features
     if pad:
         nz = xp.concatenate([nz, xp.zeros((samples, tokens, pad), dtype=bool)], axis=2)
-    return nz.reshape(samples, tokens, parts, step).sum(axis=3)
+    return xp.count_nonzero(nz.reshape(samples, tokens, parts, step), axis=3)
 
 
 def _as_sample_major(value, samples: int):
@@ -56,42 +57,55 @@ def _as_sample_major(value, samples: int):
     return value.reshape(samples, -1, value.shape[-1])
 
 
+def _stream_counts(xp, kernel: Kernel, mapping, env: dict):
+    """Per-sample non-zero counts of x per row tile and dY per column tile, and the dW pairs."""
+    n = kernel.nest
+    samples, tokens, width = kernel.samples, n.extent("t"), n.extent("j")
+    x = _as_sample_major(env[kernel.stream["x"]], samples)
+    if "dy" in kernel.stream:
+        dy = env[kernel.stream["dy"]]
+        dy = _as_sample_major(dy.T if dy.shape[-1] != width else dy, samples)
+    else:
+        dy = xp.ones((samples, tokens, width), dtype=bool)
+    nx, ndy = tile_nonzeros(xp, x, mapping.rows), tile_nonzeros(xp, dy, mapping.cols)
+    if tokens == 1:
+        nx, ndy = to_numpy(nx[:, 0]), to_numpy(ndy[:, 0])
+        return nx, ndy, None
+    pairs = to_numpy(xp.einsum("str,stc->src", nx.astype(xp.float64), ndy.astype(xp.float64)))
+    return to_numpy(nx.sum(axis=1)), to_numpy(ndy.sum(axis=1)), pairs
+
+
 def measure_matmul(xp, kernel: Kernel, mapping, env: dict, target, harvest: bool,
                    update: float) -> KernelTiming:
-    n = kernel.nest
-    k, nn_, tokens, samples = n.extent("i"), n.extent("j"), n.extent("t"), kernel.samples
-    x = _as_sample_major(env[kernel.stream["x"]], samples)
-    dy = env.get(kernel.stream.get("dy")) if "dy" in kernel.stream else None
-    dy = _as_sample_major(dy, samples) if dy is not None else xp.ones((samples, tokens, nn_))
-    if dy.shape[-1] != nn_ and dy.shape[-2] == nn_:  # stored transposed
-        dy = dy.swapaxes(-1, -2)
-    nx = tile_nonzeros(xp, x, mapping.rows)
-    ndy = tile_nonzeros(xp, dy, mapping.cols)
-    pairs = to_numpy(xp.einsum("str,stc->src", nx.astype(xp.float64), ndy.astype(xp.float64)))
-    nx, ndy = to_numpy(nx.sum(axis=1)), to_numpy(ndy.sum(axis=1))
-    tk, tn = tile_sizes(k, mapping.rows), tile_sizes(nn_, mapping.cols)
-    args = dict(tokens=tokens, computes_dx=kernel.computes_dx)
-    real = cost.matmul_components(nx, ndy, tk, tn, target, harvest, pairs=pairs, **args)
-    dense = cost.matmul_components(nx, ndy, tk, tn, target, False, **args)
-    return _matmul_timing(kernel, mapping, real, dense, target, update)
+    nx, ndy, pairs = _stream_counts(xp, kernel, mapping, env)
+    tk, tn = tile_sizes(kernel.nest.extent("i"), mapping.rows), tile_sizes(kernel.nest.extent("j"), mapping.cols)
+    real = cost.matmul_components(nx, ndy, tk, tn, target, harvest, tokens=kernel.nest.extent("t"),
+                                  pairs=pairs, computes_dx=kernel.computes_dx)
+    dense_cycles, dense_macs = _dense(kernel, mapping, target)
+    overhead = target.kernel_overhead_cycles
+    core = np.broadcast_to(_per_core(real), (kernel.samples, mapping.rows, mapping.cols))
+    busy = np.zeros((mapping.rows, mapping.width))
+    for q in range(mapping.replicas):                        # sample s runs on replica s % r
+        busy[:, q * mapping.cols:(q + 1) * mapping.cols] = core[q::mapping.replicas].sum(axis=0) + update
+    compute = np.broadcast_to(real["fwd_compute"] + real["bwd_compute"], core.shape).max(axis=(1, 2))
+    link = np.broadcast_to(np.maximum(real["fwd_link"], real["bwd_link"]), core.shape).max(axis=(1, 2))
+    return KernelTiming(kernel.name, core.max(axis=(1, 2)) + overhead,
+                        np.full(kernel.samples, dense_cycles + overhead), float(compute.mean()),
+                        float(link.mean()), busy, update, real["macs"], dense_macs)
+
+
+@functools.lru_cache(maxsize=256)
+def _dense(kernel: Kernel, mapping, target) -> tuple[float, float]:
+    """Per-sample cycles and step MACs with harvesting off: a function of shapes alone."""
+    tk, tn = tile_sizes(kernel.nest.extent("i"), mapping.rows), tile_sizes(kernel.nest.extent("j"), mapping.cols)
+    dense = cost.matmul_components(np.zeros((kernel.samples, mapping.rows)),
+                                   np.zeros((kernel.samples, mapping.cols)), tk, tn, target, False,
+                                   tokens=kernel.nest.extent("t"), computes_dx=kernel.computes_dx)
+    return float(_per_core(dense).max()), dense["macs"]
 
 
 def _per_core(c: dict) -> np.ndarray:
     return np.maximum(c["fwd_compute"], c["fwd_link"]) + np.maximum(c["bwd_compute"], c["bwd_link"])
-
-
-def _matmul_timing(kernel, mapping, real, dense, target, update) -> KernelTiming:
-    overhead = target.kernel_overhead_cycles
-    core = _per_core(real)                                   # (samples, rows, cols)
-    busy = np.zeros((mapping.rows, mapping.width))
-    for q in range(mapping.replicas):                        # sample s runs on replica s % r
-        busy[:, q * mapping.cols:(q + 1) * mapping.cols] = core[q::mapping.replicas].sum(axis=0) + update
-    compute = (real["fwd_compute"] + real["bwd_compute"]).max(axis=(1, 2))
-    link = np.maximum(real["fwd_link"], real["bwd_link"]).max(axis=(1, 2))
-    return KernelTiming(kernel.name, core.max(axis=(1, 2)) + overhead,
-                        _per_core(dense).max(axis=(1, 2)) + overhead, float(compute.mean()),
-                        float(link.mean()), busy, update, float(real["macs"].sum()),
-                        float(dense["macs"].sum()))
 
 
 def measure_generated(kernel: Kernel, mapping, target, update: float) -> KernelTiming:

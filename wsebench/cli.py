@@ -55,7 +55,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def demo(out: Path, steps: int | None, progress: bool = True) -> int:
-    """The default config twice, harvesting on and off (same seed, same data and masks)."""
+    runs = demo_runs(steps, progress)
+    return _finish(out, runs, "wsebench demo: ReLU MLP with dropout on the classroom wafer")
+
+
+def demo_runs(steps: int | None = None, progress: bool = True) -> dict:
+    """The default config twice, harvesting on and off (same seed, so same data and masks)."""
     from .config import default_config, run, validate
     config = default_config()
     if steps is not None:
@@ -65,7 +70,7 @@ def demo(out: Path, steps: int | None, progress: bool = True) -> int:
     for label, harvest in (("harvest on", True), ("harvest off (dense baseline)", False)):
         variant = {**config, "sparsity": {**config["sparsity"], "harvest": harvest}}
         runs[label] = run(variant, progress=progress)
-    return _finish(out, runs, "wsebench demo: ReLU MLP with dropout on the classroom wafer")
+    return runs
 
 
 def run_file(path: str, out: Path, steps: int | None, progress: bool = True) -> int:

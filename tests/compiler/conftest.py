@@ -97,16 +97,16 @@ def generated_kernel(name="gen", elements=64, samples=4, flops=4) -> Kernel:
                   samples, 0)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_matmul():
     return matmul_kernel
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_generated():
     return generated_kernel
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_mlp():
     return mlp_case

@@ -94,3 +94,28 @@ def test_losses_match_torch_step_by_step():
         opt.step()
         result = session.step(x, y, dropout_masks=rec.masks)
         assert abs(result.loss - loss.item()) <= 1e-5 * max(1.0, abs(loss.item()))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("simulator.backend", fromlist=["x"]).cuda_available(),
+                    reason="needs CUDA and CuPy")
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_relu_dropout_mlp_matches_torch_on_cupy(name):
+    make_opt, atol = OPTIMIZERS[name]
+    model = wb.models.mlp(12, 48, 5, depth=3, activation="relu", dropout=0.3)
+    batches = _batches()
+    reference, masks = train_eager(model, nn.CrossEntropyLoss(), make_opt, batches)
+    session = wb.compile(model, nn.CrossEntropyLoss(), example=batches[0],
+                         optimizer=make_opt(model.parameters()), backend="cupy")
+    assert session.backend == "cupy"
+    for (x, y), step_masks in zip(batches, masks):
+        session.step(x, y, dropout_masks=step_masks)
+    _assert_same_parameters(session, reference, atol)
+
+
+@pytest.mark.parametrize("p", [0.42, 0.71])
+def test_dropout_scale_rounds_like_eager(p):
+    make_opt, atol = OPTIMIZERS["sgd"]
+    model = wb.models.mlp(12, 32, 5, depth=3, activation="relu", dropout=p)
+    session, reference = _train_both(model, nn.CrossEntropyLoss(), make_opt, _batches(steps=5))
+    _assert_same_parameters(session, reference, atol)

@@ -1,0 +1,108 @@
+"""compiler.pipeline: the wavefront evaluation of the pipeline recurrence, and step time."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from compiler.pipeline import pipeline_finish, step_cycles
+
+
+def reference_finish(t, hops):
+    """finish[k][s] = max(finish[k-1][s] + hops[k], finish[k][s-1]) + t[k][s], as a double loop."""
+    stages, samples = len(t), len(t[0])
+    finish = [[0.0] * samples for _ in range(stages)]
+    for k in range(stages):
+        for s in range(samples):
+            above = finish[k - 1][s] if k > 0 else 0.0
+            left = finish[k][s - 1] if s > 0 else 0.0
+            finish[k][s] = max(above + hops[k], left) + t[k][s]
+    return np.array(finish)
+
+
+def test_matches_reference_on_random_inputs():
+    r = np.random.default_rng(0)
+    for _ in range(200):
+        stages, samples = int(r.integers(1, 9)), int(r.integers(1, 20))
+        t = r.integers(0, 50, size=(stages, samples)).astype(float)
+        if r.random() < 0.5:
+            t = r.exponential(10.0, size=(stages, samples))
+        hops = r.integers(0, 10, size=stages).astype(float)
+        np.testing.assert_allclose(pipeline_finish(t, hops), reference_finish(t.tolist(), hops.tolist()))
+
+
+def test_shape_and_monotonicity():
+    r = np.random.default_rng(1)
+    t = r.random((4, 7)) * 10
+    f = pipeline_finish(t, np.zeros(4))
+    assert f.shape == (4, 7)
+    assert (np.diff(f, axis=0) >= t[1:] - 1e-12).all()     # a sample finishes stages in order
+    assert (np.diff(f, axis=1) >= t[:, 1:] - 1e-12).all()  # a stage finishes samples in order
+
+
+def test_single_stage_is_a_sum():
+    t = np.array([[3.0, 1.0, 4.0, 1.0, 5.0]])
+    np.testing.assert_allclose(pipeline_finish(t, np.array([2.0]))[0], 2 + np.cumsum(t[0]))
+
+
+def test_single_sample_is_latency():
+    t = np.array([[3.0], [1.0], [4.0]])
+    hops = np.array([0.0, 2.0, 5.0])
+    assert pipeline_finish(t, hops)[-1, 0] == pytest.approx(t.sum() + hops.sum())
+
+
+def test_accepts_lists():
+    np.testing.assert_allclose(pipeline_finish([[1, 2], [3, 4]], [0, 0]),
+                               reference_finish([[1, 2], [3, 4]], [0, 0]))
+
+
+def test_throughput_is_set_by_the_slowest_stage():
+    """With many samples, each extra sample costs the bottleneck stage's time."""
+    r = np.random.default_rng(2)
+    for _ in range(20):
+        stages = int(r.integers(2, 6))
+        per_stage = r.integers(1, 40, size=stages).astype(float)
+        hops = r.integers(0, 5, size=stages).astype(float)
+
+        def cycles(samples):
+            return step_cycles(np.repeat(per_stage[:, None], samples, axis=1), hops, 0.0, np.zeros(stages))
+
+        n = 50
+        assert cycles(2 * n) - cycles(n) == pytest.approx(n * per_stage.max())
+
+
+def test_doubling_the_bottleneck_doubles_the_rate_term():
+    per_stage = np.array([5.0, 20.0, 8.0])
+    hops = np.zeros(3)
+    n = 200
+
+    def cycles(times):
+        return step_cycles(np.repeat(times[:, None], n, axis=1), hops, 0.0, np.zeros(3))
+
+    base = cycles(per_stage)
+    slower = per_stage.copy()
+    slower[1] *= 2
+    # the bottleneck's extra time is paid once per sample
+    assert cycles(slower) - base == pytest.approx(n * per_stage[1])
+    # a non-bottleneck stage that stays below the bottleneck costs only its latency
+    faster_side = per_stage.copy()
+    faster_side[0] *= 2
+    assert cycles(faster_side) - base == pytest.approx(per_stage[0])
+
+
+def test_step_time_approaches_samples_times_slowest():
+    per_stage = np.array([3.0, 11.0, 7.0, 2.0])
+    for samples in (100, 1000):
+        c = step_cycles(np.repeat(per_stage[:, None], samples, axis=1), np.ones(4), 0.0, np.zeros(4))
+        assert c / (samples * per_stage.max()) == pytest.approx(1.0, rel=0.05)
+
+
+def test_step_adds_return_hops_and_slowest_update():
+    t = np.array([[2.0, 3.0], [4.0, 1.0]])
+    hops = np.array([0.0, 3.0])
+    finish = pipeline_finish(t, hops)[-1, -1]
+    assert step_cycles(t, hops, 0.0, np.zeros(2)) == finish
+    assert step_cycles(t, hops, 7.0, np.array([5.0, 9.0])) == finish + 7.0 + 9.0
+
+
+def test_empty_step():
+    assert step_cycles(np.zeros((0, 0)), np.zeros(0), 5.0, np.zeros(0)) == 0.0
