@@ -41,6 +41,7 @@ class Mapping:
             value = getattr(self, field)
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"Mapping.{field} must be a positive integer, got {value!r}")
+            object.__setattr__(self, field, int(value))
 
     @property
     def cores(self) -> int:
@@ -155,7 +156,7 @@ def memory_per_core(kernel: Kernel, mapping: Mapping, target: Target, optimizer:
     if kernel.kind == "matmul":
         tokens = kernel.nest.extent("t")
         stash = math.ceil(kernel.nest.extent("i") / mapping.rows) * tokens
-        buffers = (math.ceil(kernel.nest.extent("j") / mapping.cols) + stash) * tokens
+        buffers = math.ceil(kernel.nest.extent("j") / mapping.cols) * tokens + stash
     else:
         stash = math.ceil(kernel.nest.extent("e") / (mapping.rows * mapping.cols))
         buffers = stash

@@ -120,6 +120,11 @@ def _capture_aot(step: nn.Module, example: tuple) -> Graph:
         loss, grads = None, []
         for node, desc in zip(output.args[0], output.meta["desc"]):
             name = type(desc).__name__
+            if node is None and name == "GradAOTOutput":
+                raise CaptureError(f"parameter {_strip(desc.grad_of.target)!r} gets no gradient "
+                                   "from the loss; every parameter must take part in computing it")
+            if node is None:
+                continue
             if name == "PlainAOTOutput" and loss is None:
                 loss = node.name
             elif name == "GradAOTOutput":
@@ -229,9 +234,14 @@ def module_of_ops(model: nn.Module, loss_fn: Callable, example: tuple) -> dict[s
     owners = {}
     for node in ep.graph.nodes:
         stack = node.meta.get("nn_module_stack") or {}
-        if stack:
-            path, _ = list(stack.values())[-1]
-            owners[node.name] = path.removeprefix("L['self'].").removeprefix(WRAPPER_PREFIX)
+        if not stack or node.target is operator.getitem:
+            continue
+        path, _ = list(stack.values())[-1]
+        owner = path.removeprefix("L['self'].").removeprefix(WRAPPER_PREFIX)
+        val = node.meta.get("val")
+        names = [f"{node.name}#{i}" for i in range(len(val))] if isinstance(val, (tuple, list)) \
+            else [node.name]
+        owners.update(dict.fromkeys(names, owner))
     return owners
 
 

@@ -36,6 +36,8 @@ class OptimizerSpec:
     def __post_init__(self):
         if self.kind not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer {self.kind!r}; allowed: {', '.join(OPTIMIZERS)}")
+        if self.eps < 0:
+            raise ConfigError(f"optimizer eps must be >= 0, got {self.eps!r}")
         if not self.lr >= 0:
             raise ConfigError(f"optimizer lr must be >= 0, got {self.lr!r}")
         if self.weight_decay < 0 or self.momentum < 0:
@@ -71,9 +73,10 @@ def from_hyperparameters(kind: str, group: dict) -> OptimizerSpec:
         if option in group and bool(group[option]) != default:
             raise ConfigError(f"{kind} option {option}={group[option]!r} is not supported; "
                               f"use {option}={default}")
-    for option in ("lr", "betas", "momentum", "weight_decay"):
+    for option in ("lr", "betas", "momentum", "weight_decay", "eps", "dampening"):
         value = group.get(option)
-        if hasattr(value, "item") or (isinstance(value, tuple) and any(hasattr(v, "item") for v in value)):
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        if any(type(v).__module__.startswith("torch") for v in values):
             raise ConfigError(f"{kind} option {option} given as a tensor is not supported; use a float")
     keys = {"lr", "momentum", "dampening", "nesterov", "weight_decay"} if kind == "sgd" else \
         {"lr", "betas", "eps", "weight_decay"}
@@ -82,6 +85,7 @@ def from_hyperparameters(kind: str, group: dict) -> OptimizerSpec:
     if unknown:
         raise ConfigError(f"{kind} options {sorted(unknown)} are not supported")
     args = {k: group[k] for k in keys if k in group}
-    if "betas" in args:
-        args["betas"] = tuple(float(b) for b in args["betas"])
+    for k, v in args.items():
+        args[k] = tuple(float(b) for b in v) if k == "betas" else \
+            (bool(v) if k == "nesterov" else float(v))
     return OptimizerSpec(kind=kind, **args)

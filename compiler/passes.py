@@ -38,6 +38,8 @@ def is_elementwise(op: Op) -> bool:
 def dropout_scale(p: float) -> float:
     """Eager torch scales kept values by float32(1) / float32(1 - p), which for some p is one
     ulp away from float32(1 / (1 - p)); use eager's rounding."""
+    if p >= 1.0:  # ATen drops everything and scales by 0
+        return 0.0
     return float(np.float32(1.0) / np.float32(1.0 - p))
 
 
@@ -53,7 +55,7 @@ def rewrite_dropout(graph: Graph) -> Graph:
         x, p, train = (list(op.args) + [True])[:3]
         out, mask_out = op.outputs
         p = float(p)
-        if not train or p == 0.0:
+        if train is False or p == 0.0:  # ATen reads train=None as training
             ops += [Op("aten.alias.default", (x,), (), (out,)),
                     Op("aten.ones_like.default", (x,), (("dtype", "bool"),), (mask_out,))]
             continue
@@ -79,7 +81,7 @@ def _rescale_backward(op: Op, mask_p: dict[str, float]) -> Op:
         return op
     if op.op not in ("aten.mul.Tensor", "aten.native_dropout_backward.default"):
         return op
-    exact = 1.0 / (1.0 - p)
+    exact = 1.0 / (1.0 - p) if p < 1.0 else 0.0
     args = tuple(dropout_scale(p) if isinstance(a, float) and abs(a - exact) < 1e-12 else a
                  for a in op.args)
     return Op(op.op, args, op.kwargs, op.outputs)
@@ -117,11 +119,12 @@ def assign_kernels(graph: Graph) -> dict[str, str]:
 
 
 def _claim_gradient_chain(graph: Graph, value: str, module: str, kernel: dict) -> None:
-    """Walk back from a gradient output through views and sums to the op that computes it."""
+    """Walk back from a gradient output through views to the op that computes it (the dW
+    matmul, or the bias gradient's sum), and claim it; its inputs belong to other kernels."""
     op = graph.producer.get(value)
     while op is not None:
         kernel.setdefault(op.name, module)
-        if op.op not in VIEW_OPS and not op.op.startswith("aten.sum."):
+        if op.op not in VIEW_OPS:
             return
         src = next(iter(op.refs()), None)
         op = graph.producer.get(src)

@@ -45,9 +45,10 @@ class Target:
                 raise ConfigError(f"Target.{field} must be a positive integer, got {value!r}")
         for field in ("hop_cycles", "kernel_overhead_cycles"):
             value = getattr(self, field)
-            if not isinstance(value, int) or value < 0:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"Target.{field} must be a non-negative integer, got {value!r}")
-        if not self.clock_hz > 0:
+        if isinstance(self.clock_hz, bool) or not isinstance(self.clock_hz, (int, float)) \
+                or not self.clock_hz > 0:
             raise ConfigError(f"Target.clock_hz must be positive, got {self.clock_hz!r}")
         if self.link_bits % self.value_bits:
             raise ConfigError("Target.link_bits must be a multiple of Target.value_bits")

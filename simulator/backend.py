@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from compiler.target import ConfigError
+
 BACKEND_NAMES = ("auto", "numpy", "cupy")
 
 _INSTALL_HINT = "use backend='numpy', or install CuPy with `pip install cupy-cuda12x`"
@@ -77,7 +79,7 @@ def get_backend(name: str = "auto") -> Backend:
     running somewhere the user did not ask for.
     """
     if name not in BACKEND_NAMES:
-        raise ValueError(f"unknown backend {name!r}; expected one of {', '.join(map(repr, BACKEND_NAMES))}")
+        raise ConfigError(f"unknown backend {name!r}; expected one of {', '.join(map(repr, BACKEND_NAMES))}")
     if name == "numpy":
         return Backend("numpy", np, "requested backend='numpy'")
     if name == "auto":

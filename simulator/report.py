@@ -63,6 +63,7 @@ def _summary(plan: Plan, timing: StepTiming, harvest: bool, util: np.ndarray, gr
     compute = max((k.compute_cycles / plan.mapping[k.name].replicas for k in timing.kernels), default=0)
     link = max((k.link_cycles / plan.mapping[k.name].replicas for k in timing.kernels), default=0)
     macs = sum(k.macs for k in timing.kernels)
+    useful = sum(k.useful_macs for k in timing.kernels)
     estimate = plan.estimate()
     allocated = grid > 0
     return {
@@ -75,8 +76,9 @@ def _summary(plan: Plan, timing: StepTiming, harvest: bool, util: np.ndarray, gr
         "transmission_samples_per_s": t.clock_hz / link if link else float("inf"),
         "active_pes_pct": 100.0 * float(allocated.mean()),
         "mean_utilization_active_pct": 100.0 * float(util[allocated].mean()) if allocated.any() else 0.0,
-        "compute_utilization_pct": 100.0 * 2.0 * macs / (t.peak_flops * seconds) if seconds else 0.0,
-        "executed_macs": macs, "dense_macs": sum(k.dense_macs for k in timing.kernels),
+        # useful FLOPs: multiplications by zero change nothing, whether or not they were executed
+        "compute_utilization_pct": 100.0 * 2.0 * useful / (t.peak_flops * seconds) if seconds else 0.0,
+        "executed_macs": macs, "useful_macs": useful, "dense_macs": sum(k.dense_macs for k in timing.kernels),
         "max_sram_bytes_per_core": max(plan.memory_per_core().values(), default=0),
         "sram_bytes_per_core": t.sram_bytes,
         "estimate_step_cycles": estimate["cycles"],

@@ -29,8 +29,9 @@ class KernelTiming:
     link_cycles: float               # per sample, links only (max over cores)
     core_busy: np.ndarray            # (rows, cols * replicas) busy cycles in the step
     update_cycles: float
-    macs: float                      # executed
+    macs: float                      # executed (zeros too when harvesting is off)
     dense_macs: float
+    useful_macs: float = 0.0         # on non-zero operands: the work that changes the result
 
 
 @dataclass
@@ -79,8 +80,9 @@ def measure_matmul(xp, kernel: Kernel, mapping, env: dict, target, harvest: bool
                    update: float) -> KernelTiming:
     nx, ndy, pairs = _stream_counts(xp, kernel, mapping, env)
     tk, tn = tile_sizes(kernel.nest.extent("i"), mapping.rows), tile_sizes(kernel.nest.extent("j"), mapping.cols)
-    real = cost.matmul_components(nx, ndy, tk, tn, target, harvest, tokens=kernel.nest.extent("t"),
-                                  pairs=pairs, computes_dx=kernel.computes_dx)
+    args = dict(tokens=kernel.nest.extent("t"), computes_dx=kernel.computes_dx)
+    needed = cost.matmul_components(nx, ndy, tk, tn, target, True, pairs=pairs, **args)
+    real = needed if harvest else cost.matmul_components(nx, ndy, tk, tn, target, False, **args)
     dense_cycles, dense_macs = _dense(kernel, mapping, target)
     overhead = target.kernel_overhead_cycles
     core = np.broadcast_to(_per_core(real), (kernel.samples, mapping.rows, mapping.cols))
@@ -91,7 +93,7 @@ def measure_matmul(xp, kernel: Kernel, mapping, env: dict, target, harvest: bool
     link = np.broadcast_to(np.maximum(real["fwd_link"], real["bwd_link"]), core.shape).max(axis=(1, 2))
     return KernelTiming(kernel.name, core.max(axis=(1, 2)) + overhead,
                         np.full(kernel.samples, dense_cycles + overhead), float(compute.mean()),
-                        float(link.mean()), busy, update, real["macs"], dense_macs)
+                        float(link.mean()), busy, update, real["macs"], dense_macs, needed["macs"])
 
 
 @functools.lru_cache(maxsize=256)

@@ -153,7 +153,7 @@ def _refuse_unsupported(graph, model, loss_fn, example) -> None:
         return
     owners = module_of_ops(model, loss_fn, example)
     op = missing[0]
-    owner = owners.get(op.name.split("#")[0]) or _nearest_owner(graph, op, owners)
+    owner = owners.get(op.name) or _nearest_owner(graph, op, owners)
     raise UnsupportedOpError(op.op, module=owner)
 
 
@@ -161,7 +161,6 @@ def _nearest_owner(graph, op, owners: dict) -> str:
     """A backward op has no module of its own: name the module of the forward value it reads."""
     for ref in op.refs():
         producer = graph.producer.get(ref)
-        name = producer.name.split("#")[0] if producer is not None else None
-        if name in owners:
-            return f"{owners[name]} (backward)"
+        if producer is not None and producer.name in owners:
+            return f"{owners[producer.name]} (backward)"
     return "the loss function" if owners else "unknown module"

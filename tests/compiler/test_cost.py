@@ -305,8 +305,6 @@ def test_memory_uses_target_byte_sizes(make_matmul):
     assert memory_per_core(k, m, wafer("classroom", activation_bytes=4), SGD, 1) > base
 
 
-@pytest.mark.xfail(reason="BUG: memory_per_core multiplies the stashed x tile (already x tokens) by "
-                          "tokens again, so activation memory grows as tokens**2", strict=True)
 def test_activation_memory_is_linear_in_tokens(make_matmul):
     m, flight = Mapping(2, 2), 3
 

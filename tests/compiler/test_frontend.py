@@ -159,8 +159,6 @@ def test_unused_parameter_export_raises_capture_error(mlp):
         capture(_Unused(), nn.CrossEntropyLoss(), mlp[2], method="export")
 
 
-@pytest.mark.xfail(reason="BUG: aot capture of a parameter without gradient crashes with "
-                          "AttributeError (node is None) instead of CaptureError", strict=True)
 @pytest.mark.parametrize("method", ["aot", "auto"])
 def test_unused_parameter_raises_capture_error(mlp, method):
     with warnings.catch_warnings():
@@ -209,8 +207,6 @@ def test_module_of_ops_relu(owners, export_graph):
     assert owners[by_short["log_softmax"]] == "loss_fn"
 
 
-@pytest.mark.xfail(reason="BUG: module_of_ops keys tuple-returning ops by fx node name "
-                          "('native_dropout'), not by the IR op name ('native_dropout#0')", strict=True)
 def test_module_of_ops_covers_tuple_returning_ops(owners, export_graph):
     [drop] = [op for op in export_graph.ops if op.short == "native_dropout"]
     assert owners.get(drop.name) == "drop"

@@ -123,8 +123,6 @@ def test_active_dropout_takes_a_mask():
     assert g.type_of["d#1"] == TensorType((2, 3), "bool")
 
 
-@pytest.mark.xfail(reason="BUG: rewrite_dropout scales by 1/(1-p): p=1.0 gives an inf scale, so "
-                          "0 * inf = NaN outputs (ATen uses scale 0 when p == 1)", strict=True)
 def test_dropout_p_one_gives_a_finite_scale():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -134,8 +132,6 @@ def test_dropout_p_one_gives_a_finite_scale():
     assert all(math.isfinite(a) for a in scalars), scalars
 
 
-@pytest.mark.xfail(reason="BUG: native_dropout(x, p, train=None) means train in ATen, but "
-                          "rewrite_dropout treats None as eval and drops the mask", strict=True)
 def test_dropout_train_none_means_train():
     g = rewrite_dropout(dropout_graph(0.5, None))
     assert g.masks == (("d#1", 0.5),)
@@ -235,8 +231,6 @@ def test_loss_ops_form_one_generated_kernel(lowered):
                    for r in op.refs())
 
 
-@pytest.mark.xfail(reason="BUG: _claim_gradient_chain walks through the bias-grad sum into dY's "
-                          "producer, so log-softmax backward (`sub`) is put in fc2", strict=True)
 def test_loss_backward_stays_in_the_loss_kernel(lowered):
     """d(loss)/d(logits) is log-softmax backward: fc2 receives it, it does not compute it."""
     kernel_of = assign_kernels(lowered)

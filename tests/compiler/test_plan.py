@@ -240,8 +240,6 @@ def test_unknown_plan_format_is_refused(plan):
         plan_from_dict(d)
 
 
-@pytest.mark.xfail(reason="BUG: Mapping accepts numpy ints but keeps them, so Plan.to_json fails "
-                          "(int64 is not JSON serializable)", strict=True)
 def test_json_with_numpy_int_mapping(case, sgd):
     p = compile_plan(case[1], T, sgd, mapping={"fc*": Mapping(np.int64(4), np.int64(4))})
     assert Plan.from_json(p.to_json()).mapping["fc1"] == Mapping(4, 4)

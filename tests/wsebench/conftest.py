@@ -5,18 +5,8 @@ import warnings
 
 import pytest
 
+from run_configs import tiny_config
 from wsebench import config as cfg
-
-
-def tiny_config(**overrides) -> dict:
-    """A run that compiles and trains in about a second: small MLP, a few steps."""
-    c = cfg.default_config()
-    c["model"].update(hidden=24, depth=3)
-    c["data"].update(samples=256, batch_size=32)
-    c["steps"] = 4
-    c["backend"] = "numpy"
-    c.update(overrides)
-    return c
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import pytest
 
 from wsebench import cli
 
-from conftest import tiny_config
+from run_configs import tiny_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ import pytest
 from compiler import ConfigError, Mapping
 from wsebench import config as cfg
 
-from conftest import tiny_config
+from run_configs import tiny_config
 
 
 def _bad(path: list, value):
