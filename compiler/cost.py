@@ -168,14 +168,17 @@ def dense_sample_cycles(kernel: Kernel, mapping: Mapping, target: Target) -> flo
     return estimate_sample_cycles(kernel, mapping, target, density=1.0, harvest=False)
 
 
-def estimate_sample_cycles(kernel: Kernel, mapping: Mapping, target: Target, density: float = 1.0,
+def estimate_sample_cycles(kernel: Kernel, mapping: Mapping, target: Target, density=1.0,
                            harvest: bool = True) -> float:
-    """Static estimate from an assumed density of the streamed operands (no data needed)."""
+    """Static estimate from assumed densities of the streamed operands (no data needed):
+    `density` is one float for both, or (density of x, density of dY)."""
     if kernel.kind != "matmul":
-        return generated_cycles(kernel.nest.extent("e"), kernel.nest.flops_per_point, mapping, target)
+        return generated_cycles(kernel.nest.extent("e"), kernel.nest.flops_per_point, mapping,
+                                target) + target.kernel_overhead_cycles
+    dx, ddy = density if isinstance(density, (tuple, list)) else (density, density)
     tokens = kernel.nest.extent("t")
     tk = tile_sizes(kernel.nest.extent("i"), mapping.rows)
     tn = tile_sizes(kernel.nest.extent("j"), mapping.cols)
-    fwd, bwd = matmul_cycles((density * tk * tokens)[None], (density * tn * tokens)[None], tk, tn,
+    fwd, bwd = matmul_cycles((dx * tk * tokens)[None], (ddy * tn * tokens)[None], tk, tn,
                              target, harvest, tokens, computes_dx=kernel.computes_dx)
     return float((fwd + bwd).max()) + target.kernel_overhead_cycles

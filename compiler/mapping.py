@@ -1,4 +1,4 @@
-"""Mapping, simple version: give every kernel a rectangle sized from its share of the work.
+"""Mapping helpers: pinned mappings, pipeline depth, and the smallest rectangle that fits SRAM.
 
 Each kernel first gets the smallest rectangle whose cores hold its memory (weights, gradient,
 optimizer state, stashed activations) within SRAM. The rest of the fabric is shared in
@@ -95,19 +95,3 @@ def pinned_mappings(kernels: tuple[Kernel, ...], mapping: "str | dict") -> dict[
                                   f"unrollable extents {max_r} x {max_c}")
             pinned.setdefault(k.name, m)
     return pinned
-
-
-def share_work(kernels: tuple[Kernel, ...], minimal: dict[str, Mapping], pinned: dict[str, Mapping],
-               budget: int, target: Target) -> dict[str, Mapping]:
-    """Grow each free kernel toward its share of `budget` cores, never below its minimum."""
-    free = [k for k in kernels if k.name not in pinned]
-    spare = budget - sum(m.cores for m in pinned.values())
-    work = {k.name: float(k.dense_macs_per_sample) for k in free}
-    total = sum(work.values()) or 1.0
-    out = dict(pinned)
-    for k in free:
-        area = max(minimal[k.name].rows * minimal[k.name].cols, int(spare * work[k.name] / total))
-        m = shape_for_area(k, area, target)
-        low = minimal[k.name]
-        out[k.name] = m if m.rows * m.cols >= low.rows * low.cols else low
-    return out

@@ -15,12 +15,15 @@ from . import cost
 from .cost import Mapping
 from .ir import Graph, Op, Ref, TensorType, format_graph, verify
 from .kernels import Access, Kernel, LoopNest, build_kernels
-from .mapping import (WaferFitError, in_flight, minimal_mapping, pinned_mappings, share_work)
+from .mapping import WaferFitError, in_flight, minimal_mapping, pinned_mappings
+from .options import Option, cached_options
+from .search import STRATEGIES, min_bottleneck, restrict_replicas
 from .optim_spec import OptimizerSpec
 from .passes import run_pipeline
 from .pipeline import step_cycles
-from .placement import Edge, PlacementError, Rect, Route, link_loads, place, route
-from .target import Target
+from .placement import (Edge, PlacementError, Rect, Route, link_loads, place, reduction_routes,
+                        refine, route, wire_length)
+from .target import ConfigError, Target
 
 PLAN_FORMAT = 1
 
@@ -38,6 +41,7 @@ class Plan:
     routes: tuple[Route, ...]
     density: float = 1.0
     meta: tuple[tuple[str, object], ...] = field(default=())
+    densities: tuple[tuple[str, tuple[float, float]], ...] = field(default=())
 
     @cached_property
     def mapping(self) -> dict[str, Mapping]:
@@ -63,37 +67,23 @@ class Plan:
                                              in_flight(i, n, k.samples))
                 for i, k in enumerate(self.kernels)}
 
+    def density_of(self, name: str):
+        return dict(self.densities).get(name, (self.density, self.density))
+
+    def congestion(self) -> dict[str, float]:
+        """Per kernel: per-sample cycles the busiest link on its routes needs (1 wavelet/cycle)."""
+        from .compile_report import congestion
+        return congestion(self)
+
     def estimate(self) -> dict:
-        """Static estimate of one step from the assumed density (no data)."""
-        per_sample = np.array([cost.estimate_sample_cycles(k, self.mapping[k.name], self.target,
-                                                           self.density) / self.mapping[k.name].replicas
-                               for k in self.kernels])
-        updates = np.array([cost.update_cycles(k, self.mapping[k.name], self.target, self.optimizer)
-                            for k in self.kernels])
-        samples = self.kernels[0].samples if self.kernels else 0
-        stage = np.repeat(per_sample[:, None], samples, axis=1)
-        hops = self.hops()
-        cycles = step_cycles(stage, hops, float(hops.sum()), updates)
-        return {"cycles": cycles, "per_sample_cycles": dict(zip([k.name for k in self.kernels],
-                                                                per_sample.tolist())),
-                "samples_per_s": samples * self.target.clock_hz / cycles if cycles else 0.0,
-                "density": self.density}
+        """Static estimate of one step from the assumed densities (no data)."""
+        from .compile_report import estimate
+        return estimate(self)
 
     def summary(self) -> str:
-        mem = self.memory_per_core()
-        lines = [f"Plan for {self.target.name} ({self.target.rows} x {self.target.cols} cores, "
-                 f"{self.target.sram_bytes:,} B SRAM/core), optimizer {self.optimizer.kind}",
-                 f"{'kernel':<16}{'kind':<10}{'rows':>5}{'cols':>5}{'repl':>5}{'at':>10}"
-                 f"{'mem/core B':>12}  loop nest"]
-        for k in self.kernels:
-            m, r = self.mapping[k.name], self.rect[k.name]
-            pin = "*" if k.name in self.pinned else " "
-            lines.append(f"{k.name:<16}{k.kind:<10}{m.rows:>5}{m.cols:>5}{m.replicas:>5}"
-                         f"{f'({r.row},{r.col})':>10}{mem[k.name]:>12,}{pin} {k.nest}")
-        est = self.estimate()
-        lines.append(f"static estimate: {est['cycles']:,.0f} cycles/step, "
-                     f"{est['samples_per_s']:,.0f} samples/s at density {self.density}")
-        return "\n".join(lines)
+        """The compile report (after Cerebras'): estimated rates, PEs, and a per-kernel table."""
+        from .compile_report import format_report
+        return format_report(self)
 
     def format_ir(self) -> str:
         return format_graph(self.graph, dict(self.kernel_of))
@@ -126,44 +116,97 @@ def kernel_edges(graph: Graph, kernel_of: dict[str, str], target: Target) -> lis
 
 
 def compile_plan(graph: Graph, target: Target, optimizer: OptimizerSpec, mapping="auto",
-                 density: float = 1.0) -> Plan:
+                 density: float = 1.0, densities: dict | None = None,
+                 max_relaxations: int = 64) -> Plan:
+    """passes -> kernels -> options -> exact min-bottleneck search -> placement -> routes.
+
+    `mapping` is a strategy ("auto" | "model" | "data") or a dict of kernel-name glob ->
+    Mapping that pins those kernels (the rest are searched with "auto"). `densities` maps a
+    kernel name to the assumed (x, dY) densities (e.g. calibrated on the example batch);
+    other kernels assume `density`.
+    """
     graph = verify(run_pipeline(graph))
     kernels, kernel_of = build_kernels(graph)
-    pinned = pinned_mappings(kernels, mapping)
-    n = len(kernels)
-    minimal = {k.name: minimal_mapping(k, i, n, target, optimizer) for i, k in enumerate(kernels)}
+    strategy = mapping if isinstance(mapping, str) else "auto"
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"unknown mapping strategy {mapping!r}; allowed: {', '.join(STRATEGIES)} "
+                          "or a dict of kernel-name glob -> wb.Mapping")
+    pinned = pinned_mappings(kernels, mapping if isinstance(mapping, dict) else "auto")
     _check_pinned_memory(kernels, pinned, target, optimizer)
-    need = sum(pinned.get(k.name, minimal[k.name]).cores for k in kernels)
-    if need > target.cores:
-        total = sum(k.param_numel for k in kernels) * (target.weight_bytes + 4 * (1 + optimizer.state_slots))
-        raise WaferFitError(f"the model needs at least {need:,} cores (about {total:,} bytes of "
-                            f"weights and optimizer state at <= {target.sram_bytes:,} bytes per "
-                            f"core) but the {target.name} wafer has {target.cores:,}")
-    order = [k.name for k in kernels]
-    budget = target.cores
-    while True:
-        mappings = _fit_memory(share_work(kernels, minimal, pinned, budget, target), minimal,
-                               kernels, target, optimizer)
-        try:
-            rects = place(order, mappings, target)
-            break
-        except PlacementError:
-            if budget <= need:
-                raise
-            budget = max(need, int(budget * 0.85))
-    routes = route(kernel_edges(graph, kernel_of, target), rects)
+    densities = {k.name: (densities or {}).get(k.name, (density, density)) for k in kernels}
+    lists = option_lists(kernels, target, optimizer, pinned, densities, strategy)
+    samples = kernels[0].samples
+    edges = kernel_edges(graph, kernel_of, target)
+    pairs = sorted({tuple(sorted((e.src, e.dst))) for e in edges})
+    choice, rects, relaxed = _search_and_place(kernels, lists, strategy, target, samples, max_relaxations)
+    rects = refine(rects, pairs, target)
+    mappings = {name: opt.mapping for name, opt in choice.options.items()}
+    routes = route(edges, rects) + reduction_routes(kernels, mappings, rects, target)
+    meta = (("strategy", strategy), ("search_bottleneck", choice.bottleneck),
+            ("relaxations", relaxed), ("wire_length", wire_length(rects, pairs)))
     return Plan(target, graph, kernels, tuple(kernel_of.items()), optimizer,
-                tuple(mappings.items()), tuple(pinned), rects, routes, density)
+                tuple((k.name, mappings[k.name]) for k in kernels), tuple(pinned), rects, routes,
+                density, meta=meta, densities=tuple((n, tuple(d)) for n, d in densities.items()))
 
 
-def _fit_memory(mappings: dict, minimal: dict, kernels, target, optimizer) -> dict:
-    """A grown rectangle of another shape can stash more per core; fall back to the minimum."""
-    out = dict(mappings)
+def replica_counts(samples: int, target: Target, strategy: str) -> tuple[int, ...]:
+    if strategy == "model":
+        return (1,)
+    counts, r = [], 1
+    while r <= min(samples, target.cols):
+        counts.append(r)
+        r *= 2
+    return tuple(counts)
+
+
+def option_lists(kernels, target, optimizer, pinned, densities, strategy) -> dict:
+    """Each kernel's valid options; a pinned kernel has exactly its pinned mapping."""
+    lists, n = {}, len(kernels)
     for i, k in enumerate(kernels):
-        if cost.memory_per_core(k, out[k.name], target, optimizer,
-                                in_flight(i, len(kernels), k.samples)) > target.sram_bytes:
-            out[k.name] = minimal[k.name]
-    return out
+        flight = in_flight(i, n, k.samples)
+        if k.name in pinned:
+            m = pinned[k.name]
+            opt = Option(m, cost.estimate_sample_cycles(k, Mapping(m.rows, m.cols), target,
+                                                        densities[k.name]),
+                         cost.update_cycles(k, m, target, optimizer),
+                         cost.memory_per_core(k, m, target, optimizer, flight))
+            lists[k.name] = [opt]
+            continue
+        opts = cached_options(k, target, optimizer, flight, tuple(densities[k.name]),
+                              replica_counts(k.samples, target, strategy))
+        if not opts:
+            minimal_mapping(k, i, n, target, optimizer)   # raises WaferFitError with the figures
+            raise WaferFitError(f"kernel {k.name!r} has no mapping that fits the {target.name} wafer")
+        lists[k.name] = opts
+    return lists
+
+
+def _search_and_place(kernels, lists, strategy, target, samples, max_relaxations):
+    """Search, then pack; when the packing fails, relax the bottleneck to the next candidate."""
+    order = [k.name for k in kernels]
+    plans = [lists] if strategy != "data" else \
+        [restrict_replicas(lists, r) for r in replica_counts(samples, target, "data")]
+    plans = [p if not any(not v for v in p.values()) else None for p in plans]
+    best = None
+    for candidate in filter(None, plans):
+        choice, relaxed = min_bottleneck(candidate, target.cores, samples), 0
+        while choice is not None and relaxed <= max_relaxations:
+            try:
+                rects = place(order, {n: o.mapping for n, o in choice.options.items()}, target)
+            except PlacementError:
+                choice, relaxed = min_bottleneck(candidate, target.cores, samples,
+                                                 start=choice.bottleneck), relaxed + 1
+                continue
+            if best is None or choice.bottleneck < best[0].bottleneck:
+                best = (choice, rects, relaxed)
+            break
+    if best is None:
+        need = sum(min(o.area for o in opts) for opts in lists.values())
+        raise WaferFitError(f"the model needs at least {need:,} cores at <= {target.sram_bytes:,} "
+                            f"bytes per core, and its kernels could not be packed on the "
+                            f"{target.name} wafer ({target.rows} x {target.cols} = "
+                            f"{target.cores:,} cores)")
+    return best
 
 
 def _check_pinned_memory(kernels, pinned, target, optimizer) -> None:

@@ -63,8 +63,9 @@ def plan_to_dict(plan) -> dict:
             "optimizer": plan.optimizer.to_dict(),
             "mappings": [[n, asdict(m)] for n, m in plan.mappings], "pinned": list(plan.pinned),
             "rects": [asdict(r) for r in plan.rects],
-            "routes": [{"edge": asdict(r.edge), "path": r.path} for r in plan.routes],
-            "density": plan.density, "meta": [list(m) for m in plan.meta]}
+            "routes": [{"edge": asdict(r.edge), "path": r.path, "lanes": r.lanes} for r in plan.routes],
+            "density": plan.density, "meta": [list(m) for m in plan.meta],
+            "densities": [[n, list(d)] for n, d in plan.densities]}
 
 
 def plan_from_dict(d: dict):
@@ -77,6 +78,7 @@ def plan_from_dict(d: dict):
                 optimizer=OptimizerSpec.from_dict(d["optimizer"]),
                 mappings=tuple((n, Mapping(**m)) for n, m in d["mappings"]),
                 pinned=tuple(d["pinned"]), rects=tuple(Rect(**r) for r in d["rects"]),
-                routes=tuple(Route(Edge(**r["edge"]), tuple(tuple(p) for p in r["path"]))
+                routes=tuple(Route(Edge(**r["edge"]), tuple(tuple(p) for p in r["path"]), r.get("lanes", 1))
                              for r in d["routes"]),
-                density=d["density"], meta=tuple(tuple(m) for m in d["meta"]))
+                density=d["density"], meta=tuple(tuple(m) for m in d["meta"]),
+                densities=tuple((n, tuple(v)) for n, v in d.get("densities", [])))

@@ -1,21 +1,28 @@
 """Run an IR graph on an `xp` namespace: the numerics of the whole training step.
 
-The graph is turned once into a flat list of (kernel function, argument template) steps, so a
-step costs one Python call per op plus a dict lookup per operand. Every result is cast to the
-dtype torch declared for it (`TensorType.dtype`, taken from `node.meta['val']`).
+The graph is turned once into a flat list of steps, and everything about an op that the IR already
+knows is settled then rather than on every run: each op's tensor arguments have a static type
+(`TensorType`, from `node.meta['val']`), so kernels that can (`simulator.ops.specialize`) do their
+dtype promotion, axis normalisation and constant building at construction and leave a call that
+takes just the tensors. The other ops run their general kernel with the argument template filled
+in. Either way each result is checked against the dtype torch declared for it and cast if needed,
+so both paths give the same arrays.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from compiler.ir import Graph, Op, Ref
 
-from .ops import OPS, UnsupportedOpError
+from .ops import KERNELS, OPS, Meta, UnsupportedOpError, specialize
+from .ops_registry import constant
 
 _NOOP_VIEWS = {"aten.alias.default", "aten.detach.default", "aten.clone.default"}
+
+# step kinds
+_ALIAS, _FAST, _GENERAL, _CONST = 0, 1, 2, 3
 
 
 def unsupported_ops(graph: Graph) -> list[Op]:
@@ -23,19 +30,8 @@ def unsupported_ops(graph: Graph) -> list[Op]:
     return [op for op in graph.ops if op.op not in OPS and op.op not in _NOOP_VIEWS]
 
 
-@dataclass(frozen=True)
-class _Step:
-    fn: Callable | None          # None: the output is the (only) input, unchanged
-    args: tuple
-    kwargs: dict
-    ref_slots: tuple[tuple[int, str], ...]
-    nested: bool
-    outputs: tuple[str, ...]
-    dtypes: tuple[Any, ...]
-
-
-def _has_nested_refs(args) -> bool:
-    return any(isinstance(a, tuple) and any(isinstance(b, Ref) for b in a) for a in args)
+def _has_refs(value) -> bool:
+    return isinstance(value, Ref) or (isinstance(value, tuple) and any(_has_refs(v) for v in value))
 
 
 def _resolve(value, env):
@@ -53,35 +49,78 @@ class Executor:
             raise UnsupportedOpError(missing[0].op)
         self.graph, self.xp = graph, xp
         types = graph.type_of
-        self.steps = []
-        for op in graph.ops:
-            fn = None if op.op in _NOOP_VIEWS else OPS[op.op]
-            args = tuple(list(op.args))
-            slots = tuple((i, a.name) for i, a in enumerate(args) if isinstance(a, Ref))
-            dtypes = tuple(np.dtype(types[o].dtype) if o in types else None for o in op.outputs)
-            self.steps.append(_Step(fn, args, dict(op.kwargs), slots, _has_nested_refs(args),
-                                    op.outputs, dtypes))
+        self._placeholders = tuple((name, np.dtype(types[name].dtype), types[name].shape)
+                                   for name in graph.placeholders if name in types)
+        self.constants: dict[str, Any] = {}    # values computed once, at construction
+        self.steps = [self._compile(op, types) for op in graph.ops]
+
+    def _compile(self, op: Op, types) -> tuple:
+        """One step: (kind, call, input names, output names, output dtypes, args, kwargs)."""
+        outputs = op.outputs
+        dtypes = tuple(np.dtype(types[o].dtype) if o in types else None for o in outputs)
+        if op.op in _NOOP_VIEWS:
+            return _ALIAS, None, (op.args[0].name,), outputs, dtypes, None, None
+        kwargs = dict(op.kwargs)
+        top_refs = all(not isinstance(a, tuple) or not _has_refs(a) for a in op.args)
+        if top_refs and not _has_refs(tuple(kwargs.values())):
+            names = tuple(a.name for a in op.args if isinstance(a, Ref))
+            if all(n in types for n in names):
+                metas = tuple(Meta(types[a.name].shape, types[a.name].dtype, self.constants.get(a.name))
+                              if isinstance(a, Ref) else a for a in op.args)
+                call = specialize(self.xp, op.op, metas, kwargs)
+                if call is not None and not names and len(outputs) == 1:
+                    # no tensor inputs: a constant (scalar_tensor), computed now and shared by every run
+                    value = constant(self._fix(call(), dtypes[0]), self.xp)
+                    self.constants[outputs[0]] = value
+                    return _CONST, value, (), outputs, dtypes, None, None
+                if call is not None:
+                    return _FAST, call, names, outputs, dtypes, None, None
+        return _GENERAL, KERNELS[op.op], (), outputs, dtypes, op.args, kwargs
+
+    def _fix(self, value, dtype):
+        """``value`` as an ``xp`` array of ``dtype`` (kernels may return scalars or another dtype)."""
+        if type(value) is not self.xp.ndarray or (dtype is not None and value.dtype != dtype):
+            value = self.xp.asarray(value, dtype=dtype)
+        return value
+
+    def _check_placeholders(self, env: dict[str, Any]) -> None:
+        """Placeholders must have the shapes the graph was compiled for; other dtypes are cast to its own."""
+        xp = self.xp
+        for name, dtype, shape in self._placeholders:
+            value = env[name]
+            if tuple(value.shape) != shape:
+                raise ValueError(f"graph input {name!r} has shape {tuple(value.shape)}; the graph was "
+                                 f"compiled for {shape}")
+            if value.dtype != dtype:
+                env[name] = xp.asarray(value, dtype=dtype)
 
     def run(self, env: dict[str, Any]) -> dict[str, Any]:
         """Execute every op, adding its outputs to `env` (which holds the placeholders)."""
+        self._check_placeholders(env)
         xp = self.xp
-        for st in self.steps:
-            if st.nested:
-                args = _resolve(st.args, env)
-            else:
-                args = list(st.args)
-                for i, name in st.ref_slots:
-                    args[i] = env[name]
-            if st.fn is None:
-                env[st.outputs[0]] = args[0]
+        ndarray, asarray = xp.ndarray, xp.asarray
+        for kind, call, names, outputs, dtypes, args, kwargs in self.steps:
+            if kind == _FAST:
+                result = call(*[env[n] for n in names])
+            elif kind == _ALIAS:
+                env[outputs[0]] = env[names[0]]
                 continue
-            result = st.fn(xp, *args, **st.kwargs)
-            if len(st.outputs) == 1:
-                result = (result,)
-            for name, value, dtype in zip(st.outputs, result, st.dtypes):
+            elif kind == _CONST:
+                env[outputs[0]] = call
+                continue
+            else:
+                result = call(xp, *_resolve(args, env), **({k: _resolve(v, env) for k, v in kwargs.items()}
+                                                          if kwargs else {}))
+            if len(outputs) == 1 and not isinstance(result, (tuple, list)):
+                dtype = dtypes[0]
+                if type(result) is not ndarray or (dtype is not None and result.dtype != dtype):
+                    result = asarray(result, dtype=dtype)
+                env[outputs[0]] = result
+                continue
+            for name, value, dtype in zip(outputs, result, dtypes):
                 if value is None:
                     continue
-                if dtype is not None and getattr(value, "dtype", None) != dtype:
-                    value = xp.asarray(value, dtype=dtype)
+                if type(value) is not ndarray or (dtype is not None and value.dtype != dtype):
+                    value = asarray(value, dtype=dtype)
                 env[name] = value
         return env

@@ -13,7 +13,8 @@ import numpy as np
 
 from simulator.backend import erf
 from simulator.ops_registry import (
-    Meta, all_of, bind, cast, category, fast_path, floating, fma, is_array, op, result_dtype, scalar,
+    Meta, all_of, bind, cast, category, constant, fast_path, floating, fma, is_array, op, result_dtype,
+    scalar,
 )
 
 
@@ -58,6 +59,17 @@ def _add_scaled_fast(xp, a, b, alpha=1):
         return _binary("add" if alpha == 1 else "subtract").specialize(xp, a, b)
     s = scalar(dt, alpha)
     return bind(lambda xp, a, b: fma(xp, b, s, a), xp, (a, b))
+
+
+def _with_tensors(fn, args, keep):
+    """``fn`` over the arguments at positions ``keep``, as a call taking every ``Meta`` of ``args`` in order."""
+    slots = [i for i, a in enumerate(args) if isinstance(a, Meta)]
+    if slots == list(keep):
+        return fn
+    if len(slots) == 3 and len(keep) == 2:  # where(cond, zero, x) with the zero a folded tensor
+        return (lambda c, _, x: fn(c, x)) if keep == (0, 2) else (lambda c, x, _: fn(c, x))
+    picks = tuple(slots.index(i) for i in keep)
+    return lambda *tensors: fn(*(tensors[p] for p in picks))
 
 
 def _swapped(spec, a, b):
@@ -123,11 +135,38 @@ def _where(xp, cond, a, b):
     return xp.where(cond, xp.asarray(a, dtype=dt), xp.asarray(b, dtype=dt))
 
 
+def _is_plus_zero(v) -> bool:
+    """True for a Python scalar or a folded 0-d constant that is +0.0 (all bits zero)."""
+    value = v.value if isinstance(v, Meta) and v.ndim == 0 else None if isinstance(v, Meta) else v
+    if value is None or isinstance(value, (tuple, list)):
+        return False
+    value = float(value)
+    return value == 0 and math.copysign(1.0, value) > 0
+
+
+def _zero_where(xp, dt, zero_when: bool):
+    """``where(cond, 0, x)`` (or ``where(cond, x, 0)``) for float ``x``, as a bitwise AND with a mask.
+
+    +0.0 has all bits zero, so keeping ``x``'s bits where the mask is all ones and clearing them
+    elsewhere gives np.where's result bit for bit, NaNs and -0.0 included, in a third of its time.
+    """
+    bits = np.dtype(f"i{dt.itemsize}")
+    and_, subtract, negative = xp.bitwise_and, xp.subtract, xp.negative
+    if zero_when:   # True -> 1 - 1 = 0 (clear), False -> -1 (keep)
+        return lambda c, x: and_(x.view(bits), subtract(c, 1, dtype=bits)).view(dt)
+    return lambda c, x: and_(x.view(bits), negative(c, dtype=bits)).view(dt)
+
+
 @fast_path("aten.where.self", "aten.where.ScalarOther", "aten.where.ScalarSelf", "aten.where.Scalar")
 def _where_fast(xp, cond, a, b):
     dt = result_dtype(a, b)
     if not all_of(dt, a, b):
         return None
+    if isinstance(cond, Meta) and cond.dtype == np.bool_ and dt.kind == "f" and dt.itemsize in (4, 8):
+        if _is_plus_zero(a) and isinstance(b, Meta) and b.value is None:
+            return _with_tensors(_zero_where(xp, dt, True), (cond, a, b), keep=(0, 2))
+        if _is_plus_zero(b) and isinstance(a, Meta) and a.value is None:
+            return _with_tensors(_zero_where(xp, dt, False), (cond, a, b), keep=(0, 1))
     a, b = (v if isinstance(v, Meta) else xp.asarray(v, dtype=dt) for v in (a, b))  # constants built once
     if isinstance(cond, Meta) and isinstance(a, Meta) and isinstance(b, Meta):
         return xp.where
@@ -199,16 +238,35 @@ op("aten.threshold_backward.default", kind="elementwise")(
     lambda xp, g, x, threshold: xp.where(x <= threshold, xp.zeros((), g.dtype), g))
 
 
+_ZEROS: dict = {}
+
+
+def _zeros_like_meta(xp, x: Meta):
+    """A read-only zero array of ``x``'s shape: a view of one zero buffer per dtype, shared by every op.
+
+    NumPy's SIMD loops only take same-shape operands: ``maximum(x, zeros)`` runs ~3x faster than
+    ``maximum(x, 0-d zero)`` and gives the same bits.
+    """
+    size, key = math.prod(x.shape), (getattr(xp, "__name__", id(xp)), x.dtype.str)
+    buffer = _ZEROS.get(key)
+    if buffer is None or buffer.size < size:
+        buffer = _ZEROS[key] = constant(xp.zeros(max(size, 1), dtype=x.dtype), xp)
+    return buffer[:size].reshape(x.shape)
+
+
 @fast_path("aten.relu.default")
 def _relu_fast(xp, x):
-    zero, maximum = xp.zeros((), x.dtype), xp.maximum
-    return lambda t: maximum(t, zero)
+    zeros, maximum = _zeros_like_meta(xp, x), xp.maximum
+    return lambda t: maximum(t, zeros)
 
 
 @fast_path("aten.threshold_backward.default")
 def _threshold_backward_fast(xp, g, x, threshold):
     if not (isinstance(g, Meta) and isinstance(x, Meta)):
         return None
+    if g.dtype.kind == "f" and g.dtype.itemsize in (4, 8):
+        select = _zero_where(xp, g.dtype, True)
+        return lambda tg, tx: select(tx <= threshold, tg)
     zero, where = xp.zeros((), g.dtype), xp.where
     return lambda tg, tx: where(tx <= threshold, zero, tg)
 

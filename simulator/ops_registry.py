@@ -42,12 +42,17 @@ class UnsupportedOpError(KeyError):
 
 
 class Meta:
-    """A tensor argument known only by its static type: what a specializer may read."""
+    """A tensor argument known by its static type: what a specializer may read.
 
-    __slots__ = ("shape", "dtype", "ndim")
+    ``value`` is the array itself when it is a constant of the graph (e.g. a ``scalar_tensor``
+    the executor folded), else None.
+    """
 
-    def __init__(self, shape, dtype):
+    __slots__ = ("shape", "dtype", "ndim", "value")
+
+    def __init__(self, shape, dtype, value=None):
         self.shape, self.dtype, self.ndim = tuple(shape), np.dtype(dtype), len(shape)
+        self.value = value
 
     def __repr__(self) -> str:
         return f"Meta({self.shape}, {self.dtype})"
@@ -132,8 +137,12 @@ def bind(fn: Callable, xp, args: tuple, kwargs: dict | None = None) -> Callable:
     return call
 
 
-def is_numpy(xp) -> bool:
-    return xp is np
+def constant(value, xp) -> Any:
+    """``value`` made read-only where the array module allows it: a constant shared by every run."""
+    flags = getattr(value, "flags", None)
+    if isinstance(value, xp.ndarray) and hasattr(flags, "writeable"):
+        flags.writeable = False
+    return value
 
 
 # ---- dtypes: torch's type promotion, so Python scalars and 0-d tensors never widen float32 ----
@@ -164,6 +173,18 @@ def _promote(dtypes) -> np.dtype:
 
 def result_dtype(*vals) -> np.dtype:
     """torch.result_type: dimensioned tensors > 0-dim tensors > Python scalars (c10 ResultTypeState)."""
+    same, scalars = None, False
+    for v in vals:  # the common case first: every tensor has one dtype, and scalars cannot outrank it
+        if is_array(v):
+            if same is None:
+                same = v.dtype
+            elif v.dtype != same:
+                break
+        elif v is not None:
+            scalars = True
+    else:
+        if same is not None and (not scalars or same.kind == "f"):
+            return np.dtype(same)
     tiers = [
         [np.dtype(v.dtype) for v in vals if is_array(v) and v.ndim > 0],
         [np.dtype(v.dtype) for v in vals if is_array(v) and v.ndim == 0],

@@ -9,7 +9,7 @@ import numpy as np
 
 from simulator.backend import add_at
 from simulator.ops_registry import (
-    SCALAR_DEFAULT, Meta, category, dtype_of, fast_path, is_array, op, result_dtype,
+    SCALAR_DEFAULT, Meta, category, constant, dtype_of, fast_path, is_array, op, result_dtype,
 )
 
 # ---- views and copies ----
@@ -66,6 +66,12 @@ def _permute_fast(xp, x, dims):
     return (lambda t: t.T) if dims == (1, 0) else (lambda t: t.transpose(dims))
 
 
+@fast_path("aten.expand.default")
+def _expand_fast(xp, x, size, implicit=False):
+    shape, broadcast_to = _expand_shape(x.shape, size), xp.broadcast_to
+    return lambda t: broadcast_to(t, shape)
+
+
 @fast_path("aten.unsqueeze.default")
 def _unsqueeze_fast(xp, x, dim):
     key = (slice(None),) * (dim % (x.ndim + 1)) + (None,)
@@ -120,9 +126,7 @@ op("aten.copy.default", kind="elementwise")(
 @fast_path("aten.scalar_tensor.default")
 def _scalar_tensor_fast(xp, s, dtype=None):
     """A 0-d constant, built once; later ops only read it (nothing here writes into an input)."""
-    value = xp.asarray(s, dtype=dtype_of(dtype) or np.float32)
-    if hasattr(value, "flags") and hasattr(value.flags, "writeable"):
-        value.flags.writeable = False    # shared by every run: a write would be a bug, so make it loud
+    value = constant(xp.asarray(s, dtype=dtype_of(dtype) or np.float32), xp)
     return lambda: value
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from compiler import cost
 from compiler.cost import tile_sizes
 from compiler.kernels import Kernel
+from compiler.compile_report import stage_times
 from compiler.pipeline import step_cycles
 
 from .backend import to_numpy
@@ -135,8 +136,20 @@ def measure_step(xp, plan, env: dict, harvest: bool = True) -> StepTiming:
                       timings)
 
 
+def plan_congestion(plan) -> dict:
+    """Congestion depends on the placement only: computed once per plan."""
+    cached = getattr(plan, "_congestion_cache", None)
+    if cached is None:
+        cached = plan.congestion()
+        object.__setattr__(plan, "_congestion_cache", cached)
+    return cached
+
+
 def _step(plan, timings: list[KernelTiming], field_name: str) -> float:
     replicas = np.array([plan.mapping[t.name].replicas for t in timings], dtype=np.float64)
-    stage = np.stack([getattr(t, field_name) for t in timings]) / replicas[:, None]
+    jam = plan_congestion(plan)
+    congested = np.array([jam[t.name] for t in timings])
+    stage = stage_times(np.stack([getattr(t, field_name) for t in timings]), replicas[:, None],
+                        congested[:, None])
     hops = plan.hops()
     return step_cycles(stage, hops, float(hops.sum()), np.array([t.update_cycles for t in timings]))

@@ -3,17 +3,24 @@
     import wsebench as wb
     s = wb.compile(model, loss_fn, example=(x, y), optimizer=opt, wafer="classroom")
     s.train(batches); s.report()
+    s.save("run.ckpt"); s = wb.load_session("run.ckpt")         # checkpoints, resume
+    table = wb.sweep(wb.default_config(), {"model.hidden": [32, 64]}, store="runs")   # sweeps
 """
 from compiler import ConfigError, Mapping, Plan, Target, WaferFitError
 from compiler import wafer
 from simulator.training import StepResult
 
 from . import config, data, models
+from .checkpoint import CheckpointError, load_session
+from .config import default_config, run
 from .report import Report
 from .session import History, Session, Sparsity, UnsupportedOpError, compile
+from .store import Results, load_results
+from .sweeps import SweepError, sweep
 
 __version__ = "0.1.0"
 
 __all__ = ["wafer", "compile", "Mapping", "Sparsity", "Session", "StepResult", "History", "Report",
            "Plan", "Target", "ConfigError", "WaferFitError", "UnsupportedOpError", "models", "data",
-           "config"]
+           "config", "default_config", "run", "sweep", "Results", "SweepError", "load_results",
+           "load_session", "CheckpointError"]

@@ -8,7 +8,7 @@ import pytest
 
 from compiler.cost import Mapping, memory_per_core
 from compiler.mapping import (WaferFitError, extents, in_flight, minimal_mapping, pinned_mappings,
-                              shape_for_area, share_work)
+                              shape_for_area)
 from compiler.optim_spec import OptimizerSpec
 from compiler.target import ConfigError, wafer
 
@@ -175,46 +175,3 @@ def test_oversize_mapping_is_refused(kernels):
 def test_bad_mapping_values_are_refused(kernels, bad):
     with pytest.raises(ConfigError):
         pinned_mappings(kernels, bad)
-
-
-# ---------------------------------------------------------------- share_work
-
-
-def test_more_work_gets_more_cores(make_matmul):
-    ks = (make_matmul("a", k=64, n=64, dx=False), make_matmul("b", k=256, n=256),
-          make_matmul("c", k=128, n=128))
-    minimal = {k.name: minimal_mapping(k, i, 3, T, SGD) for i, k in enumerate(ks)}
-    out = share_work(ks, minimal, {}, T.cores, T)
-    cores = {n: m.cores for n, m in out.items()}
-    work = {k.name: k.dense_macs_per_sample for k in ks}
-    by_work = sorted(work, key=work.get)
-    assert [cores[n] for n in by_work] == sorted(cores[n] for n in by_work)
-    assert cores["b"] > cores["c"] > cores["a"]
-    assert sum(cores.values()) <= T.cores
-
-
-def test_share_work_never_goes_below_minimum(make_matmul):
-    ks = (make_matmul("tiny", k=8, n=8), make_matmul("huge", k=2048, n=2048))
-    minimal = {"tiny": Mapping(1, 1), "huge": Mapping(16, 16)}
-    out = share_work(ks, minimal, {}, 300, T)
-    for k in ks:
-        assert out[k.name].rows * out[k.name].cols >= minimal[k.name].rows * minimal[k.name].cols
-
-
-def test_share_work_keeps_pins_and_shares_the_rest(make_matmul):
-    ks = (make_matmul("a", k=256, n=256), make_matmul("b", k=256, n=256))
-    minimal = {"a": Mapping(1, 1), "b": Mapping(1, 1)}
-    pinned = {"a": Mapping(2, 2)}
-    out = share_work(ks, minimal, pinned, T.cores, T)
-    assert out["a"] == Mapping(2, 2)
-    free = share_work(ks, minimal, {}, T.cores, T)
-    assert out["b"].cores >= free["b"].cores      # b gets what a gave up
-
-
-def test_share_work_grows_with_budget(make_matmul):
-    ks = (make_matmul("a", k=512, n=512), make_matmul("b", k=256, n=256))
-    minimal = {"a": Mapping(1, 1), "b": Mapping(1, 1)}
-    small, big = share_work(ks, minimal, {}, 128, T), share_work(ks, minimal, {}, 1024, T)
-    for name in ("a", "b"):
-        assert big[name].cores >= small[name].cores
-    assert big["a"].cores > small["a"].cores

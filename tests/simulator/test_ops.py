@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from simulator.ops import (
-    ELEMENTWISE_OPS, MATMUL_OPS, OPS, VIEW_OPS, UnsupportedOpError, apply_dropout_mask, dropout_scale, run_op,
+    ELEMENTWISE_OPS, MATMUL_OPS, OPS, SPECIALIZERS, VIEW_OPS, Meta, UnsupportedOpError, apply_dropout_mask,
+    dropout_scale, run_op, specialize,
 )
 
 _DTYPES = {"float32", "float64", "int64", "int32", "bool"}
@@ -255,3 +256,111 @@ def test_unknown_op_raises_naming_it():
     assert info.value.op == "aten.foo.default"
     assert "aten.foo.default" in str(info.value) and "aten.addmm.default" in str(info.value)
     assert isinstance(info.value, KeyError)
+
+
+# ---- static specialization: the executor's fast paths must equal the general kernels bit for bit ----
+
+def _bits(a):
+    a = np.asarray(a)
+    return a.view(f"u{a.dtype.itemsize}") if a.dtype.kind == "f" else a
+
+
+def _assert_identical(fast, general):
+    if isinstance(general, tuple):
+        assert isinstance(fast, (tuple, list)) and len(fast) == len(general)
+        for f, g in zip(fast, general):
+            _assert_identical(f, g)
+        return
+    fast = np.asarray(fast)
+    assert fast.dtype == general.dtype and fast.shape == general.shape
+    np.testing.assert_array_equal(_bits(fast), _bits(general))
+
+
+def _specialized(name, args, kwargs, constants=()):
+    """The fast path for ``args`` with every top-level array a ``Meta`` (``constants``: positions whose
+    value the executor would know, as for a folded ``scalar_tensor``)."""
+    metas = tuple(Meta(a.shape, a.dtype, a if i in constants else None) if isinstance(a, np.ndarray) else a
+                  for i, a in enumerate(args))
+    call = specialize(np, name, metas, kwargs)
+    return call, [a for a in args if isinstance(a, np.ndarray)]
+
+
+FAST_CASES = [p for p in CASES if p.values[0] in SPECIALIZERS and p.values[0] not in _UNINITIALIZED]
+
+
+@pytest.mark.parametrize(("name", "args", "kwargs", "atol"), FAST_CASES)
+def test_fast_path_equals_general_kernel(name, args, kwargs, atol):
+    call, tensors = _specialized(name, args, kwargs)
+    if call is not None:  # None: the specializer leaves these arguments (e.g. mixed dtypes) to the general form
+        _assert_identical(call(*tensors), run_op(np, name, args, kwargs))
+
+
+def test_fast_paths_belong_to_registered_ops_and_are_taken():
+    assert set(SPECIALIZERS) <= set(OPS)
+    taken = sum(_specialized(*p.values[:3])[0] is not None for p in FAST_CASES)
+    assert taken >= 0.8 * len(FAST_CASES) and len(FAST_CASES) >= 60
+
+
+def _special_values(shape=(6, 40), dtype=np.float32):
+    x = np.random.default_rng(5).standard_normal(shape).astype(dtype)
+    flat = x.reshape(-1)
+    flat[::7], flat[1::11], flat[2::13], flat[3::17], flat[4::19] = -0.0, np.nan, 0.0, np.inf, -np.inf
+    return x
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fast_selects_keep_nans_and_signed_zeros(dtype):
+    """relu and the where/threshold_backward bit tricks, on NaN, +-0 and +-inf, with broadcasting."""
+    x, g = _special_values(dtype=dtype), _special_values(dtype=dtype)[::-1].copy()
+    zero = np.zeros((), dtype)
+    cases = [("aten.relu.default", (x,), {}, ()), ("aten.threshold_backward.default", (g, x, 0), {}, ()),
+             ("aten.where.self", (x <= 0, zero, g), {}, (1,)), ("aten.where.self", (x > 0, g, zero), {}, (2,)),
+             ("aten.where.self", ((x > 0)[:1], zero, g), {}, (1,)), ("aten.where.ScalarSelf", (x < 0, 0.0, g), {}, ()),
+             ("aten.where.ScalarOther", (x < 0, g.T.copy().T, 0.0), {}, ()),
+             ("aten.where.self", (x <= 0, np.asarray(-0.0, dtype), g), {}, (1,))]
+    for name, args, kwargs, constants in cases:
+        call, tensors = _specialized(name, args, kwargs, constants)
+        assert call is not None, name
+        _assert_identical(call(*tensors), run_op(np, name, args, kwargs))
+
+
+def test_result_dtype_shortcut_agrees_with_the_tiers():
+    """result_dtype's same-dtype shortcut gives what torch's three-tier rule gives."""
+    import itertools
+
+    from simulator import ops_registry as registry
+
+    def tiers(*vals):
+        arrays = [v for v in vals if registry.is_array(v)]
+        levels = [[np.dtype(v.dtype) for v in arrays if v.ndim > 0], [np.dtype(v.dtype) for v in arrays if v.ndim == 0],
+                  [registry.SCALAR_DEFAULT[registry.category(v)] for v in vals if v is not None
+                   and not registry.is_array(v)]]
+        result = None
+        for dtypes in filter(None, levels):
+            tier = registry._promote(dtypes)
+            if result is None or registry.category(tier) > registry.category(result):
+                result = tier
+        return result
+
+    values = [np.zeros(2, d) for d in ("float32", "float64", "int64", "int32", "bool", "float16")]
+    values += [np.zeros((), d) for d in ("float32", "float64", "int64", "bool")] + [1, 2.5, True, None]
+    for k in (1, 2, 3):
+        for combo in itertools.product(values, repeat=k):
+            if any(v is not None for v in combo):
+                assert registry.result_dtype(*combo) == tiers(*combo), combo
+
+
+def test_fma_and_subtraction_round_once():
+    """fma equals the float64 formula it stands for; alpha = -1 (sub) is plain float32 subtraction."""
+    from simulator.ops import add_scaled, fma
+
+    r = np.random.default_rng(9)
+    a, b = (r.standard_normal(4096) * 2.0 ** r.integers(-40, 40, 4096)).astype(np.float32), \
+        (r.standard_normal(4096) * 2.0 ** r.integers(-40, 40, 4096)).astype(np.float32)
+    s = np.float32(-0.0123)
+    wide = (a.astype(np.float64) * np.float64(s) + b.astype(np.float64)).astype(np.float32)
+    np.testing.assert_array_equal(_bits(fma(np, a, s, b)), _bits(wide))
+    broadcast = (a.astype(np.float64) * np.float64(s) + np.float64(b[0])).astype(np.float32)
+    np.testing.assert_array_equal(_bits(fma(np, a, s, b[:1])), _bits(broadcast))
+    minus = (b.astype(np.float64) * -1.0 + a.astype(np.float64)).astype(np.float32)
+    np.testing.assert_array_equal(_bits(add_scaled(np, a, b, -1)), _bits(minus))

@@ -1,0 +1,96 @@
+"""The mapping search: pick one option per kernel to maximize samples/s under the wafer's area.
+
+The objective is the min-bottleneck problem: minimize T = max_k stage_time(option_k) subject to
+sum_k area(option_k) <= cores. `min_bottleneck` is exact for given option lists:
+- the optimal T* is one of the option stage times, so it suffices to search that sorted list;
+- for a target T, the cheapest choice for kernel k is its smallest-area option with
+  stage_time <= T, and the kernels do not interact except through the area sum, so "T is
+  feasible" holds iff the sum of those cheapest areas fits;
+- that sum can only shrink as T grows (more options qualify), so feasibility is monotone in T
+  and bisection over the sorted candidate times finds the least feasible T, which is T*.
+Rectangle packing is checked afterwards by the placer; if the chosen set does not pack, the
+caller relaxes T to the next candidate (`relaxations`).
+
+Strategies: "model" allows one replica per kernel; "data" replicates the whole network the same
+r times (r searched); "auto" lets every kernel choose its own replica count.
+"""
+from __future__ import annotations
+
+import bisect
+import itertools
+from dataclasses import dataclass
+
+from .options import Option
+
+STRATEGIES = ("auto", "model", "data")
+
+
+@dataclass(frozen=True)
+class Choice:
+    options: dict                # kernel name -> Option
+    bottleneck: float            # max stage time over kernels (cycles per sample)
+    area: int
+
+
+def cheapest_at(options: list[Option], limit: float, samples: int) -> Option | None:
+    """Smallest-area option whose stage time is within `limit` (options are area-sorted)."""
+    for opt in options:
+        if opt.stage_time(samples) <= limit:
+            return opt
+    return None
+
+
+def feasible(option_lists: dict, limit: float, capacity: int, samples: int) -> Choice | None:
+    chosen = {}
+    for name, options in option_lists.items():
+        opt = cheapest_at(options, limit, samples)
+        if opt is None:
+            return None
+        chosen[name] = opt
+    area = sum(o.area for o in chosen.values())
+    if area > capacity:
+        return None
+    return Choice(chosen, max(o.stage_time(samples) for o in chosen.values()), area)
+
+
+def candidate_times(option_lists: dict, samples: int) -> list[float]:
+    """Every option's stage time at or above the largest per-kernel minimum (below it some
+    kernel has no option at all)."""
+    floor = max(min(o.stage_time(samples) for o in opts) for opts in option_lists.values())
+    times = {o.stage_time(samples) for opts in option_lists.values() for o in opts}
+    return sorted(t for t in times if t >= floor)
+
+
+def min_bottleneck(option_lists: dict, capacity: int, samples: int, start: float | None = None
+                   ) -> Choice | None:
+    """Exact minimum-bottleneck choice (see module docstring); `start` skips faster targets."""
+    times = candidate_times(option_lists, samples)
+    if start is not None:
+        times = times[bisect.bisect_right(times, start):]
+    lo, hi, best = 0, len(times) - 1, None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        choice = feasible(option_lists, times[mid], capacity, samples)
+        if choice is not None:
+            best, hi = choice, mid - 1
+        else:
+            lo = mid + 1
+    return best
+
+
+def exhaustive(option_lists: dict, capacity: int, samples: int) -> Choice | None:
+    """Reference: try every combination (for tests on small graphs only)."""
+    names = list(option_lists)
+    best = None
+    for combo in itertools.product(*(option_lists[n] for n in names)):
+        area = sum(o.area for o in combo)
+        if area > capacity:
+            continue
+        t = max(o.stage_time(samples) for o in combo)
+        if best is None or t < best.bottleneck:
+            best = Choice(dict(zip(names, combo)), t, area)
+    return best
+
+
+def restrict_replicas(option_lists: dict, replicas: int) -> dict:
+    return {n: [o for o in opts if o.mapping.replicas == replicas] for n, opts in option_lists.items()}

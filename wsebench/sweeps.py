@@ -1,0 +1,368 @@
+"""Sweeps: one experiment per point of a grid, on any `concurrent.futures.Executor`.
+
+    import wsebench as wb
+    table = wb.sweep(wb.default_config(), {"model.hidden": [32, 64], "sparsity.harvest": [True, False]},
+                     store="runs/hidden")               # a local process pool by default
+    table.plot("model.hidden", "samples_per_s", by="sparsity.harvest")
+
+    from dask.distributed import Client                 # the same sweep on a Dask cluster
+    table = wb.sweep(base, grid, executor=Client("tcp://scheduler:8786").get_executor(), store=...)
+
+A grid maps dotted config keys ("model.hidden", "wafer.sram_bytes", "optimizer.lr", "seed") to
+lists of values; the points are their cartesian product, in order. Every point gets its own seed,
+derived from the base config's seed and the point's values (`derive_seed`), unless the grid sets
+"seed" itself or `seeds="base"` gives every point the base seed (same init and dropout masks
+across points, e.g. to compare harvesting on and off). A point's store key is the hash of its
+full config, seed included, so nothing stochastic is reused because its arguments look alike.
+Each finished point is written to the store by this process (workers need no shared disk) as
+soon as it arrives, so an interrupted sweep keeps every point it finished, and a re-run with the
+same store runs only the points that are missing.
+"""
+from __future__ import annotations
+
+import copy
+import datetime
+import hashlib
+import itertools
+import os
+import platform
+import socket
+import threading
+import time
+import warnings
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Executor, Future, wait
+from dataclasses import asdict, dataclass
+
+from compiler import ConfigError
+
+from .store import KIND, FORMAT, Results, Store, StoreEntryError, canonical, config_key, dumps, row_of
+
+SEED_MODES = ("derived", "base")
+ERROR_MODES = ("record", "raise")
+
+
+class SweepError(RuntimeError):
+    """A point of a sweep failed and the sweep was asked to stop (errors="raise")."""
+
+
+@dataclass(frozen=True)
+class Point:
+    index: int
+    values: dict        # the grid's values for this point (dotted keys), plus "repeat" if repeats > 1
+    repeat: int
+    seed: int
+    config: dict        # the full, validated config (plain JSON data), seed included
+    key: str            # store key: hash of `config`
+
+
+# ----------------------------------------------------------------------------- the grid
+
+def expand_grid(grid: dict | None) -> list[dict]:
+    """The cartesian product of `grid` ({dotted key: [values]}), first key varying slowest."""
+    if grid is None:
+        return [{}]
+    if not isinstance(grid, dict):
+        raise ConfigError(f"a grid must be a mapping of dotted config keys to lists of values, "
+                          f"got {type(grid).__name__}")
+    for key, values in grid.items():
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"grid keys must be dotted config keys like 'model.hidden', got {key!r}")
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ConfigError(f"grid[{key!r}] must be a non-empty list of values, got {values!r}")
+        seen = [dumps(v, sort_keys=True) for v in values]
+        if len(set(seen)) != len(seen):
+            raise ConfigError(f"grid[{key!r}] repeats a value ({list(values)!r}); use repeats=N "
+                              "for several runs of one point")
+    keys = list(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def set_key(config: dict, dotted: str, value) -> None:
+    """Set `config[a][b]... = value` for "a.b...". A wafer given as a preset name becomes
+    {"preset": name}, and mapping "auto" becomes {}; "mapping.<glob>" takes the rest as the glob."""
+    from .config import TOP_LEVEL
+    top, _, rest = dotted.partition(".")
+    if top not in TOP_LEVEL:
+        raise ConfigError(f"grid key {dotted!r}: {top!r} is not a config key; allowed: "
+                          f"{', '.join(TOP_LEVEL)}")
+    parts = [top] + ([rest] if top == "mapping" and rest else rest.split(".") if rest else [])
+    node = config
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None or (depth == 0 and part == "mapping" and child == "auto"):
+            child = {}
+        elif depth == 0 and part == "wafer" and isinstance(child, str):
+            child = {"preset": child}
+        elif not isinstance(child, dict):
+            raise ConfigError(f"grid key {dotted!r}: config {'.'.join(parts[:depth + 1])!r} is "
+                              f"{child!r}, not a mapping")
+        node[part] = child = dict(child)
+        node = child
+    node[parts[-1]] = copy.deepcopy(value)
+
+
+def derive_seed(base_seed: int, values: dict, repeat: int = 0) -> int:
+    """A seed in [0, 2**31 - 1) determined by the base seed, the point's values and the repeat."""
+    payload = dumps({"base_seed": base_seed, "point": canonical(values), "repeat": repeat},
+                    sort_keys=True)
+    return int.from_bytes(hashlib.sha256(payload.encode()).digest()[:8], "big") % (2**31 - 1)
+
+
+def plan_points(base_config: dict | None, grid: dict | None, repeats: int = 1,
+                seeds: str = "derived") -> list[Point]:
+    """Every point of the sweep with its full config, seed and key; checks every config."""
+    from .config import default_config, validate
+    base = default_config() if base_config is None else base_config
+    base = validate(canonical(base))
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+        raise ConfigError(f"repeats must be an integer >= 1, got {repeats!r}")
+    if seeds not in SEED_MODES:
+        raise ConfigError(f"seeds must be one of {', '.join(SEED_MODES)}, got {seeds!r}")
+    grid_points = expand_grid(grid)
+    if repeats > 1 and (seeds == "base" or "seed" in grid_points[0]):
+        raise ConfigError("repeats > 1 needs a seed per repeat: leave 'seed' out of the grid "
+                          "and use seeds='derived'")
+    points, keys = [], {}
+    for values, repeat in itertools.product(grid_points, range(repeats)):
+        config = copy.deepcopy(base)
+        for dotted, value in values.items():
+            set_key(config, dotted, value)
+        if "seed" not in values:
+            config["seed"] = base["seed"] if seeds == "base" else derive_seed(base["seed"], values,
+                                                                               repeat)
+        try:
+            config = canonical(validate(config))
+        except ConfigError as err:
+            raise ConfigError(f"grid point {dumps(values)}: {err}") from None
+        key = config_key(config)
+        if key in keys:
+            raise ConfigError(f"grid points {dumps(keys[key])} and {dumps(values)} give the same "
+                              "experiment")
+        shown = {**values, "repeat": repeat} if repeats > 1 else values
+        keys[key] = shown
+        points.append(Point(len(points), shown, repeat, config["seed"], config, key))
+    return points
+
+
+# ----------------------------------------------------------------------------- one experiment
+
+_RUN_LOCK = threading.Lock()   # runs share torch's global RNG: a thread pool runs them one by one
+
+
+def versions() -> dict:
+    import numpy
+    import torch
+
+    from . import __version__
+    return {"wsebench": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
+            "python": platform.python_version()}
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
+
+
+def run_point(config: dict) -> dict:
+    """Run one experiment (in a worker); return {"record": JSON data, "arrays": {name: array}},
+    or {"error": "Type: message", "traceback": ...} rather than raising (some errors do not
+    survive pickling back to the caller)."""
+    import traceback
+
+    import numpy as np
+
+    from .config import run
+    with _RUN_LOCK:
+        started = _now()
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = run(config, progress=False)
+        except Exception as err:  # noqa: BLE001 - reported per point; the sweep goes on
+            return {"error": f"{type(err).__name__}: {' '.join(str(err).split())}",
+                    "traceback": traceback.format_exc()}
+        report, history = result["report"], result["history"]
+        record = {"config": config, "seed": config["seed"], "versions": versions(),
+                  "backend": result["session"].backend,
+                  "history": [asdict(r) for r in history], "summary": report.summary,
+                  "kernels": report.kernels, "final_loss": result["final_loss"],
+                  "accuracy": result["accuracy"], "wall_seconds": result["wall_seconds"],
+                  "started": started, "finished": _now(), "host": socket.gethostname(),
+                  "pid": os.getpid(),
+                  "warnings": sorted({str(w.message) for w in caught})}
+        horizontal, vertical = report.link_load if len(report.link_load) == 2 else (None, None)
+        arrays = {"core_utilization": report.core_utilization, "sram_per_core": report.sram_per_core,
+                  "kernel_grid": report.kernel_grid, "kernel_names": np.array(report.kernel_names),
+                  "losses": np.array([r.loss for r in history]),
+                  "cycles": np.array([r.cycles for r in history]),
+                  "dense_cycles": np.array([r.dense_cycles for r in history])}
+        if horizontal is not None:
+            arrays.update(link_load_horizontal=np.asarray(horizontal),
+                          link_load_vertical=np.asarray(vertical))
+        return {"record": canonical(record), "arrays": {k: np.asarray(v) for k, v in arrays.items()}}
+
+
+# ----------------------------------------------------------------------------- executors
+
+class InlineExecutor(Executor):
+    """Runs each call in this process as it is submitted: for debugging and tiny sweeps."""
+    max_in_flight = 1
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as err:  # noqa: BLE001 - delivered through the future
+            future.set_exception(err)
+        return future
+
+
+def default_workers() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+def _watch_parent(ppid: int) -> None:
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != ppid:      # the sweep's process died: do not run on as an orphan
+            os._exit(1)
+
+
+def _worker_init() -> None:
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    import torch
+    torch.set_num_threads(1)          # one worker per core
+
+
+def process_pool(workers: int):
+    """A process pool whose workers start fresh ("spawn": torch is loaded here) and exit when
+    this process dies."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_init)
+
+
+def _stop_pool(pool, now: bool) -> None:
+    if not now:
+        pool.shutdown(wait=True)
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in processes:
+        proc.join(timeout=5)
+
+
+# ----------------------------------------------------------------------------- the sweep
+
+def sweep(base_config: dict | None = None, grid: dict | None = None, executor: Executor | None = None,
+          store=None, *, workers: int | None = None, repeats: int = 1, seeds: str = "derived",
+          progress: bool = True, errors: str = "record") -> Results:
+    """Run one experiment per point of `grid` over `base_config`; return a Results table.
+
+    executor: any concurrent.futures.Executor (e.g. `dask.distributed.Client(...).get_executor()`);
+        None starts a local process pool of `workers` processes (default: one per CPU core).
+    store: a folder; finished points are written there as they arrive and skipped on re-runs.
+    repeats: runs per grid point, each with its own seed. seeds: "derived" (each point its own
+        seed) or "base" (every point the base config's seed). errors: "record" lists a failed
+        point in `results.errors` and goes on; "raise" stops the sweep with SweepError.
+    """
+    if errors not in ERROR_MODES:
+        raise ConfigError(f"errors must be one of {', '.join(ERROR_MODES)}, got {errors!r}")
+    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
+        raise ConfigError(f"workers must be an integer >= 1, got {workers!r}")
+    points = plan_points(base_config, grid, repeats, seeds)
+    db = None if store is None else Store(store)
+    table = Results(store=None if db is None else db.path)
+    rows, todo = {}, []
+    notes = []
+    for p in points:
+        found = _stored(db, p, notes)
+        if found is not None:
+            rows[p.index] = found
+            table.skipped.append(p.key)
+        else:
+            todo.append(p)
+    from tqdm.auto import tqdm
+    bar = tqdm(total=len(points), initial=len(rows), desc="sweep", unit="run", disable=not progress)
+    for note in notes:
+        bar.write(note)
+    own = executor is None and bool(todo)
+    if own:
+        executor = process_pool(min(workers or default_workers(), len(todo)))
+    queue, pending = deque(todo), {}
+    limit = getattr(executor, "max_in_flight", None) or len(todo) or 1
+    clean = False
+    try:
+        while queue or pending:
+            while queue and len(pending) < limit:
+                p = queue.popleft()
+                pending[executor.submit(run_point, p.config)] = p
+            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for fut in done:
+                p = pending.pop(fut)
+                out = _outcome(fut)
+                if "error" in out:
+                    table.errors.append({"point": p.values, "key": p.key, "seed": p.seed,
+                                         "error": out["error"], "traceback": out.get("traceback")})
+                    bar.write(f"sweep: point {dumps(p.values)} failed: {out['error']}")
+                    if errors == "raise":
+                        raise SweepError(f"point {dumps(p.values)} failed: {out['error']}")
+                else:
+                    record = _finish_record(out["record"], p)
+                    if db is not None:
+                        db.put(record, out["arrays"])
+                    rows[p.index] = row_of(record)
+                    table._arrays[p.key] = out["arrays"]
+                    table.ran.append(p.key)
+                bar.update(1)
+        clean = True
+    except KeyboardInterrupt:
+        table.interrupted = True
+        where = f"; they are in {db.path}, re-run to finish the rest" if db is not None else ""
+        bar.write(f"sweep interrupted: {len(rows)} of {len(points)} points finished{where}")
+    finally:
+        for fut in pending:
+            fut.cancel()
+        bar.close()
+        if own:
+            _stop_pool(executor, now=not clean)
+    table.extend(rows[i] for i in sorted(rows))
+    if table.errors and progress:
+        print(f"sweep: {len(table.errors)} of {len(points)} points failed; see results.errors")
+    return table
+
+
+def _stored(db: Store | None, p: Point, notes: list) -> dict | None:
+    """The row of point `p` if the store holds it intact; a damaged entry is noted and re-run."""
+    if db is None or not db.has(p.key):
+        return None
+    try:
+        record, _ = db.get(p.key)
+    except StoreEntryError as err:
+        notes.append(f"sweep: re-running the damaged entry {err}")
+        return None
+    if record["config"] != p.config:
+        notes.append(f"sweep: re-running {p.key}.json, its config differs from the point's")
+        return None
+    return row_of({**record, "point": p.values})
+
+
+def _outcome(fut) -> dict:
+    try:
+        out = fut.result()
+    except CancelledError:
+        return {"error": "CancelledError: the executor cancelled this point"}
+    except Exception as err:  # noqa: BLE001 - e.g. a worker process died (BrokenProcessPool)
+        return {"error": f"{type(err).__name__}: {err}"}
+    if not isinstance(out, dict) or not ("record" in out or "error" in out):
+        return {"error": f"the executor returned {type(out).__name__}, not a result"}
+    return out
+
+
+def _finish_record(record: dict, p: Point) -> dict:
+    return {"format": FORMAT, "kind": KIND, "key": p.key, "point": p.values, **record,
+            "config": p.config}
