@@ -1,6 +1,9 @@
 """Simulator step time over eager torch's, for one MLP, both timed in the same run.
 
-    PYTHONPATH=. python bench/step_overhead.py [--steps 50] [--backend auto|numpy|cupy]
+    PYTHONPATH=. python bench/step_overhead.py [--steps 50] [--backend auto|numpy|cupy] [--threads N]
+
+For a single-thread comparison run `OPENBLAS_NUM_THREADS=1 ... --threads 1` (NumPy's BLAS reads
+its thread count when it loads; torch's is set by --threads).
 
 The model is 4 Linear layers (hidden 256) with ReLU, batch 64, SGD. Each side gets a warm-up,
 then the median of `--steps` steps (time.perf_counter). The simulator's step is then split into
@@ -95,7 +98,10 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=50, help="timed steps per side (median)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before each block")
     parser.add_argument("--backend", default="auto", choices=("auto", "numpy", "cupy"))
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model, loss_fn, x, y = setup()
     sim_model, _, _, _ = setup()
     opt = torch.optim.SGD(sim_model.parameters(), lr=0.01)

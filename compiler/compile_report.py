@@ -12,7 +12,7 @@ import numpy as np
 from . import cost
 from .cost import Mapping, tile_sizes
 from .pipeline import step_cycles
-from .placement import link_loads
+from .placement import directed_link_loads, route_segments
 
 REDUCTION = "gradient all-reduce"
 
@@ -22,18 +22,16 @@ def _sample_routes(plan):
 
 
 def congestion(plan) -> dict[str, float]:
-    """Per kernel: the per-sample load of the busiest link any of its routes crosses."""
+    """Per kernel: the per-sample load of the busiest link (in the direction of travel) that any
+    of its routes crosses."""
     samples = max(plan.kernels[0].samples, 1) if plan.kernels else 1
     routes = _sample_routes(plan)
-    horizontal, vertical = link_loads(routes, plan.target)
+    loads = directed_link_loads(routes, plan.target)
     out = {k.name: 0.0 for k in plan.kernels}
     for rt in routes:
         peak = 0.0
-        for (ra, ca), (rb, cb) in zip(rt.path, rt.path[1:]):
-            if ra == rb and ca != cb:
-                peak = max(peak, horizontal[ra, min(ca, cb):max(ca, cb)].max())
-            elif ca == cb and ra != rb:
-                peak = max(peak, vertical[min(ra, rb):max(ra, rb), ca].max())
+        for direction, rows, cols in route_segments(rt):
+            peak = max(peak, float(loads[direction][rows, cols].max()))
         for name in (rt.edge.src, rt.edge.dst):
             out[name] = max(out[name], peak / samples)
     return out

@@ -1,10 +1,6 @@
-"""Mapping helpers: pinned mappings, pipeline depth, and the smallest rectangle that fits SRAM.
-
-Each kernel first gets the smallest rectangle whose cores hold its memory (weights, gradient,
-optimizer state, stashed activations) within SRAM. The rest of the fabric is shared in
-proportion to dense per-sample work, since a pipeline runs at the pace of its slowest stage.
-Rectangles follow the shape of the unrolled dimensions (rows/cols ~ K/N for a matmul).
-Pinned kernels (`mapping={"fc*": Mapping(4, 8)}`) keep exactly the size the user gave.
+"""Mapping helpers: resolve pinned mappings, the samples a pipeline stage holds, and the
+smallest rectangle that fits SRAM (used to explain a model that does not fit). The search over
+all options lives in `options.py` and `search.py`.
 """
 from __future__ import annotations
 

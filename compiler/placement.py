@@ -1,9 +1,10 @@
-"""Place & route, simple version.
+"""Place & route.
 
-Placement: kernels are packed as rectangles on shelves in pipeline order, along a serpentine
-(left to right on even shelves, right to left on odd ones) so that consecutive kernels stay
-adjacent. Routing: every producer -> consumer edge gets a dimension-ordered (X then Y) Manhattan
-route between rectangle centres; the wavelets each edge moves per step are summed per link.
+Placement: kernels are placed as rectangles in pipeline order, each at the free spot nearest the
+previous kernel (a greedy winding path over the fabric), then refined by moving kernels toward
+the centroid of the kernels they talk to while total wire length falls. Routing: every producer
+-> consumer edge gets a dimension-ordered (X then Y) Manhattan route between rectangle centres,
+as a bundle of parallel lanes; the wavelets each edge moves per step are summed per link.
 """
 from __future__ import annotations
 
@@ -74,12 +75,34 @@ def free_positions(occupied: np.ndarray, height: int, width: int) -> tuple[np.nd
 
 
 def _nearest_free(occupied, height, width, toward: tuple[float, float]):
-    r, c = free_positions(occupied, height, width)
-    if r.size == 0:
+    """The free top-left corner whose rectangle centre is nearest `toward` (L1; ties go to the
+    top-most, then left-most). Searches a window around `toward` that grows until it holds every
+    centre as near as the best found, so the answer equals a search of the whole fabric."""
+    rows, cols = occupied.shape
+    if height > rows or width > cols:
         return None
-    dist = np.abs(r + height / 2 - toward[0]) + np.abs(c + width / 2 - toward[1])
-    best = np.lexsort((c, r, dist))[0]
-    return int(r[best]), int(c[best])
+    reach = max(height, width)
+    while True:
+        r0, r1 = max(0, int(toward[0] - reach - height)), min(rows, int(toward[0] + reach + height) + 1)
+        c0, c1 = max(0, int(toward[1] - reach - width)), min(cols, int(toward[1] + reach + width) + 1)
+        whole = (r0, c0, r1, c1) == (0, 0, rows, cols)
+        r, c = free_positions(occupied[r0:r1, c0:c1], height, width)
+        if r.size:
+            r, c = r + r0, c + c0
+            dist = np.abs(r + height / 2 - toward[0]) + np.abs(c + width / 2 - toward[1])
+            best = np.lexsort((c, r, dist))[0]
+            d = float(dist[best])
+            covered = ((r0 == 0 or toward[0] - d >= r0 + height / 2)
+                       and (r1 == rows or toward[0] + d <= r1 - height / 2)
+                       and (c0 == 0 or toward[1] - d >= c0 + width / 2)
+                       and (c1 == cols or toward[1] + d <= c1 - width / 2))
+            if whole or covered:
+                return int(r[best]), int(c[best])
+            reach = max(2 * reach, int(d) + 1)
+        elif whole:
+            return None
+        else:
+            reach *= 2
 
 
 def place(order: list[str], mappings: dict[str, Mapping], target: Target) -> tuple[Rect, ...]:
@@ -162,8 +185,9 @@ def route(edges: list[Edge], rects: tuple[Rect, ...]) -> tuple[Route, ...]:
 
 def reduction_routes(kernels, mappings: dict, rects: tuple[Rect, ...], target: Target
                      ) -> tuple[Route, ...]:
-    """Data-parallel replicas sit side by side; their gradient all-reduce runs as a ring along
-    the region's middle row, each hop carrying 2 (r-1)/r of a core's weight tile per step."""
+    """Data-parallel replicas sit side by side; their gradient all-reduce runs as a ring per
+    row of cores (drawn along the middle row): each core sends 2 (r-1)/r of its weight tile to
+    its twin in the next replica, so a row's boundary link carries cols times that per step."""
     from .cost import weights_per_core
     where = {r.name: r for r in rects}
     routes = []
@@ -178,7 +202,7 @@ def reduction_routes(kernels, mappings: dict, rects: tuple[Rect, ...], target: T
         for q in range(m.replicas - 1):
             start = rect.col + q * m.cols + m.cols // 2
             edge = Edge(k.name, k.name, f"gradient all-reduce {q}->{q + 1}", load)
-            routes.append(Route(edge, ((row, start), (row, start + m.cols))))
+            routes.append(Route(edge, ((row, start), (row, start + m.cols)), lanes=m.rows))
     return tuple(routes)
 
 
@@ -193,6 +217,31 @@ def link_loads(routes: tuple[Route, ...], target: Target) -> tuple[np.ndarray, n
             elif ca == cb and ra != rb:
                 vertical[min(ra, rb):max(ra, rb), ca] += rt.load
     return horizontal, vertical
+
+
+def directed_link_loads(routes: tuple[Route, ...], target: Target) -> dict[str, np.ndarray]:
+    """Per-lane wavelets per step on each link, per direction: a link moves one wavelet per
+    cycle each way, so traffic going east does not slow traffic going west."""
+    loads = {"east": np.zeros((target.rows, max(target.cols - 1, 0))),
+             "west": np.zeros((target.rows, max(target.cols - 1, 0))),
+             "south": np.zeros((max(target.rows - 1, 0), target.cols)),
+             "north": np.zeros((max(target.rows - 1, 0), target.cols))}
+    for rt in routes:
+        for (ra, ca), (rb, cb) in zip(rt.path, rt.path[1:]):
+            if ra == rb and ca != cb:
+                loads["east" if cb > ca else "west"][ra, min(ca, cb):max(ca, cb)] += rt.load
+            elif ca == cb and ra != rb:
+                loads["south" if rb > ra else "north"][min(ra, rb):max(ra, rb), ca] += rt.load
+    return loads
+
+
+def route_segments(rt: Route):
+    """(direction, row slice, col slice) of each segment of a route's path."""
+    for (ra, ca), (rb, cb) in zip(rt.path, rt.path[1:]):
+        if ra == rb and ca != cb:
+            yield ("east" if cb > ca else "west"), slice(ra, ra + 1), slice(min(ca, cb), max(ca, cb))
+        elif ca == cb and ra != rb:
+            yield ("south" if rb > ra else "north"), slice(min(ra, rb), max(ra, rb)), slice(ca, ca + 1)
 
 
 def occupancy(rects: tuple[Rect, ...], target: Target) -> np.ndarray:

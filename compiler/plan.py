@@ -17,7 +17,7 @@ from .ir import Graph, Op, Ref, TensorType, format_graph, verify
 from .kernels import Access, Kernel, LoopNest, build_kernels
 from .mapping import WaferFitError, in_flight, minimal_mapping, pinned_mappings
 from .options import Option, cached_options
-from .search import STRATEGIES, min_bottleneck, restrict_replicas
+from .search import STRATEGIES, candidate_times, feasible, min_bottleneck
 from .optim_spec import OptimizerSpec
 from .passes import run_pipeline
 from .pipeline import step_cycles
@@ -117,7 +117,7 @@ def kernel_edges(graph: Graph, kernel_of: dict[str, str], target: Target) -> lis
 
 def compile_plan(graph: Graph, target: Target, optimizer: OptimizerSpec, mapping="auto",
                  density: float = 1.0, densities: dict | None = None,
-                 max_relaxations: int = 64) -> Plan:
+                 ) -> Plan:
     """passes -> kernels -> options -> exact min-bottleneck search -> placement -> routes.
 
     `mapping` is a strategy ("auto" | "model" | "data") or a dict of kernel-name glob ->
@@ -125,6 +125,9 @@ def compile_plan(graph: Graph, target: Target, optimizer: OptimizerSpec, mapping
     kernel name to the assumed (x, dY) densities (e.g. calibrated on the example batch);
     other kernels assume `density`.
     """
+    if not isinstance(mapping, (str, dict)):
+        raise ConfigError(f"mapping must be 'auto', 'model', 'data' or a dict of kernel-name glob "
+                          f"-> wb.Mapping, got {mapping!r}")
     graph = verify(run_pipeline(graph))
     kernels, kernel_of = build_kernels(graph)
     strategy = mapping if isinstance(mapping, str) else "auto"
@@ -134,19 +137,28 @@ def compile_plan(graph: Graph, target: Target, optimizer: OptimizerSpec, mapping
     pinned = pinned_mappings(kernels, mapping if isinstance(mapping, dict) else "auto")
     _check_pinned_memory(kernels, pinned, target, optimizer)
     densities = {k.name: (densities or {}).get(k.name, (density, density)) for k in kernels}
-    lists = option_lists(kernels, target, optimizer, pinned, densities, strategy)
     samples = kernels[0].samples
+    candidates = candidate_lists(kernels, target, optimizer, pinned, densities, strategy)
     edges = kernel_edges(graph, kernel_of, target)
     pairs = sorted({tuple(sorted((e.src, e.dst))) for e in edges})
-    choice, rects, relaxed = _search_and_place(kernels, lists, strategy, target, samples, max_relaxations)
-    rects = refine(rects, pairs, target)
-    mappings = {name: opt.mapping for name, opt in choice.options.items()}
-    routes = route(edges, rects) + reduction_routes(kernels, mappings, rects, target)
-    meta = (("strategy", strategy), ("search_bottleneck", choice.bottleneck),
-            ("relaxations", relaxed), ("wire_length", wire_length(rects, pairs)))
-    return Plan(target, graph, kernels, tuple(kernel_of.items()), optimizer,
-                tuple((k.name, mappings[k.name]) for k in kernels), tuple(pinned), rects, routes,
-                density, meta=meta, densities=tuple((n, tuple(d)) for n, d in densities.items()))
+    finalists = _search_and_place(kernels, candidates, target, samples)
+
+    def build(choice, rects, relaxed):
+        mappings = {name: opt.mapping for name, opt in choice.options.items()}
+        routes = route(edges, rects) + reduction_routes(kernels, mappings, rects, target)
+        meta = (("strategy", strategy), ("search_bottleneck", choice.bottleneck),
+                ("relaxations", relaxed), ("wire_length", wire_length(rects, pairs)))
+        return Plan(target, graph, kernels, tuple(kernel_of.items()), optimizer,
+                    tuple((k.name, mappings[k.name]) for k in kernels), tuple(pinned), rects,
+                    routes, density, meta=meta,
+                    densities=tuple((n, tuple(d)) for n, d in densities.items()))
+
+    # The search minimizes the bottleneck stage; congestion, hops and pipeline fill depend on the
+    # placement, so the finalists are re-scored by the full estimate and the best one refined.
+    scored = [build(*f) for f in finalists]
+    best = min(range(len(scored)), key=lambda i: scored[i].estimate()["cycles"])
+    choice, rects, relaxed = finalists[best]
+    return build(choice, refine(rects, pairs, target), relaxed)
 
 
 def replica_counts(samples: int, target: Target, strategy: str) -> tuple[int, ...]:
@@ -159,7 +171,24 @@ def replica_counts(samples: int, target: Target, strategy: str) -> tuple[int, ..
     return tuple(counts)
 
 
-def option_lists(kernels, target, optimizer, pinned, densities, strategy) -> dict:
+def candidate_lists(kernels, target, optimizer, pinned, densities, strategy) -> list[dict]:
+    """The option lists to search: "model" one replica each; "data" one list per whole-network
+    replica count (each built for that count, so its Pareto front is exact); "auto" a list where
+    each kernel picks its own count, plus the "model" and "data" lists, best of all kept."""
+    samples = kernels[0].samples
+    data = [option_lists(kernels, target, optimizer, pinned, densities, (r,))
+            for r in replica_counts(samples, target, "data")]
+    model = data[:1]
+    if strategy == "model":
+        return model
+    if strategy == "data":
+        return data
+    mixed = option_lists(kernels, target, optimizer, pinned, densities,
+                         replica_counts(samples, target, "auto"))
+    return [mixed] + data
+
+
+def option_lists(kernels, target, optimizer, pinned, densities, replicas: tuple[int, ...]) -> dict:
     """Each kernel's valid options; a pinned kernel has exactly its pinned mapping."""
     lists, n = {}, len(kernels)
     for i, k in enumerate(kernels):
@@ -172,45 +201,69 @@ def option_lists(kernels, target, optimizer, pinned, densities, strategy) -> dic
                          cost.memory_per_core(k, m, target, optimizer, flight))
             lists[k.name] = [opt]
             continue
-        opts = cached_options(k, target, optimizer, flight, tuple(densities[k.name]),
-                              replica_counts(k.samples, target, strategy))
-        if not opts:
+        opts = cached_options(k, target, optimizer, flight, tuple(densities[k.name]), replicas)
+        if not opts and replicas == (1,):
             minimal_mapping(k, i, n, target, optimizer)   # raises WaferFitError with the figures
             raise WaferFitError(f"kernel {k.name!r} has no mapping that fits the {target.name} wafer")
         lists[k.name] = opts
     return lists
 
 
-def _search_and_place(kernels, lists, strategy, target, samples, max_relaxations):
-    """Search, then pack; when the packing fails, relax the bottleneck to the next candidate."""
-    order = [k.name for k in kernels]
-    plans = [lists] if strategy != "data" else \
-        [restrict_replicas(lists, r) for r in replica_counts(samples, target, "data")]
-    plans = [p if not any(not v for v in p.values()) else None for p in plans]
-    best = None
-    for candidate in filter(None, plans):
-        choice, relaxed = min_bottleneck(candidate, target.cores, samples), 0
-        while choice is not None and relaxed <= max_relaxations:
-            try:
-                rects = place(order, {n: o.mapping for n, o in choice.options.items()}, target)
-            except PlacementError:
-                choice, relaxed = min_bottleneck(candidate, target.cores, samples,
-                                                 start=choice.bottleneck), relaxed + 1
+def _packs(kernels, choice, target):
+    try:
+        return place([k.name for k in kernels], {n: o.mapping for n, o in choice.options.items()},
+                     target)
+    except PlacementError:
+        return None
+
+
+def _search_and_place(kernels, candidates: list[dict], target, samples):
+    """Exact search per candidate list; when T*'s choice does not pack, bisect the candidate
+    times above T* for the least one whose choice packs (packing is nearly monotone in T: the
+    choices only shrink). Returns the packed (choice, rects, placements tried) of every list."""
+    finalists, tries = [], 0
+    for lists in candidates:
+        if any(not v for v in lists.values()):
+            continue
+        times = candidate_times(lists, samples)
+        choice = min_bottleneck(lists, target.cores, samples)
+        if choice is None:
+            continue
+        rects = _packs(kernels, choice, target)
+        tries += 1
+        if rects is None:
+            lo, hi, found = times.index(choice.bottleneck) + 1, len(times) - 1, None
+            while lo <= hi:
+                mid = (lo + hi) // 2
+                trial = feasible(lists, times[mid], target.cores, samples)
+                packed = _packs(kernels, trial, target) if trial is not None else None
+                tries += 1
+                if packed is not None:
+                    found, hi = (trial, packed), mid - 1
+                else:
+                    lo = mid + 1
+            if found is None:
                 continue
-            if best is None or choice.bottleneck < best[0].bottleneck:
-                best = (choice, rects, relaxed)
-            break
-    if best is None:
-        need = sum(min(o.area for o in opts) for opts in lists.values())
+            choice, rects = found
+        finalists.append((choice, rects, tries - 1))
+        tries = 0
+    if not finalists:
+        need = min(sum(min(o.area for o in opts) for opts in lists.values())
+                   for lists in candidates if all(lists.values()))
         raise WaferFitError(f"the model needs at least {need:,} cores at <= {target.sram_bytes:,} "
                             f"bytes per core, and its kernels could not be packed on the "
                             f"{target.name} wafer ({target.rows} x {target.cols} = "
                             f"{target.cores:,} cores)")
-    return best
+    return finalists
 
 
 def _check_pinned_memory(kernels, pinned, target, optimizer) -> None:
     for i, k in enumerate(kernels):
+        if k.name in pinned and (pinned[k.name].rows > target.rows or pinned[k.name].width > target.cols):
+            m = pinned[k.name]
+            raise WaferFitError(f"pinned Mapping({m.rows}, {m.cols}, replicas={m.replicas}) for kernel "
+                                f"{k.name!r} needs a {m.rows} x {m.width} region, larger than the "
+                                f"{target.name} fabric ({target.rows} x {target.cols})")
         if k.name in pinned:
             need = cost.memory_per_core(k, pinned[k.name], target, optimizer,
                                         in_flight(i, len(kernels), k.samples))

@@ -33,11 +33,9 @@ class Choice:
 
 
 def cheapest_at(options: list[Option], limit: float, samples: int) -> Option | None:
-    """Smallest-area option whose stage time is within `limit` (options are area-sorted)."""
-    for opt in options:
-        if opt.stage_time(samples) <= limit:
-            return opt
-    return None
+    """Smallest-area option whose stage time is within `limit`."""
+    fitting = [o for o in options if o.stage_time(samples) <= limit]
+    return min(fitting, key=lambda o: (o.area, o.stage_time(samples))) if fitting else None
 
 
 def feasible(option_lists: dict, limit: float, capacity: int, samples: int) -> Choice | None:
@@ -55,7 +53,9 @@ def feasible(option_lists: dict, limit: float, capacity: int, samples: int) -> C
 
 def candidate_times(option_lists: dict, samples: int) -> list[float]:
     """Every option's stage time at or above the largest per-kernel minimum (below it some
-    kernel has no option at all)."""
+    kernel has no option at all); none when a kernel has no option."""
+    if any(not opts for opts in option_lists.values()):
+        return []
     floor = max(min(o.stage_time(samples) for o in opts) for opts in option_lists.values())
     times = {o.stage_time(samples) for opts in option_lists.values() for o in opts}
     return sorted(t for t in times if t >= floor)

@@ -10,7 +10,7 @@ so both paths give the same arrays.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -21,8 +21,20 @@ from .ops_registry import constant
 
 _NOOP_VIEWS = {"aten.alias.default", "aten.detach.default", "aten.clone.default"}
 
-# step kinds
-_ALIAS, _FAST, _GENERAL, _CONST = 0, 1, 2, 3
+_FAST, _ALIAS, _CONST, _GENERAL = 0, 1, 2, 3    # step kinds
+
+
+class _Step(NamedTuple):
+    """One op, ready to run. ``_FAST``: ``call(*env[names])``. ``_ALIAS``: the output is ``env[names[0]]``.
+    ``_CONST``: ``call`` is the output itself, computed at construction. ``_GENERAL``:
+    ``call(xp, *args, **kwargs)`` with the ``Ref``s in ``args``/``kwargs`` looked up in ``env``."""
+    kind: int
+    call: Any
+    names: tuple[str, ...]
+    outputs: tuple[str, ...]
+    dtypes: tuple[Any, ...]
+    args: tuple = ()
+    kwargs: dict | None = None
 
 
 def unsupported_ops(graph: Graph) -> list[Op]:
@@ -54,12 +66,11 @@ class Executor:
         self.constants: dict[str, Any] = {}    # values computed once, at construction
         self.steps = [self._compile(op, types) for op in graph.ops]
 
-    def _compile(self, op: Op, types) -> tuple:
-        """One step: (kind, call, input names, output names, output dtypes, args, kwargs)."""
+    def _compile(self, op: Op, types) -> _Step:
         outputs = op.outputs
         dtypes = tuple(np.dtype(types[o].dtype) if o in types else None for o in outputs)
         if op.op in _NOOP_VIEWS:
-            return _ALIAS, None, (op.args[0].name,), outputs, dtypes, None, None
+            return _Step(_ALIAS, None, (op.args[0].name,), outputs, dtypes)
         kwargs = dict(op.kwargs)
         top_refs = all(not isinstance(a, tuple) or not _has_refs(a) for a in op.args)
         if top_refs and not _has_refs(tuple(kwargs.values())):
@@ -72,10 +83,10 @@ class Executor:
                     # no tensor inputs: a constant (scalar_tensor), computed now and shared by every run
                     value = constant(self._fix(call(), dtypes[0]), self.xp)
                     self.constants[outputs[0]] = value
-                    return _CONST, value, (), outputs, dtypes, None, None
+                    return _Step(_CONST, value, (), outputs, dtypes)
                 if call is not None:
-                    return _FAST, call, names, outputs, dtypes, None, None
-        return _GENERAL, KERNELS[op.op], (), outputs, dtypes, op.args, kwargs
+                    return _Step(_FAST, call, names, outputs, dtypes)
+        return _Step(_GENERAL, KERNELS[op.op], (), outputs, dtypes, op.args, kwargs)
 
     def _fix(self, value, dtype):
         """``value`` as an ``xp`` array of ``dtype`` (kernels may return scalars or another dtype)."""

@@ -26,8 +26,8 @@ def _binary(ufunc: str):
         return getattr(xp, ufunc)(cast(a, dt), cast(b, dt))
 
     def specialize(xp, a, b):
-        if not all_of(result_dtype(a, b), a, b):
-            return None  # a cast is needed: leave it to the general form
+        if not all_of(result_dtype(a, b), a, b) or not (isinstance(a, Meta) or isinstance(b, Meta)):
+            return None  # a cast is needed (or nothing is a tensor): leave it to the general form
         fn = getattr(xp, ufunc)
         if isinstance(a, Meta) and isinstance(b, Meta):
             return fn
@@ -137,11 +137,17 @@ def _where(xp, cond, a, b):
 
 def _is_plus_zero(v) -> bool:
     """True for a Python scalar or a folded 0-d constant that is +0.0 (all bits zero)."""
-    value = v.value if isinstance(v, Meta) and v.ndim == 0 else None if isinstance(v, Meta) else v
-    if value is None or isinstance(value, (tuple, list)):
+    if isinstance(v, Meta):
+        v = v.value if v.ndim == 0 else None
+    if v is None or isinstance(v, (tuple, list, str)):
         return False
-    value = float(value)
-    return value == 0 and math.copysign(1.0, value) > 0
+    v = float(v)
+    return v == 0 and math.copysign(1.0, v) > 0
+
+
+def _bit_select(xp, dt) -> bool:
+    """Whether ``_zero_where`` applies: NumPy (its where is slow on CPU) and a 32- or 64-bit float."""
+    return xp is np and dt.kind == "f" and dt.itemsize in (4, 8)
 
 
 def _zero_where(xp, dt, zero_when: bool):
@@ -162,7 +168,7 @@ def _where_fast(xp, cond, a, b):
     dt = result_dtype(a, b)
     if not all_of(dt, a, b):
         return None
-    if isinstance(cond, Meta) and cond.dtype == np.bool_ and dt.kind == "f" and dt.itemsize in (4, 8):
+    if _bit_select(xp, dt) and isinstance(cond, Meta) and cond.dtype == np.bool_:
         if _is_plus_zero(a) and isinstance(b, Meta) and b.value is None:
             return _with_tensors(_zero_where(xp, dt, True), (cond, a, b), keep=(0, 2))
         if _is_plus_zero(b) and isinstance(a, Meta) and a.value is None:
@@ -239,24 +245,26 @@ op("aten.threshold_backward.default", kind="elementwise")(
 
 
 _ZEROS: dict = {}
+_ZEROS_MAX = 1 << 20    # elements: above this relu is memory-bound anyway, so no big buffer is kept
 
 
-def _zeros_like_meta(xp, x: Meta):
-    """A read-only zero array of ``x``'s shape: a view of one zero buffer per dtype, shared by every op.
+def _numpy_zeros(x: Meta):
+    """A read-only NumPy zero array of ``x``'s shape: a view of one zero buffer per dtype, shared by every op.
 
     NumPy's SIMD loops only take same-shape operands: ``maximum(x, zeros)`` runs ~3x faster than
     ``maximum(x, 0-d zero)`` and gives the same bits.
     """
-    size, key = math.prod(x.shape), (getattr(xp, "__name__", id(xp)), x.dtype.str)
-    buffer = _ZEROS.get(key)
+    size = math.prod(x.shape)
+    buffer = _ZEROS.get(x.dtype)
     if buffer is None or buffer.size < size:
-        buffer = _ZEROS[key] = constant(xp.zeros(max(size, 1), dtype=x.dtype), xp)
+        buffer = _ZEROS[x.dtype] = constant(np.zeros(max(size, 1), dtype=x.dtype), np)
     return buffer[:size].reshape(x.shape)
 
 
 @fast_path("aten.relu.default")
 def _relu_fast(xp, x):
-    zeros, maximum = _zeros_like_meta(xp, x), xp.maximum
+    small = xp is np and math.prod(x.shape) <= _ZEROS_MAX
+    zeros, maximum = _numpy_zeros(x) if small else xp.zeros((), x.dtype), xp.maximum
     return lambda t: maximum(t, zeros)
 
 
@@ -264,7 +272,7 @@ def _relu_fast(xp, x):
 def _threshold_backward_fast(xp, g, x, threshold):
     if not (isinstance(g, Meta) and isinstance(x, Meta)):
         return None
-    if g.dtype.kind == "f" and g.dtype.itemsize in (4, 8):
+    if _bit_select(xp, g.dtype):
         select = _zero_where(xp, g.dtype, True)
         return lambda tg, tx: select(tx <= threshold, tg)
     zero, where = xp.zeros((), g.dtype), xp.where

@@ -229,9 +229,11 @@ def fma(xp, a, b, c):
     if dt != np.float32:
         return a * b + c
     f64 = np.float64
-    wide = xp.multiply(a, b, dtype=f64)          # exact: casts as it goes, no float64 copies of a and b
-    if isinstance(wide, xp.ndarray) and wide.shape == np.shape(c):
-        wide = xp.add(wide, c, out=wide, dtype=f64)
+    if xp is not np:
+        return (xp.asarray(a, dtype=f64) * xp.asarray(b, dtype=f64) + xp.asarray(c, dtype=f64)).astype(np.float32)
+    wide = np.multiply(a, b, dtype=f64)          # exact; casts as it goes, no float64 copies of a and b
+    if isinstance(wide, np.ndarray) and wide.shape == np.shape(c):
+        wide = np.add(wide, c, out=wide, dtype=f64)
     else:
-        wide = xp.add(wide, c, dtype=f64)
+        wide = np.add(wide, c, dtype=f64)
     return wide.astype(np.float32)

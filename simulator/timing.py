@@ -26,13 +26,30 @@ class KernelTiming:
     name: str
     sample_cycles: np.ndarray        # (samples,) forward + backward, max over cores
     dense_sample_cycles: np.ndarray  # same with harvesting off
-    compute_cycles: float            # per sample, compute only (max over cores)
-    link_cycles: float               # per sample, links only (max over cores)
+    components: dict                 # cost terms, per sample and core (see compiler.cost)
     core_busy: np.ndarray            # (rows, cols * replicas) busy cycles in the step
     update_cycles: float
     macs: float                      # executed (zeros too when harvesting is off)
     dense_macs: float
     useful_macs: float = 0.0         # on non-zero operands: the work that changes the result
+
+    @property
+    def compute_cycles(self) -> float:
+        """Per sample, if only compute limited the kernel (max over cores, mean over samples)."""
+        c = self.components
+        if "compute" in c:
+            return c["compute"]
+        total = np.broadcast_arrays(c["fwd_compute"] + c["bwd_compute"], c["fwd_link"])[0]
+        return float(total.max(axis=(1, 2)).mean())
+
+    @property
+    def link_cycles(self) -> float:
+        """Per sample, if only the links limited the kernel."""
+        c = self.components
+        if "link" in c:
+            return c["link"]
+        total = np.broadcast_arrays(np.maximum(c["fwd_link"], c["bwd_link"]), c["fwd_compute"])[0]
+        return float(total.max(axis=(1, 2)).mean())
 
 
 @dataclass
@@ -48,6 +65,8 @@ def tile_nonzeros(xp, values, parts: int):
     samples, tokens, features = values.shape
     step = -(-features // parts)
     nz = values != 0
+    if xp is np:
+        return np.add.reduceat(nz, np.arange(parts) * step, axis=2, dtype=np.int32)
     pad = step * parts - features
     if pad:
         nz = xp.concatenate([nz, xp.zeros((samples, tokens, pad), dtype=bool)], axis=2)
@@ -55,7 +74,7 @@ def tile_nonzeros(xp, values, parts: int):
 
 
 def _as_sample_major(value, samples: int):
-    value = value.reshape(value.shape[0], -1) if value.ndim > 2 else value
+    """(samples, tokens, features) whatever the leading layout ([B*T, d] or [B, T, d])."""
     return value.reshape(samples, -1, value.shape[-1])
 
 
@@ -86,15 +105,15 @@ def measure_matmul(xp, kernel: Kernel, mapping, env: dict, target, harvest: bool
     real = needed if harvest else cost.matmul_components(nx, ndy, tk, tn, target, False, **args)
     dense_cycles, dense_macs = _dense(kernel, mapping, target)
     overhead = target.kernel_overhead_cycles
-    core = np.broadcast_to(_per_core(real), (kernel.samples, mapping.rows, mapping.cols))
-    busy = np.zeros((mapping.rows, mapping.width))
+    core = _per_core(real)
+    if core.shape[0] != kernel.samples:
+        core = np.broadcast_to(core, (kernel.samples, mapping.rows, mapping.cols))
+    busy = np.empty((mapping.rows, mapping.width))
     for q in range(mapping.replicas):                        # sample s runs on replica s % r
         busy[:, q * mapping.cols:(q + 1) * mapping.cols] = core[q::mapping.replicas].sum(axis=0) + update
-    compute = np.broadcast_to(real["fwd_compute"] + real["bwd_compute"], core.shape).max(axis=(1, 2))
-    link = np.broadcast_to(np.maximum(real["fwd_link"], real["bwd_link"]), core.shape).max(axis=(1, 2))
     return KernelTiming(kernel.name, core.max(axis=(1, 2)) + overhead,
-                        np.full(kernel.samples, dense_cycles + overhead), float(compute.mean()),
-                        float(link.mean()), busy, update, real["macs"], dense_macs, needed["macs"])
+                        np.full(kernel.samples, dense_cycles + overhead), real, busy, update,
+                        real["macs"], dense_macs, needed["macs"])
 
 
 @functools.lru_cache(maxsize=256)
@@ -118,8 +137,7 @@ def measure_generated(kernel: Kernel, mapping, target, update: float) -> KernelT
     times = np.full(kernel.samples, per_sample)
     share = -(-kernel.samples // mapping.replicas)
     busy = np.full((mapping.rows, mapping.width), share * max(c["compute"], c["link"]) + update)
-    return KernelTiming(kernel.name, times, times.copy(), c["compute"], c["link"], busy, update,
-                        0.0, 0.0)
+    return KernelTiming(kernel.name, times, times.copy(), c, busy, update, 0.0, 0.0)
 
 
 def measure_step(xp, plan, env: dict, harvest: bool = True) -> StepTiming:
@@ -153,3 +171,15 @@ def _step(plan, timings: list[KernelTiming], field_name: str) -> float:
                         congested[:, None])
     hops = plan.hops()
     return step_cycles(stage, hops, float(hops.sum()), np.array([t.update_cycles for t in timings]))
+
+
+def measure_densities(xp, plan, env: dict) -> dict[str, tuple[float, float]]:
+    """Kernel name -> (density of x, density of dY) measured on the tensors in `env`."""
+    out = {}
+    for kernel in plan.kernels:
+        if kernel.kind != "matmul":
+            continue
+        values = [env[kernel.stream[role]] if role in kernel.stream else None for role in ("x", "dy")]
+        out[kernel.name] = tuple(float(to_numpy(xp.count_nonzero(v))) / max(v.size, 1)
+                                 if v is not None else 1.0 for v in values)
+    return out

@@ -15,7 +15,7 @@ from compiler.plan import Plan
 from . import optim
 from .backend import Backend, to_numpy
 from .executor import Executor
-from .timing import StepTiming, measure_step
+from .timing import StepTiming, measure_densities, measure_step
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,15 @@ class Trainer:
         for (name, _), mask in zip(g.masks, masks):
             env[name] = xp.asarray(mask, dtype=bool)
         return env
+
+    def calibrate_densities(self, x, y) -> dict[str, tuple[float, float]]:
+        """Run the step's numerics once (no update, no RNG draw kept) and measure, per matmul
+        kernel, the fraction of non-zeros in its streamed x and dY."""
+        self._check_batch(x, y)
+        state = self.rng.bit_generator.state
+        env = self.executor.run(self._environment(x, y, self.draw_masks()))
+        self.rng.bit_generator.state = state
+        return measure_densities(self.xp, self.plan, env)
 
     def _check_batch(self, x, y) -> None:
         types = self.plan.graph.type_of

@@ -1,4 +1,6 @@
-"""Every notebook runs top to bottom, headless, and shows what it promises (figures, reports)."""
+"""Every notebook runs top to bottom, headless, and shows what it promises (figures, reports).
+
+The kernel gets WSEBENCH_FAST=1, which the notebooks read to shrink their runs."""
 from __future__ import annotations
 
 import os
@@ -19,7 +21,7 @@ def _execute(path: Path):
     nb = nbformat.read(path, as_version=4)
     # The kernel runs this interpreter from the repository root, so `import wsebench` resolves
     # to this checkout whether or not it is pip-installed.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    env = {**os.environ, "WSEBENCH_FAST": "1", "PYTHONPATH": os.pathsep.join(
         [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
     client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
                                      resources={"metadata": {"path": str(ROOT)}})
@@ -39,6 +41,16 @@ def test_there_are_notebooks():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_says_what_it_teaches_and_sums_up(path):
+    nb = nbformat.read(path, as_version=4)
+    first, last = nb.cells[0], nb.cells[-1]
+    assert first.cell_type == "markdown" and "teaches" in first.source.lower(), \
+        f"{path.name} must start with what it teaches"
+    assert last.cell_type == "markdown" and "summary" in last.source.lower(), \
+        f"{path.name} must end with a short summary"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_runs_headless(path):
     stored = nbformat.read(path, as_version=4)
     assert all(not c.get("outputs") for c in stored.cells if c.cell_type == "code"), \
@@ -50,3 +62,6 @@ def test_notebook_runs_headless(path):
     assert _outputs(nb, "image/png") >= 1, f"{path.name} showed no figure"
     if "report()" in "".join(c.source for c in nb.cells):
         assert _outputs(nb, "text/html") >= 1, f"{path.name} calls report() but shows no HTML"
+    if "Workbench" in "".join(c.source for c in nb.cells):
+        assert _outputs(nb, "application/vnd.jupyter.widget-view+json") >= 1, \
+            f"{path.name} makes a Workbench but displays no widget"

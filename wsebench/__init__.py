@@ -24,3 +24,14 @@ __all__ = ["wafer", "compile", "Mapping", "Sparsity", "Session", "StepResult", "
            "Plan", "Target", "ConfigError", "WaferFitError", "UnsupportedOpError", "models", "data",
            "config", "default_config", "run", "sweep", "Results", "SweepError", "load_results",
            "load_session", "CheckpointError"]
+
+__all__ += ["Workbench", "widgets"]
+
+
+def __getattr__(name):
+    """`wb.Workbench` and `wb.widgets` (the Jupyter workbench) import ipywidgets on first use."""
+    if name in ("Workbench", "widgets"):
+        import importlib
+        widgets = importlib.import_module(f"{__name__}.widgets")
+        return widgets.Workbench if name == "Workbench" else widgets
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

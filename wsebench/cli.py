@@ -1,4 +1,5 @@
-"""The `wsebench` command: `demo`, `run CONFIG` and `lab`, headless versions of the notebooks.
+"""The `wsebench` command: `demo`, `run CONFIG`, `sweep CONFIG` and `lab`, headless versions of
+the notebooks.
 
 Configuration mistakes (a bad config value, a model that does not fit the wafer, an op without
 a kernel) end with one line on stderr and exit status 2; anything else is a bug and keeps its
@@ -29,6 +30,26 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="out", help="folder for report.html and its PNGs (out)")
     run.add_argument("--steps", type=int, default=None, help="override the config's steps")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sweep = sub.add_parser("sweep", help="run one experiment per point of a grid over a config, "
+                           "locally or on a Dask cluster; results go to a store")
+    sweep.add_argument("config", help="path to a .json, .yaml or .yml base config")
+    sweep.add_argument("--grid", help="a JSON/YAML file mapping dotted config keys to lists of "
+                       "values, e.g. {model.hidden: [32, 64], sparsity.harvest: [true, false]}")
+    sweep.add_argument("--set", action="append", default=[], metavar="KEY=V1,V2",
+                       help="a grid axis on the command line (repeatable; values are YAML, "
+                       "e.g. --set model.hidden=32,64 --set sparsity.harvest=true,false)")
+    sweep.add_argument("--store", default=None, help="results folder: every finished point is "
+                       "saved there, and points already there are skipped")
+    sweep.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run on the Dask "
+                       "scheduler at ADDRESS (e.g. tcp://10.0.0.5:8786) instead of local processes")
+    sweep.add_argument("--workers", type=int, default=None, help="local worker processes "
+                       "(default: one per CPU core)")
+    sweep.add_argument("--repeats", type=int, default=1, help="runs per point, each its own seed")
+    sweep.add_argument("--same-seed", action="store_true", help="give every point the config's "
+                       "seed (default: each point its own seed, derived from it)")
+    sweep.add_argument("--steps", type=int, default=None, help="override the config's steps")
+    sweep.add_argument("--csv", default=None, help="also write the table to this CSV file")
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
     sub.add_parser("lab", help="open the notebooks in JupyterLab")
     return parser
 
@@ -48,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return demo(Path(args.out), args.steps, progress=not args.no_progress)
+        if args.command == "sweep":
+            return sweep_command(args)
         return run_file(args.config, Path(args.out), args.steps, progress=not args.no_progress)
     except errors as err:
         print(f"wsebench: error: {' '.join(str(err).split())}", file=sys.stderr)
@@ -101,6 +124,99 @@ def headline(label: str, result: dict) -> str:
             f"{s['compute_utilization_pct']:.2f}%, static estimate / measured "
             f"{s['estimate_vs_measured']:.3f}, final loss {result['final_loss']:.4f}, "
             f"accuracy {100 * result['accuracy']:.1f}%, {result['wall_seconds']:.1f} s wall")
+
+
+SWEEP_COLUMNS = ("seed", "final_loss", "accuracy", "step_cycles", "harvest_speedup",
+                 "samples_per_s", "compute_utilization_pct")
+INTERRUPTED = 130
+
+
+def sweep_grid(grid_file: str | None, sets: list[str]) -> dict:
+    """The grid from --grid FILE and --set KEY=V1,V2 (values parsed as YAML; --set wins)."""
+    import yaml
+    from compiler import ConfigError
+    from .config import _parse
+    grid = {}
+    if grid_file is not None:
+        path = Path(grid_file)
+        where = f"grid file {str(path)!r}"
+        if path.suffix.lower() not in (".json", ".yaml", ".yml"):
+            raise ConfigError(f"{where}: unknown extension {path.suffix!r}; allowed: .json, .yaml, .yml")
+        if not path.is_file():
+            raise ConfigError(f"{where} does not exist")
+        grid = _parse(path.read_text(), path.suffix.lower(), where)
+        if not isinstance(grid, dict):
+            raise ConfigError(f"{where} must map dotted config keys to lists of values")
+    for item in sets:
+        key, eq, values = item.partition("=")
+        if not eq or not key.strip() or not values.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=V1,V2,... (e.g. model.hidden=32,64)")
+        try:
+            grid[key.strip()] = yaml.safe_load(f"[{values}]")
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {item!r}: values are not valid YAML: "
+                              f"{' '.join(str(err).split())}") from None
+    return grid
+
+
+def sweep_command(args) -> int:
+    """`wsebench sweep`: wb.sweep with the grid from --grid/--set, locally or on --scheduler."""
+    import signal
+    from compiler import ConfigError
+    from .config import load_config
+    from .sweeps import sweep
+    config = load_config(args.config)
+    if args.steps is not None:
+        config["steps"] = args.steps
+    grid = sweep_grid(args.grid, args.set)
+    if args.scheduler and args.workers is not None:
+        raise ConfigError("--workers sizes the local process pool; with --scheduler the Dask "
+                          "cluster's workers run the points")
+    client = _dask_client(args.scheduler) if args.scheduler else None
+
+    def _terminate(signum, frame):        # `kill` stops the sweep like Ctrl-C: finished points stay
+        raise KeyboardInterrupt
+    import threading
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    try:
+        table = sweep(config, grid, executor=None if client is None else client.get_executor(),
+                      store=args.store, workers=args.workers, repeats=args.repeats,
+                      seeds="base" if args.same_seed else "derived", progress=not args.no_progress)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+        if client is not None:
+            client.close()
+    point_columns = [c for c in table.columns if c not in SWEEP_COLUMNS and
+                     (c in grid or c == "repeat")]
+    if table:
+        print(table.to_text(["key"] + point_columns + [c for c in SWEEP_COLUMNS if c in table.columns]))
+    if args.csv:
+        print(f"wrote {table.to_csv(args.csv)}")
+    where = f" in {table.store}" if table.store is not None else ""
+    failed = f", {len(table.errors)} failed" if table.errors else ""
+    stopped = " (interrupted: run the same command again to finish)" if table.interrupted else ""
+    print(f"{len(table)} point{'' if len(table) == 1 else 's'}{where}: {len(table.ran)} ran, "
+          f"{len(table.skipped)} were already stored{failed}{stopped}")
+    for err in table.errors:
+        print(f"wsebench: error: point {err['point']}: {err['error']}", file=sys.stderr)
+    if table.interrupted:
+        return INTERRUPTED
+    return 1 if table.errors else 0
+
+
+def _dask_client(address: str):
+    from compiler import ConfigError
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ConfigError("--scheduler needs Dask: pip install 'dask[distributed]' (or "
+                          "pip install -e .[sweeps])") from None
+    try:
+        return Client(address, timeout=10)
+    except (OSError, TimeoutError) as err:
+        raise ConfigError(f"cannot reach the Dask scheduler at {address!r}: {err}") from None
 
 
 def notebooks_dir() -> Path:

@@ -114,6 +114,12 @@ class Session:
         return {k: torch.from_numpy(np.array(arrays[k])).to(v.dtype).reshape(v.shape)
                 if k in arrays else v.detach().clone() for k, v in reference.items()}
 
+    def save(self, path):
+        """Write a checkpoint (plan, parameters, optimizer state, step count, RNG state) to
+        `path`; `wb.load_session(path)` resumes it exactly. Returns the path."""
+        from .checkpoint import save_session
+        return save_session(self, path)
+
     def report(self) -> Report:
         if self._trainer.last_timing is None:
             raise RuntimeError("no step has run yet: call session.step(x, y) or session.train(...) "
@@ -130,8 +136,13 @@ def _numpy(value) -> np.ndarray:
 
 def compile(model: torch.nn.Module, loss_fn: Callable, example: tuple, optimizer: Any,
             wafer: "str | Target" = "classroom", sparsity=None, mapping="auto", backend: str = "auto",
-            seed: int = 0, capture_method: str = "auto", density: float = 1.0) -> Session:
-    """Capture, compile, map and place `model`'s training step; return a Session to train it."""
+            seed: int = 0, capture_method: str = "auto", density: float = 1.0,
+            densities=None) -> Session:
+    """Capture, compile, map and place `model`'s training step; return a Session to train it.
+
+    `densities="calibrate"` runs the step once on the example batch, measures each matmul
+    kernel's operand densities, and sizes the kernels for the work they will really do (a
+    dict of kernel name -> (x density, dY density) gives them directly)."""
     target = _wafer(wafer)
     sparsity = Sparsity.parse(sparsity)
     if not isinstance(seed, int):
@@ -140,10 +151,18 @@ def compile(model: torch.nn.Module, loss_fn: Callable, example: tuple, optimizer
     chosen = get_backend(backend)
     graph = run_pipeline(capture(model, loss_fn, example, method=capture_method))
     _refuse_unsupported(graph, model, loss_fn, example)
-    plan = compile_plan(graph, target, spec, mapping=mapping, density=density)
+    if densities not in (None, "calibrate") and not isinstance(densities, dict):
+        raise ConfigError(f"densities must be None, 'calibrate' or a dict of kernel name -> "
+                          f"(x density, dY density), got {densities!r}")
+    plan = compile_plan(graph, target, spec, mapping=mapping, density=density,
+                        densities=densities if isinstance(densities, dict) else None)
     params = {k: v.detach().cpu().numpy().copy() for k, v in model.named_parameters()}
     buffers = {k: v.detach().cpu().numpy().copy() for k, v in model.named_buffers()}
     trainer = Trainer(plan, params, buffers, chosen, harvest=sparsity.harvest, seed=seed)
+    if densities == "calibrate":
+        measured = trainer.calibrate_densities(_numpy(example[0]), _numpy(example[1]))
+        plan = compile_plan(graph, target, spec, mapping=mapping, density=density, densities=measured)
+        trainer = Trainer(plan, params, buffers, chosen, harvest=sparsity.harvest, seed=seed)
     return Session(plan, trainer, model, sparsity)
 
 

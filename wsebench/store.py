@@ -74,6 +74,7 @@ def atomic_write(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o644)      # mkstemp's 0600 would hide results from a team
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -167,8 +168,7 @@ def read_record(path: Path) -> dict:
         raise StoreEntryError(name, f"malformed result ({', '.join(wrong) or 'history/arrays'} "
                               "not as written by wsebench)")
     if record["key"] != Path(path).stem or config_key(record["config"]) != record["key"]:
-        raise StoreEntryError(name, f"its config does not hash to its key (file edited or "
-                              "damaged)")
+        raise StoreEntryError(name, "its config does not hash to its key (file edited or damaged)")
     return record
 
 

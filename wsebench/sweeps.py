@@ -27,6 +27,7 @@ import itertools
 import os
 import platform
 import socket
+import sys
 import threading
 import time
 import warnings
@@ -289,7 +290,7 @@ def sweep(base_config: dict | None = None, grid: dict | None = None, executor: E
     from tqdm.auto import tqdm
     bar = tqdm(total=len(points), initial=len(rows), desc="sweep", unit="run", disable=not progress)
     for note in notes:
-        bar.write(note)
+        bar.write(note, file=sys.stderr)
     own = executor is None and bool(todo)
     if own:
         executor = process_pool(min(workers or default_workers(), len(todo)))
@@ -308,7 +309,8 @@ def sweep(base_config: dict | None = None, grid: dict | None = None, executor: E
                 if "error" in out:
                     table.errors.append({"point": p.values, "key": p.key, "seed": p.seed,
                                          "error": out["error"], "traceback": out.get("traceback")})
-                    bar.write(f"sweep: point {dumps(p.values)} failed: {out['error']}")
+                    bar.write(f"sweep: point {dumps(p.values)} failed: {out['error']}",
+                              file=sys.stderr)
                     if errors == "raise":
                         raise SweepError(f"point {dumps(p.values)} failed: {out['error']}")
                 else:
@@ -316,14 +318,16 @@ def sweep(base_config: dict | None = None, grid: dict | None = None, executor: E
                     if db is not None:
                         db.put(record, out["arrays"])
                     rows[p.index] = row_of(record)
-                    table._arrays[p.key] = out["arrays"]
+                    if db is None:                  # with a store, arrays are read from disk
+                        table._arrays[p.key] = out["arrays"]
                     table.ran.append(p.key)
                 bar.update(1)
         clean = True
     except KeyboardInterrupt:
         table.interrupted = True
         where = f"; they are in {db.path}, re-run to finish the rest" if db is not None else ""
-        bar.write(f"sweep interrupted: {len(rows)} of {len(points)} points finished{where}")
+        bar.write(f"sweep interrupted: {len(rows)} of {len(points)} points finished{where}",
+                  file=sys.stderr)
     finally:
         for fut in pending:
             fut.cancel()
@@ -332,7 +336,8 @@ def sweep(base_config: dict | None = None, grid: dict | None = None, executor: E
             _stop_pool(executor, now=not clean)
     table.extend(rows[i] for i in sorted(rows))
     if table.errors and progress:
-        print(f"sweep: {len(table.errors)} of {len(points)} points failed; see results.errors")
+        print(f"sweep: {len(table.errors)} of {len(points)} points failed; see results.errors",
+              file=sys.stderr)
     return table
 
 

@@ -1,12 +1,14 @@
-"""compiler.placement: rectangles on the fabric, Manhattan routes, link loads."""
+"""compiler.placement: greedy nearest-free placement (replayed by brute force), refinement and
+wire length, Manhattan routes bundled over `lanes` (per-lane link loads), gradient reduction
+routes. The property-based versions (hypothesis) live in test_placement_properties.py."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from compiler.cost import Mapping
-from compiler.placement import (Edge, PlacementError, Rect, Route, link_loads, occupancy, place,
-                                route)
+from compiler.placement import (Edge, PlacementError, Rect, Route, free_positions, link_loads,
+                                occupancy, place, reduction_routes, refine, route, wire_length)
 from compiler.target import wafer
 
 T = wafer("classroom")
@@ -56,15 +58,67 @@ def test_mlp_like_placement():
     check_placement(rects, order, maps, T)
 
 
-def test_consecutive_kernels_on_a_shelf_touch():
-    """Serpentine packing: kernel i+1 starts where kernel i ends on the same shelf."""
+def brute_nearest(occupied, h, w, toward):
+    """Every free top-left corner, tried one by one: the nearest centre (L1) to `toward`, ties
+    broken by row then column, as `place` documents."""
+    best = None
+    for row in range(occupied.shape[0] - h + 1):
+        for col in range(occupied.shape[1] - w + 1):
+            if occupied[row:row + h, col:col + w].any():
+                continue
+            key = (abs(row + h / 2 - toward[0]) + abs(col + w / 2 - toward[1]), row, col)
+            best = key if best is None or key < best else best
+    return None if best is None else best[1:]
+
+
+def test_free_positions_match_brute_force():
+    r = np.random.default_rng(4)
+    for _ in range(40):
+        occupied = r.random((int(r.integers(1, 12)), int(r.integers(1, 12)))) < r.uniform(0, 0.4)
+        h, w = int(r.integers(1, 6)), int(r.integers(1, 6))
+        rows, cols = free_positions(occupied, h, w)
+        got = set(zip(rows.tolist(), cols.tolist()))
+        want = {(i, j) for i in range(occupied.shape[0] - h + 1)
+                for j in range(occupied.shape[1] - w + 1) if not occupied[i:i + h, j:j + w].any()}
+        assert got == want
+
+
+def test_each_kernel_goes_to_the_free_spot_nearest_the_previous_one():
+    """Greedy nearest placement, replayed here by brute force: the first kernel sits at the
+    corner, each next one at the free spot whose centre is nearest the previous centre."""
+    r = np.random.default_rng(5)
+    small = wafer("classroom", rows=16, cols=16)
+    checked = 0
+    for _ in range(60):
+        order, maps = random_mappings(r, int(r.integers(1, 9)), small, max_side=6)
+        try:
+            rects = place(order, maps, small)
+        except PlacementError:
+            continue
+        check_placement(rects, order, maps, small)
+        occupied = np.zeros((small.rows, small.cols), dtype=bool)
+        toward = (0.0, 0.0)
+        for rect in rects:
+            assert (rect.row, rect.col) == brute_nearest(occupied, rect.height, rect.width, toward)
+            occupied[rect.cells()] = True
+            toward = (rect.row + rect.height / 2, rect.col + rect.width / 2)
+        checked += 1
+    assert checked > 30
+
+
+def test_consecutive_equal_kernels_touch():
+    """Equal rectangles wind across the fabric: each one shares a side with the one before."""
     order = [f"k{i}" for i in range(10)]
     maps = {n: Mapping(4, 7) for n in order}
     rects = place(order, maps, T)
     check_placement(rects, order, maps, T)
+    assert (rects[0].row, rects[0].col) == (0, 0)
     for a, b in zip(rects, rects[1:]):
-        if a.row == b.row:
-            assert a.col + a.width == b.col or b.col + b.width == a.col
+        side_by_side = (a.col + a.width == b.col or b.col + b.width == a.col) and \
+            a.row < b.row + b.height and b.row < a.row + a.height
+        stacked = (a.row + a.height == b.row or b.row + b.height == a.row) and \
+            a.col < b.col + b.width and b.col < a.col + a.width
+        assert side_by_side or stacked, (a, b)
 
 
 def test_kernel_larger_than_fabric():
@@ -148,7 +202,9 @@ def test_route_hops_by_hand():
     assert Route(Edge("a", "a", "v", 1), ((2, 2), (2, 2), (2, 2))).hops == 0
 
 
-def test_link_loads_sum_to_wavelet_hops():
+def test_link_loads_sum_to_per_lane_load_times_hops():
+    """Link loads are per lane: a bundle of `lanes` routes puts wavelets / lanes on each link
+    of the path it is drawn along."""
     r = np.random.default_rng(3)
     for _ in range(50):
         rects = random_rects(r, 5)
@@ -157,12 +213,29 @@ def test_link_loads_sum_to_wavelet_hops():
         assert horizontal.shape == (T.rows, T.cols - 1)
         assert vertical.shape == (T.rows - 1, T.cols)
         assert (horizontal >= 0).all() and (vertical >= 0).all()
-        total = sum(rt.edge.wavelets * rt.hops for rt in routes)
+        for rt in routes:
+            assert rt.load == pytest.approx(rt.edge.wavelets / rt.lanes)
+        total = sum(rt.load * rt.hops for rt in routes)
         assert horizontal.sum() + vertical.sum() == pytest.approx(total)
 
 
+def test_route_lanes_are_the_facing_sides():
+    """A mostly horizontal route is as wide as the shorter of the two heights, a mostly vertical
+    one as the shorter width; the per-link load falls by that factor."""
+    left, right = Rect("a", 0, 0, 6, 2), Rect("b", 1, 20, 4, 3)
+    (rt,) = route([Edge("a", "b", "v", 120)], (left, right))
+    assert rt.lanes == 4 and rt.load == 30
+    top, bottom = Rect("a", 0, 0, 2, 5), Rect("b", 20, 1, 2, 8)
+    (rt,) = route([Edge("a", "b", "v", 120)], (top, bottom))
+    assert rt.lanes == 5 and rt.load == 24
+    one = Rect("c", 10, 10, 1, 1)
+    (rt,) = route([Edge("a", "c", "v", 7)], (left, one))
+    assert rt.lanes == 1 and rt.load == 7
+    assert Route(Edge("a", "b", "v", 9), ((0, 0), (0, 1)), lanes=0).load == 9   # never / 0
+
+
 def test_link_loads_mark_the_links_used():
-    rt = Route(Edge("a", "b", "v", 7), ((1, 2), (1, 5), (4, 5)))
+    rt = Route(Edge("a", "b", "v", 7), ((1, 2), (1, 5), (4, 5)))      # lanes=1: the full load
     h, v = link_loads((rt,), T)
     assert h[1, 2:5].tolist() == [7, 7, 7] and h.sum() == 21
     assert v[1:4, 5].tolist() == [7, 7, 7] and v.sum() == 21
@@ -178,3 +251,86 @@ def test_link_loads_add_up_over_routes():
     b = Route(Edge("a", "b", "w", 5), ((0, 1), (0, 2), (0, 2)))
     h, _ = link_loads((a, b), T)
     assert h[0, :3].tolist() == [2, 7, 2]
+
+
+def test_bundled_load_marks_the_drawn_path():
+    rt = Route(Edge("a", "b", "v", 12), ((1, 2), (1, 5), (4, 5)), lanes=4)
+    h, v = link_loads((rt,), T)
+    assert h[1, 2:5].tolist() == [3, 3, 3] and v[1:4, 5].tolist() == [3, 3, 3]
+    assert h.sum() + v.sum() == 18
+
+
+# ---------------------------------------------------------------- wire length, refinement
+
+
+def test_wire_length_by_hand():
+    rects = (Rect("a", 0, 0, 2, 2), Rect("b", 0, 10, 2, 2), Rect("c", 8, 10, 4, 4))
+    # centres (1,1), (1,11), (10,12)
+    assert wire_length(rects, [("a", "b")]) == 10
+    assert wire_length(rects, [("a", "b"), ("b", "c")]) == 10 + 10
+    assert wire_length(rects, []) == 0
+
+
+def chain_pairs(names):
+    return [(a, b) for a, b in zip(names, names[1:])]
+
+
+def test_refine_keeps_sizes_and_never_lengthens_wires():
+    r = np.random.default_rng(6)
+    improved = 0
+    for _ in range(40):
+        order, maps = random_mappings(r, int(r.integers(2, 9)), T, max_side=8)
+        try:
+            rects = place(order, maps, T)
+        except PlacementError:
+            continue
+        names = list(order)
+        pairs = chain_pairs(names) + [(names[int(r.integers(len(names)))], names[0])]
+        pairs = [p for p in pairs if p[0] != p[1]]
+        better = refine(rects, pairs, T)
+        check_placement(better, order, maps, T)                 # same sizes, inside, no overlap
+        before, after = wire_length(rects, pairs), wire_length(better, pairs)
+        assert after <= before
+        improved += after < before
+    assert improved > 0                                         # refinement does something
+
+
+def test_refine_pulls_a_stray_kernel_back():
+    """b talks to a and c, which sit side by side; b starts in the far corner. Two passes bring
+    the three together (kernels move toward the centroid of the ones they talk to)."""
+    rects = (Rect("a", 0, 0, 4, 4), Rect("b", 28, 28, 4, 4), Rect("c", 0, 4, 4, 4))
+    pairs = [("a", "b"), ("b", "c")]
+    better = refine(rects, pairs, T)
+    assert wire_length(rects, pairs) == 108
+    # the least possible: b touches both a and c, centres 4 apart (4 x 4 regions)
+    assert wire_length(better, pairs) == 8
+    occupancy(better, T)
+
+
+# ---------------------------------------------------------------- gradient reduction routes
+
+
+def test_reduction_routes_chain_the_replicas(make_matmul, make_generated):
+    kernels = (make_matmul("fc1", k=64, n=32, samples=8), make_generated("act", elements=32, samples=8),
+               make_matmul("fc2", k=32, n=16, samples=8), make_matmul("fc3", k=16, n=8, samples=8))
+    maps = {"fc1": Mapping(4, 3, 3), "act": Mapping(1, 2, 4), "fc2": Mapping(2, 2, 1),
+            "fc3": Mapping(3, 1, 2)}
+    rects = place([k.name for k in kernels], maps, T)
+    routes = reduction_routes(kernels, maps, rects, T)
+    where = {x.name: x for x in rects}
+    by_kernel = {}
+    for rt in routes:
+        assert rt.edge.src == rt.edge.dst
+        assert rt.edge.value.startswith("gradient all-reduce")
+        assert rt.edge.wavelets > 0
+        by_kernel.setdefault(rt.edge.src, []).append(rt)
+    # one hop per pair of neighbouring replicas; none for one replica or no weights
+    assert {n: len(v) for n, v in by_kernel.items()} == {"fc1": 2, "fc3": 1}
+    for name, rts in by_kernel.items():
+        rect, m = where[name], maps[name]
+        for q, rt in enumerate(rts):
+            (r0, c0), (r1, c1) = rt.path[0], rt.path[-1]
+            assert r0 == r1 == rect.row + rect.height // 2       # along the middle row
+            assert c0 == rect.col + q * m.cols + m.cols // 2      # replica q's centre column
+            assert c1 - c0 == m.cols                             # to replica q + 1's
+            assert rect.col <= c0 < c1 < rect.col + rect.width    # inside the region

@@ -80,7 +80,7 @@ def test_every_value_equals_the_general_kernels(which):
         model, x, y = _Mixer(), torch.randint(0, 20, (4, 6)), torch.randint(0, 5, (4,))
     graph, env = _graph_and_env(model, x, y)
     executor = Executor(graph, np)
-    kinds = [step[0] for step in executor.steps]
+    kinds = [step.kind for step in executor.steps]
     assert kinds.count(_FAST) > len(kinds) // 2       # most ops take a fast path
     ours = executor.run(dict(env))
     _assert_same_env(ours, _reference_run(graph, dict(env)))
@@ -91,11 +91,11 @@ def test_every_value_equals_the_general_kernels(which):
 def test_constants_are_folded_once_and_read_only():
     graph, env = _graph_and_env(_mlp(), torch.randn(8, 12), torch.randint(0, 5, (8,)))
     executor = Executor(graph, np)
-    folded = [step for step in executor.steps if step[0] == _CONST]
-    assert folded and all(step[3][0] in executor.constants for step in folded)
+    folded = [step for step in executor.steps if step.kind == _CONST]
+    assert folded and all(step.outputs[0] in executor.constants for step in folded)
     for value in executor.constants.values():
         assert not value.flags.writeable
-    assert any(step[0] == _ALIAS for step in executor.steps)
+    assert any(step.kind == _ALIAS for step in executor.steps)
 
 
 def test_placeholders_are_checked_and_cast():

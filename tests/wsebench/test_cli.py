@@ -23,7 +23,7 @@ def test_demo_writes_report_and_heatmap(tmp_path, capsys):
     assert (tmp_path / "loss.png").is_file()
     assert "harvest on" in page and "harvest off" in page
     assert "Harvest off / harvest on, measured cycles per step" in page
-    assert "Plan for classroom" in page                       # the plan summary text
+    assert "Compile report: classroom" in page                # the plan summary text
     out = capsys.readouterr().out
     assert str(tmp_path / "report.html") in out
     assert "samples/s" in out and "harvest off / on measured cycles per step" in out

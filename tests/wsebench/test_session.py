@@ -136,3 +136,28 @@ def test_batch_of_another_shape_is_refused():
     session, _, x, y, b = _setup()
     with pytest.raises(ValueError, match="recompile"):
         session.step(x[:b + 1], y[:b + 1])
+
+
+def test_calibrated_densities_size_kernels_for_the_real_work():
+    torch.manual_seed(3)
+    model = wb.models.mlp(16, 256, 4, depth=4, dropout=0.5)
+    x, y = wb.data.spirals(256, 16, 4)
+    results = {}
+    for densities in (None, "calibrate"):
+        s = wb.compile(model, nn.CrossEntropyLoss(), example=(x[:64], y[:64]),
+                       optimizer=torch.optim.SGD(model.parameters(), lr=0.1), backend="numpy",
+                       densities=densities)
+        results[densities] = (dict(s.plan.densities), s.step(x[:64], y[:64]).cycles)
+    measured, _ = results["calibrate"]
+    # ReLU then dropout(0.5) leaves about a quarter of fc2's inputs non-zero
+    assert 0.1 < measured["fc2"][0] < 0.45
+    assert measured["fc1"][0] == 1.0          # the raw input is dense
+    assert results["calibrate"][1] < results[None][1]
+
+
+def test_densities_must_be_calibrate_or_a_dict():
+    model = wb.models.mlp(16, 32, 4, depth=2)
+    x, y = wb.data.spirals(64, 16, 4)
+    with pytest.raises(wb.ConfigError, match="densities"):
+        wb.compile(model, nn.CrossEntropyLoss(), example=(x[:32], y[:32]),
+                   optimizer=torch.optim.SGD(model.parameters(), lr=0.1), densities="guess")

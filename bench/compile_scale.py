@@ -1,0 +1,141 @@
+"""Compile time of a BERT-base-sized stack onto wse2, from 1 to 12 layers.
+
+    PYTHONPATH=. python bench/compile_scale.py [--layers 1 2 4 8 12] [--batch 8] [--seq 128]
+
+Each layer has BERT-base's matmul shapes as Linear layers on [batch, seq=128, d=768] inputs:
+an attention-sized projection 768 -> 3 x 768 (q, k, v) and back 2304 -> 768 (standing in for
+attention and its output projection), then the FFN 768 -> 3072 -> 768 with GELU, each block
+with a residual add. MSE loss, SGD. (A transformer proper arrives with its own issue.)
+
+Every depth is one `wb.compile(...)` call onto the wse2 preset (757 x 996 cores), split into
+capture (torch -> IR), compile_plan (passes, kernels, options, search, placement, routes) and
+the rest (unsupported-op check, copying parameters into the simulator). The option cache that
+repeated layers share is cleared before each call, so no depth reuses an earlier one's work.
+Prints figures only; the goal (< 10 s on 2 cores) is reported, not asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import warnings
+
+import torch
+import torch.nn as nn
+
+import compiler.options as options
+import wsebench as wb
+import wsebench.session as session
+
+
+class Layer(nn.Module):
+    def __init__(self, d=768, ffn=3072):
+        super().__init__()
+        self.qkv = nn.Linear(d, 3 * d)
+        self.attn_out = nn.Linear(3 * d, d)
+        self.ffn_in = nn.Linear(d, ffn)
+        self.ffn_out = nn.Linear(ffn, d)
+        self.act = nn.GELU()
+
+    def forward(self, x):
+        x = x + self.attn_out(self.qkv(x))
+        return x + self.ffn_out(self.act(self.ffn_in(x)))
+
+
+class Stack(nn.Module):
+    def __init__(self, layers: int, d=768, ffn=3072):
+        super().__init__()
+        self.layers = nn.ModuleList(Layer(d, ffn) for _ in range(layers))
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class Timed:
+    """Wrap a function that wb.compile calls and add up the seconds spent in it."""
+
+    def __init__(self, name: str):
+        self.name, self.real, self.seconds = name, getattr(session, name), 0.0
+
+    def __enter__(self):
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return self.real(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+        setattr(session, self.name, timed)
+        return self
+
+    def __exit__(self, *exc):
+        setattr(session, self.name, self.real)
+
+
+def compile_once(layers: int, batch: int, seq: int, capture_method: str) -> dict:
+    torch.manual_seed(0)
+    model = Stack(layers)
+    x, y = torch.randn(batch, seq, 768), torch.randn(batch, seq, 768)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    options._CACHE.clear()
+    with Timed("capture") as cap, Timed("compile_plan") as plan_t:
+        start = time.perf_counter()
+        try:
+            s = wb.compile(model, nn.MSELoss(), (x, y), opt, wafer="wse2", backend="numpy",
+                           capture_method=capture_method)
+        except (wb.WaferFitError, wb.ConfigError, ValueError) as err:
+            return {"layers": layers, "capture_s": cap.seconds, "plan_s": plan_t.seconds,
+                    "total_s": time.perf_counter() - start,
+                    "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+                    "error": f"{type(err).__name__}: {err}"}
+        total = time.perf_counter() - start
+    plan = s.plan
+    est = plan.estimate()
+    return {"layers": layers, "kernels": len(plan.kernels), "ops": len(plan.graph.ops),
+            "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+            "capture_s": cap.seconds, "plan_s": plan_t.seconds, "total_s": total,
+            "relaxations": dict(plan.meta)["relaxations"],
+            "active_pes_pct": est["active_pes_pct"], "samples_per_s": est["samples_per_s"]}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layers", type=int, nargs="+", default=[1, 2, 4, 8, 12])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--capture", default="auto", choices=["auto", "export", "aot"])
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    print(f"BERT-base-sized stack on wse2, batch {args.batch}, seq {args.seq}, d 768, FFN 3072; "
+          f"{os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}, "
+          f"capture method {args.capture}")
+    compile_once(1, 2, 8, args.capture)          # warm-up: torch's first export is slow
+    print(f"{'layers':>6}{'kernels':>8}{'ops':>6}{'params M':>9}{'capture s':>10}"
+          f"{'plan s':>8}{'other s':>8}{'total s':>8}{'relax':>6}{'PEs %':>7}{'est samples/s':>15}")
+    rows = []
+    for n in args.layers:
+        r = compile_once(n, args.batch, args.seq, args.capture)
+        rows.append(r)
+        other = r["total_s"] - r["capture_s"] - r["plan_s"]
+        if "error" in r:
+            print(f"{r['layers']:>6}{'-':>8}{'-':>6}{r['params_m']:>9.1f}{r['capture_s']:>10.2f}"
+                  f"{r['plan_s']:>8.2f}{other:>8.2f}{r['total_s']:>8.2f}  failed: {r['error']}",
+                  flush=True)
+            continue
+        print(f"{r['layers']:>6}{r['kernels']:>8}{r['ops']:>6}{r['params_m']:>9.1f}"
+              f"{r['capture_s']:>10.2f}{r['plan_s']:>8.2f}{other:>8.2f}{r['total_s']:>8.2f}"
+              f"{r['relaxations']:>6}{r['active_pes_pct']:>7.1f}{r['samples_per_s']:>15,.0f}",
+              flush=True)
+    rows = [r for r in rows if "error" not in r]
+    if len(rows) > 1:
+        a, b = rows[0], rows[-1]
+        grow = lambda key: (b[key] - a[key]) / (b["layers"] - a["layers"])  # noqa: E731
+        print(f"\ngrowth per added layer: capture {grow('capture_s'):.3f} s, compile_plan "
+              f"{grow('plan_s'):.3f} s, total {grow('total_s'):.3f} s")
+        verdict = "meets" if b["total_s"] < 10 else "misses"
+        print(f"{b['layers']} layers: {b['total_s']:.1f} s in all, which {verdict} the < 10 s goal")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+"""The workbench in a real browser: JupyterLab headless on loopback, Debian's Chromium via Playwright.
+
+Opens notebooks/00_quickstart.ipynb (a copy, so the repository's notebook is never saved with
+outputs), runs all cells, and checks that
+- the widgets rendered (no "Error displaying widget" / "model not found"),
+- the per-core heatmap image is not blank (its pixels, read back from the page),
+- clicking Train advances the loss plot (a new image and a later step),
+then saves out/browser_workbench.png.
+
+Needs /usr/bin/chromium (`make test` installs it with apt-get when it runs as root), the Python
+packages playwright and jupyterlab (the dev extra). Without them the test skips and says why;
+`playwright install` is never run: the system Chromium is used.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+NOTEBOOK = "00_quickstart.ipynb"
+SCREENSHOT = ROOT / "out" / "browser_workbench.png"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
+    pytest.skip(f"no browser: {CHROMIUM} is missing (install Debian's chromium: "
+                "`apt-get install -y chromium`, which `make test` does when run as root)",
+                allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api",
+                               reason="playwright is not installed: pip install -e .[dev]")
+pytest.importorskip("jupyterlab", reason="jupyterlab is not installed: pip install -e .[dev]")
+
+pytestmark = pytest.mark.browser
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _settings(folder: Path) -> None:
+    """Lab settings for a test: every cell in the DOM, no news or update checks, no autosave."""
+    files = {
+        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+        "@jupyterlab/apputils-extension/notification.jupyterlab-settings":
+            {"fetchNews": "false", "checkForUpdates": False},
+        "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
+    }
+    for name, value in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value))
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    home = tmp_path_factory.mktemp("lab")
+    work = home / "notebooks"
+    work.mkdir()
+    shutil.copy(ROOT / "notebooks" / NOTEBOOK, work / NOTEBOOK)
+    _settings(home / "settings")
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {**os.environ, "WSEBENCH_FAST": "1", "JUPYTER_CONFIG_DIR": str(home / "config"),
+           "JUPYTER_DATA_DIR": str(home / "data"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
+           # the kernel spec says "python": make it this interpreter, and find this checkout
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+           "PYTHONPATH": os.pathsep.join([str(ROOT)] + [p for p in os.environ.get(
+               "PYTHONPATH", "").split(os.pathsep) if p])}
+    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
+           f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
+           "--LabApp.expose_app_in_browser=True", "--ServerApp.open_browser=False",
+           f"--LabServerApp.user_settings_dir={home / 'settings'}",
+           f"--LabServerApp.workspaces_dir={home / 'workspaces'}"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")          # CI runs the tests as root
+    log = open(home / "server.log", "w")
+    server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=work)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("JupyterLab did not start:\n" +
+                                       (home / "server.log").read_text()[-3000:])
+                time.sleep(0.3)
+        yield {"base": base, "token": token, "log": home / "server.log"}
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+RUN_ALL = """async () => {
+    const app = window.jupyterapp;
+    const panel = app.shell.currentWidget;
+    await panel.context.ready;
+    await panel.sessionContext.ready;
+    await app.commands.execute('notebook:run-all-cells');
+    return true;
+}"""
+
+NOTEBOOK_READY = """() => {
+    const app = window.jupyterapp;
+    const panel = app && app.shell.currentWidget;
+    return !!(panel && panel.sessionContext && panel.content && panel.content.widgets.length);
+}"""
+
+ALL_CELLS_DONE = """() => {
+    const panel = window.jupyterapp.shell.currentWidget;
+    const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
+    const cells = panel.content.widgets.filter(c => c.model.type === 'code');
+    return !!kernel && kernel.status === 'idle' &&
+        cells.every(c => c.model.executionCount !== null);
+}"""
+
+CELL_ERRORS = """() => {
+    const panel = window.jupyterapp.shell.currentWidget;
+    const errors = [];
+    for (const c of panel.content.widgets) {
+        if (c.model.type !== 'code') continue;
+        for (const o of c.model.outputs.toJSON())
+            if (o.output_type === 'error') errors.push(o.ename + ': ' + o.evalue);
+    }
+    return errors;
+}"""
+
+PIXELS = """img => {
+    if (!img.complete || !img.naturalWidth) return {width: 0, colors: 0, std: 0};
+    const c = document.createElement('canvas');
+    c.width = img.naturalWidth; c.height = img.naturalHeight;
+    const ctx = c.getContext('2d');
+    ctx.drawImage(img, 0, 0);
+    const d = ctx.getImageData(0, 0, c.width, c.height).data;
+    const colors = new Set();
+    let sum = 0, sum2 = 0, n = 0;
+    for (let i = 0; i < d.length; i += 4) {
+        colors.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+        const v = (d[i] + d[i + 1] + d[i + 2]) / 3;
+        sum += v; sum2 += v * v; n++;
+    }
+    const mean = sum / n;
+    return {width: img.naturalWidth, colors: colors.size, std: Math.sqrt(sum2 / n - mean * mean)};
+}"""
+
+
+def test_workbench_in_jupyterlab(lab):
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 2400})
+            page.set_default_timeout(90_000)
+            page.goto(f"{lab['base']}/lab/tree/{NOTEBOOK}?token={lab['token']}")
+            page.wait_for_function(NOTEBOOK_READY, timeout=90_000)
+            page.evaluate(RUN_ALL)
+            page.wait_for_function(ALL_CELLS_DONE, timeout=150_000, polling=500)
+            assert page.evaluate(CELL_ERRORS) == []
+
+            # 1. the widgets rendered
+            bench = page.locator(".wsebench-workbench").first
+            bench.wait_for(state="visible")
+            text = page.inner_text("body")
+            assert "Error displaying widget" not in text
+            assert "model not found" not in text
+            assert page.locator(".wsebench-train").count() >= 1
+
+            # 2. the heatmap is not blank
+            heat = bench.locator("img.wsebench-heatmap")
+            heat.scroll_into_view_if_needed()
+            page.wait_for_function("""() => {
+                const i = document.querySelector('.wsebench-workbench img.wsebench-heatmap');
+                return i && i.complete && i.naturalWidth > 0;
+            }""")
+            stats = heat.evaluate(PIXELS)
+            assert stats["width"] > 0 and stats["colors"] >= 4 and stats["std"] > 5, stats
+
+            # 3. clicking Train advances the loss plot
+            loss = bench.locator("img.wsebench-loss")
+            status = bench.locator(".wsebench-status")
+            before_src = loss.get_attribute("src")
+            before = loss.evaluate(PIXELS)
+            before_step = _step(status.inner_text())
+            assert before["width"] > 0 and before_step >= 1
+            bench.locator(".wsebench-train").click()
+            page.wait_for_function(
+                """([step]) => {
+                    const s = document.querySelector('.wsebench-workbench .wsebench-status');
+                    const m = s && s.innerText.match(/done.*step (\\d+)/);
+                    return m && Number(m[1]) > step;
+                }""", arg=[before_step], timeout=120_000, polling=250)
+            page.wait_for_function(
+                """([src]) => {
+                    const i = document.querySelector('.wsebench-workbench img.wsebench-loss');
+                    return i && i.src !== src && i.complete && i.naturalWidth > 0;
+                }""", arg=[before_src], timeout=30_000)
+            after_step = _step(status.inner_text())
+            after = loss.evaluate(PIXELS)
+            assert after_step > before_step
+            assert after["width"] > 0 and after != before or loss.get_attribute("src") != before_src
+
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            bench.scroll_into_view_if_needed()
+            bench.screenshot(path=str(SCREENSHOT))
+            assert SCREENSHOT.stat().st_size > 10_000
+        finally:
+            browser.close()
+
+
+def _step(status_text: str) -> int:
+    import re
+    m = re.search(r"step (\d+)", status_text)
+    return int(m.group(1)) if m else 0

@@ -1,0 +1,117 @@
+"""The background trainer without any widget: play, pause, single steps, errors, determinism."""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from wsebench import config as cfg
+from wsebench.widgets import render
+from wsebench.widgets.runner import Runner
+
+
+def tiny(**overrides) -> dict:
+    c = cfg.default_config()
+    c["model"].update(hidden=16, depth=2)
+    c["data"].update(samples=128, batch_size=16)
+    c["steps"] = 5
+    c["backend"] = "numpy"
+    c.update(overrides)
+    return c
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    r = Runner()
+    r.compile(tiny())
+    yield r
+    r.stop()
+
+
+def test_needs_a_compile_first():
+    with pytest.raises(RuntimeError, match="compile"):
+        Runner().train()
+
+
+def test_run_plays_to_the_config_steps_and_again(compiled):
+    statuses = []
+    compiled.on_status = statuses.append
+    steps = []
+    compiled.on_step = lambda result: steps.append(result.step)
+    start = len(compiled.history)
+    compiled.run(timeout=60)
+    assert len(compiled.history) == (5 if start < 5 else start + 5)
+    assert compiled.status == "done" and statuses[-1] == "done"
+    assert steps == [r.step for r in compiled.history[start:]]
+
+
+def test_callbacks_run_in_the_worker_thread(compiled):
+    threads = []
+    compiled.on_step = lambda result: threads.append(threading.current_thread().name)
+    compiled.run(2, timeout=60)
+    assert threads == ["wsebench-train"] * 2
+
+
+def test_single_steps_are_exact(compiled):
+    compiled.on_step = None
+    n = len(compiled.history)
+    compiled.step(3)
+    assert compiled.wait(60)
+    assert len(compiled.history) == n + 3 and compiled.status == "paused"
+
+
+def test_pause_stops_a_long_run(compiled):
+    compiled.on_step = lambda result: time.sleep(0.005)
+    compiled.train(100_000)
+    deadline = time.monotonic() + 60
+    while len(compiled.history) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    compiled.pause()
+    assert compiled.wait(30)
+    n = len(compiled.history)
+    time.sleep(0.3)
+    assert len(compiled.history) == n and compiled.status == "paused" and not compiled.running
+
+
+def test_an_error_in_a_step_stops_training_and_is_kept():
+    r = Runner()
+    r.compile(tiny())
+    r.parts["batches"] = iter([])                       # the data runs out
+    r.train()
+    assert r.wait(30)
+    assert r.status == "error" and isinstance(r.error, StopIteration)
+    with pytest.raises(StopIteration):
+        r.run()
+    r.stop()
+
+
+def test_recompiling_restarts_from_step_zero_with_the_same_losses():
+    r = Runner()
+    r.compile(tiny())
+    first = r.run(timeout=60).losses
+    r.compile(tiny())
+    assert len(r.history) == 0
+    assert r.run(timeout=60).losses == first
+    r.stop()
+
+
+def test_heatmap_png_is_drawn_from_the_array():
+    values = np.zeros((4, 6))
+    grid = np.zeros((4, 6), dtype=int)
+    grid[:2, :3], values[:2, :3] = 1, 0.2
+    grid[2:, 3:], values[2:, 3:] = 2, 0.9
+    rgb = render.heatmap_rgb(values, grid, size=60)
+    assert rgb.shape == (40, 60, 3)                     # 10 pixels per core
+    assert tuple(rgb[15, 45]) == render.FREE_CORE and tuple(rgb[5, 55]) == render.FREE_CORE
+    assert not np.array_equal(rgb[5, 5], rgb[35, 45])   # different utilization, other colour
+    assert tuple(rgb[0, 0]) == render.OUTLINE           # regions are outlined
+    assert render.heatmap_png(values, grid)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_big_fabric_is_pooled_to_the_image_size():
+    values = np.random.default_rng(0).random((757, 996))
+    grid = np.ones((757, 996), dtype=int)
+    rgb = render.heatmap_rgb(values, grid, size=320)
+    assert max(rgb.shape[:2]) <= 332

@@ -1,0 +1,228 @@
+"""Checkpoints: a Session saved to one file, and restored later without its torch model.
+
+    s.save("run.ckpt")                        # after some training
+    s = wb.load_session("run.ckpt")           # tomorrow: same plan, weights, optimizer, RNG
+    s.train(more_batches, steps=10)           # == training without the interruption
+
+A checkpoint is one .npz file (written atomically: temporary file, then `os.replace`). Its
+arrays are the parameters, buffers and optimizer state; its "__meta__" member holds JSON: the
+format name and version, the plan (`Plan.to_json`), the step count, the dropout RNG's
+`bit_generator.state`, the sparsity (harvest) setting and backend, the model's state_dict keys,
+shapes and dtypes, the step history, a fingerprint of the captured graph and a SHA-256 over
+the arrays. Loading refuses, with an error naming the file: damaged files (truncated, corrupted,
+checksum mismatch), other format versions, and, when `model=` is given, a checkpoint saved from
+a different model (other parameter names or shapes, or for a Session, another captured graph).
+
+The data is the caller's: resume with the batches that come after `session.step_count` steps
+(e.g. `itertools.islice(batches, s.step_count, None)` for a fresh `wb.data.batches` iterator).
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import io
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FORMAT = "wsebench-checkpoint"
+VERSION = 1
+_META = "__meta__"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and the reason."""
+
+    def __init__(self, path, problem: str):
+        super().__init__(f"checkpoint {str(path)!r}: {problem}")
+        self.path, self.problem = Path(path), problem
+
+
+def graph_fingerprint(graph) -> str:
+    from compiler.serialize import graph_to_dict
+    return hashlib.sha256(json.dumps(graph_to_dict(graph), sort_keys=True).encode()).hexdigest()
+
+
+def state_spec(model) -> dict:
+    """{key: {"shape": [...], "dtype": "float32"}} of `model.state_dict()`."""
+    return {k: {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
+            for k, v in model.state_dict().items()}
+
+
+def _digest(arrays: dict) -> str:
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def save_session(session, path) -> Path:
+    """Write `session`'s checkpoint to `path` (the exact file name given); return the path."""
+    from simulator.backend import to_numpy
+
+    from . import __version__
+    from .store import atomic_write
+    trainer, path = session._trainer, Path(path)
+    arrays = {f"param/{k}": to_numpy(v) for k, v in trainer.params.items()}
+    arrays.update({f"buffer/{k}": to_numpy(v) for k, v in trainer.buffers.items()})
+    slots = {}
+    for fqn, state in trainer.opt_state.items():
+        slots[fqn] = {}
+        for slot, value in state.items():
+            slots[fqn][slot] = None if value is None else "array"
+            if value is not None:
+                arrays[f"opt/{fqn}/{slot}"] = to_numpy(value)
+    model_state = session._model.state_dict()
+    held = set(trainer.params) | set(trainer.buffers)
+    arrays.update({f"extra/{k}": v.detach().cpu().numpy() for k, v in model_state.items()
+                   if k not in held})
+    meta = {"format": FORMAT, "version": VERSION, "wsebench": __version__,
+            "saved": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "plan": session.plan.to_json(), "graph_sha256": graph_fingerprint(session.plan.graph),
+            "step_count": trainer.step_count, "rng": trainer.rng.bit_generator.state,
+            "harvest": trainer.harvest, "sparsity": asdict(session.sparsity),
+            "backend": session.backend, "model_state": state_spec(session._model),
+            "params": list(trainer.params), "buffers": list(trainer.buffers),
+            "optimizer_state": slots, "history": [asdict(r) for r in session.history],
+            "arrays_sha256": _digest(arrays)}
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays, **{_META: np.frombuffer(json.dumps(meta).encode(), np.uint8)})
+    if path.parent != Path(""):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, buf.getvalue())
+    return path
+
+
+def _read(path: Path) -> tuple[dict, dict]:
+    if not path.is_file():
+        raise CheckpointError(path, "no such file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as err:  # BadZipFile, zlib.error, EOFError, ValueError, ...
+        raise CheckpointError(path, f"truncated or corrupted, cannot be read "
+                                    f"({type(err).__name__}: {err})") from None
+    if _META not in arrays:
+        raise CheckpointError(path, "not a wsebench checkpoint (no metadata)")
+    try:
+        meta = json.loads(arrays.pop(_META).tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(path, f"corrupted metadata ({err})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(path, "not a wsebench checkpoint")
+    if meta.get("version") != VERSION:
+        from . import __version__
+        raise CheckpointError(path, f"checkpoint format version {meta.get('version')!r} (written "
+                                    f"by wsebench {meta.get('wsebench', '?')}) is incompatible: this "
+                                    f"wsebench {__version__} reads version {VERSION}")
+    if meta.get("arrays_sha256") != _digest(arrays):
+        raise CheckpointError(path, "corrupted: the arrays do not match their checksum")
+    return meta, arrays
+
+
+def _check_plan(path: Path, plan, meta: dict, arrays: dict) -> None:
+    """The arrays must fit the plan's captured graph: same parameter names, shapes and dtypes."""
+    graph = plan.graph
+    if graph_fingerprint(graph) != meta.get("graph_sha256"):
+        raise CheckpointError(path, "corrupted: the plan's graph does not match its fingerprint")
+    want = {fqn: graph.type_of[name] for name, fqn in graph.params}
+    have = set(meta["params"])
+    if set(want) != have:
+        raise CheckpointError(path, f"parameters {sorted(have)} do not match the plan's "
+                                    f"{sorted(want)}")
+    for fqn, t in want.items():
+        a = arrays.get(f"param/{fqn}")
+        if a is None or tuple(a.shape) != tuple(t.shape) or str(a.dtype) != t.dtype:
+            got = None if a is None else f"{a.dtype}{list(a.shape)}"
+            raise CheckpointError(path, f"parameter {fqn!r} is {got}, the plan needs "
+                                        f"{t.dtype}{list(t.shape)}")
+        for slot, kind in meta["optimizer_state"].get(fqn, {}).items():
+            s = arrays.get(f"opt/{fqn}/{slot}")
+            if kind is not None and (s is None or s.shape != a.shape):
+                raise CheckpointError(path, f"optimizer state {fqn}/{slot} is missing or misshapen")
+
+
+def _check_model(path: Path, meta: dict, model, graph=None) -> None:
+    """Refuse a checkpoint of another model: other state_dict keys, shapes or dtypes."""
+    if graph is not None and graph_fingerprint(graph) != meta["graph_sha256"]:
+        raise CheckpointError(path, "saved from a different model: the captured training graph "
+                                    "differs from this session's")
+    saved, here = meta["model_state"], state_spec(model)
+    problems = [f"missing {k!r}" for k in saved if k not in here]
+    problems += [f"unexpected {k!r}" for k in here if k not in saved]
+    problems += [f"{k!r} is {saved[k]['dtype']}{saved[k]['shape']} in the checkpoint, "
+                 f"{here[k]['dtype']}{here[k]['shape']} in the model"
+                 for k in saved if k in here and saved[k] != here[k]]
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise CheckpointError(path, f"saved from a different model: {'; '.join(problems[:5])}{more}")
+
+
+class SavedModelState:
+    """Stands in for the torch model of a session loaded without one: `Session.state_dict`
+    needs only its keys, shapes and dtypes (and the values of keys the wafer does not hold)."""
+
+    def __init__(self, spec: dict, extras: dict):
+        self._spec, self._extras = spec, extras
+
+    def state_dict(self) -> dict:
+        return {k: torch.from_numpy(self._extras[k].copy()) if k in self._extras else
+                torch.zeros(s["shape"], dtype=getattr(torch, s["dtype"]))
+                for k, s in self._spec.items()}
+
+
+def load_session(path, model=None, backend: str | None = None):
+    """Restore the Session saved at `path`: plan, parameters, optimizer state, step count, RNG,
+    sparsity and backend (`backend=` overrides it, e.g. "numpy" for a GPU checkpoint on a CPU).
+
+    model: optional torch model or compiled Session to check the checkpoint against; a
+    different model (or, for a Session, another captured graph) is refused with CheckpointError.
+    """
+    from compiler import Plan
+    from simulator.backend import get_backend
+    from simulator.training import StepResult, Trainer
+
+    from .session import History, Session, Sparsity
+    path = Path(path)
+    meta, arrays = _read(path)
+    try:
+        plan = Plan.from_json(meta["plan"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(path, f"its plan cannot be read by this wsebench: {err}") from None
+    _check_plan(path, plan, meta, arrays)
+    reference = model
+    if isinstance(model, Session):
+        _check_model(path, meta, model._model, graph=model.plan.graph)
+        reference = model._model
+    elif model is not None:
+        _check_model(path, meta, model)
+    else:
+        reference = SavedModelState(meta["model_state"], {k[len("extra/"):]: v for k, v in
+                                                          arrays.items() if k.startswith("extra/")})
+    chosen = get_backend(backend or meta["backend"])
+    params = {k: arrays[f"param/{k}"] for k in meta["params"]}
+    buffers = {k: arrays[f"buffer/{k}"] for k in meta["buffers"]}
+    trainer = Trainer(plan, params, buffers, chosen, harvest=meta["harvest"])
+    xp = trainer.xp
+    trainer.opt_state = {fqn: {slot: None if kind is None else xp.asarray(arrays[f"opt/{fqn}/{slot}"])
+                               for slot, kind in slots.items()}
+                         for fqn, slots in meta["optimizer_state"].items()}
+    trainer.step_count = int(meta["step_count"])
+    trainer.rng = _generator(path, meta["rng"])
+    session = Session(plan, trainer, reference, Sparsity(**meta["sparsity"]))
+    session.history = History(StepResult(**h) for h in meta["history"])
+    return session
+
+
+def _generator(path: Path, state: dict) -> np.random.Generator:
+    bit_generator = getattr(np.random, str(state.get("bit_generator")), None)
+    if not isinstance(bit_generator, type) or not issubclass(bit_generator, np.random.BitGenerator):
+        raise CheckpointError(path, f"unknown RNG {state.get('bit_generator')!r}")
+    bg = bit_generator()
+    bg.state = state
+    return np.random.Generator(bg)

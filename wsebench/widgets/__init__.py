@@ -1,0 +1,15 @@
+"""The Jupyter workbench: ipywidgets over the same pure API the CLI and the tests use.
+
+- `state`: the config model, its controls, lessons and checks (no widgets: unit-testable);
+- `runner`: training in a background thread with Train / Pause / Step (no widgets);
+- `render`: PNG bytes for the live views;
+- `panels`, `workbench`: the ipywidgets wiring (`Workbench`);
+- `lab`: self-checks for the classroom lab's exercises.
+"""
+from .runner import Runner
+from .state import (CONTROLS, FAMILIES, LESSONS, PANELS, Control, Lesson, WorkbenchState, check,
+                    hideable)
+from .workbench import Workbench
+
+__all__ = ["Workbench", "WorkbenchState", "Runner", "Control", "CONTROLS", "FAMILIES", "LESSONS",
+           "Lesson", "PANELS", "check", "hideable"]

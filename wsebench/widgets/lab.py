@@ -1,0 +1,245 @@
+"""Helpers for the classroom lab (notebooks/05_lab.ipynb): runs, tables and self-checks.
+
+A self-check never holds the answer: it measures it, from the runs the student made (or by
+compiling), and tells the student whether their answer matches, with a hint if it does not.
+Checks print their verdict and return True (right), False (wrong) or None (not answered yet);
+they never raise, so a lab runs top to bottom before anyone has answered.
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+from html import escape
+
+from compiler import ConfigError, WaferFitError
+from compiler.placement import PlacementError
+
+from .. import config as _config
+from .state import WorkbenchState, buildable, check, lesson_config, mapping_arg, validate
+
+
+def config(preset: str = "lesson-harvest", steps: int | None = None, **changes) -> dict:
+    """A lesson's config (see wb.widgets.LESSONS), with `steps` and control changes applied:
+    config(steps=10, **{"model.activation": "tanh"})."""
+    c = lesson_config(preset)
+    if steps is not None:
+        c["steps"] = steps
+    return variant(c, changes)
+
+
+def variant(base: dict, changes: dict) -> dict:
+    """`base` with control keys changed, e.g. {"sparsity.harvest": False, "wafer.rows": 8}."""
+    state = WorkbenchState(copy.deepcopy(base))
+    for key, value in changes.items():
+        if key in ("wafer.rows", "wafer.cols") and not state.get("wafer.override"):
+            state.set("wafer.override", True)
+        if key.startswith("mapping.") and key != "mapping.strategy":
+            state.set("mapping.strategy", "pinned")
+        state.set(key, value)
+    return state.config
+
+
+def run(cfg: dict) -> dict:
+    """Compile and train `cfg` (what `wsebench run` does); the result has report and history.
+    `mapping` may also be a strategy ("model", "data"), as the workbench's dropdown sets it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        full = validate(cfg)
+        if full["mapping"] in (None, "auto") or isinstance(full["mapping"], dict):
+            return _config.run(full, progress=False)
+        return _run_strategy(full)
+
+
+def _run_strategy(full: dict) -> dict:
+    """`wsebench.config.run` for a config whose mapping is a strategy string."""
+    import time
+    from ..session import compile as _compile
+    start = time.perf_counter()
+    parts = _config.build(buildable(full))
+    session = _compile(parts["model"], parts["loss_fn"], example=parts["example"],
+                       optimizer=parts["optimizer"], wafer=_config.make_wafer(full["wafer"]),
+                       sparsity=_config.make_sparsity(full["sparsity"]),
+                       mapping=mapping_arg(full["mapping"]), backend=full["backend"],
+                       seed=full["seed"])
+    history = session.train(parts["batches"], steps=full["steps"], progress=False)
+    return {"session": session, "history": history, "report": session.report(), "config": full,
+            "accuracy": _config.accuracy(parts["model"], session.state_dict(), parts["x"],
+                                         parts["y"]),
+            "final_loss": history[-1].loss, "wall_seconds": time.perf_counter() - start}
+
+
+def kernel(result: dict, name: str) -> dict:
+    """The report's row for kernel `name` (cycles, dense_cycles, harvested_macs, ...)."""
+    rows = {k["name"]: k for k in result["report"].kernels}
+    if name not in rows:
+        raise KeyError(f"no kernel {name!r}; kernels: {', '.join(rows)}")
+    return rows[name]
+
+
+def harvest_table(runs: dict) -> "HTMLTable":
+    """Per kernel, per run: measured and dense cycles per step and the harvested MACs."""
+    head = ["run", "kernel", "cycles/step", "dense cycles/step", "dense / measured",
+            "harvested MACs"]
+    rows = []
+    for label, result in runs.items():
+        for k in result["report"].kernels:
+            rows.append([label, k["name"], f"{k['cycles']:,.0f}", f"{k['dense_cycles']:,.0f}",
+                         f"{k['speedup_vs_dense']:.3f}x", f"{int(k['harvested_macs']):,}"])
+        s = result["report"].summary
+        rows.append([label, "<b>whole step</b>", f"{s['step_cycles']:,.0f}",
+                     f"{s['dense_step_cycles']:,.0f}", f"{s['harvest_speedup']:.3f}x", ""])
+    return HTMLTable(head, rows)
+
+
+def kernel_sizes(base: dict, name: str = "fc2", sides=(2, 4, 8)) -> dict[int, float]:
+    """Pin kernel `name` to side x side cores for each side; its measured cycles per sample."""
+    out = {}
+    for side in sides:
+        c = variant(base, {"mapping.pattern": name, "mapping.rows": side, "mapping.cols": side,
+                           "mapping.replicas": 1})
+        out[side] = float(kernel(run(c), name)["per_sample_cycles"])
+    return out
+
+
+def fits(base: dict, side: int) -> tuple[bool, str]:
+    """Does `base`'s model compile on a side x side area of its wafer? (and why not)"""
+    c = variant(base, {"wafer.rows": side, "wafer.cols": side})
+    c["steps"] = 1
+    problems = check(c)
+    if problems:
+        return False, problems[0]
+    try:
+        run(c)
+    except (WaferFitError, PlacementError, ConfigError) as err:
+        return False, str(err)
+    return True, "fits"
+
+
+# --- self-checks ------------------------------------------------------------------------------
+
+def _verdict(ok: bool | None, right: str, wrong: str) -> bool | None:
+    if ok is None:
+        print("… not answered yet: set the answer variable above, then run this cell again")
+    elif ok:
+        print(f"✓ right. {right}")
+    else:
+        print(f"✗ not quite. {wrong}")
+    return ok
+
+
+def _number(answer):
+    if answer is None:
+        return None
+    try:
+        return float(answer)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def check_best_kernel(answer, result: dict) -> bool | None:
+    """Which kernel did harvesting speed up the most (largest dense / measured cycles)?"""
+    best = max(result["report"].kernels, key=lambda k: k["speedup_vs_dense"])
+    ok = None if answer is None else str(answer).strip() == best["name"]
+    return _verdict(ok, f"{best['name']} ran {best['speedup_vs_dense']:.3f}x faster than dense.",
+                    "Read the 'dense / measured' column of the harvest-on run and pick the "
+                    "largest.")
+
+
+def check_step_vs_kernel(answer, result: dict) -> bool | None:
+    """Does the whole step speed up as much as the best kernel? ("yes" or "no")"""
+    best = max(k["speedup_vs_dense"] for k in result["report"].kernels)
+    step = result["report"].summary["harvest_speedup"]
+    truth = "yes" if step >= best - 1e-9 else "no"
+    ok = None if answer is None else str(answer).strip().lower() == truth
+    return _verdict(ok, f"the step ran {step:.3f}x faster, its best kernel {best:.3f}x: a "
+                    "pipeline runs at the pace of its slowest stage, and the kernels that "
+                    "harvest nothing (or little) set that pace.",
+                    "Compare the 'whole step' row with the kernels' rows.")
+
+
+def check_activation(answer, relu: dict, other: dict, other_name: str = "tanh") -> bool | None:
+    """Which activation gave the wafer more zeros to skip (more harvested MACs)?"""
+    def skipped(result):
+        s = result["report"].summary
+        return int(s["dense_macs"] - s["executed_macs"])
+    macs = {"relu": skipped(relu), other_name: skipped(other)}
+    truth = max(macs, key=macs.get)
+    ok = None if answer is None else str(answer).strip().lower() == truth
+    return _verdict(ok, f"{truth} let the wafer skip {macs[truth]:,} MACs per step, the other "
+                    f"{min(macs.values()):,}: ReLU outputs exact zeros for every negative input.",
+                    "Compare the harvested MACs of the two runs.")
+
+
+def check_area_speedup(answer, sizes: dict, small: int = 4, large: int = 8) -> bool | None:
+    """How many times faster is the kernel on large x large cores than on small x small?
+    Right within 15% of the measured ratio."""
+    truth = sizes[small] / sizes[large]
+    value = _number(answer)
+    ok = None if value is None else abs(value - truth) <= 0.15 * truth
+    return _verdict(ok, f"measured {truth:.2f}x for {(large / small) ** 2:.0f}x the area: each "
+                    "core holds a smaller tile, so it does fewer MACs per sample (the overheads "
+                    "that do not shrink keep it below the ideal).",
+                    f"Divide the cycles per sample at {small}x{small} by those at "
+                    f"{large}x{large}.")
+
+
+def check_smallest_area(answer, base: dict) -> bool | None:
+    """The smallest side n such that the model compiles on an n x n area of the wafer."""
+    if answer is None:
+        return _verdict(None, "", "")
+    try:
+        n = int(answer)
+    except (TypeError, ValueError):
+        return _verdict(False, "", "the answer is a whole number of cores per side.")
+    fits_n, why_n = fits(base, n)
+    if not fits_n:
+        return _verdict(False, "", f"on {n} x {n} it does not fit: {why_n}")
+    if n > 1:
+        fits_smaller, _ = fits(base, n - 1)
+        if fits_smaller:
+            return _verdict(False, "", f"it still fits on {n - 1} x {n - 1}: try smaller.")
+    return _verdict(True, f"{n} x {n} fits and {n - 1} x {n - 1} does not: the weights, "
+                    "gradients, optimizer state and stashed activations need that much SRAM.",
+                    "")
+
+
+class HTMLTable:
+    """A small table that shows as HTML in Jupyter and as text elsewhere."""
+
+    def __init__(self, head: list[str], rows: list[list[str]]):
+        self.head, self.rows = head, rows
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{escape(h)}</th>" for h in self.head)
+        body = "".join("<tr>" + "".join(f"<td>{c if c.startswith('<b>') else escape(c)}</td>"
+                                        for c in row) + "</tr>" for row in self.rows)
+        return f"<table><tr>{head}</tr>{body}</table>"
+
+    def __repr__(self) -> str:
+        widths = [max(len(str(x)) for x in col) for col in zip(self.head, *self.rows)]
+        lines = ["  ".join(str(x).ljust(w) for x, w in zip(row, widths))
+                 for row in [self.head, *self.rows]]
+        return "\n".join(lines)
+
+
+def plot_sizes(sizes: dict, name: str = "fc2"):
+    """Cycles per sample of kernel `name` against its area (cores), on log-log axes, with the
+    ideal 1/area line through the smallest mapping."""
+    from matplotlib.figure import Figure
+
+    from .. import plots  # noqa: F401 - registers Figure -> PNG with IPython
+    sides = sorted(sizes)
+    area = [s * s for s in sides]
+    cycles = [sizes[s] for s in sides]
+    fig = Figure(figsize=(5.0, 3.4), layout="constrained")
+    ax = fig.add_subplot()
+    ax.loglog(area, cycles, "o-", label="measured")
+    ax.loglog(area, [cycles[0] * area[0] / a for a in area], "--", color="grey",
+              label="ideal: cycles x area constant")
+    for s, a, c in zip(sides, area, cycles):
+        ax.annotate(f"{s}x{s}", (a, c), textcoords="offset points", xytext=(4, 4))
+    ax.set_xlabel(f"cores for {name} (rows x cols)")
+    ax.set_ylabel("cycles per sample")
+    ax.set_title(f"{name}: kernel size vs time")
+    ax.legend()
+    return fig

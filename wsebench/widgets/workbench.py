@@ -1,0 +1,384 @@
+"""`Workbench`: the ipywidgets wiring over `WorkbenchState` (the config) and `Runner` (training).
+
+    w = wb.Workbench()                              # or Workbench.from_config(cfg, hide=[...])
+    w                                               # shows it in Jupyter
+    w.compile(); w.run()                            # what the buttons do, from code (blocking)
+    w.config                                        # the whole state: `wsebench run` replays it
+    wb.Workbench(preset="lesson-harvest")           # a lesson: its config, controls hidden
+
+Every control writes its value into the state and re-runs the checks; a combination the wafer
+cannot take is refused (buttons disabled, the reason shown) before it reaches the compiler.
+Training runs in a background thread, so Pause and Step respond while it trains; the views
+(loss curve, samples/s, per-core heatmap, placement map, compile report) update in place.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from html import escape
+
+import ipywidgets as W
+
+from compiler import ConfigError
+
+from . import render
+from .panels import image, make_buttons, make_control, make_panels, titled
+from .runner import Runner
+from .state import (CONTROLS, PANELS, RUN_ONLY_KEYS, WorkbenchState, check_hide, lesson,
+                    lesson_config, validate)
+
+REDRAW_SECONDS = 0.5        # while playing, views redraw at most this often
+
+
+class Workbench:
+    def __init__(self, config: dict | None = None, preset: str | None = None, hide=None):
+        hidden = list(check_hide(hide))
+        self.lesson = None
+        if preset is not None:
+            self.lesson = lesson(preset)
+            config = {**lesson_config(preset), **(config or {})}
+            hidden = list(self.lesson.hide) + hidden
+        self.preset = preset
+        self.state = WorkbenchState(config)
+        self.hidden = tuple(dict.fromkeys(hidden))
+        self.runner = Runner(on_step=self._on_step, on_status=self._on_status)
+        self.message = ""              # the last problem/notice shown, as text
+        self._syncing = False
+        self._draw_lock = threading.RLock()
+        self._last_draw = 0.0
+        self._draw_cost = 0.0
+        self._loss_plot = render.LossPlot()
+        self._job: threading.Thread | None = None
+        self._autoplay = False
+        self._build()
+        self._refresh()
+        self._draw_idle()
+
+    @classmethod
+    def from_config(cls, config: dict, hide=None) -> "Workbench":
+        return cls(config=config, hide=hide)
+
+    # the state --------------------------------------------------------------------------------
+    @property
+    def config(self) -> dict:
+        """The whole experiment as one JSON-serializable dict (wsebench.config's format)."""
+        return self.state.config
+
+    def set(self, key: str, value) -> None:
+        """Set a control by its key ("model.hidden", "sparsity.harvest", ...), as a user would."""
+        if key not in self.controls:
+            raise KeyError(f"no control {key!r}; controls: {', '.join(self.controls)}")
+        self.controls[key].value = value
+
+    def problems(self) -> list[str]:
+        return self.state.problems()
+
+    # building the widgets -------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.controls = {c.key: make_control(c, self.state.get(c.key)) for c in CONTROLS}
+        for key, w in self.controls.items():
+            w.observe(lambda change, key=key: self._on_control(key, change["new"]), names="value")
+        self.panels = make_panels(self.controls)
+        self.buttons = make_buttons()
+        self.buttons["compile"].on_click(lambda _: self._click_compile())
+        self.buttons["train"].on_click(lambda _: self._click_train())
+        self.buttons["pause"].on_click(lambda _: self.pause())
+        self.buttons["step"].on_click(lambda _: self._click_step())
+        self.progress = W.IntProgress(value=0, min=0, max=1, description="0 / 0",
+                                      style={"description_width": "70px"},
+                                      layout=W.Layout(width="260px"))
+        self.progress.add_class("wsebench-progress")
+        self.status = W.HTML()
+        self.status.add_class("wsebench-status")
+        self.notice = W.HTML()
+        self.notice.add_class("wsebench-message")
+        self.loss_image = image("wsebench-loss", "360px")
+        self.loss_caption = W.HTML()
+        self.heatmap = image("wsebench-heatmap", "280px")
+        self.heatmap_caption = W.HTML()
+        self.placement = image("wsebench-placement", "290px")
+        self.report_html = W.HTML()
+        self.report_html.add_class("wsebench-report-view")
+        title = "wsebench workbench"
+        intro = ""
+        if self.lesson is not None:
+            title = f"wsebench lesson: {self.lesson.title}"
+            intro = f"<div style='margin:2px 0 6px 0'>{self.lesson.note}</div>"
+        views = W.HBox([
+            titled("Loss and samples/s", self.loss_image, self.loss_caption, width="370px"),
+            titled("Per-core utilization", self.heatmap, self.heatmap_caption, width="290px"),
+            titled("Placement", self.placement, width="300px")],
+            layout=W.Layout(flex_flow="row wrap"))
+        bar = W.HBox([*self.buttons.values(), self.progress],
+                      layout=W.Layout(align_items="center", flex_flow="row wrap"))
+        self.widget = W.VBox([
+            W.HTML(f"<h3 style='margin:4px 0'>{escape(title)}</h3>{intro}"),
+            W.HBox(list(self.panels.values()), layout=W.Layout(flex_flow="row wrap")),
+            bar, self.status, self.notice, views, self.report_html])
+        self.widget.add_class("wsebench-workbench")
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    # controls -> state -> checks ------------------------------------------------------------------
+    def _on_control(self, key: str, value) -> None:
+        if self._syncing:
+            return
+        try:
+            self.state.set(key, value)
+        except ConfigError as err:
+            self._show([str(err)], [])
+            return
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Widgets from the state (one change can move others), visibility, checks, buttons."""
+        self._syncing = True
+        try:
+            for c in CONTROLS:
+                w, value = self.controls[c.key], self.state.get(c.key)
+                if value is not None and w.value != value:
+                    if c.kind == "choice" and value not in w.options:
+                        w.options = tuple(w.options) + (value,)
+                    w.value = value
+                shown = c.key not in self.hidden and self.state.visible(c.key)
+                w.layout.display = None if shown else "none"
+        finally:
+            self._syncing = False
+        for panel, box in self.panels.items():
+            keys = [c.key for c in CONTROLS if c.panel == panel]
+            empty = all(self.controls[k].layout.display == "none" for k in keys)
+            box.layout.display = "none" if panel in self.hidden or empty else None
+        notes = self.state.warnings()
+        if self.runner.compiled and self._stale():
+            notes.append("settings changed since the last compile: Compile, Train or Step "
+                         "recompiles and restarts from step 0")
+        errors = []
+        if self.runner.status == "error" and self.runner.error is not None:
+            err = self.runner.error
+            errors.append(f"{type(err).__name__}: {' '.join(str(err).split())}")
+        self._show(self.state.problems() + errors, notes)
+        self._update_buttons()
+
+    def _stale(self) -> bool:
+        def core(c):
+            return {k: v for k, v in c.items() if k not in RUN_ONLY_KEYS}
+        try:
+            current = validate(self.state.config)
+        except ConfigError:
+            return True
+        return core(current) != core(self.runner.compiled_config or {})
+
+    def _show(self, problems: list[str], notes: list[str]) -> None:
+        parts = [f"<div style='color:#b00020'>✗ {escape(p)}</div>" for p in problems]
+        parts += [f"<div style='color:#8a6d00'>• {escape(n)}</div>" for n in notes]
+        self.message = "\n".join(problems + notes)
+        self.notice.value = "".join(parts)
+
+    def _update_buttons(self) -> None:
+        status = self.runner.status
+        busy = status in ("compiling", "running")
+        blocked = bool(self.state.problems())
+        b = self.buttons
+        b["compile"].disabled = blocked or busy
+        b["train"].disabled = blocked or busy
+        b["train"].description = "Resume" if status == "paused" else "Train"
+        b["pause"].disabled = not busy
+        b["step"].disabled = blocked or status == "compiling"
+        for c in CONTROLS:
+            self.controls[c.key].disabled = busy or not c.ready
+
+    # actions (the buttons call these; so can code) ------------------------------------------------
+    def compile(self):
+        """Check, then compile the current config; returns the Session. Raises ConfigError with
+        every reason if the checks refuse it (the UI shows the same reasons)."""
+        problems = self.state.problems()
+        if problems:
+            self._show(problems, [])
+            raise ConfigError("; ".join(problems))
+        try:
+            return self.runner.compile(self.state.config)
+        except Exception:                 # the compiler's own refusal: shown by _refresh
+            raise
+        finally:
+            self._refresh()
+            self._draw_idle()
+
+    def train(self, steps: int | None = None) -> None:
+        """Start training in the background (`steps` more, default the config's steps), or
+        resume a paused run where it was going; returns at once."""
+        if not self.runner.compiled or self._stale():
+            self.compile()
+        self.runner.train(self._train_steps(steps))
+
+    def _train_steps(self, steps: int | None) -> int | None:
+        r = self.runner
+        if steps is None and not (r.status == "paused" and len(r.history) < r.target):
+            steps = self.state.config["steps"]
+        return steps
+
+    def run(self, steps: int | None = None, timeout: float | None = None):
+        """Train and wait until done; returns the History of this compile."""
+        self.train(steps)
+        self.wait(timeout)
+        if self.runner.error is not None:
+            raise self.runner.error
+        return self.history
+
+    def pause(self) -> None:
+        self._autoplay = False
+        self.runner.pause()
+
+    def step(self, n: int = 1) -> None:
+        """Exactly `n` more steps (in the background; `wait()` for them)."""
+        if not self.runner.compiled or self._stale():
+            self.compile()
+        self.runner.step(n)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        job = self._job
+        if job is not None:
+            job.join(timeout)
+        return self.runner.wait(timeout)
+
+    def close(self) -> None:
+        """Stop the training thread and close this workbench's widgets."""
+        self.runner.stop()
+
+        def close(widget):
+            for child in getattr(widget, "children", ()):
+                close(child)
+            widget.close()
+        close(self.widget)
+
+    @property
+    def history(self):
+        return self.runner.history
+
+    @property
+    def losses(self) -> list[float]:
+        return self.runner.history.losses
+
+    @property
+    def session(self):
+        return self.runner.session
+
+    def report(self):
+        if self.session is None:
+            raise RuntimeError("nothing is compiled yet: press Compile or call compile()")
+        return self.session.report()
+
+    def _background(self, then=None) -> None:
+        """Compile in a thread (the kernel stays responsive), then `then()`."""
+        def job():
+            try:
+                self.compile()
+                if then is not None and self._autoplay:
+                    then()
+            except Exception:             # noqa: BLE001 - already shown in the message box
+                pass
+            finally:
+                self._update_buttons()
+        if self._job is not None and self._job.is_alive():
+            return
+        self._autoplay = True
+        self._job = threading.Thread(target=job, name="wsebench-compile", daemon=True)
+        self._job.start()
+        self._update_buttons()
+
+    def _click_compile(self) -> None:
+        self._background()
+
+    def _click_train(self) -> None:
+        if self.runner.compiled and not self._stale():
+            self.runner.train(self._train_steps(None))
+        else:
+            self._background(lambda: self.runner.train(self._train_steps(None)))
+
+    def _click_step(self) -> None:
+        if self.runner.compiled and not self._stale():
+            self.runner.step()
+        else:
+            self._background(self.runner.step)
+
+    # live views --------------------------------------------------------------------------------
+    def _on_status(self, status: str) -> None:
+        self._update_buttons()
+        if status in ("paused", "done", "error"):
+            self._draw(force=True)
+        elif status == "ready":
+            self._draw_idle()
+
+    def _on_step(self, result) -> None:
+        playing = self.runner._play.is_set()
+        self._draw(force=not playing)
+
+    def _draw(self, force: bool = False) -> None:
+        with self._draw_lock:
+            now = time.monotonic()
+            self._draw_status()
+            # while playing, drawing takes at most about a fifth of the time
+            if not force and now - self._last_draw < max(REDRAW_SECONDS, 4 * self._draw_cost):
+                return
+            session, history = self.runner.session, list(self.runner.history)
+            if session is None or not history:
+                return
+            rep = session.report()
+            self.loss_image.value = self._loss_plot.png(history)
+            self.loss_caption.value = ""
+            self.heatmap.value = render.heatmap_png(rep.core_utilization, rep.kernel_grid)
+            self.heatmap_caption.value = _caption(rep, len(history))
+            self.report_html.value = rep._repr_html_()
+            self._last_draw = time.monotonic()
+            self._draw_cost = self._last_draw - now
+
+    def _draw_status(self) -> None:
+        r, history = self.runner, self.runner.history
+        done, target = len(history), max(r.target, len(history), 1)
+        self.progress.max = target
+        self.progress.value = done
+        self.progress.description = f"{done} / {target}"
+        self.progress.bar_style = {"done": "success", "error": "danger"}.get(r.status, "")
+        parts = [f"<b>{escape(r.status)}</b>"]
+        if done:
+            last = history[-1]
+            parts += [f"step {last.step}", f"loss {last.loss:.4f}",
+                      f"{last.samples_per_s:,.0f} samples/s (simulated)",
+                      f"harvest speedup {last.harvest_speedup:.3f}x"]
+        if r.session is not None:
+            parts.append(f"backend {r.session.backend}")
+        if r.status == "error" and r.error is not None:
+            parts.append(f"<span style='color:#b00020'>{escape(type(r.error).__name__)}: "
+                         f"{escape(str(r.error))}</span>")
+        self.status.value = " · ".join(parts)
+
+    def _draw_idle(self) -> None:
+        """Views before any step: the placement and the plan, an empty loss plot."""
+        with self._draw_lock:
+            self._draw_status()
+            session = self.runner.session
+            self.loss_image.value = b""
+            self.loss_caption.value = "<i>no step yet: press Train or Step</i>"
+            if session is None:
+                self.placement.value = b""
+                self.heatmap.value = b""
+                self.heatmap_caption.value = "<i>press Compile</i>"
+                self.report_html.value = ""
+                return
+            plan = session.plan
+            grid, _ = render.plan_grid(plan)
+            self.placement.value = render.placement_png(plan)
+            self.heatmap.value = render.heatmap_png(grid * 0.0, grid)
+            self.heatmap_caption.value = "<i>no step yet</i>"
+            notes = "".join(f"<div style='color:#777'>{escape(n)}</div>" for n in self.runner.notes)
+            self.report_html.value = notes + render.plan_html(plan)
+
+
+def _caption(rep, steps: int) -> str:
+    s = rep.summary
+    return (f"<span style='font-size:0.85em'>busy / step cycles, 0 (dark) to 1 (yellow); grey: "
+            f"free cores. {escape(str(s.get('wafer')))} {escape(str(s.get('fabric')))}, "
+            f"{s.get('active_pes_pct', 0):.0f}% of cores allocated, step {steps}</span>")
+
+
+__all__ = ["Workbench", "PANELS"]
