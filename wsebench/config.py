@@ -219,12 +219,15 @@ def make_sparsity(spec):
 
 
 def make_mapping(spec):
-    """"auto", or {glob: {"rows": r, "cols": c, "replicas": n}} turned into wb.Mapping pins."""
-    if spec in (None, "auto"):
+    """A strategy ("auto" | "model" | "data"), or {glob: {"rows": r, "cols": c, "replicas": n}}
+    turned into wb.Mapping pins."""
+    if spec is None:
         return "auto"
+    if spec in ("auto", "model", "data"):
+        return spec
     if not isinstance(spec, dict):
-        raise ConfigError(f"mapping must be 'auto' or a mapping of kernel-name glob -> "
-                          f"{{rows, cols, replicas}}, got {spec!r}")
+        raise ConfigError(f"mapping must be 'auto', 'model', 'data' or a mapping of kernel-name "
+                          f"glob -> {{rows, cols, replicas}}, got {spec!r}")
     pins = {}
     for pattern, m in spec.items():
         if isinstance(m, Mapping):

@@ -134,3 +134,13 @@ def test_run_is_reproducible_from_the_seed():
     a = cfg.run(tiny_config(steps=3), progress=False)
     b = cfg.run(tiny_config(steps=3), progress=False)
     assert a["history"].losses == b["history"].losses
+
+
+@pytest.mark.parametrize("strategy", ["auto", "model", "data"])
+def test_mapping_strategies_pass_through(strategy):
+    assert cfg.make_mapping(strategy) == strategy
+
+
+def test_unknown_mapping_strategy_is_refused():
+    with pytest.raises(ConfigError, match="'model', 'data'"):
+        cfg.make_mapping("pipeline")
