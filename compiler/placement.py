@@ -105,20 +105,33 @@ def _nearest_free(occupied, height, width, toward: tuple[float, float]):
             reach *= 2
 
 
-def place(order: list[str], mappings: dict[str, Mapping], target: Target) -> tuple[Rect, ...]:
+def place(order: list[str], mappings: dict[str, Mapping], target: Target,
+          rotate: bool = False) -> tuple[Rect, ...]:
     """Greedy placement in pipeline order: each rectangle goes to the free spot whose centre is
     nearest the previous kernel's centre (the first goes to the corner), so the pipeline winds
-    across the fabric and consecutive kernels stay adjacent."""
+    across the fabric and consecutive kernels stay adjacent. With `rotate`, a rectangle may also
+    be turned by 90 degrees (height and width swapped) when that spot is nearer (or the only
+    one); the returned Rect then has the swapped shape."""
     occupied = np.zeros((target.rows, target.cols), dtype=bool)
     rects: list[Rect] = []
     toward = (0.0, 0.0)
     for name in order:
         m = mappings[name]
         h, w = m.rows, m.width
-        if h > target.rows or w > target.cols:
+        fits = h <= target.rows and w <= target.cols
+        if rotate and h != w and w <= target.rows and h <= target.cols:
+            spot = _nearest_free(occupied, h, w, toward) if fits else None
+            turned = _nearest_free(occupied, w, h, toward)
+
+            def gap(s, hh, ww):
+                return abs(s[0] + hh / 2 - toward[0]) + abs(s[1] + ww / 2 - toward[1])
+            if turned is not None and (spot is None or gap(turned, w, h) < gap(spot, h, w)):
+                spot, h, w = turned, w, h
+        elif not fits:
             raise PlacementError(f"kernel {name!r} ({h} x {w} cores) is larger than the "
                                  f"{target.rows} x {target.cols} fabric")
-        spot = _nearest_free(occupied, h, w, toward)
+        else:
+            spot = _nearest_free(occupied, h, w, toward)
         if spot is None:
             used = int(occupied.sum())
             raise PlacementError(f"kernels do not fit on the {target.rows} x {target.cols} fabric: "

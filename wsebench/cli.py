@@ -51,14 +51,23 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--csv", default=None, help="also write the table to this CSV file")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
     sub.add_parser("lab", help="open the notebooks in JupyterLab")
+    ispd = sub.add_parser("ispd", help="solve an ISPD 2020 wafer-placement contest instance "
+                          "(.kgraph): size, pack and place its kernels; write the solution and a PNG")
+    ispd.add_argument("kgraph", help="path to a .kgraph file")
+    ispd.add_argument("--time-limit", type=float, default=60.0, help="seconds (60)")
+    ispd.add_argument("--out", default=None, help="solution file (default: FILE.solution next to "
+                      "the working directory); the floorplan PNG goes beside it")
     return parser
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from compiler import ConfigError, WaferFitError
     from compiler.placement import PlacementError
+    from compiler.ispd.reader import KGraphError
+    from compiler.ispd.validator import InvalidSolution
     from .session import UnsupportedOpError
-    return ConfigError, WaferFitError, PlacementError, UnsupportedOpError
+    return (ConfigError, WaferFitError, PlacementError, UnsupportedOpError, KGraphError,
+            InvalidSolution)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             return demo(Path(args.out), args.steps, progress=not args.no_progress)
         if args.command == "sweep":
             return sweep_command(args)
+        if args.command == "ispd":
+            return ispd_command(args.kgraph, args.time_limit, args.out)
         return run_file(args.config, Path(args.out), args.steps, progress=not args.no_progress)
     except errors as err:
         print(f"wsebench: error: {' '.join(str(err).split())}", file=sys.stderr)
@@ -217,6 +228,30 @@ def _dask_client(address: str):
         return Client(address, timeout=10)
     except (OSError, TimeoutError) as err:
         raise ConfigError(f"cannot reach the Dask scheduler at {address!r}: {err}") from None
+
+
+def ispd_command(kgraph: str, time_limit: float, out: str | None) -> int:
+    """`wsebench ispd`: solve, validate independently, write the solution and the floorplan."""
+    from compiler.ispd.reader import read_kgraph
+    from compiler.ispd.solver import solve
+    from compiler.ispd.validator import validate
+    from compiler.ispd.writer import format_solution
+    from .plots import plot_floorplan, save_png
+    graph = read_kgraph(kgraph)
+    solution = solve(graph, time_limit=time_limit)
+    text = format_solution(solution)
+    verdict = validate(graph, text, t_star=solution.t_star)
+    path = Path(out) if out else Path(Path(kgraph).stem + ".solution")
+    path.write_text(text)
+    png = save_png(plot_floorplan(solution), path.with_suffix(".png"))
+    for line in solution.log:
+        print(line)
+    print(f"max time {verdict.max_time:g}, T* {verdict.t_star:g}, ratio {verdict.ratio:.4f}")
+    print(f"wire length {verdict.wire_length:g}")
+    print(f"fabric used {100 * verdict.used_tiles / (graph.width * graph.height):.1f}%")
+    print(f"run time {solution.seconds:.1f} s")
+    print(f"wrote {path} (valid) and {png}")
+    return 0
 
 
 def notebooks_dir() -> Path:

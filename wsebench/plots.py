@@ -164,3 +164,30 @@ def save_png(fig, path, dpi: int = 110) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png", dpi=dpi)
     return path
+
+
+def plot_floorplan(solution, ax=None, label: bool = True):
+    """An ISPD contest floorplan (`compiler.ispd.solver.Solution`): every kernel's rectangle on
+    the fabric, coloured by its time per sample; the slowest kernel sets the throughput."""
+    from matplotlib import cm
+    from matplotlib.colors import Normalize
+    g = solution.graph
+    fig, ax = _axes(ax, figsize=(7.0, 6.2))
+    times = {n: o.time for n, o in solution.options.items()}
+    norm = Normalize(vmin=min(times.values()), vmax=max(times.values()))
+    cmap = matplotlib.colormaps["viridis"]
+    for name, r in solution.rects.items():
+        ax.add_patch(patches.Rectangle((r.col, r.row), r.width, r.height, facecolor=cmap(norm(times[name])),
+                                       edgecolor="black", linewidth=0.4))
+        if label and min(r.width, r.height) >= 0.04 * max(g.width, g.height):
+            ax.text(r.col + r.width / 2, r.row + r.height / 2, name, ha="center", va="center",
+                    fontsize=6, color="white", rotation=90 if r.height > 2 * r.width else 0)
+    ax.set_xlim(0, g.width)
+    ax.set_ylim(g.height, 0)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (tiles)")
+    ax.set_ylabel("y (tiles)")
+    ax.set_title(f"{g.test}: max time {solution.max_time:g} = {solution.ratio:.3f} x T*, "
+                 f"{100 * solution.fabric_used:.1f}% of the fabric", fontsize=9)
+    fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="kernel time (cycles/sample)")
+    return fig
