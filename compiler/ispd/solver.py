@@ -17,10 +17,15 @@ import time
 from dataclasses import dataclass, field
 
 from ..placement import PlacementError, Rect, place, refine
-from ..search import candidate_times, feasible, min_bottleneck
+from ..search import Choice, candidate_times, feasible, min_bottleneck
 from ..target import Target
 from .library import ContestOption, option_lists
+from .packing import shelf_pack
 from .reader import KGraph
+
+
+SHELF_STRATEGIES = (0, 1, 2)
+SCAN_BELOW = 8          # candidate times tried just below the bisection's answer
 
 
 @dataclass
@@ -92,37 +97,13 @@ def solve(graph: KGraph, time_limit: float = 60.0, refine_passes: int = 2) -> So
                              f"{graph.width} fabric at any time")
     t_star = best.bottleneck
     log = [f"T* = {t_star:g} (least total area {best.area:,} of {capacity:,} tiles)"]
-    rects, choice, tried = pack(graph, best.options, target), best, 1
+    times = candidate_times(lists, 1)
+    times = times[times.index(t_star):]
+    choice, rects, tried = shelf_search(graph, lists, times, deadline, time_limit)
     if rects is None:
-        times = candidate_times(lists, 1)
-        lo, hi, found = times.index(t_star) + 1, len(times) - 1, None
-        # first make sure some relaxed target packs: grow the step geometrically from T*
-        step = 1
-        while lo <= hi and found is None:
-            mid = min(hi, lo + step - 1)
-            trial = feasible(lists, times[mid], capacity, 1)
-            packed = pack(graph, trial.options, target) if trial else None
-            tried += 1
-            if packed is not None:
-                found, hi = (trial, packed), mid - 1
-            else:
-                lo, step = mid + 1, step * 2
-            if time.perf_counter() > deadline and found is not None:
-                break
-        # then bisect between the last failure and the first success
-        while found is not None and lo <= hi and time.perf_counter() < deadline:
-            mid = (lo + hi) // 2
-            trial = feasible(lists, times[mid], capacity, 1)
-            packed = pack(graph, trial.options, target)
-            tried += 1
-            if packed is not None:
-                found, hi = (trial, packed), mid - 1
-            else:
-                lo = mid + 1
-        if found is None:
-            raise PlacementError(f"no relaxed target time packs on the {graph.height} x "
-                                 f"{graph.width} fabric ({tried} placements tried)")
-        choice, rects = found
+        choice, rects, more = greedy_search(graph, lists, times, target, capacity, deadline)
+        tried += more
+    if choice.bottleneck > t_star:
         log.append(f"relaxed to {choice.bottleneck:g} = {choice.bottleneck / t_star:.3f} x T* "
                    f"after {tried} placements")
     pairs = graph.kernel_pairs()
@@ -133,3 +114,86 @@ def solve(graph: KGraph, time_limit: float = 60.0, refine_passes: int = 2) -> So
     return Solution(graph, dict(choice.options), placed, t_star,
                     max(o.time for o in choice.options.values()), centre_wire_length(placed, pairs),
                     tried, time.perf_counter() - start, log)
+
+
+def shelf_try(graph: KGraph, lists: dict, limit: float):
+    """Shape-choosing shelf packing at one target time (several fill orders); a Choice and its
+    rectangles, or None."""
+    for strategy in SHELF_STRATEGIES:
+        got = shelf_pack(lists, limit, graph.height, graph.width, strategy)
+        if got is not None:
+            options, placed = got
+            rects = tuple(placed[n] for n in graph.pipeline_order())
+            return Choice(options, max(o.time for o in options.values()),
+                          sum(o.area for o in options.values())), rects
+    return None
+
+
+def shelf_search(graph: KGraph, lists: dict, times: list, deadline: float, time_limit: float):
+    """Least candidate time (times[0] = T*) at which the shelf packer succeeds: grow the step
+    geometrically from T*, bisect back, then (packing is not monotone in T) scan the few times
+    just below the success while time allows."""
+    tried, lo, hi, found, step = 0, 0, len(times) - 1, None, 1
+    while lo <= hi and found is None and time.perf_counter() < deadline:
+        mid = min(hi, lo + step - 1)
+        got = shelf_try(graph, lists, times[mid])
+        tried += 1
+        if got is not None:
+            found, hi = (mid, got), mid - 1
+        else:
+            lo, step = mid + 1, step * 2
+    if found is None:
+        return None, None, tried
+    budget = time.perf_counter() + 0.3 * time_limit
+    while lo <= hi and time.perf_counter() < min(deadline, budget):
+        mid = (lo + hi) // 2
+        got = shelf_try(graph, lists, times[mid])
+        tried += 1
+        if got is not None:
+            found, hi = (mid, got), mid - 1
+        else:
+            lo = mid + 1
+    for i in range(found[0] - 1, max(-1, found[0] - 1 - SCAN_BELOW), -1):
+        if time.perf_counter() > min(deadline, budget):
+            break
+        got = shelf_try(graph, lists, times[i])
+        tried += 1
+        if got is not None:
+            found = (i, got)
+    choice, rects = found[1]
+    return choice, rects, tried
+
+
+def greedy_search(graph: KGraph, lists: dict, times: list, target: Target, capacity: int,
+                  deadline: float):
+    """Fallback: the compiler's nearest-free placer on the cheapest choice per target time."""
+    rects = pack(graph, feasible(lists, times[0], capacity, 1).options, target)
+    if rects is not None:
+        return feasible(lists, times[0], capacity, 1), rects, 1
+    lo, hi, found, tried, step = 1, len(times) - 1, None, 1, 1
+    # first make sure some relaxed target packs: grow the step geometrically from T*
+    while lo <= hi and found is None:
+        mid = min(hi, lo + step - 1)
+        trial = feasible(lists, times[mid], capacity, 1)
+        packed = pack(graph, trial.options, target) if trial else None
+        tried += 1
+        if packed is not None:
+            found, hi = (trial, packed), mid - 1
+        else:
+            lo, step = mid + 1, step * 2
+        if time.perf_counter() > deadline and found is not None:
+            break
+    # then bisect between the last failure and the first success
+    while found is not None and lo <= hi and time.perf_counter() < deadline:
+        mid = (lo + hi) // 2
+        trial = feasible(lists, times[mid], capacity, 1)
+        packed = pack(graph, trial.options, target)
+        tried += 1
+        if packed is not None:
+            found, hi = (trial, packed), mid - 1
+        else:
+            lo = mid + 1
+    if found is None:
+        raise PlacementError(f"no relaxed target time packs on the {graph.height} x "
+                             f"{graph.width} fabric ({tried} placements tried)")
+    return found[0], found[1], tried

@@ -7,19 +7,14 @@ import time
 import numpy as np
 import pytest
 
-from wsebench import config as cfg
+from tests.configs import tiny_config
 from wsebench.widgets import render
 from wsebench.widgets.runner import Runner
 
 
 def tiny(**overrides) -> dict:
-    c = cfg.default_config()
-    c["model"].update(hidden=16, depth=2)
-    c["data"].update(samples=128, batch_size=16)
-    c["steps"] = 5
-    c["backend"] = "numpy"
-    c.update(overrides)
-    return c
+    return tiny_config(**{"hidden": 16, "depth": 2, "samples": 128, "batch_size": 16, "steps": 5,
+                          **overrides})
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+from tests.configs import tiny_config
 from wsebench import config as cfg
 from wsebench.widgets import Workbench
 from wsebench.widgets.state import CONTROLS
@@ -17,13 +18,7 @@ pytest.importorskip("ipywidgets")
 
 def tiny(**overrides) -> dict:
     """A run that compiles in about a second and steps in milliseconds."""
-    c = cfg.default_config()
-    c["model"].update(hidden=24, depth=3)
-    c["data"].update(samples=256, batch_size=32)
-    c["steps"] = 6
-    c["backend"] = "numpy"
-    c.update(overrides)
-    return c
+    return tiny_config(**{"steps": 6, **overrides})
 
 
 def wait_until(predicate, timeout=60.0, what="condition"):

@@ -6,7 +6,7 @@ import os
 from concurrent.futures import Future
 from pathlib import Path
 
-from wsebench import config as cfg
+from tests.configs import tiny_config
 from wsebench.sweeps import InlineExecutor
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,13 +16,8 @@ GRID = {"model.hidden": [8, 16], "sparsity.harvest": [True, False]}
 
 def sweep_config(**overrides) -> dict:
     """One experiment in about a second: MLP hidden 16, depth 2, dropout, 64 samples, 5 steps."""
-    c = cfg.default_config()
-    c["model"].update(hidden=16, depth=2)
-    c["data"].update(samples=64, batch_size=16)
-    c["steps"] = 5
-    c["backend"] = "numpy"
-    c.update(overrides)
-    return c
+    return tiny_config(**{"hidden": 16, "depth": 2, "samples": 64, "batch_size": 16, "steps": 5,
+                          **overrides})
 
 
 class CountingExecutor(InlineExecutor):
