@@ -17,7 +17,7 @@ from .ir import Graph, Op, Ref, TensorType, format_graph, verify
 from .kernels import Access, Kernel, LoopNest, build_kernels
 from .mapping import WaferFitError, in_flight, minimal_mapping, pinned_mappings
 from .options import Option, cached_options
-from .search import STRATEGIES, candidate_times, feasible, min_bottleneck
+from .search import STRATEGIES, candidate_times, least_packable, min_bottleneck
 from .optim_spec import OptimizerSpec
 from .passes import run_pipeline
 from .pipeline import step_cycles
@@ -232,19 +232,12 @@ def _search_and_place(kernels, candidates: list[dict], target, samples):
         rects = _packs(kernels, choice, target)
         tries += 1
         if rects is None:
-            lo, hi, found = times.index(choice.bottleneck) + 1, len(times) - 1, None
-            while lo <= hi:
-                mid = (lo + hi) // 2
-                trial = feasible(lists, times[mid], target.cores, samples)
-                packed = _packs(kernels, trial, target) if trial is not None else None
-                tries += 1
-                if packed is not None:
-                    found, hi = (trial, packed), mid - 1
-                else:
-                    lo = mid + 1
-            if found is None:
+            choice, rects, more = least_packable(lists, times, times.index(choice.bottleneck) + 1,
+                                                 target.cores, samples,
+                                                 lambda trial: _packs(kernels, trial, target))
+            tries += more
+            if choice is None:
                 continue
-            choice, rects = found
         finalists.append((choice, rects, tries - 1))
         tries = 0
     if not finalists:

@@ -78,6 +78,25 @@ def min_bottleneck(option_lists: dict, capacity: int, samples: int, start: float
     return best
 
 
+def least_packable(option_lists: dict, times: list[float], start: int, capacity: int,
+                   samples: int, pack) -> tuple[Choice | None, object, int]:
+    """Bisect `times[start:]` for the least target whose cheapest choice `pack(choice)` accepts
+    (returns something other than None). Packing is nearly, not exactly, monotone in the target
+    (the choices only shrink as it grows), so this is the relaxation step after an exact search
+    whose T* did not pack. Returns (choice, what pack returned, packings tried)."""
+    lo, hi, found, tries = start, len(times) - 1, (None, None), 0
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        trial = feasible(option_lists, times[mid], capacity, samples)
+        packed = pack(trial) if trial is not None else None
+        tries += 1
+        if packed is not None:
+            found, hi = (trial, packed), mid - 1
+        else:
+            lo = mid + 1
+    return found[0], found[1], tries
+
+
 def exhaustive(option_lists: dict, capacity: int, samples: int) -> Choice | None:
     """Reference: try every combination (for tests on small graphs only)."""
     names = list(option_lists)

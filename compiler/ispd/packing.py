@@ -72,9 +72,11 @@ def _fill(kernels, remaining, H, cols, widths, order_key):
     return chosen, used
 
 
-def shelf_pack(option_lists: dict, limit: float, rows: int, cols: int, strategy: int = 0):
+def shelf_pack(option_lists: dict, limit: float, rows: int, cols: int, strategy: int = 0,
+               order: list | None = None):
     """Pack every kernel at target time `limit` into rows x cols; returns
-    ({name: option}, {name: Rect}) or None when the shelves overflow the fabric."""
+    ({name: option}, {name: Rect}) or None when the shelves overflow the fabric. `order` (the
+    pipeline order) sets the kernels' order along each shelf, so neighbours stay close."""
     kernels = {n: _Kernel(n, opts, limit, (rows, cols)) for n, opts in option_lists.items()}
     if any(k.least is None or not len(k.hs) for k in kernels.values()):
         return None
@@ -125,6 +127,9 @@ def shelf_pack(option_lists: dict, limit: float, rows: int, cols: int, strategy:
             if best is None:
                 return None
             _, H, chosen = best
+        # pipeline order along the shelf, snaking (odd shelves right to left)
+        rank = {n: i for i, n in enumerate(order or sorted(option_lists))}
+        chosen = sorted(chosen, key=lambda n: rank.get(n, 0), reverse=len(shelves) % 2 == 1)
         x, row = 0, []
         for n in chosen:
             h, w, o = kernels[n].pick(H)

@@ -120,7 +120,8 @@ def shelf_try(graph: KGraph, lists: dict, limit: float):
     """Shape-choosing shelf packing at one target time (several fill orders); a Choice and its
     rectangles, or None."""
     for strategy in SHELF_STRATEGIES:
-        got = shelf_pack(lists, limit, graph.height, graph.width, strategy)
+        got = shelf_pack(lists, limit, graph.height, graph.width, strategy,
+                         graph.pipeline_order())
         if got is not None:
             options, placed = got
             rects = tuple(placed[n] for n in graph.pipeline_order())

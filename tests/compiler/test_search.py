@@ -17,7 +17,7 @@ from compiler.kernels import build_kernels
 from compiler.optim_spec import OptimizerSpec
 from compiler.options import Option, kernel_options, pareto
 from compiler.search import (Choice, candidate_times, cheapest_at, exhaustive, feasible,
-                             min_bottleneck, restrict_replicas)
+                             least_packable, min_bottleneck, restrict_replicas)
 from compiler.target import wafer
 
 T = wafer("classroom")
@@ -237,3 +237,25 @@ def test_kernel_without_options_is_infeasible():
     lists = {"a": [Option(Mapping(1, 1), 5.0, 0, 1)], "b": []}
     assert exhaustive(lists, 100, 1) is None
     assert min_bottleneck(lists, 100, 1) is None
+
+
+def test_least_packable_finds_the_least_time_a_monotone_packer_accepts():
+    """With a packer that accepts any choice of at most `limit` cores (monotone in the target),
+    the bisection returns exactly the least target whose cheapest choice fits that limit."""
+    for seed in range(8):
+        r = np.random.default_rng(seed)
+        lists, samples = random_lists(r), 8
+        times = candidate_times(lists, samples)
+        if not times:
+            continue
+        big = sum(max(o.area for o in opts) for opts in lists.values())
+        for limit in sorted({big, big // 2, big // 3}):
+            choice, packed, tries = least_packable(lists, times, 0, big, samples,
+                                                   lambda c: c.area if c.area <= limit else None)
+            expected = next((t for t in times if feasible(lists, t, limit, samples)), None)
+            if expected is None:
+                assert choice is None and packed is None
+            else:
+                assert choice.bottleneck == expected and packed == choice.area <= limit
+                assert feasible(lists, choice.bottleneck, limit, samples) is not None
+            assert tries <= max(1, len(times)).bit_length() + 1
