@@ -5,9 +5,9 @@ so the packer chooses the shapes. The fabric is cut into horizontal shelves. For
 height H a kernel costs the least width among its (oriented) options no taller than H. Shelves are
 opened one at a time: for each candidate H (the heights of the remaining kernels' options), the
 shelf is filled greedily by the kernels that use it best (least area over H x width wasted), and
-the H whose shelf holds the most useful area (the kernels' least areas at T) per row is kept.
-Space left under the shorter kernels of a shelf is filled afterwards by still-unplaced kernels
-(a second, nested level of shelves inside each kernel's column gap is not attempted).
+the H whose shelf holds the most useful area (the kernels' least areas at T) per row is kept;
+once the remaining kernels fit one shelf, the least such height closes the packing. Space under
+the shorter kernels of a shelf is left free (no nested shelves).
 """
 from __future__ import annotations
 

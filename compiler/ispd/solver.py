@@ -3,11 +3,15 @@
 1. Balance: `compiler.search.min_bottleneck` over the contest options gives T*, the least time at
    which the sum of the least areas fits the fabric (exact for the option lists; it is the
    README's lower bound).
-2. Pack: `compiler.placement.place` (nearest free spot, 90-degree rotation allowed) in pipeline
-   order, then in decreasing height order.
-3. If that fails at T*, relax: bisect the candidate times above T* for the least one whose
-   cheapest choice packs (as `compiler.plan._search_and_place` does); the cost is reported as
-   `max_time / t_star` and the number of placements tried.
+2. Pack (`compiler.ispd.packing.shelf_pack`): at a target time T each kernel may take any option
+   with time <= T, in either orientation, so the packer picks the shapes: horizontal shelves,
+   each of the height whose greedy fill holds the most of the kernels' least areas, kernels
+   along a shelf in pipeline order (snaking). Several fill orders are tried.
+3. Relax: the shelf packer is tried at T* and then at candidate times above it (geometric steps,
+   bisection, then a short scan below the answer since packing is not monotone in T); the cost
+   is reported as `max_time / t_star` and the number of placements tried. If the shelf packer
+   never succeeds, the compiler's nearest-free placer (`compiler.placement.place`, rotation
+   allowed) on the cheapest choice per target time is the fallback.
 4. Refine: `compiler.placement.refine` moves kernels toward their neighbours while the wire
    length falls; sizes, and so the bottleneck, never change.
 """
@@ -118,10 +122,10 @@ def solve(graph: KGraph, time_limit: float = 60.0, refine_passes: int = 2) -> So
 
 def shelf_try(graph: KGraph, lists: dict, limit: float):
     """Shape-choosing shelf packing at one target time (several fill orders); a Choice and its
-    rectangles, or None."""
+    rectangles, or None. Along each shelf the kernels follow the pipeline order."""
+    order = graph.pipeline_order()
     for strategy in SHELF_STRATEGIES:
-        got = shelf_pack(lists, limit, graph.height, graph.width, strategy,
-                         graph.pipeline_order())
+        got = shelf_pack(lists, limit, graph.height, graph.width, strategy, order)
         if got is not None:
             options, placed = got
             rects = tuple(placed[n] for n in graph.pipeline_order())
