@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from compiler.ispd.reader import read_kgraph
+from wsebench.ispd import read_kgraph
 from compiler.ispd.solver import solve
 from compiler.ispd.validator import validate
 from compiler.ispd.writer import format_solution

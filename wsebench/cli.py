@@ -232,17 +232,12 @@ def _dask_client(address: str):
 
 def ispd_command(kgraph: str, time_limit: float, out: str | None) -> int:
     """`wsebench ispd`: solve, validate independently, write the solution and the floorplan."""
-    from compiler.ispd.reader import read_kgraph
-    from compiler.ispd.solver import solve
-    from compiler.ispd.validator import validate
-    from compiler.ispd.writer import format_solution
-    from .plots import plot_floorplan, save_png
+    from .ispd import format_solution, plot_floorplan, read_kgraph, solve, validate, write_solution
+    from .plots import save_png
     graph = read_kgraph(kgraph)
     solution = solve(graph, time_limit=time_limit)
-    text = format_solution(solution)
-    verdict = validate(graph, text, t_star=solution.t_star)
-    path = Path(out) if out else Path(Path(kgraph).stem + ".solution")
-    path.write_text(text)
+    verdict = validate(graph, format_solution(solution), t_star=solution.t_star)
+    path = write_solution(solution, Path(out) if out else Path(Path(kgraph).stem + ".solution"))
     png = save_png(plot_floorplan(solution), path.with_suffix(".png"))
     for line in solution.log:
         print(line)

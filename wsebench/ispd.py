@@ -1,10 +1,33 @@
 """The ISPD 2020 wafer-placement contest from the workbench: read a `.kgraph`, solve it with the
-compiler's own search and placer, validate the solution independently, and draw the floorplan."""
-from compiler.ispd.reader import read_kgraph
+compiler's own search, validate the solution independently, and draw the floorplan. File IO
+lives here: the compiler parses and formats text only (DESIGN.md, "Layout")."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from compiler.ispd.reader import KGraph, KGraphError, parse_kgraph
 from compiler.ispd.solver import solve
 from compiler.ispd.validator import validate
 from compiler.ispd.writer import format_solution
 
 from .plots import plot_floorplan
 
-__all__ = ["read_kgraph", "solve", "validate", "format_solution", "plot_floorplan"]
+__all__ = ["read_kgraph", "write_solution", "solve", "validate", "format_solution",
+           "plot_floorplan", "KGraphError"]
+
+
+def read_kgraph(path) -> KGraph:
+    """Read and parse a contest `.kgraph` file; errors name the file (and line)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise KGraphError(f"{path}: cannot read: {err.strerror or err}") from None
+    return parse_kgraph(text, str(path))
+
+
+def write_solution(solution, path) -> Path:
+    """Write a solution in the contest's format."""
+    path = Path(path)
+    path.write_text(format_solution(solution))
+    return path

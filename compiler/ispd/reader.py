@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 KERNEL_ATTRS = {"conv": ("W", "H", "R", "S", "C", "K", "T", "U"),
                 "dblock": ("f", "h", "w"),
@@ -103,15 +102,6 @@ class KGraph:
         order += sorted((n for n in indeg if n not in seen), key=index.get)   # cycles: by index
         kernels = {n.name for n in self.kernels}
         return [n for n in order if n in kernels]
-
-
-def read_kgraph(path) -> KGraph:
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise KGraphError(f"{path}: cannot read: {err.strerror or err}") from None
-    return parse_kgraph(text, str(path))
 
 
 def _value(raw: str):

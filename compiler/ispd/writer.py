@@ -15,7 +15,6 @@ against the args when present.
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 
 def exec_arg_names(kind: str, n_args: int) -> list[str]:
@@ -42,9 +41,3 @@ def format_solution(solution) -> str:
         lines.append(f"(* {node.name} rect {opt.height} x {opt.width} *)")
         lines.append(f"{node.name} : place({rect.col} {rect.row} {rot})")
     return "\n".join(lines) + "\n"
-
-
-def write_solution(solution, path) -> Path:
-    path = Path(path)
-    path.write_text(format_solution(solution))
-    return path

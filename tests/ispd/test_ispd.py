@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from compiler.ispd.library import kernel_options
-from compiler.ispd.reader import KGraphError, parse_kgraph, read_kgraph
+from compiler.ispd.reader import KGraphError, parse_kgraph
+from wsebench.ispd import read_kgraph
 from compiler.ispd.solver import solve
 from compiler.ispd.validator import InvalidSolution, validate
 from compiler.ispd.writer import format_solution
