@@ -29,8 +29,8 @@ class UnsupportedOpError(_KernelMissing):
 
     def __str__(self) -> str:
         return (f"unsupported op: ATen op {self.op!r} from module {self.module!r} has no wafer "
-                f"kernel. Replace that layer with a supported one, or add a kernel for the op to "
-                f"simulator/ops.py")
+                f"kernel. Replace that layer with a supported one, or register a kernel for the "
+                f"op in one of simulator/ops_*.py (simulator/ops.py lists them)")
 
 
 @dataclass(frozen=True)
