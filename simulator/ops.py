@@ -14,11 +14,20 @@ The kernels live in themed modules, imported here for their registrations:
 - ``ops_shape``: views, copies, constants, indexing, gather/scatter, slicing, cat/split;
 - ``ops_pointwise``: arithmetic, comparisons, math, activations and their backwards, dropout;
 - ``ops_reduce``: sums, means, min/max, variance, softmax, the losses;
-- ``ops_nn``: matmuls, layer norm, embedding backward.
+- ``ops_nn``: matmuls, layer norm, embedding backward;
+- any further ``simulator/ops_*.py`` (e.g. wsebench's own custom ops): found and imported here,
+  so a new op module registers itself without an edit to this file.
 """
 from __future__ import annotations
 
-from simulator import ops_nn, ops_pointwise, ops_reduce, ops_shape  # noqa: F401 - registers the kernels
+import importlib
+import pkgutil
+
+import simulator
+
+for _module in pkgutil.iter_modules(simulator.__path__):
+    if _module.name.startswith("ops_"):
+        importlib.import_module(f"simulator.{_module.name}")  # registers the module's kernels
 from simulator.ops_pointwise import add_scaled, apply_dropout_mask, dropout_scale, lerp
 from simulator.ops_registry import (
     KERNELS, KINDS, OPS, SPECIALIZERS, Meta, UnsupportedOpError, fma, run_op, specialize,
