@@ -11,6 +11,11 @@ Matmul kernel, core (r, c) holding w[I_r, J_c] (Hot Chips 2020 dataflow):
   cycles    max(ceil(MACs / simd), wavelets in, wavelets out) per pass.
 A streamed operand costs min(nnz, ceil(len / dense_values_per_wavelet)) wavelets: the sender
 filters zeros into sparse (value, index) wavelets when that is cheaper than dense packing.
+
+Masked weights (weight sparsity) are stored compressed and skipped: the core does, per sample,
+  forward   sum_{i in I_r, x[b,i] != 0} nnz(w[i, J_c])     dX  sum_{j in J_c, dY[b,j] != 0} nnz(w[I_r, j])
+  dW        the kept (i, j) of the tile where x[b,i] != 0 and dY[b,j] != 0
+counted by the simulator and passed as `work` (see `matmul_components`).
 """
 from __future__ import annotations
 
@@ -71,7 +76,7 @@ def _wavelets(nnz, length, tokens: int, target: Target, harvest: bool):
 
 
 def matmul_components(nnz_x, nnz_dy, tile_k, tile_n, target: Target, harvest: bool = True,
-                      tokens: int = 1, pairs=None, computes_dx: bool = True) -> dict:
+                      tokens: int = 1, pairs=None, computes_dx: bool = True, work=None) -> dict:
     """Per-sample, per-core cycle components `fwd_compute`, `fwd_link`, `bwd_compute`,
     `bwd_link`, each broadcastable to (samples, rows, cols), and `macs`, the total MAC count.
 
@@ -80,7 +85,12 @@ def matmul_components(nnz_x, nnz_dy, tile_k, tile_n, target: Target, harvest: bo
     sum_t nnz(x[b,t,I_r]) * nnz(dY[b,t,J_c]), the dW work (the outer product when tokens == 1).
     With harvest off every operand is dense: zeros are sent and multiplied like any value.
     The first layer (`computes_dx=False`) has no dX pass and sends no dX partial sums.
+    `work` (harvest only): a dict of per-sample, per-core MAC counts "fwd", "dx", "dw", each
+    (samples, rows, cols), for a masked weight whose cores skip their masked entries; the
+    streamed operands' wavelets are still set by `nnz_x` and `nnz_dy`.
     """
+    if work is not None and harvest:
+        return _masked_components(nnz_x, nnz_dy, tile_k, tile_n, target, tokens, computes_dx, work)
     # float32 holds every count and product exactly below 2**24 and halves the memory traffic
     f = np.float32
     tk = np.asarray(tile_k, dtype=f)[None, :, None]
@@ -116,6 +126,24 @@ def matmul_components(nnz_x, nnz_dy, tile_k, tile_n, target: Target, harvest: bo
         dx_macs = fwd_macs if computes_dx else 0.0
     return {"fwd_compute": fwd_compute, "fwd_link": fwd_link, "bwd_compute": bwd_compute,
             "bwd_link": bwd_link, "macs": fwd_macs + dx_macs + dw_macs}
+
+
+def _masked_components(nnz_x, nnz_dy, tile_k, tile_n, target, tokens, computes_dx, work) -> dict:
+    """`matmul_components` for a compressed, masked weight: compute from the counted `work`."""
+    tk = np.asarray(tile_k, dtype=np.float64)[None, :, None]
+    tn = np.asarray(tile_n, dtype=np.float64)[None, None, :]
+    a = np.asarray(nnz_x, dtype=np.float64)[:, :, None]
+    g = np.asarray(nnz_dy, dtype=np.float64)[:, None, :]
+    simd = float(target.simd)
+    fwd, dx, dw = (np.asarray(work[key], dtype=np.float64) for key in ("fwd", "dx", "dw"))
+    bwd_compute = np.ceil(dw / simd)
+    if computes_dx:
+        bwd_compute = bwd_compute + np.ceil(dx / simd)
+    return {"fwd_compute": np.ceil(fwd / simd),
+            "fwd_link": np.maximum(_wavelets(a, tk, tokens, target, True), tokens * tn),
+            "bwd_compute": bwd_compute,
+            "bwd_link": np.maximum(_wavelets(g, tn, tokens, target, True), tokens * tk * computes_dx),
+            "macs": float(fwd.sum()) + (float(dx.sum()) if computes_dx else 0.0) + float(dw.sum())}
 
 
 def matmul_cycles(*args, **kwargs):
@@ -156,10 +184,16 @@ def weights_per_core(kernel: Kernel, mapping: Mapping) -> int:
     return math.ceil(kernel.param_numel / (mapping.rows * mapping.cols))
 
 
-def update_cycles(kernel: Kernel, mapping: Mapping, target: Target, optimizer: OptimizerSpec) -> float:
+def update_cycles(kernel: Kernel, mapping: Mapping, target: Target, optimizer: OptimizerSpec,
+                  weights=None):
     """The in-place weight update once per step, plus the gradient all-reduce across replicas:
     a ring per row of cores (2 (r-1)/r of each core's tile, Patarasuk & Yuan 2009) whose
-    boundary link carries the tiles of the row's `cols` cores one after another."""
+    boundary link carries the tiles of the row's `cols` cores one after another.
+
+    `weights` (optional, (rows, cols)): the weights each core holds, e.g. the kept weights of a
+    masked kernel stored compressed; the result is then per core, (rows, cols)."""
+    if weights is not None:
+        return _update_per_core(np.asarray(weights, dtype=np.float64), mapping, target, optimizer)
     weights = weights_per_core(kernel, mapping)
     cycles = math.ceil(weights * update_flops(optimizer) / target.simd) if weights else 0
     if mapping.replicas > 1 and weights:
@@ -168,12 +202,48 @@ def update_cycles(kernel: Kernel, mapping: Mapping, target: Target, optimizer: O
     return float(cycles)
 
 
+def _update_per_core(weights: np.ndarray, mapping: Mapping, target: Target,
+                     optimizer: OptimizerSpec) -> np.ndarray:
+    cycles = np.ceil(weights * update_flops(optimizer) / target.simd)
+    if mapping.replicas > 1:
+        row = weights.sum(axis=1, keepdims=True)      # the row ring carries every core's tile
+        ring = np.ceil(2 * (mapping.replicas - 1) / mapping.replicas * row) + \
+            mapping.replicas * mapping.cols * target.hop_cycles
+        cycles = cycles + np.where(row > 0, ring, 0.0)
+    return cycles
+
+
+def index_bytes(target: Target) -> int:
+    """Bytes of one index: as wide as a sparse wavelet's index (link_bits - value_bits)."""
+    return (target.link_bits - target.value_bits) // 8
+
+
+def compressed_weight_bytes(kept, tile_rows: int, tile_cols: int, target: Target,
+                            optimizer: OptimizerSpec):
+    """Bytes of a masked weight tile stored compressed. Format: the kept weights' values,
+    gradient accumulators and optimizer state (as dense), each kept weight with two indices
+    (its column within the row, CSR order, for the forward pass; its position in column order,
+    for the dX pass), plus one row pointer per tile row and one column pointer per tile column.
+    Indices are `index_bytes` wide (16 bits: a tile of 48 KB has far fewer than 2**16 rows,
+    columns or entries)."""
+    idx = index_bytes(target)
+    per_weight = target.weight_bytes + FP32_BYTES * (1 + optimizer.state_slots) + 2 * idx
+    return kept * per_weight + (tile_rows + tile_cols) * idx
+
+
 def memory_per_core(kernel: Kernel, mapping: Mapping, target: Target, optimizer: OptimizerSpec,
-                    in_flight: int) -> int:
+                    in_flight: int, weight_nnz: int | None = None) -> int:
     """Bytes on the most loaded core: weights, their gradient accumulator and optimizer state
-    (fp32), plus the activations stashed for the samples between forward and backward."""
+    (fp32), plus the activations stashed for the samples between forward and backward.
+    `weight_nnz` (matmul only): the most kept weights on one core of a masked weight, which is
+    then stored compressed (`compressed_weight_bytes`); the bias stays dense."""
     weights = weights_per_core(kernel, mapping)
     resident = weights * (target.weight_bytes + FP32_BYTES * (1 + optimizer.state_slots))
+    if weight_nnz is not None and kernel.kind == "matmul":
+        tk = math.ceil(kernel.nest.extent("i") / mapping.rows)
+        tn = math.ceil(kernel.nest.extent("j") / mapping.cols)
+        resident = (weights - tk * tn) * (target.weight_bytes + FP32_BYTES * (1 + optimizer.state_slots)) \
+            + compressed_weight_bytes(weight_nnz, tk, tn, target, optimizer)
     if kernel.kind == "matmul":
         tokens = kernel.nest.extent("t")
         stash = math.ceil(kernel.nest.extent("i") / mapping.rows) * tokens

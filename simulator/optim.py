@@ -107,3 +107,11 @@ def flops_per_element(spec: Any) -> int:
         return flops
     decay = 0 if not spec.weight_decay else 1 if _kind(spec) == "adamw" else 2
     return 13 + decay
+
+
+def mask_state(xp, state: dict[str, Any], keep) -> dict[str, Any]:
+    """``state`` with every buffer zeroed where ``keep`` is False (weight sparsity: a masked
+    weight's momentum / Adam moments must stay zero, or it would move again when regrown).
+    A momentum buffer not created yet (None) stays None."""
+    return {slot: None if value is None else xp.where(keep, value, xp.zeros((), dtype=value.dtype))
+            for slot, value in state.items()}

@@ -3,6 +3,11 @@
 One `Trainer.step` runs the captured joint graph (forward, loss, backward), applies the
 optimizer update kernel to every parameter in place, and times the step from the tensors it
 produced. Dropout masks are drawn on the host (or supplied, e.g. the masks torch drew).
+
+With `weight_sparsity` (`simulator.weight_sparsity.WeightSparsity`) the selected weights carry
+masks: applied to the initial parameters at construction, kept after every optimizer update
+(weights and optimizer state zeroed where masked), updated on the config's schedule, and
+handed to the timing so the wafer skips and compresses the masked weights.
 """
 from __future__ import annotations
 
@@ -15,7 +20,8 @@ from compiler.plan import Plan
 from . import optim
 from .backend import Backend, to_numpy
 from .executor import Executor
-from .timing import StepTiming, measure_densities, measure_step
+from .timing import StepTiming, matmul_weights, measure_densities, measure_step
+from .weight_sparsity import WeightSparsity, WeightSparsityEngine
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,8 @@ class StepResult:
 
 class Trainer:
     def __init__(self, plan: Plan, params: dict[str, np.ndarray], buffers: dict[str, np.ndarray],
-                 backend: Backend, harvest: bool = True, seed: int = 0):
+                 backend: Backend, harvest: bool = True, seed: int = 0,
+                 weight_sparsity: WeightSparsity | None = None):
         self.plan, self.backend, self.harvest = plan, backend, harvest
         xp = self.xp = backend.xp
         self.executor = Executor(plan.graph, xp)
@@ -46,6 +53,34 @@ class Trainer:
         self.step_count = 0
         self.rng = np.random.default_rng(seed)
         self.last_timing: StepTiming | None = None
+        self.weight_sparsity = weight_sparsity
+        self._sparse: WeightSparsityEngine | None = None
+        if weight_sparsity is not None:
+            matmul = {fqn for fqn, _ in matmul_weights(plan).values()}
+            self._sparse = WeightSparsityEngine(weight_sparsity, xp, self.params, matmul)
+            self._sparse.apply(self.params, self.opt_state)
+
+    @property
+    def weight_masks(self) -> dict:
+        """fqn -> bool keep-mask (shaped like the parameter) of every sparsified weight; empty
+        without weight sparsity."""
+        return dict(self._sparse.masks) if self._sparse is not None else {}
+
+    def weight_density(self) -> dict[str, dict[str, float]]:
+        """fqn -> {"target", "actual", "nonzero"} density of every sparsified weight (see
+        `WeightSparsityEngine.density`); empty without weight sparsity."""
+        return self._sparse.density(self.params) if self._sparse is not None else {}
+
+    def weight_sparsity_state(self) -> tuple[dict, dict] | None:
+        """(JSON-able metadata, fqn -> NumPy mask) for a checkpoint, or None without weight
+        sparsity; `restore_weight_sparsity_state` puts them back."""
+        return self._sparse.state() if self._sparse is not None else None
+
+    def restore_weight_sparsity_state(self, meta: dict, masks: dict) -> None:
+        if self._sparse is None:
+            raise ValueError("this Trainer has no weight sparsity to restore: construct it with "
+                             "weight_sparsity=WeightSparsity.from_dict(meta['config'])")
+        self._sparse.restore(meta, masks)
 
     def draw_masks(self) -> list[np.ndarray]:
         """Keep-masks with P(keep) = 1 - p, as torch's bernoulli_(1 - p)."""
@@ -88,7 +123,12 @@ class Trainer:
             self.params[fqn], self.opt_state[fqn] = optim.update(
                 self.xp, self.plan.optimizer, self.params[fqn], env[grad_name], self.opt_state[fqn],
                 self.step_count)
-        timing = measure_step(self.xp, self.plan, env, self.harvest)
+        used = None
+        if self._sparse is not None:
+            used = self.weight_masks        # the masks this step computed with, before any update
+            grads = {fqn: env[g] for fqn, g in self.plan.graph.grads if fqn in used}
+            self._sparse.after_update(self.step_count, self.params, self.opt_state, grads)
+        timing = measure_step(self.xp, self.plan, env, self.harvest, weight_masks=used)
         self.last_timing = timing
         return self._result(float(to_numpy(env[self.plan.graph.loss])), timing), timing
 
