@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from simulator.optim import flops_per_element, init_state, update
+from simulator.optim import flops_per_element, init_state, mask_state, update
 
 
 @dataclass(frozen=True)
@@ -101,3 +101,22 @@ def test_unknown_kind_and_flops():
         init_state(np, Spec("rmsprop", lr=0.1), np.ones(2, np.float32))
     assert flops_per_element(Spec("sgd", lr=0.1)) < flops_per_element(Spec("sgd", lr=0.1, momentum=0.9))
     assert flops_per_element(Spec("adam", lr=0.1)) > flops_per_element(Spec("sgd", lr=0.1, momentum=0.9))
+
+
+@pytest.mark.parametrize("spec", [SPECS[1], SPECS[5]], ids=lambda s: s.kind)
+def test_mask_state_zeros_masked_positions_only(spec):
+    rng = np.random.default_rng(5)
+    p = rng.standard_normal((6, 7)).astype(np.float32)
+    keep = rng.random((6, 7)) < 0.4
+    state = init_state(np, spec, p)
+    if spec.kind == "sgd":
+        assert mask_state(np, state, keep) == {"momentum_buffer": None}   # no buffer yet
+    for step in (1, 2):
+        p, state = update(np, spec, p, rng.standard_normal((6, 7)).astype(np.float32), state, step)
+    masked = mask_state(np, state, keep)
+    assert set(masked) == set(state)
+    for slot, value in masked.items():
+        assert value.dtype == state[slot].dtype
+        assert (value[~keep] == 0).all()
+        np.testing.assert_array_equal(value[keep], state[slot][keep])
+        assert state[slot][~keep].any()        # the input is not modified
