@@ -123,6 +123,11 @@ class UniversalTransformer(nn.Module):
         self.register_buffer("step_signal", sinusoid(max_steps, d_model, start=1), persistent=False)
         self.last: ACTRecord | None = None
 
+    def __getstate__(self):
+        """Copies and pickles leave the last forward's record behind: it holds that forward's
+        autograd graph, which deepcopy refuses, and it describes this instance's call only."""
+        return {**self.__dict__, "last": None}
+
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 2 or x.shape[1] > self.max_len or x.dtype.is_floating_point:
             raise ValueError(f"expected integer token ids [batch, length <= {self.max_len}], got "
