@@ -10,8 +10,9 @@ import math
 import numpy as np
 import pytest
 
-from compiler.cost import (Mapping, dense_sample_cycles, estimate_sample_cycles, generated_components,
-                           generated_cycles, matmul_components, matmul_cycles, memory_per_core,
+from compiler.cost import (Mapping, compressed_weight_bytes, dense_sample_cycles,
+                           estimate_sample_cycles, generated_components, generated_cycles,
+                           index_bytes, matmul_components, matmul_cycles, memory_per_core,
                            tile_sizes, update_cycles, update_flops, weights_per_core)
 from compiler.optim_spec import OptimizerSpec
 from compiler.target import ConfigError, wafer
@@ -364,3 +365,74 @@ def test_mapping_rejects_bad_values(args):
     assert "positive integer" in str(err.value)
     assert repr(next(a for a in args if isinstance(a, bool) or not isinstance(a, int) or a < 1)) \
         in str(err.value)
+
+
+# ---------------------------------------------------------------- masked (compressed) weights
+
+
+def test_masked_work_sets_compute_and_macs():
+    r = rng(11)
+    for _ in range(CASES):
+        case = random_case(r)
+        samples, rows, cols = case["nnz_x"].shape[0], len(case["tile_k"]), len(case["tile_n"])
+        full_tile = case["tile_k"][None, :, None] * case["tile_n"][None, None, :] * case["tokens"]
+        work = {key: np.floor(r.random((samples, rows, cols)) * (full_tile + 1)) for key in ("fwd", "dx", "dw")}
+        for computes_dx in (True, False):
+            c = components(case, work=work, computes_dx=computes_dx)
+            plain = components(case, computes_dx=computes_dx)
+            np.testing.assert_array_equal(c["fwd_compute"], np.ceil(work["fwd"] / T.simd))
+            bwd = np.ceil(work["dw"] / T.simd) + (np.ceil(work["dx"] / T.simd) if computes_dx else 0)
+            np.testing.assert_array_equal(c["bwd_compute"], bwd)
+            # the streams are still sent: links follow nnz(x) and nnz(dY) as without a mask
+            np.testing.assert_array_equal(c["fwd_link"], plain["fwd_link"])
+            np.testing.assert_array_equal(c["bwd_link"], plain["bwd_link"])
+            want = work["fwd"].sum() + work["dw"].sum() + (work["dx"].sum() if computes_dx else 0)
+            assert c["macs"] == pytest.approx(want)
+
+
+def test_work_is_ignored_with_harvest_off():
+    case = random_case(rng(12))
+    samples, rows, cols = case["nnz_x"].shape[0], len(case["tile_k"]), len(case["tile_n"])
+    work = {key: np.zeros((samples, rows, cols)) for key in ("fwd", "dx", "dw")}
+    dense, with_work = components(case, harvest=False), components(case, harvest=False, work=work)
+    for key in PER_CORE:
+        np.testing.assert_array_equal(dense[key], with_work[key])
+    assert dense["macs"] == with_work["macs"]
+
+
+@pytest.mark.parametrize("replicas", [1, 3])
+def test_per_core_update_of_full_tiles_equals_the_dense_update(make_matmul, replicas):
+    for opt in (SGD, SGD_M, ADAM):
+        k, m = make_matmul(k=96, n=64, bias=False), Mapping(4, 8, replicas)
+        full = np.full((4, 8), weights_per_core(k, m))
+        per_core = update_cycles(k, m, T, opt, weights=full)
+        assert per_core.shape == (4, 8)
+        assert (per_core == update_cycles(k, m, T, opt)).all()
+        fewer = update_cycles(k, m, T, opt, weights=full // 4)
+        assert (fewer < per_core).all()
+
+
+def test_empty_cores_do_no_update_and_no_allreduce(make_matmul):
+    k, m = make_matmul(k=96, n=64, bias=False), Mapping(4, 8, 2)
+    weights = np.full((4, 8), 10)
+    weights[1] = 0
+    cycles = update_cycles(k, m, T, ADAM, weights=weights)
+    assert (cycles[1] == 0).all() and (cycles[0] > 0).all()
+
+
+def test_compressed_memory_counts_values_and_indices(make_matmul):
+    k, m = make_matmul(k=128, n=96, bias=True), Mapping(4, 4)
+    assert index_bytes(T) * 8 == T.link_bits - T.value_bits
+    tk, tn = math.ceil(128 / 4), math.ceil(96 / 4)
+    for opt in (SGD, SGD_M, ADAM):
+        per_weight = T.weight_bytes + 4 * (1 + opt.state_slots) + 2 * index_bytes(T)
+        a = memory_per_core(k, m, T, opt, 2, weight_nnz=100)
+        b = memory_per_core(k, m, T, opt, 2, weight_nnz=300)
+        assert b - a == 200 * per_weight
+        assert compressed_weight_bytes(0, tk, tn, T, opt) == (tk + tn) * index_bytes(T)
+        dense = memory_per_core(k, m, T, opt, 2)
+        assert memory_per_core(k, m, T, opt, 2, weight_nnz=tk * tn // 10) < dense
+        assert memory_per_core(k, m, T, opt, 2, weight_nnz=tk * tn) > dense   # index overhead
+        # the weight tile is what changes: the bias and the stashed activations are as before
+        assert dense - memory_per_core(k, m, T, opt, 2, weight_nnz=0) == \
+            tk * tn * (T.weight_bytes + 4 * (1 + opt.state_slots)) - (tk + tn) * index_bytes(T)
