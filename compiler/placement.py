@@ -8,6 +8,7 @@ as a bundle of parallel lanes; the wavelets each edge moves per step are summed 
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,22 +63,30 @@ class Route:
         return sum(abs(a[0] - b[0]) + abs(a[1] - b[1]) for a, b in zip(self.path, self.path[1:]))
 
 
-def free_positions(occupied: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-left corners (rows, cols) where a height x width rectangle touches no occupied core,
-    found for every position at once with a summed-area table."""
+def free_mask(occupied: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Where a height x width rectangle's top-left corner touches no occupied core: a
+    (rows - height + 1) x (cols - width + 1) boolean grid, found for every position at once with
+    a summed-area table (int32: a wafer has far fewer than 2**31 cores)."""
     rows, cols = occupied.shape
     if height > rows or width > cols:
-        return np.empty(0, int), np.empty(0, int)
-    sat = np.zeros((rows + 1, cols + 1), dtype=np.int64)
-    sat[1:, 1:] = occupied.cumsum(0).cumsum(1)
-    window = (sat[height:, width:] - sat[:-height, width:] - sat[height:, :-width] + sat[:-height, :-width])
-    return np.nonzero(window == 0)
+        return np.zeros((0, 0), dtype=bool)
+    sat = np.zeros((rows + 1, cols + 1), dtype=np.int32)
+    np.cumsum(occupied, axis=0, dtype=np.int32, out=sat[1:, 1:])
+    np.cumsum(sat[1:, 1:], axis=1, out=sat[1:, 1:])
+    window = sat[height:, width:] - sat[:-height, width:] - sat[height:, :-width] + sat[:-height, :-width]
+    return window == 0
+
+
+def free_positions(occupied: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-left corners (rows, cols) where a height x width rectangle touches no occupied core."""
+    return np.nonzero(free_mask(occupied, height, width))
 
 
 def _nearest_free(occupied, height, width, toward: tuple[float, float]):
     """The free top-left corner whose rectangle centre is nearest `toward` (L1; ties go to the
-    top-most, then left-most). Searches a window around `toward` that grows until it holds every
-    centre as near as the best found, so the answer equals a search of the whole fabric."""
+    top-most, then left-most: argmin's first hit in row-major order). Searches a window around
+    `toward` that grows until it holds every centre as near as the best found, so the answer
+    equals a search of the whole fabric."""
     rows, cols = occupied.shape
     if height > rows or width > cols:
         return None
@@ -86,18 +95,19 @@ def _nearest_free(occupied, height, width, toward: tuple[float, float]):
         r0, r1 = max(0, int(toward[0] - reach - height)), min(rows, int(toward[0] + reach + height) + 1)
         c0, c1 = max(0, int(toward[1] - reach - width)), min(cols, int(toward[1] + reach + width) + 1)
         whole = (r0, c0, r1, c1) == (0, 0, rows, cols)
-        r, c = free_positions(occupied[r0:r1, c0:c1], height, width)
-        if r.size:
-            r, c = r + r0, c + c0
-            dist = np.abs(r + height / 2 - toward[0]) + np.abs(c + width / 2 - toward[1])
-            best = np.lexsort((c, r, dist))[0]
-            d = float(dist[best])
+        free = free_mask(occupied[r0:r1, c0:c1], height, width)
+        if free.any():
+            dr = np.abs(np.arange(r0, r0 + free.shape[0]) + height / 2 - toward[0])
+            dc = np.abs(np.arange(c0, c0 + free.shape[1]) + width / 2 - toward[1])
+            dist = np.where(free, dr[:, None] + dc[None, :], np.inf)
+            best = int(np.argmin(dist))
+            d = float(dist.flat[best])
             covered = ((r0 == 0 or toward[0] - d >= r0 + height / 2)
                        and (r1 == rows or toward[0] + d <= r1 - height / 2)
                        and (c0 == 0 or toward[1] - d >= c0 + width / 2)
                        and (c1 == cols or toward[1] + d <= c1 - width / 2))
             if whole or covered:
-                return int(r[best]), int(c[best])
+                return r0 + best // free.shape[1], c0 + best % free.shape[1]
             reach = max(2 * reach, int(d) + 1)
         elif whole:
             return None
@@ -106,20 +116,27 @@ def _nearest_free(occupied, height, width, toward: tuple[float, float]):
 
 
 def place(order: list[str], mappings: dict[str, Mapping], target: Target,
-          rotate: bool = False) -> tuple[Rect, ...]:
-    """Greedy placement in pipeline order: each rectangle goes to the free spot whose centre is
-    nearest the previous kernel's centre (the first goes to the corner), so the pipeline winds
-    across the fabric and consecutive kernels stay adjacent. With `rotate`, a rectangle may also
-    be turned by 90 degrees (height and width swapped) when that spot is nearer (or the only
-    one); the returned Rect then has the swapped shape."""
+          rotate: bool | Collection[str] = False) -> tuple[Rect, ...]:
+    """`place_shapes` on each mapping's region (rows x cols * replicas)."""
+    return place_shapes(order, {n: (mappings[n].rows, mappings[n].width) for n in order},
+                        target, rotate)
+
+
+def place_shapes(order: list[str], sizes: dict[str, tuple[int, int]], target: Target,
+                 rotate: bool | Collection[str] = False) -> tuple[Rect, ...]:
+    """Greedy placement in pipeline order: each (height, width) rectangle goes to the free spot
+    whose centre is nearest the previous kernel's centre (the first goes to the corner), so the
+    pipeline winds across the fabric and consecutive kernels stay adjacent. A kernel that may
+    rotate (`rotate` True for all, or the names that may) is also tried turned by 90 degrees and
+    takes that spot when it is nearer (or the only one); its Rect then has the swapped shape."""
     occupied = np.zeros((target.rows, target.cols), dtype=bool)
     rects: list[Rect] = []
     toward = (0.0, 0.0)
     for name in order:
-        m = mappings[name]
-        h, w = m.rows, m.width
+        h, w = sizes[name]
+        turns = rotate if isinstance(rotate, bool) else name in rotate
         fits = h <= target.rows and w <= target.cols
-        if rotate and h != w and w <= target.rows and h <= target.cols:
+        if turns and h != w and w <= target.rows and h <= target.cols:
             spot = _nearest_free(occupied, h, w, toward) if fits else None
             turned = _nearest_free(occupied, w, h, toward)
 

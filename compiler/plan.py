@@ -17,12 +17,12 @@ from .ir import Graph, Op, Ref, TensorType, format_graph, verify
 from .kernels import Access, Kernel, LoopNest, build_kernels
 from .mapping import WaferFitError, in_flight, minimal_mapping, pinned_mappings
 from .options import Option, cached_options
-from .search import STRATEGIES, candidate_times, least_packable, min_bottleneck
+from .packing import search_and_pack
+from .search import STRATEGIES
 from .optim_spec import OptimizerSpec
 from .passes import run_pipeline
 from .pipeline import step_cycles
-from .placement import (Edge, PlacementError, Rect, Route, link_loads, place, reduction_routes,
-                        refine, route, wire_length)
+from .placement import Edge, Rect, Route, link_loads, reduction_routes, refine, route, wire_length
 from .target import ConfigError, Target
 
 PLAN_FORMAT = 1
@@ -209,37 +209,19 @@ def option_lists(kernels, target, optimizer, pinned, densities, replicas: tuple[
     return lists
 
 
-def _packs(kernels, choice, target):
-    try:
-        return place([k.name for k in kernels], {n: o.mapping for n, o in choice.options.items()},
-                     target)
-    except PlacementError:
-        return None
-
-
 def _search_and_place(kernels, candidates: list[dict], target, samples):
-    """Exact search per candidate list; when T*'s choice does not pack, bisect the candidate
-    times above T* for the least one whose choice packs (packing is nearly monotone in T: the
-    choices only shrink). Returns the packed (choice, rects, placements tried) of every list."""
-    finalists, tries = [], 0
+    """The shared search and packer (`packing.search_and_pack`, as the ISPD contest solver uses)
+    per candidate list: exact search for T*, pack there (greedy placement and the shape-choosing
+    shelf packer), else relax the target. Returns (choice, rects, relaxations) for every packing
+    of every list that packs; the caller keeps the best by the full estimate."""
+    order = [k.name for k in kernels]
+    finalists = []
     for lists in candidates:
         if any(not v for v in lists.values()):
             continue
-        times = candidate_times(lists, samples)
-        choice = min_bottleneck(lists, target.cores, samples)
-        if choice is None:
-            continue
-        rects = _packs(kernels, choice, target)
-        tries += 1
-        if rects is None:
-            choice, rects, more = least_packable(lists, times, times.index(choice.bottleneck) + 1,
-                                                 target.cores, samples,
-                                                 lambda trial: _packs(kernels, trial, target))
-            tries += more
-            if choice is None:
-                continue
-        finalists.append((choice, rects, tries - 1))
-        tries = 0
+        placed = search_and_pack(lists, target, samples, order)
+        if placed is not None and placed.packings is not None:
+            finalists += [(p.choice(), p.rects, placed.tries - 1) for p in placed.packings]
     if not finalists:
         need = min(sum(min(o.area for o in opts) for opts in lists.values())
                    for lists in candidates if all(lists.values()))

@@ -8,8 +8,8 @@ sum_k area(option_k) <= cores. `min_bottleneck` is exact for given option lists:
   feasible" holds iff the sum of those cheapest areas fits;
 - that sum can only shrink as T grows (more options qualify), so feasibility is monotone in T
   and bisection over the sorted candidate times finds the least feasible T, which is T*.
-Rectangle packing is checked afterwards by the placer; if the chosen set does not pack, the
-caller relaxes T to the next candidate (`relaxations`).
+Rectangle packing is checked afterwards (`compiler.packing`); if nothing packs at T*, the target
+is relaxed over the candidate times above it (`least_packable`, the one relaxation step).
 
 Strategies: "model" allows one replica per kernel; "data" replicates the whole network the same
 r times (r searched); "auto" lets every kernel choose its own replica count.
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import time
 from dataclasses import dataclass
 
 from .options import Option
@@ -78,23 +79,37 @@ def min_bottleneck(option_lists: dict, capacity: int, samples: int, start: float
     return best
 
 
-def least_packable(option_lists: dict, times: list[float], start: int, capacity: int,
-                   samples: int, pack) -> tuple[Choice | None, object, int]:
-    """Bisect `times[start:]` for the least target whose cheapest choice `pack(choice)` accepts
-    (returns something other than None). Packing is nearly, not exactly, monotone in the target
-    (the choices only shrink as it grows), so this is the relaxation step after an exact search
-    whose T* did not pack. Returns (choice, what pack returned, packings tried)."""
-    lo, hi, found, tries = start, len(times) - 1, (None, None), 0
-    while lo <= hi:
+def least_packable(times: list[float], start: int, pack, below: int = 0,
+                   deadline: float | None = None) -> tuple[float | None, object, int]:
+    """The relaxation step after an exact search whose T* did not pack: bisect `times[start:]`
+    for the least target `pack(target)` accepts (returns something other than None). Packing is
+    nearly, not exactly, monotone in the target (the choices only shrink as it grows), so the
+    `below` candidates just under the answer are tried too, each success becoming the answer.
+    Once something packed, no further packing starts after `deadline` (time.perf_counter()), so
+    a deadline shortens the search but never loses the answer. Returns (target, what pack
+    returned, packings tried); (None, None, tries) when nothing packs."""
+    lo, hi, found, tries = start, len(times) - 1, None, 0
+
+    def late() -> bool:
+        return found is not None and deadline is not None and time.perf_counter() > deadline
+    while lo <= hi and not late():
         mid = (lo + hi) // 2
-        trial = feasible(option_lists, times[mid], capacity, samples)
-        packed = pack(trial) if trial is not None else None
+        packed = pack(times[mid])
         tries += 1
         if packed is not None:
-            found, hi = (trial, packed), mid - 1
+            found, hi = (mid, packed), mid - 1
         else:
             lo = mid + 1
-    return found[0], found[1], tries
+    if found is None:
+        return None, None, tries
+    for i in range(found[0] - 1, max(start, found[0] - below) - 1, -1):
+        if late():
+            break
+        packed = pack(times[i])
+        tries += 1
+        if packed is not None:
+            found = (i, packed)
+    return times[found[0]], found[1], tries
 
 
 def exhaustive(option_lists: dict, capacity: int, samples: int) -> Choice | None:

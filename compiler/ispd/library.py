@@ -7,8 +7,9 @@ and (c'_i, k'_i) per convolution; with them
 - memory = max_i ceil(C/c') ceil(K/k') R S + ceil((W+S-1)/w') ceil((H+R-1)/h') ceil(K/k')
   (words on the most loaded tile; the README's ratios taken up to whole tiles).
 Options over memlimit are invalid. The options implement the same protocol as
-`compiler.options.Option` (`area`, `stage_time(samples)`, `mapping`), so `compiler.search`'s exact
-min-bottleneck search and `compiler.placement`'s placer run on them unchanged.
+`compiler.options.Option` (`area`, `stage_time(samples)`, `mapping`, plus `rotatable`), so
+`compiler.search`'s exact min-bottleneck search and `compiler.packing`'s packer run on them
+unchanged.
 
 Block shapes (our reading of the README; F = f):
 - dblock: 1x1 F->F/4, 3x3 F/4->F/4, 1x1 F/4->F, all at h x w, stride 1;
@@ -90,6 +91,11 @@ class ContestOption:
     @property
     def mapping(self) -> Mapping:
         return Mapping(self.height, self.width)
+
+    @property
+    def rotatable(self) -> bool:
+        """The contest lets every kernel turn by 90 degrees (place(... R90))."""
+        return True
 
     def stage_time(self, samples: int = 1) -> float:
         return self.time

@@ -240,8 +240,8 @@ def test_kernel_without_options_is_infeasible():
 
 
 def test_least_packable_finds_the_least_time_a_monotone_packer_accepts():
-    """With a packer that accepts any choice of at most `limit` cores (monotone in the target),
-    the bisection returns exactly the least target whose cheapest choice fits that limit."""
+    """With a packer that accepts a target when its cheapest choice takes at most `limit` cores
+    (monotone in the target), the bisection returns exactly the least target that does."""
     for seed in range(8):
         r = np.random.default_rng(seed)
         lists, samples = random_lists(r), 8
@@ -250,12 +250,40 @@ def test_least_packable_finds_the_least_time_a_monotone_packer_accepts():
             continue
         big = sum(max(o.area for o in opts) for opts in lists.values())
         for limit in sorted({big, big // 2, big // 3}):
-            choice, packed, tries = least_packable(lists, times, 0, big, samples,
-                                                   lambda c: c.area if c.area <= limit else None)
+            target, packed, tries = least_packable(
+                times, 0, lambda t: feasible(lists, t, limit, samples))
             expected = next((t for t in times if feasible(lists, t, limit, samples)), None)
             if expected is None:
-                assert choice is None and packed is None
+                assert target is None and packed is None
             else:
-                assert choice.bottleneck == expected and packed == choice.area <= limit
-                assert feasible(lists, choice.bottleneck, limit, samples) is not None
+                assert target == expected and packed == feasible(lists, expected, limit, samples)
+                assert packed.area <= limit and packed.bottleneck <= target
             assert tries <= max(1, len(times)).bit_length() + 1
+
+
+def test_least_packable_scans_below_a_non_monotone_answer():
+    """Packing is not exactly monotone in the target: a packer that accepts targets 3 and 7..9
+    makes the bisection land on 7, and `below` candidates under it find 3 when in reach."""
+    times, accepts = list(range(10)), {3, 7, 8, 9}
+
+    def pack(t):
+        return f"packed at {t}" if t in accepts else None
+    assert least_packable(times, 0, pack)[:2] == (7, "packed at 7")
+    assert least_packable(times, 0, pack, below=3)[:2] == (7, "packed at 7")    # 4..6 fail
+    target, packed, tries = least_packable(times, 0, pack, below=4)
+    assert (target, packed) == (3, "packed at 3")
+    assert tries == least_packable(times, 0, pack)[2] + 4
+    assert least_packable(times, 5, pack, below=9)[0] == 7      # never below `start`
+    assert least_packable(times, 0, lambda t: None) == (None, None, 4)
+
+
+def test_least_packable_deadline_never_loses_the_answer():
+    """A deadline already past stops the search right after the first target that packs: the
+    answer may be a slower target, but one is always returned when any packs."""
+    times = list(range(100))
+    target, packed, tries = least_packable(times, 0, lambda t: t if t >= 10 else None,
+                                           below=5, deadline=float("-inf"))
+    assert tries == 1 and target == packed == 49            # the first midpoint packs
+    target, packed, tries = least_packable(times, 0, lambda t: t if t >= 90 else None,
+                                           deadline=float("-inf"))
+    assert target == packed >= 90 and tries >= 2            # the failures before it all run
