@@ -179,6 +179,8 @@ def _to_ir(fx_graph, kinds: dict, loss: str | None, grads: list, method: str) ->
         elif node.op == "call_function" and node.target is operator.getitem:
             source, index = node.args
             rename[node.name] = f"{rename.get(source.name, source.name)}#{index}"
+        elif node.op == "call_function" and _is_assertion(node):
+            continue
         elif node.op == "call_function":
             ops.append(_convert_node(node, rename, types))
         elif node.op != "output":
@@ -195,6 +197,14 @@ def _to_ir(fx_graph, kinds: dict, loss: str | None, grads: list, method: str) ->
         raise CaptureError(f"parameters {sorted(missing)} get no gradient from the loss; every "
                            "parameter must take part in computing it")
     return verify(graph)
+
+
+def _is_assertion(node) -> bool:
+    """Shape/dtype checks torch.export leaves in the graph (`aten._assert_tensor_metadata` after a
+    dtype cast): they compute nothing and nothing reads them, and the capture already checked
+    them on the example."""
+    name = str(node.target)
+    return name.startswith("aten._assert") and not node.users
 
 
 def _convert_node(node, rename: dict, types: dict) -> Op:

@@ -111,6 +111,22 @@ def _strip_views(graph: Graph, name: str) -> str:
     return name
 
 
+_ORDER_KEEPING = frozenset({"aten.alias.default", "aten.clone.default", "aten.detach.default"})
+
+
+def _strip_transposes(graph: Graph, name: str) -> str:
+    """The dW operand dY^T back to dY as the layer produced it ([tokens, n] or [B, T, n]): undo
+    2-D transposes and copies, but not reshapes, which may hide a reordering (e.g. attention's
+    heads, [B, H, T, dh] -> [B, T, H, dh] -> [B*T, d])."""
+    op = graph.producer.get(name)
+    while op is not None and (op.op in _ORDER_KEEPING or (
+            op.op in ("aten.t.default", "aten.permute.default", "aten.transpose.int")
+            and len(graph.type_of[op.name].shape) == 2)):
+        name = next(op.refs())
+        op = graph.producer.get(name)
+    return name
+
+
 def _matmul_kernel(graph, name, ops, params, matmuls, samples, param_numel) -> Kernel:
     """Forward is the first matmul on the weight, dX the second (absent for the first layer);
     dW is the matmul on two activations, and its operand that is not x is dY."""
@@ -122,9 +138,9 @@ def _matmul_kernel(graph, name, ops, params, matmuls, samples, param_numel) -> K
     weight_grads = [o for o in ops if o.op in MATMUL_OPS and o not in matmuls]
     dy = None
     for op in weight_grads:
-        bases = [_strip_views(graph, a.name) for a in op.args[-2:]]
-        others = [b for b in bases if b != _strip_views(graph, x)]
-        dy = others[0] if others else dy
+        operands = [a.name for a in op.args[-2:]]
+        others = [a for a in operands if _strip_views(graph, a) != _strip_views(graph, x)]
+        dy = _strip_transposes(graph, others[0]) if others else dy
     if dy is None and rest:
         dy = _operands(rest[0], roots)[0]
     nest = LoopNest(dims=(("b", samples), ("t", max(1, tokens // max(samples, 1))), ("i", k), ("j", n)),
