@@ -168,24 +168,36 @@ def test_cli_writes_a_valid_solution_and_png(tmp_path, capsys):
     assert out.with_suffix(".png").stat().st_size > 0
 
 
-def test_shelf_pack_chooses_shapes_within_the_target():
+def test_shared_packer_chooses_contest_shapes_within_the_target():
+    """The contest library only supplies options: the compiler's shared packer (the one
+    compile_plan uses) chooses their shapes and turns them, since contest options are rotatable."""
     from compiler.ispd.library import option_lists
-    from compiler.ispd.packing import shelf_pack
+    from compiler.packing import pack, shapes_of, shelf_pack
     from compiler.placement import occupancy
     from compiler.target import Target
     g = read_kgraph(DATA / "N.kgraph")
     lists = option_lists(g)
+    items = shapes_of(lists, 1)
+    assert all(s.rotatable for v in items.values() for s in v)
     t_star = min_bottleneck(lists, g.width * g.height, 1).bottleneck
     limit = 1.05 * t_star
-    got = shelf_pack(lists, limit, g.height, g.width, 0, g.pipeline_order())
+    got = shelf_pack(items, limit, g.height, g.width, 0, g.pipeline_order())
     assert got is not None
-    options, rects = got
-    assert set(options) == set(rects) == set(lists)
-    for n, o in options.items():
-        r = rects[n]
+    shapes, rects = got
+    assert set(shapes) == set(rects) == set(lists)
+    for n, s in shapes.items():
+        o, r = s.payload, rects[n]
         assert o.time <= limit and o in lists[n]
         assert (r.height, r.width) in ((o.height, o.width), (o.width, o.height))
         assert 0 <= r.row and r.row + r.height <= g.height and 0 <= r.col and r.col + r.width <= g.width
-    occupancy(tuple(rects.values()), Target("f", rows=g.height, cols=g.width))   # no overlap
+    fabric = Target("f", rows=g.height, cols=g.width)
+    occupancy(tuple(rects.values()), fabric)          # no overlap
     # a target below T* cannot pack: the least areas alone overflow the fabric
-    assert shelf_pack(lists, 0.9 * t_star, g.height, g.width, 0) is None
+    assert shelf_pack(items, 0.9 * t_star, g.height, g.width, 0) is None
+    assert pack(items, 0.9 * t_star, fabric) is None
+
+
+def test_solver_uses_the_compilers_search_and_packer():
+    from compiler import packing
+    from compiler.ispd import solver
+    assert solver.search_and_pack is packing.search_and_pack
