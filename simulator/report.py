@@ -4,6 +4,11 @@ Summary keys follow that report: Samples/s, Compute Samples/s (if only compute l
 stage), Transmission Samples/s (if only links did), Active PEs %, Compute Utilization % (useful
 FLOPs over the whole wafer's peak), plus harvesting (measured vs dense cycles) and the compiler's
 static estimate next to the measurement.
+
+Sparsity (DESIGN.md, "Sparsity"): each matmul kernel's row carries the measured densities of its
+streamed x and dY, the MACs harvesting skipped and its speedup over its dense self; `tensors`
+lists target vs actual density per followed tensor (drop outputs, ReLU outputs, masked weights),
+as the caller measured them on the step's tensors.
 """
 from __future__ import annotations
 
@@ -25,9 +30,13 @@ class Report:
     kernel_grid: np.ndarray               # (rows, cols) kernel index + 1, 0 where free
     kernel_names: list[str] = field(default_factory=list)
     link_load: tuple = ()                 # (horizontal, vertical) wavelets per step
+    tensors: list[dict] = field(default_factory=list)   # target vs actual density per tensor
 
 
-def build_report(plan: Plan, timing: StepTiming, harvest: bool) -> Report:
+def build_report(plan: Plan, timing: StepTiming, harvest: bool, densities: dict | None = None,
+                 tensors: list[dict] | None = None) -> Report:
+    """`densities`: kernel name -> (x density, dY density) measured on the step's tensors
+    (`simulator.timing.measure_densities`); `tensors`: per-tensor density rows to carry."""
     t = plan.target
     util = np.zeros((t.rows, t.cols))
     sram = np.zeros((t.rows, t.cols))
@@ -39,9 +48,14 @@ def build_report(plan: Plan, timing: StepTiming, harvest: bool) -> Report:
         util[r.cells()] = np.clip(kt.core_busy / timing.cycles, 0.0, 1.0) if timing.cycles else 0.0
         sram[r.cells()] = memory[kt.name]
         grid[r.cells()] = i + 1
-        rows.append(_kernel_row(plan, kt, m, memory[kt.name], util[r.cells()], timing))
-    return Report(util, rows, _summary(plan, timing, harvest, util, grid), sram, grid,
-                  [k.name for k in plan.kernels], plan.link_loads())
+        row = _kernel_row(plan, kt, m, memory[kt.name], util[r.cells()], timing)
+        if densities and kt.name in densities:
+            row["x_density"], row["dy_density"] = densities[kt.name]
+        rows.append(row)
+    summary = _summary(plan, timing, harvest, util, grid)
+    summary.update(_sparsity_summary(tensors or []))
+    return Report(util, rows, summary, sram, grid, [k.name for k in plan.kernels],
+                  plan.link_loads(), list(tensors or []))
 
 
 def _kernel_row(plan, kt, m, memory, util, timing) -> dict:
@@ -52,7 +66,9 @@ def _kernel_row(plan, kt, m, memory, util, timing) -> dict:
             "replicas": m.replicas, "pinned": kt.name in plan.pinned, "cycles": cycles,
             "dense_cycles": dense, "speedup_vs_dense": dense / cycles if cycles else 1.0,
             "utilization": float(util.mean()), "macs": kt.macs, "dense_macs": kt.dense_macs,
-            "harvested_macs": kt.dense_macs - kt.macs, "sram_bytes_per_core": memory,
+            "harvested_macs": kt.dense_macs - kt.macs,
+            "harvested_fraction": 1.0 - kt.macs / kt.dense_macs if kt.dense_macs else 0.0,
+            "imbalance": _imbalance(kt.core_busy), "sram_bytes_per_core": memory,
             "per_sample_cycles": float(kt.sample_cycles.mean()), "loop_nest": str(kernel.nest)}
 
 
@@ -84,3 +100,20 @@ def _summary(plan: Plan, timing: StepTiming, harvest: bool, util: np.ndarray, gr
         "estimate_step_cycles": estimate["cycles"],
         "estimate_vs_measured": estimate["cycles"] / timing.cycles if timing.cycles else 1.0,
     }
+
+
+def _imbalance(busy: np.ndarray) -> float:
+    """Busiest core over the mean core of the kernel: 1 when the work is even. Sparsity makes it
+    uneven, because each core's work follows the non-zeros of its own tile."""
+    mean = float(busy.mean())
+    return float(busy.max()) / mean if mean else 1.0
+
+
+def _sparsity_summary(tensors: list[dict]) -> dict:
+    """Mean actual density of the induced (drop) outputs and of the ReLU outputs, if any."""
+    out = {}
+    for kind, key in (("drop", "drop_density"), ("relu", "relu_density")):
+        values = [t["density"] for t in tensors if t["kind"] == kind and t["density"] is not None]
+        if values:
+            out[key] = float(np.mean(values))
+    return out

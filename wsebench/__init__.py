@@ -14,7 +14,9 @@ from . import config, data, models
 from .checkpoint import CheckpointError, load_session
 from .config import default_config, run
 from .report import Report
-from .session import History, Session, Sparsity, UnsupportedOpError, compile
+from . import sparsity
+from .session import History, Session, UnsupportedOpError, compile
+from .sparsity import Sparsity
 from .store import Results, load_results
 from .sweeps import SweepError, sweep
 
@@ -22,7 +24,7 @@ __version__ = "0.1.0"
 
 __all__ = ["wafer", "compile", "Mapping", "Sparsity", "Session", "StepResult", "History", "Report",
            "Plan", "Target", "ConfigError", "WaferFitError", "UnsupportedOpError", "models", "data",
-           "config", "default_config", "run", "sweep", "Results", "SweepError", "load_results",
+           "config", "default_config", "run", "sweep", "sparsity", "Results", "SweepError", "load_results",
            "load_session", "CheckpointError"]
 
 __all__ += ["Workbench", "widgets"]

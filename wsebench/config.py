@@ -214,7 +214,9 @@ def make_wafer(spec):
 
 
 def make_sparsity(spec):
-    from .session import Sparsity
+    """A wb.Sparsity from the config's `sparsity:` section (see wsebench.sparsity for the keys:
+    harvest, relu, drop, weights)."""
+    from .sparsity import Sparsity
     return Sparsity.parse(spec)
 
 
@@ -293,5 +295,5 @@ def run(config: dict, progress: bool = True) -> dict:
     history = session.train(parts["batches"], steps=config["steps"], progress=progress)
     report = session.report()
     return {"session": session, "history": history, "report": report, "config": config,
-            "accuracy": accuracy(parts["model"], session.state_dict(), parts["x"], parts["y"]),
+            "accuracy": session.accuracy(parts["x"], parts["y"]),
             "final_loss": history[-1].loss, "wall_seconds": time.perf_counter() - start}

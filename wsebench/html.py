@@ -23,9 +23,13 @@ KERNEL_COLUMNS = (
     ("name", "kernel"), ("kind", "kind"), ("rows", "rows"), ("cols", "cols"),
     ("replicas", "replicas"), ("pinned", "pinned"), ("cycles", "cycles"),
     ("dense_cycles", "dense cycles"), ("speedup_vs_dense", "speedup vs dense"),
-    ("utilization", "utilization"), ("harvested_macs", "harvested MACs"),
+    ("utilization", "utilization"), ("x_density", "x density"), ("dy_density", "dY density"),
+    ("harvested_macs", "harvested MACs"), ("imbalance", "busiest / mean core"),
     ("sram_bytes_per_core", "SRAM/core (B)"),
 )
+TENSOR_COLUMNS = (("tensor", "tensor"), ("kind", "kind"), ("module", "module"),
+                  ("kernel", "kernel"), ("target_density", "target density"),
+                  ("density", "actual density"), ("elements", "elements"))
 
 
 def fmt(value) -> str:
@@ -67,12 +71,18 @@ def summary_rows(summary: dict) -> list[tuple[str, object]]:
         ("Dense cycles/step (harvesting off)", s.get("dense_step_cycles")),
         ("Harvest speedup (dense / measured)", _ratio(s.get("harvest_speedup"))),
         ("Executed MACs / dense MACs", _pair(s.get("executed_macs"), s.get("dense_macs"))),
+        ("Mean density of induced (drop) outputs", _percent(s.get("drop_density"))),
+        ("Mean density of ReLU outputs", _percent(s.get("relu_density"))),
         ("Static estimate cycles/step", s.get("estimate_step_cycles")),
         ("Static estimate / measured", _ratio(s.get("estimate_vs_measured"))),
         ("Max SRAM per core (B)", _pair(s.get("max_sram_bytes_per_core"),
                                          s.get("sram_bytes_per_core"), "of")),
     ]
     return [(k, v) for k, v in rows if v is not None]
+
+
+def _percent(value):
+    return None if value is None else f"{100 * value:.1f}%"
 
 
 def _ratio(value):
@@ -91,8 +101,10 @@ def kernel_table(kernels: list[dict]) -> str:
         cells = []
         for key, _ in KERNEL_COLUMNS:
             value = k.get(key, "")
-            if key == "speedup_vs_dense" and isinstance(value, float):
+            if key in ("speedup_vs_dense", "imbalance") and isinstance(value, float):
                 value = f"{value:.3f}x"
+            elif key in ("x_density", "dy_density") and isinstance(value, float):
+                value = f"{100 * value:.1f}%"
             elif key == "utilization" and isinstance(value, float):
                 value = f"{100 * value:.1f}%"
             cls = " class='k'" if key in ("name", "kind") else ""
@@ -107,8 +119,46 @@ def report_html(report, extra: dict | None = None) -> str:
              f"<table>{_rows(summary_rows(report.summary))}</table>"]
     if extra:
         parts += ["<h4>Run</h4>", f"<table>{_rows(extra.items())}</table>"]
-    parts += ["<h4>Kernels</h4>", kernel_table(report.kernels), "</div>"]
+    parts += ["<h4>Kernels</h4>", kernel_table(report.kernels)]
+    if getattr(report, "tensors", None):
+        parts += ["<h4>Sparsity: target vs actual density per tensor (last step)</h4>",
+                  tensor_table(report.tensors)]
+    parts.append("</div>")
     return "\n".join(parts)
+
+
+def _density(value) -> str:
+    return "natural" if value is None else f"{100 * value:.1f}%"
+
+
+def tensor_table(tensors: list[dict]) -> str:
+    """Drop outputs, ReLU outputs and masked weights: target vs measured density."""
+    head = "".join(f"<th class='k'>{escape(label)}</th>" if i < 4 else f"<th>{escape(label)}</th>"
+                   for i, (_, label) in enumerate(TENSOR_COLUMNS))
+    body = []
+    for t in tensors:
+        cells = []
+        for i, (key, _) in enumerate(TENSOR_COLUMNS):
+            value = t.get(key, "")
+            if key in ("target_density", "density"):
+                value = _density(value) if key == "target_density" or value is not None else ""
+            cls = " class='k'" if i < 4 else ""
+            cells.append(f"<td{cls}>{escape(fmt(value))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def comparison_html(c) -> str:
+    """A sparse run next to its dense baseline (`wsebench.sparsity.compare`)."""
+    acc = lambda v: "" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    rows = [("", "sparse", "dense"),
+            ("samples/s (simulated)", fmt(c.samples_per_s), fmt(c.dense_samples_per_s)),
+            ("final loss (mean of last 5 steps)", fmt(c.final_loss), fmt(c.dense_final_loss)),
+            ("accuracy", acc(c.accuracy), acc(c.dense_accuracy))]
+    body = "".join("<tr>" + "".join(f"<td class='k'>{escape(str(v))}</td>" for v in r) + "</tr>"
+                   for r in rows)
+    return (f"{_STYLE}<div class='wsebench-report'><p>speedup vs dense: <b>{c.speedup:.3f}x</b>"
+            f"</p><table>{body}</table></div>")
 
 
 def harvest_comparison(runs: dict) -> str:

@@ -1,8 +1,8 @@
 """The public API's core: `compile` a torch training setup into a Session that trains on the wafer."""
 from __future__ import annotations
 
+import copy
 import dataclasses
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -17,7 +17,10 @@ from simulator.ops import UnsupportedOpError as _KernelMissing
 from simulator.report import build_report
 from simulator.training import StepResult, Trainer
 
+from . import sparsity as _sparsity
 from .report import Report
+from .sparsity import Sparsity
+from .sparsity_report import DensityProbe, tracked_tensors, tensor_rows, weight_rows
 
 
 class UnsupportedOpError(_KernelMissing):
@@ -31,28 +34,6 @@ class UnsupportedOpError(_KernelMissing):
         return (f"unsupported op: ATen op {self.op!r} from module {self.module!r} has no wafer "
                 f"kernel. Replace that layer with a supported one, or register a kernel for the "
                 f"op in one of simulator/ops_*.py (simulator/ops.py lists them)")
-
-
-@dataclass(frozen=True)
-class Sparsity:
-    """What the wafer does with zeros. `harvest=False` gives the dense baseline of the same run."""
-    harvest: bool = True
-
-    @classmethod
-    def parse(cls, value: "Sparsity | dict | None") -> "Sparsity":
-        if value is None:
-            return cls()
-        if isinstance(value, cls):
-            return value
-        if not isinstance(value, dict):
-            raise ConfigError(f"sparsity must be a wb.Sparsity or a dict, got {type(value).__name__}")
-        allowed = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(value) - allowed
-        if unknown:
-            raise ConfigError(f"unknown sparsity key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-        if not isinstance(value.get("harvest", True), bool):
-            raise ConfigError(f"sparsity harvest must be true or false, got {value['harvest']!r}")
-        return cls(**value)
 
 
 class History(list):
@@ -73,6 +54,22 @@ class Session:
     def __init__(self, plan: Plan, trainer: Trainer, model: torch.nn.Module, sparsity: Sparsity):
         self.plan, self._trainer, self._model, self.sparsity = plan, trainer, model, sparsity
         self.history = History()
+        self._tracked = tracked_tensors(plan)
+        # counts the followed tensors' non-zeros on each step's own values (for the report)
+        trainer.executor = DensityProbe(trainer.executor, plan, [t["tensor"] for t in self._tracked])
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The torch model the wafer trains: the one given to `compile` with the sparsity's
+        ReLUs and drop rules applied (the same object when the sparsity induces nothing)."""
+        return self._model
+
+    def _set_schedule(self) -> None:
+        """Drop fractions in force for the coming step: graph inputs, so no recompilation."""
+        xp = self._trainer.xp
+        for fqn, value in _sparsity.scheduled_values(self._trainer.buffers, self.sparsity,
+                                                     self._trainer.step_count).items():
+            self._trainer.buffers[fqn] = xp.asarray(value)
 
     @property
     def backend(self) -> str:
@@ -82,6 +79,7 @@ class Session:
         """One training step on the batch (x, y). `dropout_masks` (keep-masks in forward order)
         replaces the host's own draw, e.g. to replay the masks torch drew."""
         masks = None if dropout_masks is None else [_numpy(m) for m in dropout_masks]
+        self._set_schedule()
         result, _ = self._trainer.step(_numpy(x), _numpy(y), masks)
         self.history.append(result)
         return result
@@ -124,8 +122,35 @@ class Session:
         if self._trainer.last_timing is None:
             raise RuntimeError("no step has run yet: call session.step(x, y) or session.train(...) "
                                "before session.report()")
-        base = build_report(self.plan, self._trainer.last_timing, self.sparsity.harvest)
+        probe = self._trainer.executor
+        base = build_report(self.plan, self._trainer.last_timing, self.sparsity.harvest,
+                            densities=probe.kernel_densities, tensors=self.tensor_densities())
         return Report(**dataclasses.asdict(base) | {"link_load": base.link_load})
+
+    def tensor_densities(self) -> list[dict]:
+        """Per followed tensor of the last step (drop outputs, ReLU outputs, masked weights):
+        target density, actual density, module and kernel."""
+        trainer = self._trainer
+        values = {k: float(_numpy(v)) for k, v in trainer.buffers.items()
+                  if k in _sparsity.drop_buffers(trainer.buffers, self.sparsity)}
+        return tensor_rows(self._tracked, trainer.executor.counts, values,
+                           weight_rows(trainer.params, self._weight_targets()))
+
+    def _weight_targets(self) -> dict:
+        masks = getattr(self._trainer, "weight_sparsity", None)
+        if masks is None or not hasattr(masks, "target_densities"):
+            return {}
+        return masks.target_densities(self._trainer.step_count)
+
+    def accuracy(self, x, y) -> float:
+        """Accuracy on (x, y) of the torch model with the wafer's weights, in eval mode, with the
+        drop fractions of the last step."""
+        model = copy.deepcopy(self._model)
+        model.load_state_dict(self.state_dict())
+        _sparsity.set_step(model, self.sparsity, max(self._trainer.step_count - 1, 0))
+        model.eval()
+        with torch.no_grad():
+            return float((model(x).argmax(dim=-1) == y).float().mean())
 
 
 def _numpy(value) -> np.ndarray:
@@ -149,6 +174,8 @@ def compile(model: torch.nn.Module, loss_fn: Callable, example: tuple, optimizer
         raise ConfigError(f"seed must be an integer, got {seed!r}")
     spec = optimizer_spec(optimizer)
     chosen = get_backend(backend)
+    if sparsity.relu or sparsity.drop:
+        model = _sparsity.apply(model, sparsity)     # what the wafer trains; the original stays as is
     graph = run_pipeline(capture(model, loss_fn, example, method=capture_method))
     _refuse_unsupported(graph, model, loss_fn, example)
     if densities not in (None, "calibrate") and not isinstance(densities, dict):
@@ -158,12 +185,20 @@ def compile(model: torch.nn.Module, loss_fn: Callable, example: tuple, optimizer
                         densities=densities if isinstance(densities, dict) else None)
     params = {k: v.detach().cpu().numpy().copy() for k, v in model.named_parameters()}
     buffers = {k: v.detach().cpu().numpy().copy() for k, v in model.named_buffers()}
-    trainer = Trainer(plan, params, buffers, chosen, harvest=sparsity.harvest, seed=seed)
+    trainer = _trainer(plan, params, buffers, chosen, sparsity, seed)
     if densities == "calibrate":
         measured = trainer.calibrate_densities(_numpy(example[0]), _numpy(example[1]))
         plan = compile_plan(graph, target, spec, mapping=mapping, density=density, densities=measured)
-        trainer = Trainer(plan, params, buffers, chosen, harvest=sparsity.harvest, seed=seed)
+        trainer = _trainer(plan, params, buffers, chosen, sparsity, seed)
     return Session(plan, trainer, model, sparsity)
+
+
+def _trainer(plan, params, buffers, backend, sparsity: Sparsity, seed: int) -> Trainer:
+    masks = _sparsity.weight_sparsity(sparsity.weights)
+    if masks is None:
+        return Trainer(plan, params, buffers, backend, harvest=sparsity.harvest, seed=seed)
+    return Trainer(plan, params, buffers, backend, harvest=sparsity.harvest, seed=seed,
+                   weight_sparsity=masks)
 
 
 def _refuse_unsupported(graph, model, loss_fn, example) -> None:

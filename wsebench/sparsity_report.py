@@ -1,0 +1,142 @@
+"""What sparsity a run really had: per-tensor target vs actual density, and a comparison with a
+dense run (speedup, samples/s, loss, accuracy).
+
+The tensors followed are read off the captured graph: every `wsebench.drop_small` output (the
+dropped activation, or the dropped gradient for where=backward/both), every ReLU output, and,
+with weight sparsity, every masked weight. Their non-zeros are counted on the step's own tensors
+(`DensityProbe`), so the report shows what the wafer streamed, not what was asked for.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from simulator.backend import to_numpy
+from simulator.timing import measure_densities
+
+from .drop_op import OP_NAME
+
+RELU_OPS = ("aten.relu.default",)
+
+
+def tracked_tensors(plan) -> list[dict]:
+    """One row per followed tensor: name (graph value), kind, module, kernel, and for drop
+    outputs the schedule buffer whose value sets the target."""
+    graph, kernel_of = plan.graph, dict(plan.kernel_of)
+    buffer_fqn = dict(graph.buffers)
+    rows = []
+    for op in graph.ops:
+        if op.op == OP_NAME:
+            where = op.args[3]
+            if where == "backward":      # the forward node only passes the activation through
+                continue
+            fqn = buffer_fqn.get(op.args[1].name, "")
+            module, _, _ = fqn.rpartition(".")
+            rows.append({"tensor": op.name, "kind": "drop gradient" if where == "grad" else "drop",
+                         "module": module or "(model)", "kernel": kernel_of.get(op.name, ""),
+                         "buffer": fqn, "drop_kind": op.args[2]})
+        elif op.op in RELU_OPS:
+            rows.append({"tensor": op.name, "kind": "relu", "module": "",
+                         "kernel": kernel_of.get(op.name, ""), "buffer": None, "drop_kind": None})
+    return rows
+
+
+class DensityProbe:
+    """Wraps a Trainer's executor: after each run it counts the non-zeros of the followed
+    tensors and measures each matmul kernel's streamed densities (the values are dropped)."""
+
+    def __init__(self, executor, plan, names):
+        self.executor, self.plan, self.names = executor, plan, tuple(names)
+        self.counts: dict[str, tuple[int, int]] = {}
+        self.kernel_densities: dict[str, tuple[float, float]] = {}
+
+    def run(self, env: dict) -> dict:
+        env = self.executor.run(env)
+        xp = self.executor.xp
+        self.counts = {n: (int(to_numpy(xp.count_nonzero(env[n]))), int(env[n].size))
+                       for n in self.names if n in env}
+        self.kernel_densities = measure_densities(xp, self.plan, env)
+        return env
+
+    def __getattr__(self, name):
+        return getattr(self.executor, name)
+
+
+def tensor_rows(tracked: list[dict], counts: dict, values: dict, weights: list[dict]) -> list[dict]:
+    """Report rows: target density (1 - fraction for top-k; None for natural zeros and
+    thresholds), actual density measured on the last step, and their difference."""
+    rows = []
+    for t in tracked:
+        nnz, size = counts.get(t["tensor"], (0, 0))
+        target = None
+        if t["drop_kind"] == "topk" and t["buffer"] in values:
+            target = 1.0 - float(values[t["buffer"]])
+        actual = nnz / size if size else None
+        rows.append({"tensor": t["tensor"], "kind": t["kind"], "module": t["module"],
+                     "kernel": t["kernel"], "target_density": target, "density": actual,
+                     "elements": size})
+    return rows + weights
+
+
+def weight_rows(params: dict, targets: dict[str, float | None]) -> list[dict]:
+    """Rows for masked weights: `targets` maps a parameter fqn to its target density."""
+    rows = []
+    for fqn, target in targets.items():
+        value = to_numpy(params[fqn])
+        rows.append({"tensor": fqn, "kind": "weight", "module": fqn.rpartition(".")[0],
+                     "kernel": fqn.rpartition(".")[0], "target_density": target,
+                     "density": float(np.count_nonzero(value)) / max(value.size, 1),
+                     "elements": int(value.size)})
+    return rows
+
+
+@dataclass
+class Comparison:
+    """A sparse run next to its dense baseline (mean step cycles over each run's history)."""
+    speedup: float
+    samples_per_s: float
+    dense_samples_per_s: float
+    final_loss: float
+    dense_final_loss: float
+    accuracy: float | None = None
+    dense_accuracy: float | None = None
+    details: dict = field(default_factory=dict)
+
+    @property
+    def accuracy_change(self) -> float | None:
+        if self.accuracy is None or self.dense_accuracy is None:
+            return None
+        return self.accuracy - self.dense_accuracy
+
+    def _repr_html_(self) -> str:
+        from .html import comparison_html
+        return comparison_html(self)
+
+
+def _mean_cycles(session) -> float:
+    history = session.history
+    if not history:
+        raise ValueError("a session in the comparison has not trained: call train() first")
+    return float(np.mean([r.cycles for r in history]))
+
+
+def _tail_loss(session, last: int = 5) -> float:
+    return float(np.mean(session.history.losses[-last:]))
+
+
+def compare(sparse, dense, x=None, y=None) -> Comparison:
+    """How the `sparse` session did against the `dense` one: speedup (dense mean cycles per step
+    over sparse), simulated samples/s, final loss (mean of the last 5 steps) and, given data
+    (x, y), accuracy of each trained model (its torch architecture with the wafer's weights)."""
+    speedup = _mean_cycles(dense) / _mean_cycles(sparse)
+    samples = sparse.plan.kernels[0].samples
+    clock = sparse.plan.target.clock_hz
+    rates = [samples * clock / _mean_cycles(s) for s in (sparse, dense)]
+    accs = (None, None)
+    if x is not None and y is not None:
+        accs = tuple(s.accuracy(x, y) for s in (sparse, dense))
+    return Comparison(speedup, rates[0], rates[1], _tail_loss(sparse), _tail_loss(dense),
+                      accs[0], accs[1],
+                      {"sparse_cycles": _mean_cycles(sparse), "dense_cycles": _mean_cycles(dense),
+                       "sparse_steps": len(sparse.history), "dense_steps": len(dense.history)})
