@@ -7,8 +7,7 @@ model. Stages are combined with the pipeline recurrence in `compiler.pipeline`.
 
 A matmul kernel whose weight is masked (weight sparsity, `simulator.weight_sparsity`) holds its
 kept weights compressed (`compiler.cost.compressed_weight_bytes`), and with harvesting on its
-cores skip the masked weights too: the per-core work is counted from the non-zero indicators of
-x and dY and the mask's non-zeros per row and column of each tile (`masked_work`).
+cores skip the masked weights too: `simulator.weight_timing` counts that work from the data.
 """
 from __future__ import annotations
 
@@ -22,11 +21,10 @@ from compiler.cost import tile_sizes
 from compiler.kernels import Kernel
 from compiler.compile_report import stage_times
 from compiler.mapping import in_flight
-from compiler.passes import MATMUL_OPS, VIEW_OPS, param_root
 from compiler.pipeline import step_cycles
 
 from .backend import to_numpy
-from .ops import KERNELS
+from .weight_timing import MaskTiles, kernel_mask_tiles, masked_work
 
 
 @dataclass
@@ -114,59 +112,13 @@ def _stream_counts(xp, kernel: Kernel, mapping, x, dy, with_pairs: bool = True):
     return to_numpy(nx.sum(axis=1)), to_numpy(ndy.sum(axis=1)), pairs
 
 
-def _padded(xp, nonzero, width: int):
-    """(samples, tokens, width) float32 indicators, zero-padded on the last axis."""
-    samples, tokens, features = nonzero.shape
-    out = xp.zeros((samples, tokens, width), dtype=xp.float32)
-    out[:, :, :features] = nonzero
-    return out
-
-
-def masked_work(xp, x, dy, mask, rows: int, cols: int, chunk: int = 1 << 24) -> dict:
-    """Per-sample, per-core MACs of a matmul whose core (r, c) holds the kept weights of
-    w[I_r, J_c] compressed and skips the rest (`mask` (K, N) bool, x (samples, tokens, K),
-    dY (samples, tokens, N)); each (samples, rows, cols) float64 NumPy:
-      fwd[b,r,c] = sum_t sum_{i in I_r, x[b,t,i] != 0} nnz(mask[i, J_c])
-      dx[b,r,c]  = sum_t sum_{j in J_c, dY[b,t,j] != 0} nnz(mask[I_r, j])
-      dw[b,r,c]  = sum_t #{kept (i, j) in I_r x J_c : x[b,t,i] != 0 and dY[b,t,j] != 0}
-    Counted with einsums and matmuls of the non-zero indicators against the mask's counts, not
-    loops over cores; `chunk` bounds the elements of the per-sample (K, N) pair counts held."""
-    samples, k, n = x.shape[0], x.shape[2], dy.shape[2]
-    sk, sn = -(-k // rows), -(-n // cols)
-    m = xp.zeros((rows * sk, cols * sn), dtype=xp.float32)
-    m[:k, :n] = mask
-    tiles = m.reshape(rows, sk, cols, sn)
-    nzx, nzdy = _padded(xp, x != 0, rows * sk), _padded(xp, dy != 0, cols * sn)
-    f64 = xp.float64
-    fwd = xp.einsum("brs,rsc->brc", nzx.sum(axis=1, dtype=f64).reshape(samples, rows, sk),
-                    tiles.sum(axis=3, dtype=f64))
-    dx = xp.einsum("bcu,rcu->brc", nzdy.sum(axis=1, dtype=f64).reshape(samples, cols, sn),
-                   tiles.sum(axis=1, dtype=f64))
-    dw = xp.empty((samples, rows, cols), dtype=f64)
-    step = max(1, chunk // m.size)
-    for lo in range(0, samples, step):
-        # float32 is exact here: each entry counts at most `tokens` pairs
-        pairs = xp.matmul(nzx[lo:lo + step].transpose(0, 2, 1), nzdy[lo:lo + step]) * m
-        dw[lo:lo + step] = pairs.reshape(-1, rows, sk, cols, sn).sum(axis=(2, 4), dtype=f64)
-    return {"fwd": to_numpy(fwd), "dx": to_numpy(dx), "dw": to_numpy(dw)}
-
-
-def kept_per_core(mask, rows: int, cols: int) -> np.ndarray:
-    """(rows, cols) kept weights of each core's tile of a (K, N) mask."""
-    k, n = mask.shape
-    sk, sn = -(-k // rows), -(-n // cols)
-    counts = np.zeros((rows * sk, cols * sn), dtype=np.int64)
-    counts[:k, :n] = to_numpy(mask)
-    return counts.reshape(rows, sk, cols, sn).sum(axis=(1, 3))
-
-
 def measure_matmul(xp, kernel: Kernel, mapping, env: dict, target, harvest: bool,
-                   update, mask=None) -> KernelTiming:
-    """`update`: the weight update's cycles, one number or per core (rows, cols). `mask`
-    ((K, N) bool, nest orientation) marks the kept weights of a masked weight."""
+                   update, tiles: MaskTiles | None = None) -> KernelTiming:
+    """`update`: the weight update's cycles, one number or per core (rows, cols). `tiles`:
+    the kept weights of a masked weight (`simulator.weight_timing.mask_tiles`)."""
     x, dy = _streams(xp, kernel, env)
-    nx, ndy, pairs = _stream_counts(xp, kernel, mapping, x, dy, with_pairs=mask is None)
-    work = None if mask is None else masked_work(xp, x, dy, mask, mapping.rows, mapping.cols)
+    nx, ndy, pairs = _stream_counts(xp, kernel, mapping, x, dy, with_pairs=tiles is None)
+    work = None if tiles is None else masked_work(xp, x, dy, tiles)
     tk, tn = tile_sizes(kernel.nest.extent("i"), mapping.rows), tile_sizes(kernel.nest.extent("j"), mapping.cols)
     args = dict(tokens=kernel.nest.extent("t"), computes_dx=kernel.computes_dx)
     needed = cost.matmul_components(nx, ndy, tk, tn, target, True, pairs=pairs, work=work, **args)
@@ -215,21 +167,20 @@ def measure_step(xp, plan, env: dict, harvest: bool = True, weight_masks: dict |
     A matmul kernel whose weight has one skips its masked weights and, with harvesting on,
     stores the kept ones compressed (smaller update and memory); without masks nothing changes."""
     timings = []
-    views = matmul_weights(plan) if weight_masks else {}
     for index, kernel in enumerate(plan.kernels):
         m = plan.mapping[kernel.name]
         update = cost.update_cycles(kernel, m, plan.target, plan.optimizer)
         if kernel.kind != "matmul":
             timings.append(measure_generated(kernel, m, plan.target, update))
             continue
-        mask = _nest_mask(xp, kernel, views.get(kernel.name), weight_masks) if views else None
-        if mask is None:
+        tiles = kernel_mask_tiles(xp, plan, kernel, weight_masks) if weight_masks else None
+        if tiles is None:
             timings.append(measure_matmul(xp, kernel, m, env, plan.target, harvest, update))
             continue
-        kept = kept_per_core(mask, m.rows, m.cols)
+        kept = tiles.kept
         per_core = update if not harvest else cost.update_cycles(
             kernel, m, plan.target, plan.optimizer, weights=kept + _bias_per_core(kernel, m))
-        t = measure_matmul(xp, kernel, m, env, plan.target, harvest, per_core, mask)
+        t = measure_matmul(xp, kernel, m, env, plan.target, harvest, per_core, tiles)
         if harvest:
             t.dense_update_cycles = update
             t.memory_per_core = cost.memory_per_core(
@@ -245,46 +196,6 @@ def _bias_per_core(kernel: Kernel, mapping) -> int:
     `cost.weights_per_core` counts it."""
     bias = kernel.param_numel - kernel.nest.extent("i") * kernel.nest.extent("j")
     return -(-max(bias, 0) // mapping.cols)
-
-
-def matmul_weights(plan) -> dict[str, tuple[str, tuple]]:
-    """Matmul kernel name -> (its weight's fqn, the view ops from the parameter to the forward
-    matmul's weight operand). Computed once per plan."""
-    cached = getattr(plan, "_matmul_weights_cache", None)
-    if cached is None:
-        cached = {}
-        graph = plan.graph
-        roots, values = param_root(graph), dict(graph.params)
-        for kernel in plan.kernels:
-            if kernel.kind != "matmul":
-                continue
-            ops = set(kernel.ops)
-            forward = next((o for o in graph.ops if o.name in ops and o.op in MATMUL_OPS
-                            and any(a.name in roots for a in o.args[-2:] if hasattr(a, "name"))), None)
-            if forward is None:
-                continue
-            a, b = (arg.name for arg in forward.args[-2:])
-            name, chain = (b if b in roots else a), []
-            while name not in values and graph.producer.get(name) is not None \
-                    and graph.producer[name].op in VIEW_OPS:
-                chain.append(graph.producer[name])
-                name = next(graph.producer[name].refs())
-            if name in values:
-                cached[kernel.name] = (values[name], tuple(reversed(chain)))
-        object.__setattr__(plan, "_matmul_weights_cache", cached)
-    return cached
-
-
-def _nest_mask(xp, kernel: Kernel, view, weight_masks: dict):
-    """The weight's mask in the kernel's (K, N) orientation, or None (unmasked, or a weight
-    that is not one (K, N) matrix, e.g. a batched one)."""
-    if view is None or view[0] not in weight_masks:
-        return None
-    value = xp.asarray(weight_masks[view[0]])
-    for op in view[1]:
-        value = KERNELS[op.op](xp, value, *op.args[1:], **dict(op.kwargs))
-    shape = (kernel.nest.extent("i"), kernel.nest.extent("j"))
-    return value if tuple(value.shape) == shape else None
 
 
 def plan_congestion(plan) -> dict:

@@ -20,7 +20,8 @@ from compiler.plan import Plan
 from . import optim
 from .backend import Backend, to_numpy
 from .executor import Executor
-from .timing import StepTiming, matmul_weights, measure_densities, measure_step
+from .timing import StepTiming, measure_densities, measure_step
+from .weight_timing import matmul_weights
 from .weight_sparsity import WeightSparsity, WeightSparsityEngine
 
 

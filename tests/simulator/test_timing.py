@@ -14,8 +14,9 @@ from compiler.frontend import capture, optimizer_spec
 from compiler.mapping import in_flight
 from compiler.passes import run_pipeline
 from simulator.backend import get_backend
-from simulator.timing import kept_per_core, masked_work, matmul_weights, measure_step
+from simulator.timing import measure_step
 from simulator.training import Trainer
+from simulator.weight_timing import mask_tiles, masked_work, matmul_weights
 from simulator.weight_sparsity import WeightSparsity
 
 T = wafer("classroom")
@@ -56,12 +57,12 @@ def test_masked_work_equals_a_brute_force_count(case):
     x = _sparse(rng, (samples, tokens, k), rng.random())
     dy = _sparse(rng, (samples, tokens, n), rng.random())
     mask = rng.random((k, n)) < rng.random()
-    got = masked_work(np, x, dy, mask, rows, cols, chunk=max(1, int(rng.integers(1, 200))))
+    got = masked_work(np, x, dy, mask_tiles(np, mask, rows, cols), chunk=int(rng.integers(1, 200)))
     want = brute_force(x, dy, mask, rows, cols)
     for key in want:
         np.testing.assert_array_equal(got[key], want[key], err_msg=key)
     everything = brute_force(np.ones((1, 1, k)), np.ones((1, 1, n)), mask, rows, cols)["dw"][0]
-    np.testing.assert_array_equal(kept_per_core(mask, rows, cols), everything)
+    np.testing.assert_array_equal(mask_tiles(np, mask, rows, cols).kept, everything)
 
 
 def test_full_mask_costs_what_the_unmasked_harvest_costs():
@@ -73,7 +74,7 @@ def test_full_mask_costs_what_the_unmasked_harvest_costs():
     per_col = np.add.reduceat(dy != 0, np.arange(cols) * tn[0], axis=2).astype(float)
     nx, ndy = per_row.sum(axis=1), per_col.sum(axis=1)
     pairs = np.einsum("str,stc->src", per_row, per_col)
-    work = masked_work(np, x, dy, np.ones((k, n), bool), rows, cols)
+    work = masked_work(np, x, dy, mask_tiles(np, np.ones((k, n), bool), rows, cols))
     plain = cost.matmul_components(nx, ndy, tk, tn, T, True, tokens=tokens, pairs=pairs)
     masked = cost.matmul_components(nx, ndy, tk, tn, T, True, tokens=tokens, work=work)
     for key in ("fwd_compute", "fwd_link", "bwd_compute", "bwd_link"):
@@ -121,7 +122,7 @@ def test_measured_cycles_and_macs_follow_the_kept_weights(sparsity):
         np.testing.assert_array_equal(kt.components["bwd_compute"], bwd)
         total = want["fwd"].sum() + want["dw"].sum() + (want["dx"].sum() if kernel.computes_dx else 0)
         assert kt.macs == kt.useful_macs == total
-        kept = kept_per_core(mask, m.rows, m.cols)
+        kept = mask_tiles(np, mask, m.rows, m.cols).kept
         assert kept.sum() == mask.sum()
         bias = -(-kernel.nest.extent("j") // m.cols)
         assert kt.update_cycles == cost.update_cycles(kernel, m, T, trainer.plan.optimizer,
@@ -178,3 +179,18 @@ def test_trainer_steps_time_with_the_masks_they_ran_with():
     assert any((trainer.weight_masks[n] != before[n]).any() for n in before)   # the mask moved
     assert [k.macs for k in timing.kernels] == [k.macs for k in expected.kernels]
     assert timing.cycles == expected.cycles
+
+
+def test_cached_mask_tiles_follow_the_mask_passed():
+    trainer, x, y = _trainer(WeightSparsity.from_dict({"sparsity": 0.5, "seed": 4}))
+    env = _env(trainer, x, y)
+    first = trainer.weight_masks
+    other = {n: ~m for n, m in first.items()}              # the complement: a different mask
+    a = measure_step(np, trainer.plan, env, True, weight_masks=first)
+    b = measure_step(np, trainer.plan, env, True, weight_masks=other)
+    assert [k.macs for k in a.kernels] != [k.macs for k in b.kernels]
+    fresh = {n: m.copy() for n, m in other.items()}
+    again = measure_step(np, trainer.plan, env, True, weight_masks=fresh)
+    assert [k.macs for k in again.kernels] == [k.macs for k in b.kernels]
+    assert [k.macs for k in measure_step(np, trainer.plan, env, True, weight_masks=first).kernels] == \
+        [k.macs for k in a.kernels]
