@@ -41,7 +41,7 @@ from torch import Tensor
 from compiler.target import ConfigError
 
 from . import markers
-from .models import ATTENTION_KINDS, TASKS, EncoderBlock, TokenCrossEntropy, _positive
+from .models import TASKS, EncoderBlock, TokenCrossEntropy, _check_block, _positive
 
 # The halting unit's initial bias, as in the UT authors' code (tensor2tensor,
 # `act_halting_bias_init = 1.0`): p starts near sigmoid(1) = 0.73, so positions begin by
@@ -204,8 +204,7 @@ def universal_transformer(vocab: int = 16, d_model: int = 32, heads: int = 2, ff
     if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not 0 < epsilon < 1:
         raise ConfigError(f"{NAME} epsilon must be in (0, 1) (halting threshold 1 - epsilon), "
                           f"got {epsilon!r}")
-    if attention not in ATTENTION_KINDS:
-        raise ConfigError(f"unknown attention {attention!r}; allowed: {', '.join(ATTENTION_KINDS)}")
+    _check_block(d_model, heads, ffn, activation, dropout, attention)
     if not isinstance(pad_id, int) or isinstance(pad_id, bool) or not 0 <= pad_id < vocab:
         raise ConfigError(f"pad_id must be a token id in [0, vocab={vocab}), got {pad_id!r}")
     if seed is not None:
