@@ -134,13 +134,7 @@ class Session:
         values = {k: float(_numpy(v)) for k, v in trainer.buffers.items()
                   if k in _sparsity.drop_buffers(trainer.buffers, self.sparsity)}
         return tensor_rows(self._tracked, trainer.executor.counts, values,
-                           weight_rows(trainer.params, self._weight_targets()))
-
-    def _weight_targets(self) -> dict:
-        masks = getattr(self._trainer, "weight_sparsity", None)
-        if masks is None or not hasattr(masks, "target_densities"):
-            return {}
-        return masks.target_densities(self._trainer.step_count)
+                           weight_rows(trainer.weight_density(), trainer.params))
 
     def accuracy(self, x, y) -> float:
         """Accuracy on (x, y) of the torch model with the wafer's weights, in eval mode, with the

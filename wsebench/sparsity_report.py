@@ -79,16 +79,13 @@ def tensor_rows(tracked: list[dict], counts: dict, values: dict, weights: list[d
     return rows + weights
 
 
-def weight_rows(params: dict, targets: dict[str, float | None]) -> list[dict]:
-    """Rows for masked weights: `targets` maps a parameter fqn to its target density."""
-    rows = []
-    for fqn, target in targets.items():
-        value = to_numpy(params[fqn])
-        rows.append({"tensor": fqn, "kind": "weight", "module": fqn.rpartition(".")[0],
-                     "kernel": fqn.rpartition(".")[0], "target_density": target,
-                     "density": float(np.count_nonzero(value)) / max(value.size, 1),
-                     "elements": int(value.size)})
-    return rows
+def weight_rows(density: dict[str, dict], params: dict) -> list[dict]:
+    """Rows for masked weights from the Trainer's `weight_density()`: target density, the
+    non-zero fraction the wafer streams (`density`) and the mask's kept fraction."""
+    return [{"tensor": fqn, "kind": "weight", "module": fqn.rpartition(".")[0],
+             "kernel": fqn.rpartition(".")[0], "target_density": d["target"],
+             "density": d["nonzero"], "mask_density": d["actual"],
+             "elements": int(params[fqn].size)} for fqn, d in density.items()]
 
 
 @dataclass

@@ -232,3 +232,17 @@ def test_matmul_cycles_follow_brute_force_nonzero_counts():
             assert nx.sum() <= 0.3 * len(x) * K, "induced zeros reach the streamed x"
         if kt.name in ("fc1", "fc2"):      # dY is a dropped gradient
             assert ndy.sum() <= 0.3 * len(x) * N, "induced zeros reach the streamed dY"
+
+
+def test_weight_sparsity_reaches_the_trainer_and_the_report():
+    spec = {"weights": {"algorithm": "static", "sparsity": 0.5, "param_filter": "fc2.weight"}}
+    session = _compile(_mlp(), spec)
+    assert session._trainer.weight_sparsity is not None
+    x, y = _data()
+    session.step(x, y)
+    rows = [t for t in session.report().tensors if t["kind"] == "weight"]
+    assert [t["tensor"] for t in rows] == ["fc2.weight"]
+    assert rows[0]["target_density"] == pytest.approx(0.5)
+    assert rows[0]["density"] == pytest.approx(0.5) == rows[0]["mask_density"]
+    weight = session.state_dict()["fc2.weight"]
+    assert float((weight != 0).float().mean()) == pytest.approx(0.5)
