@@ -44,7 +44,10 @@ class StepResult:
 class Trainer:
     def __init__(self, plan: Plan, params: dict[str, np.ndarray], buffers: dict[str, np.ndarray],
                  backend: Backend, harvest: bool = True, seed: int = 0,
-                 weight_sparsity: WeightSparsity | None = None):
+                 weight_sparsity: WeightSparsity | None = None,
+                 weight_sparsity_state: tuple[dict, dict] | None = None):
+        """`weight_sparsity_state`: what `weight_sparsity_state()` returned for a checkpoint;
+        the masks, targets and RNG resume from it instead of drawing initial masks."""
         self.plan, self.backend, self.harvest = plan, backend, harvest
         xp = self.xp = backend.xp
         self.executor = Executor(plan.graph, xp)
@@ -59,7 +62,12 @@ class Trainer:
         if weight_sparsity is not None:
             matmul = {fqn for fqn, _ in matmul_weights(plan).values()}
             self._sparse = WeightSparsityEngine(weight_sparsity, xp, self.params, matmul)
+            if weight_sparsity_state is not None:
+                self._sparse.restore(*weight_sparsity_state)
             self._sparse.apply(self.params, self.opt_state)
+        elif weight_sparsity_state is not None:
+            raise ValueError("weight_sparsity_state needs weight_sparsity: pass "
+                             "weight_sparsity=WeightSparsity.from_dict(state[0]['config'])")
 
     @property
     def weight_masks(self) -> dict:
@@ -74,14 +82,8 @@ class Trainer:
 
     def weight_sparsity_state(self) -> tuple[dict, dict] | None:
         """(JSON-able metadata, fqn -> NumPy mask) for a checkpoint, or None without weight
-        sparsity; `restore_weight_sparsity_state` puts them back."""
+        sparsity; `Trainer(..., weight_sparsity_state=...)` resumes from them."""
         return self._sparse.state() if self._sparse is not None else None
-
-    def restore_weight_sparsity_state(self, meta: dict, masks: dict) -> None:
-        if self._sparse is None:
-            raise ValueError("this Trainer has no weight sparsity to restore: construct it with "
-                             "weight_sparsity=WeightSparsity.from_dict(meta['config'])")
-        self._sparse.restore(meta, masks)
 
     def draw_masks(self) -> list[np.ndarray]:
         """Keep-masks with P(keep) = 1 - p, as torch's bernoulli_(1 - p)."""

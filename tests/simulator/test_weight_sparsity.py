@@ -2,6 +2,7 @@
 Trainer keeping masked weights and optimizer state at exactly zero."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -334,8 +335,9 @@ def test_trainer_without_weight_sparsity_has_no_masks():
     trainer = make_trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), (x, y), None)
     assert trainer.weight_masks == {} and trainer.weight_density() == {}
     assert trainer.weight_sparsity_state() is None
-    with pytest.raises(ValueError, match="no weight sparsity to restore"):
-        trainer.restore_weight_sparsity_state({}, {})
+    with pytest.raises(ValueError, match="weight_sparsity_state needs weight_sparsity"):
+        Trainer(trainer.plan, trainer.state_numpy(), {}, get_backend("numpy"),
+                weight_sparsity_state=({}, {}))
 
 
 def test_trainer_state_round_trip_resumes_identically():
@@ -346,9 +348,13 @@ def test_trainer_state_round_trip_resumes_identically():
     for _ in range(3):
         a.step(x.numpy(), y.numpy())
     meta, masks = a.weight_sparsity_state()
-    b = Trainer(a.plan, {k: v.copy() for k, v in a.params.items()}, {}, get_backend("numpy"),
-                weight_sparsity=WeightSparsity.from_dict(meta["config"]))
-    b.restore_weight_sparsity_state(meta, masks)
+    meta = json.loads(json.dumps(meta))                   # a checkpoint stores it as JSON
+    params = {k: v.copy() for k, v in a.params.items()}
+    b = Trainer(a.plan, params, {}, get_backend("numpy"),
+                weight_sparsity=WeightSparsity.from_dict(meta["config"]),
+                weight_sparsity_state=(meta, masks))
+    for fqn in a.params:                                  # construction kept every saved weight
+        np.testing.assert_array_equal(a.params[fqn], b.params[fqn])
     b.step_count = a.step_count
     for _ in range(4):
         a.step(x.numpy(), y.numpy())
