@@ -202,8 +202,10 @@ def run_extra(run: dict) -> dict:
 
 def write_report(out_dir, runs: dict, title: str = "wsebench report") -> Path:
     """Write `out_dir/report.html` for `runs` (label -> result of `wsebench.config.run`) with
-    loss.png, heatmap.png, sram.png and placement.png beside it. The first run is the main one."""
-    from .plots import plot_heatmap, plot_histories, plot_history, plot_placement, save_png
+    loss.png, heatmap.png, sram.png, placement.png, balance.png (per-core imbalance) and, when the
+    run followed any sparse tensors, densities.png beside it. The first run is the main one."""
+    from .plots import (plot_densities, plot_heatmap, plot_histories, plot_history, plot_placement,
+                        save_png)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     label, main = next(iter(runs.items()))
@@ -214,7 +216,10 @@ def write_report(out_dir, runs: dict, title: str = "wsebench report") -> Path:
         "heatmap.png": plot_heatmap(report, what="utilization"),
         "sram.png": plot_heatmap(report, what="sram"),
         "placement.png": plot_placement(report),
+        "balance.png": plot_heatmap(report, what="balance"),
     }
+    if report.tensors:
+        figures["densities.png"] = plot_densities(report)
     for name, fig in figures.items():
         save_png(fig, out / name)
     page = _page(title, label, main, runs)
@@ -236,7 +241,8 @@ def _page(title: str, label: str, main: dict, runs: dict) -> str:
         "<h2>Sparsity harvesting: measured vs dense</h2>",
         f"<div class='wsebench-report'>{harvest_comparison(runs)}</div>",
         "<h2>Figures</h2>", img("loss.png"), img("heatmap.png"), img("placement.png"),
-        img("sram.png"),
+        img("sram.png"), img("balance.png"),
+        img("densities.png") if main["report"].tensors else "",
         "<h2>Plan</h2>", f"<div class='wsebench-report'><pre>{escape(plan)}</pre></div>",
         "<h2>Config</h2>", f"<div class='wsebench-report'><pre>{escape(config)}</pre></div>",
         "</body></html>"])

@@ -26,6 +26,7 @@ from matplotlib.figure import Figure  # noqa: E402
 _HEATMAPS = {
     "utilization": ("core_utilization", "busy cycles / step cycles", "viridis"),
     "sram": ("sram_per_core", "SRAM bytes resident per core", "magma"),
+    "balance": (None, "busy cycles / busiest core of the kernel", "cividis"),
 }
 
 
@@ -90,15 +91,30 @@ def _outline_kernels(ax, report, color="white", backdrop=True) -> None:
         _label(ax, box, color, backdrop)
 
 
+def core_balance(report) -> np.ndarray:
+    """Each core's busy cycles over those of the busiest core of its kernel (0 where free).
+    A kernel is as fast as its busiest core, so under sparsity, where each core's work follows
+    the non-zeros of its own tile, values below 1 are cores left waiting: the imbalance."""
+    util = np.asarray(report.core_utilization, dtype=float)
+    out = np.zeros_like(util)
+    for index in np.unique(report.kernel_grid[report.kernel_grid > 0]):
+        cells = report.kernel_grid == index
+        top = util[cells].max()
+        out[cells] = util[cells] / top if top > 0 else 0.0
+    return out
+
+
 def plot_heatmap(report, ax=None, what: str = "utilization"):
-    """Per-core image of `what` ("utilization" or "sram"), shaped (rows, cols) like the fabric;
-    free cores show as 0 and each kernel's region is outlined and named."""
+    """Per-core image of `what`, shaped (rows, cols) like the fabric: "utilization" (busy /
+    step cycles), "sram" (bytes resident) or "balance" (`core_balance`: busy / busiest core of
+    the kernel, which shows the imbalance sparsity causes); free cores show as 0 and each
+    kernel's region is outlined and named."""
     if what not in _HEATMAPS:
         raise ValueError(f"what must be one of {', '.join(_HEATMAPS)}, got {what!r}")
     attr, label, cmap = _HEATMAPS[what]
-    values = np.asarray(getattr(report, attr), dtype=float)
-    vmax = 1.0 if what == "utilization" else float(report.summary.get("sram_bytes_per_core") or
-                                                    values.max() or 1.0)
+    values = core_balance(report) if attr is None else np.asarray(getattr(report, attr), dtype=float)
+    vmax = float(report.summary.get("sram_bytes_per_core") or values.max() or 1.0) \
+        if what == "sram" else 1.0
     fig, ax = _axes(ax)
     image = ax.imshow(values, cmap=cmap, vmin=0.0, vmax=vmax, interpolation="nearest")
     fig.colorbar(image, ax=ax, label=label, shrink=0.85)
@@ -107,6 +123,32 @@ def plot_heatmap(report, ax=None, what: str = "utilization"):
     ax.set_title(f"{what} per core: {s.get('wafer', '')} {s.get('fabric', '')}")
     ax.set_xlabel("fabric column")
     ax.set_ylabel("fabric row")
+    return fig
+
+
+def plot_densities(report, ax=None):
+    """Target vs actual density per followed tensor of the last step (drop outputs, ReLU
+    outputs, masked weights): a bar per tensor, a black tick at its target where it has one."""
+    rows = list(report.tensors)
+    fig, ax = _axes(ax, figsize=(7.0, max(2.5, 0.32 * len(rows) + 1.2)))
+    if not rows:
+        ax.text(0.5, 0.5, "no drop, ReLU or masked-weight tensors in this run", ha="center",
+                va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return fig
+    colors = {"drop": "C0", "drop gradient": "C1", "relu": "C2", "weight": "C3"}
+    y = np.arange(len(rows))
+    ax.barh(y, [r["density"] or 0.0 for r in rows], color=[colors.get(r["kind"], "C7") for r in rows])
+    for i, r in enumerate(rows):
+        if r["target_density"] is not None:
+            ax.plot([r["target_density"]] * 2, [i - 0.4, i + 0.4], color="black", linewidth=2)
+    ax.set_yticks(y, [f"{r['kind']}: {r['module'] or r['kernel']} ({r['tensor']})" for r in rows],
+                  fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("density (non-zero fraction); black tick: target")
+    ax.set_title("sparsity per tensor: actual vs target")
+    ax.grid(axis="x", alpha=0.3)
     return fig
 
 

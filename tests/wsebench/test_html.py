@@ -88,6 +88,17 @@ def test_write_report_links_pngs_that_exist(tiny_run, tmp_path):
     text = path.read_text()
     images = re.findall(r"src='([^']+)'", text)
     assert "heatmap.png" in images and "loss.png" in images
+    assert "balance.png" in images and "densities.png" in images    # a ReLU MLP has ReLU outputs
     for name in images:
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     assert tiny_run["session"].plan.summary().splitlines()[0] in text
+
+
+def test_tensor_table_shows_targets_and_natural_densities():
+    rows = [{"tensor": "drop_small", "kind": "drop", "module": "act1", "kernel": "fc1",
+             "target_density": 0.5, "density": 0.48, "elements": 100},
+            {"tensor": "relu", "kind": "relu", "module": "", "kernel": "fc1",
+             "target_density": None, "density": 0.52, "elements": 100}]
+    text = html.tensor_table(rows)
+    assert text.count("<tr>") == 3
+    assert "50.0%" in text and "48.0%" in text and "natural" in text and "52.0%" in text

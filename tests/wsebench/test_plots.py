@@ -78,3 +78,44 @@ def test_plot_into_given_axes(tiny_run):
 def test_save_png_writes_a_png(tiny_run, tmp_path):
     path = plots.save_png(plots.plot_heatmap(tiny_run["report"]), tmp_path / "sub" / "h.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _sparse_report(harvest: bool):
+    import torch
+    import torch.nn as nn
+
+    import wsebench as wb
+    model = wb.models.mlp(16, 128, 4, depth=3, activation="relu", seed=0)
+    x, y = wb.data.blobs(32, 16, 4)
+    session = wb.compile(model, nn.CrossEntropyLoss(), example=(x, y), backend="numpy",
+                         optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                         mapping={"fc2": wb.Mapping(8, 4)},
+                         sparsity={"harvest": harvest, "drop": [
+                             {"targets": ["act1"], "fraction": 0.8, "where": "both"}]})
+    session.step(x, y)
+    return session.report()
+
+
+def test_balance_heatmap_shows_per_core_imbalance_under_sparsity():
+    on, off = _sparse_report(True), _sparse_report(False)
+    fc2 = on.kernel_names.index("fc2") + 1
+    image = np.asarray(plots.plot_heatmap(on, what="balance").axes[0].images[0].get_array())
+    np.testing.assert_allclose(image, plots.core_balance(on))
+    region = image[on.kernel_grid == fc2]
+    assert region.max() == 1.0 and region.min() < 1.0, "sparse tiles leave some cores waiting"
+    util = on.core_utilization[on.kernel_grid == fc2]
+    assert util.min() < util.max(), "the utilization heatmap shows the same imbalance"
+    dense = plots.core_balance(off)[off.kernel_grid == fc2]
+    np.testing.assert_array_equal(dense, 1.0)            # dense tiles: every core equally busy
+    row = next(k for k in on.kernels if k["name"] == "fc2")
+    assert row["imbalance"] > 1.0
+
+
+def test_density_plot_has_a_bar_per_tensor_and_ticks_at_targets():
+    report = _sparse_report(True)
+    ax = plots.plot_densities(report).axes[0]
+    assert len(ax.patches) == len(report.tensors)
+    widths = [p.get_width() for p in ax.patches]
+    assert widths == pytest.approx([t["density"] for t in report.tensors])
+    targets = [t for t in report.tensors if t["target_density"] is not None]
+    assert len(ax.lines) == len(targets) >= 2              # forward drop and gradient drop
