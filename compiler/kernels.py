@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 from .ir import Graph, Op
-from .passes import MATMUL_OPS, VIEW_OPS, assign_kernels, is_elementwise, param_root
+from .passes import MATMUL_OPS, VIEW_OPS, assign_kernels, is_elementwise, param_root, pipeline_order
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class Kernel:
 def build_kernels(graph: Graph) -> tuple[tuple[Kernel, ...], dict[str, str]]:
     """Kernels in pipeline order (first appearance in the forward pass) and op -> kernel."""
     kernel_of = assign_kernels(graph)
-    order = list(dict.fromkeys(kernel_of[op.name] for op in graph.ops))
+    order = pipeline_order(graph, kernel_of)
     samples = graph.type_of[graph.inputs[0]].shape[0] if graph.type_of[graph.inputs[0]].shape else 1
     kernels = tuple(_make_kernel(graph, name, [op for op in graph.ops if kernel_of[op.name] == name],
                                  samples) for name in order)

@@ -5,8 +5,10 @@
 2. `assign_kernels`: every op gets a kernel. Ops that touch a parameter, and the ops that produce
    its gradient, belong to the module that owns the parameter, so a layer's forward, backward
    and update share one region of cores (DESIGN.md, "group ops by the weights they touch").
-   Element-wise ops fuse into a neighbouring kernel; any other op starts a generated kernel
-   named after the op.
+   Attention (a softmax between two activation x activation matmuls) becomes one kernel with
+   its backward (`attention_regions`). Element-wise ops fuse into a neighbouring kernel; a
+   reduction over a norm's or embedding's output joins it (its backward's row sums); any other
+   op starts a generated kernel named after the op.
 """
 from __future__ import annotations
 
@@ -102,8 +104,18 @@ def owner_module(fqn: str) -> str:
     return fqn.rsplit(".", 1)[0] if "." in fqn else fqn
 
 
-def assign_kernels(graph: Graph) -> dict[str, str]:
-    """Op name -> kernel name. Pure: the same graph always gives the same assignment."""
+def static_values(graph: Graph) -> set[str]:
+    """Values computed from the graph's inputs, dropout masks and constants alone (a padding
+    mask `x == pad_id`, a dropout mask as floats): no parameter and no activation feeds them."""
+    static = set(graph.inputs) | {name for name, _ in graph.masks}
+    for op in graph.ops:
+        if all(r in static for r in op.refs()):
+            static.update(op.outputs)
+    return static
+
+
+def _param_claims(graph: Graph) -> dict[str, str]:
+    """Ops that touch a parameter, and the ops that compute its gradient, -> the owning module."""
     kernel: dict[str, str] = {}
     roots = param_root(graph)
     for op in graph.ops:
@@ -112,10 +124,99 @@ def assign_kernels(graph: Graph) -> dict[str, str]:
             kernel[op.name] = owner_module(roots.get(op.name) or touched[0])
     for fqn, grad in graph.grads:
         _claim_gradient_chain(graph, grad, owner_module(fqn), kernel)
+    return kernel
+
+
+def assign_kernels(graph: Graph) -> dict[str, str]:
+    """Op name -> kernel name. Pure: the same graph always gives the same assignment."""
+    kernel = _param_claims(graph)
     param_kernels = set(kernel.values())
-    _fuse_forward(graph, kernel, param_kernels)
+    for name, ops in attention_regions(graph, kernel).items():
+        kernel.update(dict.fromkeys(ops, name))
+    _fuse_forward(graph, kernel, param_kernels, _matmul_kernels(graph, kernel))
     _fuse_backward(graph, kernel)
     return kernel
+
+
+def _matmul_kernels(graph: Graph, kernel: dict) -> set[str]:
+    roots = param_root(graph)
+    return {kernel[op.name] for op in graph.ops
+            if op.op in MATMUL_OPS and op.name in kernel and any(r in roots for r in op.refs())}
+
+
+def is_activation_matmul(op: Op, roots: dict) -> bool:
+    """A matmul of two activations, no operand a parameter: attention's Q K^T and P V and their
+    backward, and also a layer's dW = dY^T x (which its parameter's gradient claims first)."""
+    return op.op in MATMUL_OPS and not any(r in roots for r in op.refs())
+
+
+def attention_regions(graph: Graph, claimed: dict | None = None) -> dict[str, list[str]]:
+    """Kernel name -> op names of each attention block, forward and backward together.
+
+    A region grows from an activation x activation matmul along producer and consumer edges,
+    through ops no parameter claimed (`claimed`: op -> kernel, by default the parameter
+    claims) and that are not static (`static_values`: the padding mask is shared by every
+    layer). The q/k/v and output projections bound it, so each block's region holds its
+    Q K^T, mask, softmax, dropout and P V, their backward, and the head reshapes in between.
+    Regions without a softmax are not attention and are left to the generic rules. Each is
+    named after the module its projections share (`layers.0.attn` -> `layers.0.attn.sdpa`),
+    else `attention`, `attention_1`, ...
+    """
+    claimed = _param_claims(graph) if claimed is None else claimed
+    roots, static = param_root(graph), static_values(graph)
+    free = {op.name for op in graph.ops if op.name not in claimed
+            and not all(o in static for o in op.outputs)}
+    order = {op.name: i for i, op in enumerate(graph.ops)}
+    regions, seen = [], set()
+    for op in graph.ops:
+        if op.name in seen or op.name not in free or not is_activation_matmul(op, roots):
+            continue
+        region = _grow(graph, op.name, free)
+        seen |= region
+        if any(graph.producer[o].op == "aten._softmax.default" for o in region):
+            regions.append(sorted(region, key=order.__getitem__))
+    named, taken = {}, set(claimed.values())
+    for region in regions:
+        name = _region_name(graph, region, claimed, taken)
+        taken.add(name)
+        named[name] = region
+    return named
+
+
+def _grow(graph: Graph, start: str, free: set[str]) -> set[str]:
+    region, todo = {start}, [start]
+    while todo:
+        op = graph.producer[todo.pop()]
+        near = [graph.producer[r].name for r in op.refs() if r in graph.producer]
+        near += [c.name for out in op.outputs for c in graph.consumers.get(out, [])]
+        for name in near:
+            if name in free and name not in region:
+                region.add(name)
+                todo.append(name)
+    return region
+
+
+def _region_name(graph: Graph, region: list[str], claimed: dict, taken: set) -> str:
+    ops = set(region)
+    neighbours = set()
+    for name in region:
+        op = graph.producer[name]
+        neighbours |= {claimed[graph.producer[r].name] for r in op.refs()
+                       if r in graph.producer and graph.producer[r].name in claimed}
+        neighbours |= {claimed[c.name] for out in op.outputs for c in graph.consumers.get(out, [])
+                       if c.name in claimed and c.name not in ops}
+    parts = [n.split(".") for n in sorted(neighbours)]
+    common = []
+    for level in zip(*parts) if parts else ():
+        if len(set(level)) != 1:
+            break
+        common.append(level[0])
+    base = ".".join(common) + ".sdpa" if common else "attention"
+    name, n = base, 0
+    while name in taken:
+        n += 1
+        name = f"{base}_{n}"
+    return name
 
 
 def _claim_gradient_chain(graph: Graph, value: str, module: str, kernel: dict) -> None:
@@ -130,7 +231,7 @@ def _claim_gradient_chain(graph: Graph, value: str, module: str, kernel: dict) -
         op = graph.producer.get(src)
 
 
-def _fuse_forward(graph: Graph, kernel: dict, param_kernels: set) -> None:
+def _fuse_forward(graph: Graph, kernel: dict, param_kernels: set, matmul_kernels: set) -> None:
     names: dict[str, int] = {}
     for op in graph.ops:
         if op.name in kernel:
@@ -141,9 +242,14 @@ def _fuse_forward(graph: Graph, kernel: dict, param_kernels: set) -> None:
             if producers:
                 kernel[op.name] = producers[0]
             continue
+        # a reduction over a norm's or embedding's values (the row sums of a decomposed layer
+        # norm backward) stays with that layer; after a matmul layer, or a matmul itself, it
+        # starts a new kernel (a loss, a product of activations)
         generated = [k for k in producers if k not in param_kernels]
-        if generated:
-            kernel[op.name] = generated[0]
+        elementwise_layers = [k for k in producers if k in param_kernels and k not in matmul_kernels
+                              and op.op not in MATMUL_OPS]
+        if generated or elementwise_layers:
+            kernel[op.name] = (generated or elementwise_layers)[0]
         elif producers:
             kernel[op.name] = _new_kernel_name(op, names)
         # else: it reads only graph inputs or constants, so it joins its consumer later
@@ -153,6 +259,16 @@ def _new_kernel_name(op: Op, names: dict) -> str:
     base = op.short
     names[base] = names.get(base, -1) + 1
     return base if names[base] == 0 else f"{base}_{names[base]}"
+
+
+def pipeline_order(graph: Graph, kernel_of: dict[str, str]) -> list[str]:
+    """Kernels by the first op of theirs that does real work. Views do none (attention's head
+    reshapes of q follow q's matmul, before k and v run), nor do static ops (the padding mask,
+    built from the input ids before anything else, joins its consumer)."""
+    static = static_values(graph)
+    working = [kernel_of[op.name] for op in graph.ops
+               if op.op not in VIEW_OPS and not all(o in static for o in op.outputs)]
+    return list(dict.fromkeys(working + [kernel_of[op.name] for op in graph.ops]))
 
 
 def _fuse_backward(graph: Graph, kernel: dict) -> None:

@@ -6,9 +6,14 @@ import warnings
 
 import pytest
 
+import torch
+import torch.nn as nn
+
+from compiler.frontend import capture
 from compiler.ir import Graph, Op, Ref, TensorType, verify
-from compiler.passes import (MATMUL_OPS, VIEW_OPS, assign_kernels, is_elementwise, owner_module,
-                             param_root, rewrite_dropout, run_pipeline)
+from compiler.passes import (MATMUL_OPS, VIEW_OPS, assign_kernels, attention_regions,
+                             is_activation_matmul, is_elementwise, owner_module, param_root,
+                             pipeline_order, rewrite_dropout, run_pipeline, static_values)
 from compiler.serialize import graph_from_dict, graph_to_dict
 
 # ---------------------------------------------------------------- rewrite_dropout
@@ -250,6 +255,93 @@ def test_dropout_mask_ops_join_a_layer(lowered):
     [(mask, _)] = lowered.masks
     users = {kernel_of[c.name] for c in lowered.consumers[mask]}
     assert users <= {"fc1", "fc2"}
+
+
+# ---------------------------------------------------------------- attention
+
+
+def _transformer_graph(attention, layers=2, dropout=0.1):
+    import wsebench as wb
+    model = wb.models.transformer(vocab=12, d_model=8, heads=2, layers=layers, ffn=16, max_len=5,
+                                  dropout=dropout, attention=attention, seed=0)
+    x = torch.tensor([[3, 4, 5, 0, 0], [1, 2, 3, 4, 5]])
+    return run_pipeline(capture(model, nn.CrossEntropyLoss(), (x, torch.tensor([0, 1])), method="aot"))
+
+
+@pytest.fixture(scope="module", params=["manual", "torch"])
+def transformer_graph(request):
+    return request.param, _transformer_graph(request.param)
+
+
+def test_each_attention_block_is_one_kernel_with_its_backward(transformer_graph):
+    attention, g = transformer_graph
+    kernel_of = assign_kernels(g)
+    roots = param_root(g)
+    for layer in (0, 1):
+        name = f"layers.{layer}.attn.sdpa"
+        ops = [op for op in g.ops if kernel_of[op.name] == name]
+        kinds = [op.op for op in ops]
+        # Q K^T and P V forward; dP, dV, dQ, dK backward
+        assert sum(is_activation_matmul(op, roots) for op in ops) == 6
+        assert kinds.count("aten._softmax.default") == 1
+        assert not any(r in roots for op in ops for r in op.refs())       # holds no parameter
+    # every other activation x activation matmul is a layer's dW = dY^T x
+    layers = {owner_module(fqn) for _, fqn in g.params}
+    every = [kernel_of[op.name] for op in g.ops if is_activation_matmul(op, roots)]
+    assert all(k.endswith(".sdpa") or k in layers for k in every)
+    assert sum(k.endswith(".sdpa") for k in every) == 12
+
+
+def test_attention_sits_between_the_projections(transformer_graph):
+    attention, g = transformer_graph
+    kernel_of = assign_kernels(g)
+    order = pipeline_order(g, kernel_of)
+    before = [f"layers.0.attn.{p}" for p in "qkv"] if attention == "manual" else ["layers.0.attn"]
+    after = "layers.0.attn.o" if attention == "manual" else "layers.0.attn.out_proj"
+    assert order[order.index("layers.0.attn.sdpa") - len(before):order.index(after) + 1] == \
+        before + ["layers.0.attn.sdpa", after]
+    assert order[0] == "embed"          # the padding mask, computed first, joins a later kernel
+
+
+def test_layer_norm_backward_sums_stay_with_the_norm(transformer_graph):
+    _, g = transformer_graph
+    names = set(assign_kernels(g).values())
+    assert not any(n.startswith(("sum", "mean", "bmm")) for n in names), sorted(names)
+
+
+def test_padding_mask_is_static_and_shared():
+    g = _transformer_graph("manual", layers=2, dropout=0.0)
+    static = static_values(g)
+    [pad] = [op for op in g.ops if op.op == "aten.eq.Scalar" and op.args[0] == Ref(g.inputs[0])]
+    assert pad.name in static
+    regions = attention_regions(g)
+    assert sorted(regions) == ["layers.0.attn.sdpa", "layers.1.attn.sdpa"]
+    assert not any(pad.name in ops for ops in regions.values())
+
+
+class _Mixer(nn.Module):
+    """Attention without projections (h @ h^T, softmax, @ h), then a Linear."""
+
+    def __init__(self, softmax=True):
+        super().__init__()
+        self.ln, self.fc, self.softmax = nn.LayerNorm(6), nn.Linear(6, 3), softmax
+
+    def forward(self, x):
+        h = self.ln(x)
+        scores = h @ h.transpose(1, 2)
+        mix = torch.softmax(scores, dim=-1) if self.softmax else torch.tanh(scores)
+        return self.fc((mix @ h).mean(1))
+
+
+@pytest.mark.parametrize("softmax, expected", [(True, "attention"), (False, "bmm")])
+def test_only_a_softmax_between_activation_matmuls_is_attention(softmax, expected):
+    g = run_pipeline(capture(_Mixer(softmax), nn.CrossEntropyLoss(),
+                             (torch.randn(2, 4, 6), torch.tensor([0, 2])), method="aot"))
+    kernel_of = assign_kernels(g)
+    roots = param_root(g)
+    kernels = {kernel_of[op.name] for op in g.ops if is_activation_matmul(op, roots)}
+    assert expected in kernels
+    assert (set(attention_regions(g)) == {"attention"}) is softmax
 
 
 # ---------------------------------------------------------------- helpers
