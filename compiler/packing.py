@@ -7,15 +7,17 @@ kernels may turn by 90 degrees, ours may not, since rows and columns of a Mappin
 different loop dimensions). `shapes_of` turns them into `Shape`s; nothing below knows which
 library they came from.
 
-`pack(items, limit, target, order)` tries, keeping the first that fits:
+`pack(items, limit, target, order)` returns every packing of these two that fits:
 1. the greedy nearest-free placer (`placement.place_shapes`) on the cheapest shape per kernel at
-   `limit` (exactly the choice the min-bottleneck search makes there), in pipeline order, then
-   tallest first;
-2. the shape-choosing shelf packer (`shelf_pack`), with several fill orders: at `limit` every
-   kernel may take any of its shapes with time <= limit, so the packer picks the shapes.
+   `limit` (exactly the choice the min-bottleneck search makes there), in pipeline order;
+2. the shape-choosing shelf packer (`shelf_pack`), its fill orders in turn until one fits: at
+   `limit` every kernel may take any of its shapes with time <= limit, so it picks the shapes.
+Which packing is best depends on the caller's measure (the contest: wire length after
+`placement.refine`, which never changes sizes or the bottleneck; compile_plan: the full estimate
+with congestion), so the caller keeps the best: the contest refines each and compares,
+compile_plan scores them among its finalists and refines the best.
 `search_and_pack` is the whole flow (issue 8): the exact min-bottleneck search gives T*; `pack`
-at T*; if that fails, `search.least_packable` relaxes the target over the candidate times.
-The caller refines the wire length afterwards (`placement.refine`; sizes never change).
+at T*; if nothing fits, `search.least_packable` relaxes the target over the candidate times.
 
 The shelf packer: the fabric is cut into horizontal shelves. For a shelf of height H a kernel
 costs the least width among its (oriented) shapes no taller than H. Shelves are opened one at a
@@ -57,7 +59,7 @@ class Shape:
 class Packing:
     chosen: dict                  # kernel name -> Shape
     rects: tuple                  # placement.Rect per kernel, in pipeline order
-    method: str                   # which attempt packed ("greedy", "greedy-tallest", "shelf-0", ...)
+    method: str                   # which attempt packed ("greedy", "shelf-0", "shelf-1", ...)
 
     @property
     def bottleneck(self) -> float:
@@ -85,31 +87,25 @@ def cheapest(shapes: list[Shape], limit: float) -> Shape | None:
 def pack(items: dict[str, list[Shape]], limit: float, target: Target,
          order: list[str] | None = None) -> tuple[Packing, ...] | None:
     """Choose a shape per kernel with time <= `limit` and place them all without overlap inside
-    the fabric: every attempt that fits (the greedy placer in pipeline order, the shelf packer),
-    else the greedy placer tallest first; None when nothing fits. The caller refines each and
-    keeps the best by its own measure (wire length, or the full estimate)."""
+    the fabric: every attempt that fits (the greedy placer in pipeline order, the shelf packer);
+    None when neither does. The caller keeps the best by its own measure."""
     order = list(order or items)
     least = {n: cheapest(items[n], limit) for n in order}
     if any(s is None for s in least.values()) or sum(s.area for s in least.values()) > target.cores:
         return None
-    found = tuple(p for p in (_greedy(least, order, target, "greedy"),
-                              _shelves(items, limit, target, order)) if p is not None)
-    if found:
-        return found
-    tallest = sorted(order, key=lambda n: (-max(least[n].height, least[n].width), -least[n].area))
-    last = _greedy(least, tallest, target, "greedy-tallest", order)
-    return None if last is None else (last,)
+    found = tuple(p for p in (_greedy(least, order, target), _shelves(items, limit, target, order))
+                  if p is not None)
+    return found or None
 
 
-def _greedy(least: dict, seq: list[str], target: Target, method: str, order=None):
-    """The nearest-free placer on the given shapes, in `seq` order; None if it runs out of room."""
+def _greedy(least: dict, order: list[str], target: Target) -> Packing | None:
+    """The nearest-free placer on the given shapes; None if it runs out of room."""
+    sizes = {n: (s.height, s.width) for n, s in least.items()}
     try:
-        placed = {r.name: r for r in place_shapes(seq, {n: (s.height, s.width) for n, s in
-                                                         least.items()}, target,
-                                                  {n for n, s in least.items() if s.rotatable})}
+        rects = place_shapes(order, sizes, target, {n for n, s in least.items() if s.rotatable})
     except PlacementError:
         return None
-    return Packing(least, tuple(placed[n] for n in order or seq), method)
+    return Packing(least, rects, "greedy")
 
 
 def _shelves(items, limit, target, order):

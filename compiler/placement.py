@@ -2,7 +2,9 @@
 
 Placement: kernels are placed as rectangles in pipeline order, each at the free spot nearest the
 previous kernel (a greedy winding path over the fabric), then refined by moving kernels toward
-the centroid of the kernels they talk to while total wire length falls. Routing: every producer
+the centroid of the kernels they talk to while total wire length falls. (`compiler.packing`
+chooses between this placer and a shape-choosing shelf packer; both compile_plan and the ISPD
+contest solver go through it.) Routing: every producer
 -> consumer edge gets a dimension-ordered (X then Y) Manhattan route between rectangle centres,
 as a bundle of parallel lanes; the wavelets each edge moves per step are summed per link.
 """
