@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import cost
+from . import attention, cost
 from .cost import Mapping, tile_sizes
 from .pipeline import step_cycles
 from .placement import directed_link_loads, route_segments
@@ -40,6 +40,8 @@ def congestion(plan) -> dict[str, float]:
 def _components(plan, kernel) -> tuple[float, float, float]:
     """(per-sample cycles, compute-only cycles, link-only cycles) at the assumed densities."""
     m, target = plan.mapping[kernel.name], plan.target
+    if kernel.kind == "attention":
+        return attention.split_cycles(kernel, Mapping(m.rows, m.cols), target)
     sample = cost.estimate_sample_cycles(kernel, Mapping(m.rows, m.cols), target,
                                          plan.density_of(kernel.name))
     if kernel.kind != "matmul":
@@ -111,6 +113,7 @@ def format_report(plan) -> str:
     meta = dict(plan.meta)
     horizontal, vertical = plan.link_loads()
     busiest = max(float(horizontal.max(initial=0)), float(vertical.max(initial=0)))
+    width = max([14] + [len(k.name) + 2 for k in plan.kernels])     # "layers.11.attn.sdpa" fits
     lines = [f"Compile report: {t.name} ({t.rows} x {t.cols} cores, {t.sram_bytes:,} B SRAM/core, "
              f"{t.clock_hz / 1e9:g} GHz), optimizer {plan.optimizer.kind}, "
              f"strategy {meta.get('strategy', 'auto')}",
@@ -122,13 +125,14 @@ def format_report(plan) -> str:
              f"  Compute Utilization     {est['compute_utilization_pct']:>15.1f}%",
              f"  wire length {meta.get('wire_length', 0):,} hops; most-loaded link "
              f"{busiest:,.0f} wavelets/step; search relaxed {meta.get('relaxations', 0)} time(s)",
-             f"  {'kernel':<14}{'kind':<10}{'rows x cols x repl':>19}{'at':>10}{'cyc/sample':>11}"
+             f"  {'kernel':<{width}}{'kind':<10}{'rows x cols x repl':>19}{'at':>10}{'cyc/sample':>11}"
              f"{'mem/core B':>11}{'link in':>9}{'link out':>9}"]
     for row in kernel_table(plan):
         shape = f"{row['rows']} x {row['cols']} x {row['replicas']}" + ("*" if row["pinned"] else " ")
         at = f"({row['at'][0]},{row['at'][1]})"
-        lines.append(f"  {row['name']:<14}{row['kind']:<10}{shape:>19}{at:>10}"
+        lines.append(f"  {row['name']:<{width}}{row['kind']:<10}{shape:>19}{at:>10}"
                      f"{row['cycles_per_sample']:>11.1f}{row['memory_per_core']:>11,}"
                      f"{row['link_in']:>9,}{row['link_out']:>9,}")
-    lines.append("  (* pinned by the user; kind: matmul = hand-optimized, generated = from its loop nest)")
+    lines.append("  (* pinned by the user; kind: matmul, attention = hand-optimized, generated = from "
+                 "its loop nest)")
     return "\n".join(lines)

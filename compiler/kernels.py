@@ -1,9 +1,14 @@
 """The kernel library: group the graph's ops into kernels, each carrying a loop nest.
 
-Two kinds (Hot Chips 2020, "Cerebras software"):
+Three kinds (Hot Chips 2020, "Cerebras software": a library of hand-optimized kernels, and
+kernels generated from loop nests):
 - `matmul`: hand-optimized kernels for the matmul family (nn.Linear and friends). Loop nest
   `for b, i, j: out[b, j] += x[b, i] * w[i, j]`; `w` stays resident, `x` streams in along rows,
   partial sums are chained along the unrolled reduction dimension `i`.
+- `attention`: hand-optimized scaled dot-product attention, forward and backward of one block
+  (`passes.attention_regions`). Loop nest `for b, h, i, j, d: out[b,h,i,d] +=
+  softmax_j(q.k)[b,h,i,j] * v[b,h,j,d]`, queries `i` unrolled over rows, keys `j` over
+  columns (see `attention.py`).
 - `generated`: any other op group, described by an element-wise loop nest `for b, e: ...` that the
   compiler unrolls over the fabric.
 A kernel's MACs, memory per core and traffic are all derived from its nest (see `cost.py`).
@@ -14,7 +19,15 @@ import math
 from dataclasses import dataclass
 
 from .ir import Graph, Op
-from .passes import MATMUL_OPS, VIEW_OPS, assign_kernels, is_elementwise, param_root, pipeline_order
+from .passes import (MATMUL_OPS, VIEW_OPS, assign_kernels, attention_regions, is_activation_matmul,
+                     is_elementwise, param_root, pipeline_order)
+
+
+# TEMPORARY integration switch: attention blocks are built as "attention" kernels once
+# compiler/cost.py (memory_per_core, estimate_sample_cycles), compiler/mapping.py (extents) and
+# simulator/timing.py (measure_step) dispatch that kind to compiler/attention.py and
+# simulator/attention_timing.py; until then they stay "generated" kernels. Delete with the wiring.
+_ATTENTION_KIND_WIRED = False
 
 
 @dataclass(frozen=True)
@@ -48,7 +61,7 @@ class LoopNest:
 @dataclass(frozen=True)
 class Kernel:
     name: str
-    kind: str                              # "matmul" (hand-optimized) | "generated"
+    kind: str                              # "matmul" | "attention" (hand-optimized) | "generated"
     ops: tuple[str, ...]
     params: tuple[str, ...]                # parameters updated in place by this kernel
     nest: LoopNest
@@ -72,6 +85,8 @@ class Kernel:
         if self.kind == "matmul":
             passes = 3 if self.computes_dx else 2
             return passes * n.extent("t") * n.extent("i") * n.extent("j")
+        if self.kind == "attention":   # Q K^T and P V forward, four as large backward
+            return 6 * n.extent("h") * n.extent("i") * n.extent("j") * n.extent("d")
         return n.extent("e") * n.flops_per_point
 
 
@@ -80,12 +95,13 @@ def build_kernels(graph: Graph) -> tuple[tuple[Kernel, ...], dict[str, str]]:
     kernel_of = assign_kernels(graph)
     order = pipeline_order(graph, kernel_of)
     samples = graph.type_of[graph.inputs[0]].shape[0] if graph.type_of[graph.inputs[0]].shape else 1
+    attention = set(attention_regions(graph))
     kernels = tuple(_make_kernel(graph, name, [op for op in graph.ops if kernel_of[op.name] == name],
-                                 samples) for name in order)
+                                 samples, attention) for name in order)
     return kernels, kernel_of
 
 
-def _make_kernel(graph: Graph, name: str, ops: list[Op], samples: int) -> Kernel:
+def _make_kernel(graph: Graph, name: str, ops: list[Op], samples: int, attention=()) -> Kernel:
     roots = param_root(graph)
     params = tuple(dict.fromkeys(roots[o.name] for o in ops if o.name in graph.param_fqn
                                  or (o.op in VIEW_OPS and o.name in roots)))
@@ -94,6 +110,8 @@ def _make_kernel(graph: Graph, name: str, ops: list[Op], samples: int) -> Kernel
     matmuls = [o for o in ops if o.op in MATMUL_OPS and any(r in roots for r in o.refs())]
     if matmuls:
         return _matmul_kernel(graph, name, ops, params, matmuls, samples, param_numel)
+    if name in attention and _ATTENTION_KIND_WIRED:
+        return _attention_kernel(graph, name, ops, samples)
     return _generated_kernel(graph, name, ops, params, samples, param_numel)
 
 
@@ -170,3 +188,32 @@ def _generated_kernel(graph, name, ops, params, samples, param_numel) -> Kernel:
                     row_dim="e", col_dim="e", flops_per_point=max(1, len(full_width)))
     return Kernel(name, "generated", tuple(o.name for o in ops), params, nest,
                   (("out", stream),), samples, param_numel)
+
+
+def _attention_kernel(graph, name, ops, samples) -> Kernel:
+    """The block's softmax gives the sequence length L (its last two dims) and the heads (the
+    rest, per sample); the Q K^T matmul that feeds it gives the head dim. The softmax output P
+    is the stream the simulator reads the real tokens from (pad keys get exactly 0)."""
+    roots = param_root(graph)
+    softmax = next(o for o in ops if o.op == "aten._softmax.default")
+    shape = graph.type_of[softmax.name].shape
+    length = shape[-1]
+    heads = max(1, math.prod(shape[:-2]) // max(samples, 1))
+    at = ops.index(softmax)
+    scores = [o for o in ops[:at] if is_activation_matmul(o, roots)
+              and graph.type_of[o.name].shape[-2:] == (shape[-2], length)]
+    head_dim = graph.type_of[scores[-1].args[0].name].shape[-1]
+    return attention_kernel(name, samples, heads, length, head_dim, tuple(o.name for o in ops),
+                            softmax.name)
+
+
+def attention_kernel(name: str, samples: int, heads: int, length: int, head_dim: int,
+                     ops: tuple[str, ...] = (), probs: str = "probs") -> Kernel:
+    """An attention kernel of `heads` x `head_dim` over sequences of `length` (padded) tokens;
+    `probs` names the softmax output the simulator reads the real tokens from."""
+    nest = LoopNest(dims=(("b", samples), ("h", heads), ("i", length), ("j", length), ("d", head_dim)),
+                    accesses=(Access("softmax_j(q.k)", ("b", "h", "i", "j"), "stream_in"),
+                              Access("v", ("b", "h", "j", "d"), "stream_in"),
+                              Access("out", ("b", "h", "i", "d"), "stream_out")),
+                    row_dim="i", col_dim="j", reduce_dims=("j",))
+    return Kernel(name, "attention", ops, (), nest, (("probs", probs),), samples, 0)

@@ -65,8 +65,8 @@ def kernel_options(kernel: Kernel, target: Target, optimizer: OptimizerSpec, in_
     options = []
     for r in rows:
         for c in cols:
-            if kernel.kind != "matmul" and r * c > rows_extent:
-                continue
+            if kernel.nest.row_dim == kernel.nest.col_dim and r * c > rows_extent:
+                continue            # one dimension unrolled over both: no more cores than its extent
             base = Mapping(r, c)
             memory = cost.memory_per_core(kernel, base, target, optimizer, in_flight)
             if memory > target.sram_bytes:
@@ -81,9 +81,9 @@ def kernel_options(kernel: Kernel, target: Target, optimizer: OptimizerSpec, in_
 
 
 def _extents(kernel: Kernel) -> tuple[int, int]:
-    if kernel.kind == "matmul":
-        return kernel.nest.extent("i"), kernel.nest.extent("j")
-    return kernel.nest.extent("e"), kernel.nest.extent("e")
+    """The extents of the nest's dimensions unrolled over rows and over columns."""
+    n = kernel.nest
+    return n.extent(n.row_dim), n.extent(n.col_dim)
 
 
 def pareto(options: list[Option], samples: int) -> list[Option]:

@@ -151,3 +151,27 @@ def test_deeper_mlp_orders_layers(depth):
     matmuls = [k.name for k in kernels if k.kind == "matmul"]
     assert matmuls == [str(2 * i) for i in range(depth)]     # Sequential names "0", "2", "4"
     assert [k.computes_dx for k in kernels if k.kind == "matmul"] == [False] + [True] * (depth - 1)
+
+
+@pytest.mark.parametrize("attention", ["manual", "torch"])
+def test_attention_kernel_from_a_transformer(attention):
+    """Each block's attention is one hand-optimized kernel; its nest has the heads, the padded
+    length over queries and keys, and the head dim; the real tokens are read from the softmax."""
+    import wsebench as wb
+    batch, length, d_model, heads = 3, 5, 8, 2
+    model = wb.models.transformer(vocab=12, d_model=d_model, heads=heads, layers=2, ffn=16,
+                                  max_len=length, attention=attention, seed=0)
+    x = torch.tensor([[3, 4, 5, 0, 0], [1, 2, 3, 4, 5], [6, 7, 0, 0, 0]])
+    g = run_pipeline(capture(model, nn.CrossEntropyLoss(), (x, torch.tensor([0, 1, 0])), method="aot"))
+    kernels, kernel_of = build_kernels(g)
+    found = [k for k in kernels if k.kind == "attention"]
+    assert [k.name for k in found] == ["layers.0.attn.sdpa", "layers.1.attn.sdpa"]
+    for k in found:
+        n = k.nest
+        assert [(d, n.extent(d)) for d, _ in n.dims] == \
+            [("b", batch), ("h", heads), ("i", length), ("j", length), ("d", d_model // heads)]
+        assert (n.row_dim, n.col_dim) == ("i", "j")
+        assert k.params == () and k.param_numel == 0
+        assert g.producer[k.stream["probs"]].op == "aten._softmax.default"
+        assert kernel_of[k.stream["probs"]] == k.name
+        assert k.dense_macs_per_sample == 6 * length * length * d_model

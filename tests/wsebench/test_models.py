@@ -1,6 +1,7 @@
 """wsebench.models: the transformer zoo entry (names, validation, padding invariance, capture)."""
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -141,3 +142,31 @@ def test_torch_export_captures_the_training_step(attention):
         warnings.simplefilter("error", UserWarning)     # a fallback to aot would warn
         graph = capture(model, nn.CrossEntropyLoss(), example, method="auto")
     assert {fqn for fqn, _ in graph.grads} == {n for n, _ in model.named_parameters()}
+
+
+def test_transformer_trains_end_to_end_on_the_classroom_wafer():
+    """wb.compile -> plan.summary() -> train -> report(), with attention as its own kernels whose
+    measured time counts only the real tokens."""
+    from compiler.plan import Plan
+    model = wb.models.transformer(vocab=16, d_model=8, heads=2, layers=2, ffn=16, max_len=6,
+                                  dropout=0.1, seed=0)
+    gen = torch.Generator().manual_seed(0)
+
+    def batch():
+        x = torch.randint(1, 16, (4, 6), generator=gen)
+        x[torch.arange(6)[None] >= torch.tensor([[2], [6], [3], [4]])] = 0
+        return x, (x == 3).any(1).long()
+
+    session = wb.compile(model, nn.CrossEntropyLoss(), example=batch(),
+                         optimizer=torch.optim.Adam(model.parameters(), lr=1e-3), wafer="classroom")
+    text = session.plan.summary()
+    for layer in (0, 1):
+        assert f"layers.{layer}.attn.sdpa" in text
+    assert Plan.from_json(session.plan.to_json()).summary() == text
+    history = session.train([batch() for _ in range(3)], progress=False)
+    assert len(history) == 3 and all(np.isfinite(history.losses))
+    report = session.report()
+    rows = [k for k in report.kernels if k["kind"] == "attention"]
+    assert len(rows) == 2
+    for row in rows:            # 15 of the 24 positions are real: the padded run costs more
+        assert row["cycles"] < row["dense_cycles"] and row["macs"] < row["dense_macs"]
