@@ -45,9 +45,9 @@ def _tokens(task, steps=STEPS, seed=0):
     return batches
 
 
-def _model(attention, task="classify"):
+def _model(attention, task="classify", activation="gelu"):
     return wb.models.transformer(vocab=VOCAB, d_model=D_MODEL, heads=2, layers=2, ffn=32,
-                                 max_len=LENGTH, classes=2, activation="gelu", dropout=0.1,
+                                 max_len=LENGTH, classes=2, activation=activation, dropout=0.1,
                                  attention=attention, task=task, seed=0)
 
 
@@ -149,7 +149,7 @@ def test_transformer_classifier_adam_matches_torch(attention):
 @pytest.mark.parametrize("attention", ["manual", "torch"])
 def test_token_tagger_matches_torch(attention):
     make_opt, atol = SGD
-    model = _model(attention, task="tag")
+    model = _model(attention, task="tag", activation="relu")     # the ReLU FFN variant
     batches = _tokens("tag", steps=10)
     assert any((y == -100).any() for _, y in batches)       # pad labels are really ignored
     session, reference = _train_both(model, wb.models.TokenCrossEntropy(), make_opt, batches)
