@@ -4,6 +4,17 @@
      "optimizer": {"name": "sgd", "lr": 0.05}, "wafer": "classroom", "sparsity": {"harvest": true},
      "mapping": "auto", "backend": "auto", "steps": 200, "seed": 0}
 
+`sparsity` takes the keys of `wb.Sparsity` (see wsebench.sparsity), e.g. in YAML
+
+    sparsity:
+      harvest: true                      # false: the dense baseline of the same run
+      relu: ["act*"]                     # swap these dense non-linearities for ReLU
+      drop:                              # drop small values (top-k fraction or threshold)
+        - {targets: ["fc*"], fraction: 0.5, where: both, schedule: linear, steps: 100}
+      weights: {algorithm: gmp, sparsity: 0.8}   # cstorch.sparse-style weight masks
+
+or the path of a YAML file holding that section.
+
 A top-level key left out takes its value from `default_config()`; inside a section, a key left
 out takes the default of the function it is passed to (`wsebench.models.<family>`,
 `wsebench.data.<name>`, `torch.optim.<Optimizer>`). `validate` checks everything that can be

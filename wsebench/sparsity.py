@@ -35,7 +35,7 @@ import torch.nn as nn
 
 from compiler import ConfigError
 
-from .drop_op import GRADIENTS, KINDS, WHERE  # noqa: F401  (registers the custom op)
+from .drop_op import GRADIENTS, WHERE     # importing drop_op registers the custom op
 from .sparsity_schedule import SCHEDULES, schedule_value
 
 BUFFER_PREFIX = "wsebench_drop"

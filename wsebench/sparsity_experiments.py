@@ -18,7 +18,6 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn as nn
 
@@ -186,8 +185,3 @@ def table_frame(rows: list[dict]):
     except ImportError:
         return plain
     return pd.DataFrame(plain)
-
-
-def mean_speedup(rows: list[dict], experiment: str) -> dict[str, float]:
-    return {r["variant"]: float(np.round(r["speedup"], 4)) for r in rows
-            if r["experiment"] == experiment}

@@ -38,6 +38,12 @@ def _bad(path: list, value):
     (["wafer"], {"preset": "classroom", "rows": -4}, "rows"),
     (["sparsity"], {"harvest": "yes"}, "harvest"),
     (["sparsity"], {"harvst": True}, "harvst"),
+    (["sparsity"], {"drop": [{"targets": "fc1", "fraction": 1.5}]}, "drop fraction"),
+    (["sparsity"], {"drop": [{"targets": "fc1", "fraction": 0.5, "where": "up"}]}, "drop where"),
+    (["sparsity"], {"drop": [{"targets": "fc1", "fraction": 0.5, "schedule": "step"}]},
+     "drop schedule"),
+    (["sparsity"], {"relu": 3}, "sparsity relu"),
+    (["sparsity"], {"weights": {"algorithm": "magic", "sparsity": 0.5}}, "algorithm 'magic'"),
     (["mapping"], {"fc*": {"rows": 4}}, "fc*"),
     (["mapping"], {"fc*": {"rows": 0, "cols": 2}}, "rows"),
     (["backend"], "tpu", "backend 'tpu'"),
@@ -144,3 +150,41 @@ def test_mapping_strategies_pass_through(strategy):
 def test_unknown_mapping_strategy_is_refused():
     with pytest.raises(ConfigError, match="'model', 'data'"):
         cfg.make_mapping("pipeline")
+
+
+SPARSE_YAML = """
+model: {family: mlp, in_features: 16, hidden: 24, depth: 3, out_features: 4, activation: gelu}
+data: {name: spirals, samples: 256, batch_size: 32}
+steps: 3
+backend: numpy
+sparsity:
+  harvest: true
+  relu: ["act*"]
+  drop:
+    - targets: ["act1"]
+      fraction: 0.5
+      where: both
+      schedule: linear
+      steps: 2
+"""
+
+
+def test_yaml_config_sparsity_section_runs(tmp_path):
+    import torch.nn as nn
+    path = tmp_path / "sparse.yaml"
+    path.write_text(SPARSE_YAML)
+    config = cfg.load_config(path)
+    result = cfg.run(config, progress=False)
+    session = result["session"]
+    assert session.sparsity.relu == ("act*",) and session.sparsity.drop[0].where == "both"
+    assert isinstance(session.model.act1, nn.ReLU)
+    drops = [t for t in result["report"].tensors if t["kind"] == "drop"]
+    assert drops and drops[0]["module"] == "act1" and drops[0]["target_density"] == 0.5
+    parts = cfg.build(config)
+    assert result["accuracy"] == session.accuracy(parts["x"], parts["y"])
+
+
+def test_run_refuses_a_sparsity_glob_that_matches_no_module():
+    config = tiny_config(sparsity={"drop": [{"targets": ["layer*"], "fraction": 0.5}]})
+    with pytest.raises(ConfigError, match="'layer\\*' matches no module.*fc1"):
+        cfg.run(config, progress=False)
