@@ -237,6 +237,9 @@ def memory_per_core(kernel: Kernel, mapping: Mapping, target: Target, optimizer:
     (fp32), plus the activations stashed for the samples between forward and backward.
     `weight_nnz` (matmul only): the most kept weights on one core of a masked weight, which is
     then stored compressed (`compressed_weight_bytes`); the bias stays dense."""
+    if kernel.kind == "attention":    # hand-optimized attention: its own model (attention.py)
+        from . import attention
+        return attention.memory_per_core(kernel, mapping, target, optimizer, in_flight)
     weights = weights_per_core(kernel, mapping)
     resident = weights * (target.weight_bytes + FP32_BYTES * (1 + optimizer.state_slots))
     if weight_nnz is not None and kernel.kind == "matmul":
@@ -263,6 +266,9 @@ def estimate_sample_cycles(kernel: Kernel, mapping: Mapping, target: Target, den
                            harvest: bool = True) -> float:
     """Static estimate from assumed densities of the streamed operands (no data needed):
     `density` is one float for both, or (density of x, density of dY)."""
+    if kernel.kind == "attention":    # hand-optimized attention: its own model (attention.py)
+        from . import attention
+        return attention.estimate_sample_cycles(kernel, mapping, target, density, harvest)
     if kernel.kind != "matmul":
         return generated_cycles(kernel.nest.extent("e"), kernel.nest.flops_per_point, mapping,
                                 target) + target.kernel_overhead_cycles

@@ -23,13 +23,6 @@ from .passes import (MATMUL_OPS, VIEW_OPS, assign_kernels, attention_regions, is
                      is_elementwise, param_root, pipeline_order)
 
 
-# TEMPORARY integration switch: attention blocks are built as "attention" kernels once
-# compiler/cost.py (memory_per_core, estimate_sample_cycles), compiler/mapping.py (extents) and
-# simulator/timing.py (measure_step) dispatch that kind to compiler/attention.py and
-# simulator/attention_timing.py; until then they stay "generated" kernels. Delete with the wiring.
-_ATTENTION_KIND_WIRED = False
-
-
 @dataclass(frozen=True)
 class Access:
     tensor: str
@@ -110,7 +103,7 @@ def _make_kernel(graph: Graph, name: str, ops: list[Op], samples: int, attention
     matmuls = [o for o in ops if o.op in MATMUL_OPS and any(r in roots for r in o.refs())]
     if matmuls:
         return _matmul_kernel(graph, name, ops, params, matmuls, samples, param_numel)
-    if name in attention and _ATTENTION_KIND_WIRED:
+    if name in attention:
         return _attention_kernel(graph, name, ops, samples)
     return _generated_kernel(graph, name, ops, params, samples, param_numel)
 
@@ -145,11 +138,21 @@ def _strip_transposes(graph: Graph, name: str) -> str:
     return name
 
 
+def _split_at_loss(graph: Graph, matmuls: list[Op]) -> tuple[Op, list[Op]]:
+    """(the first forward matmul on the weight, the matmuls after the loss). A weight shared by
+    several steps (a Universal Transformer's block) has one forward and one dX matmul per step,
+    so "the second matmul" would be the second step's forward, not dX."""
+    at = {op.name: i for i, op in enumerate(graph.ops)}
+    loss_at = at[graph.producer[graph.loss].name]
+    return ([m for m in matmuls if at[m.name] <= loss_at][0],
+            [m for m in matmuls if at[m.name] > loss_at])
+
+
 def _matmul_kernel(graph, name, ops, params, matmuls, samples, param_numel) -> Kernel:
     """Forward is the first matmul on the weight, dX the second (absent for the first layer);
     dW is the matmul on two activations, and its operand that is not x is dY."""
     roots = param_root(graph)
-    forward, *rest = matmuls
+    forward, rest = _split_at_loss(graph, matmuls)
     x, weight = _operands(forward, roots)
     k, n = graph.type_of[weight].shape[-2:]
     tokens = graph.type_of[x].shape[0]

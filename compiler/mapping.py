@@ -26,18 +26,17 @@ def in_flight(index: int, stages: int, samples: int) -> int:
 def extents(kernel: Kernel) -> tuple[int, int]:
     """The largest rows and cols a kernel can unroll over."""
     n = kernel.nest
-    if kernel.kind == "matmul":
-        return n.extent("i"), n.extent("j")
-    return n.extent("e"), n.extent("e")
+    return n.extent(n.row_dim), n.extent(n.col_dim)
 
 
 def shape_for_area(kernel: Kernel, area: int, target: Target) -> Mapping:
     """The rows x cols closest to `area` cores with rows/cols following the kernel's extents."""
     max_r, max_c = extents(kernel)
     max_r, max_c = min(max_r, target.rows), min(max_c, target.cols)
-    if kernel.kind != "matmul":
-        area = min(area, kernel.nest.extent("e"))
-    ratio = max_r / max_c if kernel.kind == "matmul" else 1.0
+    one_dim = kernel.nest.row_dim == kernel.nest.col_dim     # one dimension over rows and cols
+    if one_dim:
+        area = min(area, max_r)
+    ratio = 1.0 if one_dim else max_r / max_c
     rows = min(max_r, max(1, round(math.sqrt(area * ratio))))
     cols = min(max_c, max(1, area // rows))
     rows = min(max_r, max(1, area // cols))

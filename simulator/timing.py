@@ -170,6 +170,10 @@ def measure_step(xp, plan, env: dict, harvest: bool = True, weight_masks: dict |
     for index, kernel in enumerate(plan.kernels):
         m = plan.mapping[kernel.name]
         update = cost.update_cycles(kernel, m, plan.target, plan.optimizer)
+        if kernel.kind == "attention":
+            from .attention_timing import measure_attention   # it imports this module: import here
+            timings.append(measure_attention(xp, kernel, m, env, plan.target, harvest, update))
+            continue
         if kernel.kind != "matmul":
             timings.append(measure_generated(kernel, m, plan.target, update))
             continue
