@@ -154,11 +154,15 @@ def compile_plan(graph: Graph, target: Target, optimizer: OptimizerSpec, mapping
                     densities=tuple((n, tuple(d)) for n, d in densities.items()))
 
     # The search minimizes the bottleneck stage; congestion, hops and pipeline fill depend on the
-    # placement, so the finalists are re-scored by the full estimate and the best one refined.
-    scored = [build(*f) for f in finalists]
-    best = min(range(len(scored)), key=lambda i: scored[i].estimate()["cycles"])
-    choice, rects, relaxed = finalists[best]
-    return build(choice, refine(rects, pairs, target), relaxed)
+    # placement, which refinement changes a lot, so every distinct finalist is refined and then
+    # scored by the full estimate (ties: the earlier finalist).
+    plans, seen = [], set()
+    for choice, rects, relaxed in finalists:
+        key = (tuple((n, o.mapping) for n, o in choice.options.items()), rects)
+        if key not in seen:
+            seen.add(key)
+            plans.append(build(choice, refine(rects, pairs, target), relaxed))
+    return min(plans, key=lambda p: p.estimate()["cycles"])
 
 
 def replica_counts(samples: int, target: Target, strategy: str) -> tuple[int, ...]:
