@@ -179,24 +179,26 @@ def refine(rects: tuple[Rect, ...], pairs: list[tuple[str, str]], target: Target
     for a, b in pairs:
         neighbours.setdefault(a, set()).add(b)
         neighbours.setdefault(b, set()).add(a)
+    occupied = np.zeros((target.rows, target.cols), dtype=bool)
+    for r in rects:
+        occupied[r.cells()] = True
+    length = wire_length(tuple(rects), pairs)
     for _ in range(passes):
         improved = False
         for i, rect in enumerate(rects):
             near = [r for r in rects if r.name in neighbours.get(rect.name, ())]
             if not near:
                 continue
-            occupied = np.zeros((target.rows, target.cols), dtype=bool)
-            for other in rects:
-                if other is not rect:
-                    occupied[other.cells()] = True
+            occupied[rect.cells()] = False          # lifted out: its own cores are free
             centroid = (np.mean([r.center[0] for r in near]), np.mean([r.center[1] for r in near]))
             spot = _nearest_free(occupied, rect.height, rect.width, centroid)
-            if spot is None or spot == (rect.row, rect.col):
-                continue
-            moved = Rect(rect.name, spot[0], spot[1], rect.height, rect.width)
-            trial = rects[:i] + [moved] + rects[i + 1:]
-            if wire_length(tuple(trial), pairs) < wire_length(tuple(rects), pairs):
-                rects, improved = trial, True
+            if spot is not None and spot != (rect.row, rect.col):
+                moved = Rect(rect.name, spot[0], spot[1], rect.height, rect.width)
+                trial = rects[:i] + [moved] + rects[i + 1:]
+                shorter = wire_length(tuple(trial), pairs)
+                if shorter < length:
+                    rects, length, rect, improved = trial, shorter, moved, True
+            occupied[rect.cells()] = True
         if not improved:
             break
     return tuple(rects)
