@@ -6,13 +6,14 @@ the relaxation are the ones `compiler.plan.compile_plan` uses (`compiler.packing
    which the sum of the least areas fits the fabric (exact for the option lists; it is the
    README's lower bound).
 2. Pack (`compiler.packing.pack`, rotation allowed since contest options are `rotatable`): the
-   greedy nearest-free placer on the cheapest options, else the shape-choosing shelf packer,
-   which may take any option with time <= the target.
+   greedy nearest-free placer on the cheapest options and the shape-choosing shelf packer,
+   which may take any option with time <= the target; each packing that fits is kept.
 3. Relax: if T* does not pack, `compiler.search.least_packable` bisects the candidate times above
    it and then tries the few just below the answer (packing is not monotone in T); the cost is
    reported as `max_time / t_star` and the number of placements tried.
 4. Refine: `compiler.placement.refine` moves kernels toward their neighbours while the wire
-   length falls; sizes, and so the bottleneck, never change.
+   length falls; sizes, and so the bottleneck, never change. Of the refined packings the one
+   with the least max time, then wire length (the contest's ranking), is the solution.
 """
 from __future__ import annotations
 
