@@ -75,7 +75,8 @@ def free_mask(occupied: np.ndarray, height: int, width: int) -> np.ndarray:
     sat = np.zeros((rows + 1, cols + 1), dtype=np.int32)
     np.cumsum(occupied, axis=0, dtype=np.int32, out=sat[1:, 1:])
     np.cumsum(sat[1:, 1:], axis=1, out=sat[1:, 1:])
-    window = sat[height:, width:] - sat[:-height, width:] - sat[height:, :-width] + sat[:-height, :-width]
+    window = (sat[height:, width:] - sat[:-height, width:]
+              - sat[height:, :-width] + sat[:-height, :-width])
     return window == 0
 
 

@@ -43,7 +43,8 @@ def random_items(r, rows, cols):
     for k in range(int(r.integers(1, 9))):
         turn = bool(r.integers(0, 2))
         items[f"k{k}"] = [Shape(int(r.integers(1, rows // 2 + 2)), int(r.integers(1, cols + 2)),
-                                float(r.integers(1, 5)), turn) for _ in range(int(r.integers(1, 5)))]
+                                float(r.integers(1, 5)), turn)
+                          for _ in range(int(r.integers(1, 5)))]
     return items
 
 

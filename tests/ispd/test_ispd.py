@@ -189,7 +189,8 @@ def test_shared_packer_chooses_contest_shapes_within_the_target():
         o, r = s.payload, rects[n]
         assert o.time <= limit and o in lists[n]
         assert (r.height, r.width) in ((o.height, o.width), (o.width, o.height))
-        assert 0 <= r.row and r.row + r.height <= g.height and 0 <= r.col and r.col + r.width <= g.width
+        assert 0 <= r.row and r.row + r.height <= g.height
+        assert 0 <= r.col and r.col + r.width <= g.width
     fabric = Target("f", rows=g.height, cols=g.width)
     occupancy(tuple(rects.values()), fabric)          # no overlap
     # a target below T* cannot pack: the least areas alone overflow the fabric
