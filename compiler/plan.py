@@ -6,22 +6,21 @@ passes -> kernels -> mappings (sized by work, memory-checked) -> placement -> ro
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 
 from . import cost
 from .cost import Mapping
-from .ir import Graph, Op, Ref, TensorType, format_graph, verify
-from .kernels import Access, Kernel, LoopNest, build_kernels
+from .ir import Graph, format_graph, verify
+from .kernels import Kernel, build_kernels
 from .mapping import WaferFitError, in_flight, minimal_mapping, pinned_mappings
 from .options import Option, cached_options
 from .packing import search_and_pack
 from .search import STRATEGIES
 from .optim_spec import OptimizerSpec
 from .passes import run_pipeline
-from .pipeline import step_cycles
 from .placement import Edge, Rect, Route, link_loads, reduction_routes, refine, route, wire_length
 from .target import ConfigError, Target
 
