@@ -22,6 +22,12 @@ length L_b and sends only its real tokens, spread over the rows and the columns 
 blocks of ceil(L_b / rows) queries and ceil(L_b / cols) keys (`compiler.cost.tile_sizes`), so
 pad tokens are never streamed and cost nothing. The static estimate assumes every sample is
 full (L_b = L); the simulator measures L_b per sample (`simulator.attention_timing`).
+
+Dynamic depth: a block shared by S recurrent steps is one kernel called S times per sample
+(`Kernel.steps`). At each call only the A_b positions still running send queries (blocks of
+ceil(A_b / rows)); every real key is still read, since the running positions attend to the
+halted ones too (DESIGN.md, "Dynamic execution"). A sample with no running position sends
+nothing. The static estimate assumes every position runs every step.
 Attention does not harvest zeros: its operands are dense projections, and the zeros of a
 dropped-out P are made on the core itself.
 """
@@ -61,12 +67,14 @@ def _wavelets(values, target: Target):
     return np.ceil(values / target.dense_values_per_wavelet)
 
 
-def components(kernel: Kernel, lengths, mapping: Mapping, target: Target) -> dict:
-    """Per-sample, per-core cycle terms for samples of `lengths` real tokens: `fwd_compute`,
-    `fwd_link`, `bwd_compute`, `bwd_link`, each (samples, rows, cols), and `macs`, the total."""
+def components(kernel: Kernel, lengths, mapping: Mapping, target: Target, queries=None) -> dict:
+    """Per-sample, per-core cycle terms of one call for samples of `lengths` real tokens (the
+    keys) of which `queries` (default: all of them) compute: `fwd_compute`, `fwd_link`,
+    `bwd_compute`, `bwd_link`, each (samples, rows, cols), and `macs`, the total."""
     heads, _, head_dim = shape_of(kernel)
     width = heads * head_dim
-    q = block_sizes(lengths, mapping.rows).astype(np.float64)[:, :, None]     # queries per core row
+    queries = lengths if queries is None else queries
+    q = block_sizes(queries, mapping.rows).astype(np.float64)[:, :, None]     # queries per core row
     k = block_sizes(lengths, mapping.cols).astype(np.float64)[:, None, :]     # keys per core column
     scores = heads * q * k
     across = mapping.cols > 1            # row statistics travel only when a row has several cores
@@ -81,7 +89,8 @@ def components(kernel: Kernel, lengths, mapping: Mapping, target: Target) -> dic
         _wavelets(q * width, target),                         # dO in, along the row
         _wavelets(q * width + across * heads * q, target),    # dQ partials and row sums out
         _wavelets(2 * k * width, target)))                    # dK and dV partials, down the column
-    macs = 6.0 * width * float(np.sum(np.asarray(lengths, dtype=np.float64) ** 2))
+    macs = 6.0 * width * float(np.dot(np.asarray(queries, dtype=np.float64).ravel(),
+                                       np.asarray(lengths, dtype=np.float64).ravel()))
     return {"fwd_compute": fwd_compute, "fwd_link": fwd_link, "bwd_compute": bwd_compute,
             "bwd_link": bwd_link, "macs": macs}
 
@@ -98,17 +107,17 @@ def full_lengths(kernel: Kernel) -> np.ndarray:
 
 def estimate_sample_cycles(kernel: Kernel, mapping: Mapping, target: Target, density=1.0,
                            harvest: bool = True) -> float:
-    """Static per-sample forward + backward cycles of a full-length sample (`density` and
-    `harvest` do not apply: attention does not harvest zeros)."""
+    """Static per-sample forward + backward cycles of a full-length sample through every call
+    (`density` and `harvest` do not apply: attention does not harvest zeros)."""
     c = components(kernel, full_lengths(kernel)[:1], mapping, target)
-    return float(per_core_cycles(c).max()) + target.kernel_overhead_cycles
+    return kernel.steps * float(per_core_cycles(c).max()) + target.kernel_overhead_cycles
 
 
 def split_cycles(kernel: Kernel, mapping: Mapping, target: Target) -> tuple[float, float, float]:
     """(per-sample cycles, compute-only cycles, link-only cycles) of a full-length sample."""
     c = components(kernel, full_lengths(kernel)[:1], mapping, target)
-    compute = float(np.max(c["fwd_compute"] + c["bwd_compute"]))
-    link = float(np.max(np.maximum(c["fwd_link"], c["bwd_link"])))
+    compute = kernel.steps * float(np.max(c["fwd_compute"] + c["bwd_compute"]))
+    link = kernel.steps * float(np.max(np.maximum(c["fwd_link"], c["bwd_link"])))
     return estimate_sample_cycles(kernel, mapping, target), compute, link
 
 
@@ -117,10 +126,10 @@ def memory_per_core(kernel: Kernel, mapping: Mapping, target: Target, optimizer:
     """Bytes on the most loaded core at the padded length: the working set of the sample in
     flight (Q block, K and V blocks, the score block, O partials, row max and sum) plus, for
     every sample between its forward and backward, the stash the backward reads (P block, Q
-    block, K and V blocks). No weights, so no optimizer state."""
+    block, K and V blocks) of every call. No weights, so no optimizer state."""
     heads, length, head_dim = shape_of(kernel)
     width = heads * head_dim
     q, k = math.ceil(length / mapping.rows), math.ceil(length / mapping.cols)
     working = 2 * q * width + 2 * k * width + heads * q * k + 2 * heads * q
-    stash = heads * q * k + q * width + 2 * k * width
+    stash = kernel.steps * (heads * q * k + q * width + 2 * k * width)
     return int((working + in_flight * stash) * target.activation_bytes)

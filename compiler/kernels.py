@@ -51,6 +51,9 @@ class LoopNest:
         return f"for {loops}: {out.tensor}[{','.join(out.dims)}] {op} {body}"
 
 
+LEAD_ROLE = {"matmul": "x", "attention": "probs", "generated": "out"}
+
+
 @dataclass(frozen=True)
 class Kernel:
     name: str
@@ -58,13 +61,32 @@ class Kernel:
     ops: tuple[str, ...]
     params: tuple[str, ...]                # parameters updated in place by this kernel
     nest: LoopNest
-    streams: tuple[tuple[str, str], ...]   # role -> graph value measured by the simulator
+    # (role, graph value) pairs the simulator measures, one group per call of the kernel, each
+    # group opening with the kernel's lead role (LEAD_ROLE): a weight shared by S recurrent
+    # steps is called S times, in forward order
+    streams: tuple[tuple[str, str], ...]
     samples: int                           # the batch dimension of the step
     param_numel: int
 
     @property
+    def calls(self) -> tuple[dict[str, str], ...]:
+        """The streams of each call, in forward order."""
+        lead, groups = LEAD_ROLE.get(self.kind), []
+        for role, value in self.streams:
+            if role == lead or not groups:
+                groups.append({})
+            groups[-1][role] = value
+        return tuple(groups) or ({},)
+
+    @property
     def stream(self) -> dict[str, str]:
-        return dict(self.streams)
+        """The streams of the first call."""
+        return self.calls[0]
+
+    @property
+    def steps(self) -> int:
+        """How many times a sample goes through the kernel (1 unless its weights are shared)."""
+        return len(self.calls)
 
     @property
     def computes_dx(self) -> bool:
@@ -79,7 +101,7 @@ class Kernel:
             passes = 3 if self.computes_dx else 2
             return passes * n.extent("t") * n.extent("i") * n.extent("j")
         if self.kind == "attention":   # Q K^T and P V forward, four as large backward
-            return 6 * n.extent("h") * n.extent("i") * n.extent("j") * n.extent("d")
+            return 6 * self.steps * n.extent("h") * n.extent("i") * n.extent("j") * n.extent("d")
         return n.extent("e") * n.flops_per_point
 
 
@@ -138,39 +160,53 @@ def _strip_transposes(graph: Graph, name: str) -> str:
     return name
 
 
-def _split_at_loss(graph: Graph, matmuls: list[Op]) -> tuple[Op, list[Op]]:
-    """(the first forward matmul on the weight, the matmuls after the loss). A weight shared by
-    several steps (a Universal Transformer's block) has one forward and one dX matmul per step,
-    so "the second matmul" would be the second step's forward, not dX."""
+def _split_at_loss(graph: Graph, matmuls: list[Op]) -> tuple[list[Op], list[Op]]:
+    """(the matmuls on the weight before the loss: one forward per use, in forward order; the
+    matmuls after it: one dX per use, in backward order). A weight shared by several steps (a
+    Universal Transformer's block) has one forward and one dX matmul per step."""
     at = {op.name: i for i, op in enumerate(graph.ops)}
     loss_at = at[graph.producer[graph.loss].name]
-    return ([m for m in matmuls if at[m.name] <= loss_at][0],
+    return ([m for m in matmuls if at[m.name] <= loss_at],
             [m for m in matmuls if at[m.name] > loss_at])
 
 
-def _matmul_kernel(graph, name, ops, params, matmuls, samples, param_numel) -> Kernel:
-    """Forward is the first matmul on the weight, dX the second (absent for the first layer);
-    dW is the matmul on two activations, and its operand that is not x is dY."""
-    roots = param_root(graph)
-    forward, rest = _split_at_loss(graph, matmuls)
-    x, weight = _operands(forward, roots)
-    k, n = graph.type_of[weight].shape[-2:]
-    tokens = graph.type_of[x].shape[0]
-    weight_grads = [o for o in ops if o.op in MATMUL_OPS and o not in matmuls]
+def _weight_gradient_dy(graph, x: str, weight_grads: list[Op], only_use: bool) -> str | None:
+    """dY of the use whose input is `x`: the other operand of the dW matmul that reads x (of
+    any dW matmul when the weight has one use and no dW reads x as such)."""
+    root = _strip_views(graph, x)
+    reads_x = [op for op in weight_grads
+               if any(_strip_views(graph, a.name) == root for a in op.args[-2:])]
     dy = None
-    for op in weight_grads:
-        operands = [a.name for a in op.args[-2:]]
-        others = [a for a in operands if _strip_views(graph, a) != _strip_views(graph, x)]
+    for op in reads_x or (weight_grads if only_use else []):
+        others = [a.name for a in op.args[-2:] if _strip_views(graph, a.name) != root]
         dy = _strip_transposes(graph, others[0]) if others else dy
-    if dy is None and rest:
-        dy = _operands(rest[0], roots)[0]
+    return dy
+
+
+def _matmul_kernel(graph, name, ops, params, matmuls, samples, param_numel) -> Kernel:
+    """One call per use of the weight: its forward matmul, its dX matmul (absent for the first
+    layer) and its dW, the matmul on two activations whose operand that is not x is dY. Backward
+    runs the uses in reverse, so the last dX belongs to the first forward."""
+    roots = param_root(graph)
+    forwards, rest = _split_at_loss(graph, matmuls)
+    dxs = list(reversed(rest)) if len(rest) == len(forwards) else [None] * len(forwards)
+    weight_grads = [o for o in ops if o.op in MATMUL_OPS and o not in matmuls]
+    weight = _operands(forwards[0], roots)[1]
+    k, n = graph.type_of[weight].shape[-2:]
+    streams, tokens = (), 0
+    for forward, dx in zip(forwards, dxs):
+        x = _operands(forward, roots)[0]
+        tokens += graph.type_of[x].shape[0] if len(graph.type_of[x].shape) == 2 else \
+            math.prod(graph.type_of[x].shape[:-1])
+        dy = _weight_gradient_dy(graph, x, weight_grads, len(forwards) == 1)
+        if dy is None and dx is not None:
+            dy = _operands(dx, roots)[0]
+        streams += (("x", x),) + ((("dy", dy),) if dy else ()) + ((("dx", dx.name),) if dx else ())
     nest = LoopNest(dims=(("b", samples), ("t", max(1, tokens // max(samples, 1))), ("i", k), ("j", n)),
                     accesses=(Access("x", ("b", "t", "i"), "stream_in"),
                               Access("w", ("i", "j"), "resident"),
                               Access("out", ("b", "t", "j"), "stream_out")),
                     row_dim="i", col_dim="j", reduce_dims=("i",))
-    streams = (("x", x),) + ((("dy", dy),) if dy else ()) + \
-        ((("dx", rest[0].name),) if rest else ())
     return Kernel(name, "matmul", tuple(o.name for o in ops), params, nest, streams, samples,
                   param_numel)
 
@@ -194,11 +230,13 @@ def _generated_kernel(graph, name, ops, params, samples, param_numel) -> Kernel:
 
 
 def _attention_kernel(graph, name, ops, samples) -> Kernel:
-    """The block's softmax gives the sequence length L (its last two dims) and the heads (the
+    """Each softmax of the block (one per step when the block is shared by recurrent steps)
+    gives a call; the first gives the sequence length L (its last two dims) and the heads (the
     rest, per sample); the Q K^T matmul that feeds it gives the head dim. The softmax output P
     is the stream the simulator reads the real tokens from (pad keys get exactly 0)."""
     roots = param_root(graph)
-    softmax = next(o for o in ops if o.op == "aten._softmax.default")
+    softmaxes = [o for o in ops if o.op == "aten._softmax.default"]
+    softmax = softmaxes[0]
     shape = graph.type_of[softmax.name].shape
     length = shape[-1]
     heads = max(1, math.prod(shape[:-2]) // max(samples, 1))
@@ -207,16 +245,20 @@ def _attention_kernel(graph, name, ops, samples) -> Kernel:
               and graph.type_of[o.name].shape[-2:] == (shape[-2], length)]
     head_dim = graph.type_of[scores[-1].args[0].name].shape[-1]
     return attention_kernel(name, samples, heads, length, head_dim, tuple(o.name for o in ops),
-                            softmax.name)
+                            tuple(o.name for o in softmaxes))
 
 
 def attention_kernel(name: str, samples: int, heads: int, length: int, head_dim: int,
-                     ops: tuple[str, ...] = (), probs: str = "probs") -> Kernel:
+                     ops: tuple[str, ...] = (), probs: str | tuple[str, ...] = "probs") -> Kernel:
     """An attention kernel of `heads` x `head_dim` over sequences of `length` (padded) tokens;
-    `probs` names the softmax output the simulator reads the real tokens from."""
-    nest = LoopNest(dims=(("b", samples), ("h", heads), ("i", length), ("j", length), ("d", head_dim)),
+    `probs` names the softmax output the simulator reads the real tokens from, one per call
+    (a tuple when recurrent steps share the block)."""
+    probs = (probs,) if isinstance(probs, str) else tuple(probs)
+    steps = (("s", len(probs)),) if len(probs) > 1 else ()
+    nest = LoopNest(dims=(("b", samples),) + steps + (("h", heads), ("i", length), ("j", length),
+                                                     ("d", head_dim)),
                     accesses=(Access("softmax_j(q.k)", ("b", "h", "i", "j"), "stream_in"),
                               Access("v", ("b", "h", "j", "d"), "stream_in"),
                               Access("out", ("b", "h", "i", "d"), "stream_out")),
                     row_dim="i", col_dim="j", reduce_dims=("j",))
-    return Kernel(name, "attention", ops, (), nest, (("probs", probs),), samples, 0)
+    return Kernel(name, "attention", ops, (), nest, tuple(("probs", p) for p in probs), samples, 0)

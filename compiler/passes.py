@@ -8,13 +8,19 @@
    Attention (a softmax between two activation x activation matmuls) becomes one kernel with
    its backward (`attention_regions`). Element-wise ops fuse into a neighbouring kernel; a
    reduction over a norm's or embedding's output joins it (its backward's row sums); any other
-   op starts a generated kernel named after the op.
+   op starts a generated kernel named after the op. The `running` markers (`compiler.steps`)
+   do no work: they join the kernel that feeds them.
+   A weight used at several steps (a Universal Transformer's shared block) keeps every use,
+   with the adds that accumulate its gradient, in its one kernel, and the attention regions
+   of the same projections are one kernel: the block is placed once and the data goes
+   through it once per step.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .ir import Graph, Op, Ref, TensorType, verify
+from .steps import MARKER_OPS
 
 VIEW_OPS = frozenset({
     "aten.view.default", "aten.permute.default", "aten.t.default", "aten.alias.default",
@@ -175,8 +181,15 @@ def attention_regions(graph: Graph, claimed: dict | None = None) -> dict[str, li
         seen |= region
         if any(graph.producer[o].op == "aten._softmax.default" for o in region):
             regions.append(sorted(region, key=order.__getitem__))
-    named, taken = {}, set(claimed.values())
+    # A block applied at several steps with the same weights (a Universal Transformer) has one
+    # region per step, all bounded by the same projections: they are one kernel, placed once,
+    # that the data goes through once per step.
+    shared: dict[frozenset, list[str]] = {}
     for region in regions:
+        shared.setdefault(frozenset(_neighbours(graph, region, claimed)), []).extend(region)
+    named, taken = {}, set(claimed.values())
+    for region in shared.values():
+        region = sorted(region, key=order.__getitem__)
         name = _region_name(graph, region, claimed, taken)
         taken.add(name)
         named[name] = region
@@ -196,7 +209,8 @@ def _grow(graph: Graph, start: str, free: set[str]) -> set[str]:
     return region
 
 
-def _region_name(graph: Graph, region: list[str], claimed: dict, taken: set) -> str:
+def _neighbours(graph: Graph, region: list[str], claimed: dict) -> set[str]:
+    """The claimed kernels that feed a region or read from it."""
     ops = set(region)
     neighbours = set()
     for name in region:
@@ -205,7 +219,11 @@ def _region_name(graph: Graph, region: list[str], claimed: dict, taken: set) -> 
                        if r in graph.producer and graph.producer[r].name in claimed}
         neighbours |= {claimed[c.name] for out in op.outputs for c in graph.consumers.get(out, [])
                        if c.name in claimed and c.name not in ops}
-    parts = [n.split(".") for n in sorted(neighbours)]
+    return neighbours
+
+
+def _region_name(graph: Graph, region: list[str], claimed: dict, taken: set) -> str:
+    parts = [n.split(".") for n in sorted(_neighbours(graph, region, claimed))]
     common = []
     for level in zip(*parts) if parts else ():
         if len(set(level)) != 1:
@@ -219,16 +237,25 @@ def _region_name(graph: Graph, region: list[str], claimed: dict, taken: set) -> 
     return name
 
 
+_ACCUMULATE = frozenset({"aten.add.Tensor"})
+
+
 def _claim_gradient_chain(graph: Graph, value: str, module: str, kernel: dict) -> None:
-    """Walk back from a gradient output through views to the op that computes it (the dW
-    matmul, or the bias gradient's sum), and claim it; its inputs belong to other kernels."""
-    op = graph.producer.get(value)
-    while op is not None:
-        kernel.setdefault(op.name, module)
-        if op.op not in VIEW_OPS:
-            return
-        src = next(iter(op.refs()), None)
-        op = graph.producer.get(src)
+    """Walk back from a gradient output through views to the ops that compute it (the dW
+    matmul, or the bias gradient's sum), and claim them; their inputs belong to other kernels.
+    A weight used several times (a Universal Transformer's shared block, once per step) has
+    its gradient accumulated by adds of the per-use gradients: walk through those too, so
+    every use's dW stays with the weight."""
+    todo = [value]
+    while todo:
+        op = graph.producer.get(todo.pop())
+        if op is None or kernel.get(op.name, module) != module:
+            continue
+        kernel[op.name] = module
+        if op.op in VIEW_OPS:
+            todo.append(next(iter(op.refs()), None))
+        elif op.op in _ACCUMULATE:
+            todo.extend(op.refs())
 
 
 def _fuse_forward(graph: Graph, kernel: dict, param_kernels: set, matmul_kernels: set) -> None:
@@ -238,7 +265,7 @@ def _fuse_forward(graph: Graph, kernel: dict, param_kernels: set, matmul_kernels
             continue
         producers = [kernel[graph.producer[r].name] for r in op.refs()
                      if r in graph.producer and graph.producer[r].name in kernel]
-        if is_elementwise(op) or op.op in VIEW_OPS:
+        if is_elementwise(op) or op.op in VIEW_OPS or op.op in MARKER_OPS:
             if producers:
                 kernel[op.name] = producers[0]
             continue
@@ -266,8 +293,8 @@ def pipeline_order(graph: Graph, kernel_of: dict[str, str]) -> list[str]:
     reshapes of q follow q's matmul, before k and v run), nor do static ops (the padding mask,
     built from the input ids before anything else, joins its consumer)."""
     static = static_values(graph)
-    working = [kernel_of[op.name] for op in graph.ops
-               if op.op not in VIEW_OPS and not all(o in static for o in op.outputs)]
+    working = [kernel_of[op.name] for op in graph.ops if op.op not in VIEW_OPS
+               and op.op not in MARKER_OPS and not all(o in static for o in op.outputs)]
     return list(dict.fromkeys(working + [kernel_of[op.name] for op in graph.ops]))
 
 

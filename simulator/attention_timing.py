@@ -12,7 +12,12 @@ softmax and counts as full length.)
 
 The cycles come from the compiler's formulas (`compiler.attention.components`) fed with the
 measured L_b, so the measurement and the static estimate share one model. The padded run (every
-sample at the padded length L) is the baseline, reported as the kernel's dense cycles and MACs.
+sample at the padded length L) is the `padded_sample_cycles` baseline; attention harvests no
+zeros, so its dense (harvest off) cycles are its cycles.
+
+A block shared by recurrent steps is called once per step (one softmax each): each call reads
+its own P for the keys, and, with `running` markers (`simulator.dynamic_timing`), only the
+positions still running at that step send queries; a sample with none sends nothing.
 """
 from __future__ import annotations
 
@@ -22,28 +27,72 @@ from compiler import attention
 from compiler.kernels import Kernel
 
 from .backend import to_numpy
-from .timing import KernelTiming
+from .timing import KernelTiming, replica_busy
 
 
-def real_lengths(xp, kernel: Kernel, env: dict) -> np.ndarray:
-    """(samples,) real tokens per sample: keys with a non-zero softmax probability somewhere."""
+def real_lengths(xp, kernel: Kernel, env: dict, probs: str | None = None) -> np.ndarray:
+    """(samples,) real tokens per sample: keys with a non-zero softmax probability somewhere
+    (in the softmax output `probs`, by default the first call's)."""
     length = kernel.nest.extent("j")
-    probs = env[kernel.stream["probs"]].reshape(kernel.samples, -1, length)
+    probs = env[probs or kernel.stream["probs"]].reshape(kernel.samples, -1, length)
     return to_numpy(xp.count_nonzero(xp.any(probs != 0, axis=1), axis=1)).astype(np.int64)
 
 
+def _call_cycles(kernel: Kernel, mapping, target, keys, queries):
+    """(samples, rows, cols) cycles and the MACs of one call; a sample with no query sends
+    nothing, not even its keys."""
+    if queries is None:
+        queries = keys
+    keys = np.where(np.asarray(queries) > 0, keys, 0)
+    c = attention.components(kernel, keys, mapping, target, queries)
+    return attention.per_core_cycles(c), c
+
+
+def _run_cycles(kernel: Kernel, mapping, target, keys: list, queries: list):
+    """Per-core cycles summed over the calls (each call's `keys` and `queries` per sample),
+    the summed components and MACs."""
+    core, total = 0.0, None
+    for k, q in zip(keys, queries):
+        cycles, c = _call_cycles(kernel, mapping, target, k, q)
+        core = core + cycles
+        total = c if total is None else {key: total[key] + c[key] for key in c}
+    return core, total
+
+
 def measure_attention(xp, kernel: Kernel, mapping, env: dict, target, harvest: bool = True,
-                      update: float = 0.0) -> KernelTiming:
-    """Time one attention kernel for the step in `env`. `harvest` does not change it (attention
-    skips padding, not zeros); `update` is 0 for a kernel without weights but kept for symmetry."""
-    lengths = real_lengths(xp, kernel, env)
-    real = attention.components(kernel, lengths, mapping, target)
-    padded = attention.components(kernel, attention.full_lengths(kernel), mapping, target)
-    core = attention.per_core_cycles(real)
+                      update: float = 0.0, positions=None) -> KernelTiming:
+    """Time one attention kernel for the step in `env`, every call summed. `harvest` does not
+    change it (attention skips padding, not zeros); `update` is 0 for a kernel without weights
+    but kept for symmetry. `positions` (`simulator.dynamic_timing.StepPositions`): the queries
+    that run at each call; without it every real token is a query. The padded run (every
+    sample at the padded length L) is the `padded_sample_cycles` baseline."""
+    keys = [real_lengths(xp, kernel, env, call["probs"]) for call in kernel.calls]
+    runs = positions.queries(kernel) if positions is not None else None
+    none = [None] * len(keys)
+    full = [attention.full_lengths(kernel)] * len(keys)
+    core, real = _run_cycles(kernel, mapping, target, keys, runs["actual"] if runs else none)
     overhead = target.kernel_overhead_cycles
-    busy = np.empty((mapping.rows, mapping.width))
-    for q in range(mapping.replicas):                        # sample s runs on replica s % r
-        busy[:, q * mapping.cols:(q + 1) * mapping.cols] = core[q::mapping.replicas].sum(axis=0) + update
-    return KernelTiming(kernel.name, core.max(axis=(1, 2)) + overhead,
-                        attention.per_core_cycles(padded).max(axis=(1, 2)) + overhead,
-                        real, busy, update, real["macs"], padded["macs"], real["macs"])
+    sample = core.max(axis=(1, 2)) + overhead
+    padded, _ = _run_cycles(kernel, mapping, target, full, runs["padded"] if runs else none)
+    fixed = _run_cycles(kernel, mapping, target, keys, runs["fixed_depth"])[0].max(axis=(1, 2)) \
+        + overhead if runs else None
+    return KernelTiming(kernel.name, sample, sample.copy(), real,
+                        replica_busy(core, mapping, update), update, real["macs"], real["macs"],
+                        real["macs"], fixed_depth_sample_cycles=fixed,
+                        padded_sample_cycles=padded.max(axis=(1, 2)) + overhead,
+                        shares=_shares(kernel, keys, runs) if runs else None)
+
+
+def _shares(kernel: Kernel, keys: list, runs: dict) -> dict:
+    """Run -> (samples,) share of the rows sent: Q and O carry the queries, K and V the keys
+    (none when no query runs), as a share of the padded length, averaged over the calls."""
+    length = attention.shape_of(kernel)[1]
+    out = {}
+    for run, queries in runs.items():
+        sent = []
+        for k, q in zip(keys if run != "padded" else [np.full_like(keys[0], length)] * len(keys),
+                        queries):
+            q = k if q is None else q
+            sent.append((q + np.where(q > 0, k, 0)) / (2.0 * length))
+        out[run] = np.mean(sent, axis=0)
+    return out

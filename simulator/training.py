@@ -35,10 +35,24 @@ class StepResult:
     seconds: float
     samples_per_s: float
     utilization: float          # mean busy fraction over the cores the plan allocates
+    # the same step's baselines (simulator.dynamic_timing); None in results saved before them
+    fixed_depth_cycles: float | None = None   # every real position runs every recurrent step
+    padded_cycles: float | None = None        # pad tokens streamed like real ones
 
     @property
     def harvest_speedup(self) -> float:
         return self.dense_cycles / self.cycles if self.cycles else 1.0
+
+    @property
+    def speedup_vs_fixed_depth(self) -> float:
+        """Fixed depth (max steps for every position) over the dynamic-depth run: 1 without
+        recurrence."""
+        return (self.fixed_depth_cycles or self.cycles) / self.cycles if self.cycles else 1.0
+
+    @property
+    def speedup_vs_padded(self) -> float:
+        """The padded run over the run that streams real tokens only."""
+        return (self.padded_cycles or self.cycles) / self.cycles if self.cycles else 1.0
 
 
 class Trainer:
@@ -143,7 +157,13 @@ class Trainer:
         seconds = timing.cycles / clock
         return StepResult(self.step_count, loss, timing.cycles, timing.dense_cycles, seconds,
                           samples / seconds if seconds else 0.0,
-                          busy / (cores * timing.cycles) if cores and timing.cycles else 0.0)
+                          busy / (cores * timing.cycles) if cores and timing.cycles else 0.0,
+                          _or(timing.fixed_depth_cycles, timing.cycles),
+                          _or(timing.padded_cycles, timing.cycles))
 
     def state_numpy(self) -> dict[str, np.ndarray]:
         return {fqn: to_numpy(v) for fqn, v in {**self.params, **self.buffers}.items()}
+
+
+def _or(value, default):
+    return default if value is None else value

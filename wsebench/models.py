@@ -8,6 +8,8 @@ import torch.nn as nn
 
 from compiler.target import ConfigError
 
+from . import markers
+
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "identity": nn.Identity}
 
 
@@ -153,6 +155,9 @@ class Transformer(nn.Module):
     Classification pools by the mean over the real tokens (pad positions are excluded from the
     sum and the count): it needs no extra token and uses every position's output, unlike a CLS
     token. Padding is assumed on the right (positions count from the first token).
+    After the embedding, the marker `wsebench::running(h, ~pad_mask)` (identity) tells the
+    wafer which tokens are real: pad tokens are never sent and cost nothing (DESIGN.md,
+    "Dynamic execution").
     """
 
     def __init__(self, vocab, d_model, heads, layers, ffn, max_len, classes, activation, dropout,
@@ -174,6 +179,8 @@ class Transformer(nn.Module):
         pad_mask = x == self.pad_id
         positions = torch.arange(x.shape[1], device=x.device)
         h = self.drop(self.embed(x) + self.pos(positions))
+        # identity: tells the wafer's timing that only the real tokens are ever sent
+        h = markers.running(h, ~pad_mask)
         for block in self.layers:
             h = block(h, pad_mask)
         h = self.norm(h)

@@ -21,7 +21,9 @@ torch.cond/while_loop cannot hold dropout in torch 2.13), so every capture API w
 graph has a fixed shape. A halted position keeps its state (the wafer stops sending it; its keys
 are still read by the others' attention), and a pad position never runs, never counts in N and
 is never read as a key. Each step starts with the marker op `wsebench::running(h, mask)`
-(wsebench/markers.py), which carries the step's mask into the captured graph for the timing.
+(wsebench/markers.py), which carries the step's mask into the captured graph for the timing,
+and one more marker after the last step (mask: the real positions) ends the recurrence, so
+the final norm and the head are charged for every real position (`compiler.steps`).
 
 `act=False` gives the fixed-depth model: `max_steps` steps for every real position.
 
@@ -135,7 +137,8 @@ class UniversalTransformer(nn.Module):
         pad = x == self.pad_id
         state = self.drop(self.embed(x))
         out, steps, remainder, masks, weights = self._recur(state, pad)
-        h = self.norm(out)
+        # the recurrence ends: every real position computes again (identity, for the timing)
+        h = self.norm(markers.running(out, ~pad))
         if self.task == "tag":
             logits = self.head(h)
         else:

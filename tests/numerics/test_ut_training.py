@@ -70,8 +70,9 @@ def test_ut_act_classifier_matches_torch_sgd():
     task = tasks.parity(samples=200, min_len=1, max_len=MAX_LEN, seed=0)
     session, reference, fractions = _train_both(_model(task), make_opt, _batches(task))
     graph = session.plan.graph
-    assert sum(op.op == markers.RUNNING_OP for op in graph.ops) == STEPS
-    assert sum(op.op == markers.RUNNING_GRAD_OP for op in graph.ops) == STEPS
+    # one marker per step, and one after the last step (every real position computes again)
+    assert sum(op.op == markers.RUNNING_OP for op in graph.ops) == STEPS + 1
+    assert sum(op.op == markers.RUNNING_GRAD_OP for op in graph.ops) == STEPS + 1
     assert len(graph.masks) == 1 + 4 * STEPS         # embedding + 4 dropout sites per step
     _assert_halting_varied(fractions)
     _assert_same_parameters(session, reference, atol)
