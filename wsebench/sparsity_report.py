@@ -43,21 +43,41 @@ def tracked_tensors(plan) -> list[dict]:
 
 
 class DensityProbe:
-    """Wraps a Trainer's executor: after each run it counts the non-zeros of the followed
-    tensors and measures each matmul kernel's streamed densities (the values are dropped)."""
+    """Wraps a Trainer's executor and keeps, from each run, the followed tensors and the
+    matmul kernels' streamed x and dY; their non-zeros are counted only when asked for (the
+    report), so a step pays nothing. The kept arrays are released when the next run starts."""
 
     def __init__(self, executor, plan, names):
-        self.executor, self.plan, self.names = executor, plan, tuple(names)
-        self.counts: dict[str, tuple[int, int]] = {}
-        self.kernel_densities: dict[str, tuple[float, float]] = {}
+        self.executor, self.plan = executor, plan
+        streams = [k.stream[r] for k in plan.kernels if k.kind == "matmul" for r in ("x", "dy")
+                   if r in k.stream]
+        self.names = tuple(names)
+        self._keep = tuple(dict.fromkeys(self.names + tuple(streams)))
+        self._values: dict = {}
+        self._counts = self._densities = None
 
     def run(self, env: dict) -> dict:
+        self._values, self._counts, self._densities = {}, None, None
         env = self.executor.run(env)
-        xp = self.executor.xp
-        self.counts = {n: (int(to_numpy(xp.count_nonzero(env[n]))), int(env[n].size))
-                       for n in self.names if n in env}
-        self.kernel_densities = measure_densities(xp, self.plan, env)
+        self._values = {n: env[n] for n in self._keep if n in env}
         return env
+
+    @property
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """Followed tensor -> (non-zeros, elements) in the last run."""
+        if self._counts is None:
+            xp = self.executor.xp
+            self._counts = {n: (int(to_numpy(xp.count_nonzero(self._values[n]))),
+                                int(self._values[n].size)) for n in self.names if n in self._values}
+        return self._counts
+
+    @property
+    def kernel_densities(self) -> dict[str, tuple[float, float]]:
+        """Matmul kernel -> (x density, dY density) in the last run."""
+        if self._densities is None:
+            self._densities = measure_densities(self.executor.xp, self.plan, self._values) \
+                if self._values else {}
+        return self._densities
 
     def __getattr__(self, name):
         return getattr(self.executor, name)
