@@ -123,3 +123,20 @@ def test_topk_density_hits_its_target(fraction):
         out = eager.fc1(x)            # the hook has dropped it already
     per_sample = (out != 0).sum(dim=1).float() / out.shape[1]
     assert torch.all((per_sample - (1 - fraction)).abs() <= 0.01)
+
+
+def test_transformer_with_induced_sparsity_matches_torch():
+    """Per-sample top-k over [B, T, d] activations, forward and backward, inside attention
+    and FFN inputs of a small encoder (the bench's BERT-style experiment)."""
+    model = wb.models.transformer(vocab=16, d_model=16, heads=2, layers=1, ffn=32, max_len=8,
+                                  classes=2, seed=5)
+    sparsity = {"drop": [{"targets": ["layers.*.ln1", "layers.*.ffn.act"], "fraction": 0.5,
+                          "where": "both"}]}
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(1, 16, (10 * 8, 8), generator=g)
+    y = (x < 8).sum(dim=1).gt(4).long()
+    batches = [(x[i:i + 8], y[i:i + 8]) for i in range(0, len(x), 8)]
+    session, eager, losses = _train_both(model, sparsity, SGD, batches)
+    _assert_same(session, eager, model, SGD[1])
+    drops = [op for op in session.plan.graph.ops if op.op == "wsebench.drop_small.default"]
+    assert len(drops) == 4                               # 2 targets x (forward, gradient)
