@@ -140,3 +140,26 @@ def test_transformer_with_induced_sparsity_matches_torch():
     _assert_same(session, eager, model, SGD[1])
     drops = [op for op in session.plan.graph.ops if op.op == "wsebench.drop_small.default"]
     assert len(drops) == 4                               # 2 targets x (forward, gradient)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("simulator.backend", fromlist=["x"]).cuda_available(),
+                    reason="needs CUDA and CuPy")
+def test_induced_sparsity_matches_torch_on_cupy():
+    make_opt, atol = SGD
+    model = wb.models.mlp(12, 48, 5, depth=3, activation="gelu", seed=1)
+    sparsity = CASES["both"] | {"drop": CASES["both"]["drop"] + CASES["threshold"]["drop"]}
+    batches = _batches()
+    session = wb.compile(model, nn.CrossEntropyLoss(), example=batches[0], backend="cupy",
+                         optimizer=make_opt(model.parameters()), sparsity=sparsity)
+    assert session.backend == "cupy"
+    eager = sp.apply(model, sparsity).train()
+    opt = make_opt(eager.parameters())
+    for step, (x, y) in enumerate(batches):
+        sp.set_step(eager, sparsity, step)
+        loss = nn.CrossEntropyLoss()(eager(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        session.step(x, y)
+    _assert_same(session, eager, model, atol)

@@ -248,3 +248,21 @@ def test_weight_sparsity_reaches_the_trainer_and_the_report():
     assert rows[0]["density"] == pytest.approx(0.5) == rows[0]["mask_density"]
     weight = session.state_dict()["fc2.weight"]
     assert float((weight != 0).float().mean()) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("kind, value", [("topk", 0.0), ("topk", 0.3), ("topk", 0.7),
+                                         ("topk", 0.99), ("threshold", 0.5), ("threshold", 0.0)])
+@pytest.mark.parametrize("where", ["forward", "backward", "both", "grad"])
+def test_simulator_drop_kernel_equals_the_torch_op(kind, value, where):
+    from simulator.ops import run_op
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 5, 8, generator=g)
+    x[0, :3] = 0.0                                  # ties at zero, as after a ReLU
+    x[1, 0, :4] = 0.25                              # ties away from zero
+    v = torch.tensor(value, dtype=torch.float64)
+    theirs = torch.ops.wsebench.drop_small(x, v, kind, where, "masked").numpy()
+    ours = run_op(np, "wsebench.drop_small.default", (x.numpy(), v.numpy(), kind, where, "masked"))
+    np.testing.assert_array_equal(ours, theirs)
+    if kind == "topk" and where != "backward":
+        kept = (theirs.reshape(6, -1) != 0).sum(axis=1)
+        assert (kept <= 40 - math.floor(value * 40 + 1e-6)).all()
