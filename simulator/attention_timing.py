@@ -79,20 +79,4 @@ def measure_attention(xp, kernel: Kernel, mapping, env: dict, target, harvest: b
     return KernelTiming(kernel.name, sample, sample.copy(), real,
                         replica_busy(core, mapping, update), update, real["macs"], real["macs"],
                         real["macs"], fixed_depth_sample_cycles=fixed,
-                        padded_sample_cycles=padded.max(axis=(1, 2)) + overhead,
-                        shares=_shares(kernel, keys, runs) if runs else None)
-
-
-def _shares(kernel: Kernel, keys: list, runs: dict) -> dict:
-    """Run -> (samples,) share of the rows sent: Q and O carry the queries, K and V the keys
-    (none when no query runs), as a share of the padded length, averaged over the calls."""
-    length = attention.shape_of(kernel)[1]
-    out = {}
-    for run, queries in runs.items():
-        sent = []
-        for k, q in zip(keys if run != "padded" else [np.full_like(keys[0], length)] * len(keys),
-                        queries):
-            q = k if q is None else q
-            sent.append((q + np.where(q > 0, k, 0)) / (2.0 * length))
-        out[run] = np.mean(sent, axis=0)
-    return out
+                        padded_sample_cycles=padded.max(axis=(1, 2)) + overhead)

@@ -33,19 +33,25 @@ from compiler.passes import MATMUL_OPS, VIEW_OPS
 from compiler.steps import Markers, markers
 
 from .backend import to_numpy
+from .dynamic_links import RouteLinks, route_links, sample_routes
 
 VARIANTS = ("actual", "fixed_depth", "padded")
 
 
+Governor = tuple[str, str]      # (mask value, "tokens" | "positions")
+
+
 @dataclass(frozen=True, eq=False)
 class Layout:
-    """`masks`: mask value per call (matmul, attention) or per counted op (generated), None
-    where no marker applies. `segments`: each call's marker index. `recurrent`: the marker
-    indices of the recurrent steps (the spans a kernel is called in more than once)."""
+    """`governors`: per call (matmul, attention) or per counted op (generated), the mask that
+    governs it and how it applies (`axis_kind`), None where none does. `segments`: each call's
+    marker index. `recurrent`: the marker indices of the recurrent steps (the spans a kernel is
+    called in more than once). `links`: the routes, to load them with the rows really sent."""
     markers: Markers
-    masks: dict[str, tuple[str | None, ...]] = field(default_factory=dict)
+    governors: dict[str, tuple[Governor | None, ...]] = field(default_factory=dict)
     segments: dict[str, tuple[int, ...]] = field(default_factory=dict)
     recurrent: tuple[int, ...] = ()
+    links: RouteLinks | None = None
 
 
 def layout(plan) -> Layout | None:
@@ -57,6 +63,22 @@ def layout(plan) -> Layout | None:
     return cached
 
 
+def axis_kind(shape, batch: int, positions: int) -> str | None:
+    """How a value of `shape` holds the positions of a [batch, positions] mask: "tokens" (one
+    row per sample and position: [B*T, ...], its transpose [..., B*T], [B, T, ...] or heads
+    split out, [B, H, T, dh]), "positions" (one row per position, shared by the samples: a
+    position embedding [T, d]) or None (no position axis: pooled, per sample, or scalar)."""
+    shape = tuple(shape)
+    if positions > 1 and shape and (shape[0] == batch * positions or shape[-1] == batch * positions):
+        return "tokens"
+    if shape[:2] == (batch, positions) or (len(shape) >= 3 and shape[0] == batch
+                                          and positions in shape[1:-1]):
+        return "tokens"
+    if positions != batch and 1 <= len(shape) <= 2 and shape[0] == positions:
+        return "positions"
+    return None
+
+
 def _build_layout(plan) -> Layout | None:
     graph = plan.graph
     found = markers(graph)
@@ -64,36 +86,44 @@ def _build_layout(plan) -> Layout | None:
         return None
     shape = graph.type_of[found.masks[0]].shape
     if len(shape) != 2:
-        raise ValueError(f"running marker masks must be [batch, positions], got {shape}")
-    masks, segments, recurrent = {}, {}, set()
+        raise ValueError(f"running marker masks must be bool [batch, positions], got {shape}")
+    governors, segments, recurrent = {}, {}, set()
     for kernel in plan.kernels:
-        ops = _governing_ops(graph, kernel, shape)
-        masks[kernel.name] = tuple(found.mask_of.get(op) if op and applies else None
-                                   for op, applies in ops)
-        segments[kernel.name] = tuple(found.segment.get(op, 0) for op, _ in ops if op)
+        ops = _governed_ops(graph, kernel, shape)
+        governors[kernel.name] = tuple((found.mask_of[op], kind) if op in found.mask_of and kind
+                                       else None for op, kind in ops)
+        segments[kernel.name] = tuple(found.segment.get(op, 0) for op, _ in ops)
         if kernel.kind != "generated" and kernel.steps > 1:
             recurrent.update(segments[kernel.name])
-    return Layout(found, masks, segments, tuple(sorted(recurrent)))
+    values = [rt.edge.value for rt in sample_routes(plan)]
+    route_governors = tuple(_value_governor(graph, found, v, shape) for v in values)
+    return Layout(found, governors, segments, tuple(sorted(recurrent)),
+                  route_links(plan, route_governors))
 
 
-def _governing_ops(graph, kernel: Kernel, shape) -> list[tuple[str | None, bool]]:
-    """(op whose marker governs, whether the mask applies) per call or per counted op."""
+def _value_governor(graph, found: Markers, value: str, shape) -> Governor | None:
+    kind = axis_kind(graph.type_of[value].shape, *shape)
+    op = getattr(graph.producer.get(value), "name", None)
+    return (found.mask_of[op], kind) if kind and op in found.mask_of else None
+
+
+def _governed_ops(graph, kernel: Kernel, shape) -> list[tuple[str | None, str | None]]:
+    """(the op whose marker governs, how its mask applies) per call or per counted op."""
     batch, positions = shape
     types = graph.type_of
     if kernel.kind == "matmul":
-        ops = set(kernel.ops)
-        out = []
+        ops, out = set(kernel.ops), []
         for call in kernel.calls:
             x = call["x"]
             forward = next((c.name for c in graph.consumers.get(x, [])
                             if c.op in MATMUL_OPS and c.name in ops), None)
             width = types[x].shape[-1] if types[x].shape else 1
-            out.append((forward, types[x].numel == batch * positions * width))
+            out.append((forward, "tokens" if types[x].numel == batch * positions * width else None))
         return out
     if kernel.kind == "attention":
-        return [(call["probs"], len(types[call["probs"]].shape) >= 2
-                 and types[call["probs"]].shape[-2] == positions) for call in kernel.calls]
-    return [(op.name, _token_shaped(types[out].shape, batch, positions))
+        return [(call["probs"], "tokens" if types[call["probs"]].shape[-2:-1] == (positions,) else None)
+                for call in kernel.calls]
+    return [(op.name, axis_kind(types[out].shape, batch, positions))
             for op, out in _counted_ops(graph, kernel)]
 
 
@@ -110,11 +140,6 @@ def _counted_ops(graph, kernel: Kernel):
             seen.add(op.name)
             counted.append((op, out))
     return counted
-
-
-def _token_shaped(shape, batch: int, positions: int) -> bool:
-    return (len(shape) >= 2 and tuple(shape[:2]) == (batch, positions)) or \
-        (len(shape) >= 1 and positions > 1 and shape[0] == batch * positions)
 
 
 @dataclass(frozen=True)
@@ -144,41 +169,47 @@ class StepPositions:
                       "fixed_depth": {name: self.real for name in actual},
                       "padded": {name: value | pads for name, value in actual.items()}}
 
-    def _mask(self, name: str | None, variant: str):
-        return None if name is None else self.masks[variant][name]
+    def share(self, governor: Governor | None, run: str):
+        """(samples,) share of a governed value's rows that `run` sends (1 where ungoverned):
+        per sample for tokens, the positions any sample uses for a per-position table."""
+        if governor is None:
+            return np.ones(self.samples)
+        mask = self.masks[run][governor[0]]
+        if governor[1] == "positions":
+            return np.full(self.samples, float(mask.any(axis=0).mean()))
+        return mask.mean(axis=1)
 
     def rows(self, kernel: Kernel, tokens: list[int]) -> dict[str, np.ndarray] | None:
-        """Matmul: variant -> (samples, sum of `tokens`) float32 weights of the token rows each
-        run charges, the calls' rows concatenated; None when no mask applies."""
-        names = self.layout.masks.get(kernel.name, ())
-        if not any(names):
+        """Matmul: run -> (samples, sum of `tokens`) float32 weights of the token rows each run
+        charges, the calls' rows one after another; None when no mask applies."""
+        governors = self.layout.governors.get(kernel.name, ())
+        if not any(governors):
             return None
-        out = {}
-        for variant in VARIANTS:
-            parts = [self._mask(name, variant) if name else np.ones((self.samples, t), dtype=bool)
-                     for name, t in zip(names, tokens)]
-            out[variant] = np.concatenate(parts, axis=1).astype(np.float32)
-        return out
+        return {run: np.concatenate([self.masks[run][g[0]] if g else np.ones((self.samples, t), bool)
+                                     for g, t in zip(governors, tokens)], axis=1).astype(np.float32)
+                for run in VARIANTS}
 
     def queries(self, kernel: Kernel) -> dict[str, list] | None:
-        """Attention: variant -> per call, (samples,) running queries (None: all real ones)."""
-        names = self.layout.masks.get(kernel.name, ())
-        if not any(names):
+        """Attention: run -> per call, (samples,) queries that run (None: every real one)."""
+        governors = self.layout.governors.get(kernel.name, ())
+        if not any(governors):
             return None
-        return {variant: [None if name is None else self._mask(name, variant).sum(axis=1)
-                          for name in names] for variant in VARIANTS}
+        return {run: [None if g is None else self.masks[run][g[0]].sum(axis=1) for g in governors]
+                for run in VARIANTS}
 
     def fraction(self, kernel: Kernel) -> dict[str, np.ndarray] | None:
-        """Generated: variant -> (samples,) share of the kernel's elements its ops compute."""
-        names = self.layout.masks.get(kernel.name, ())
-        if not any(names):
+        """Generated: run -> (samples,) share of the kernel's elements its ops compute."""
+        governors = self.layout.governors.get(kernel.name, ())
+        if not any(governors):
             return None
-        out = {}
-        for variant in VARIANTS:
-            shares = [np.ones(self.samples) if name is None else self._mask(name, variant).mean(axis=1)
-                      for name in names]
-            out[variant] = np.mean(shares, axis=0)
-        return out
+        return {run: np.mean([self.share(g, run) for g in governors], axis=0) for run in VARIANTS}
+
+    def congestion(self, plan, run: str) -> dict[str, float]:
+        """Kernel -> per-sample load of the busiest link its routes cross, each route loaded with
+        the share of its value's rows that `run` sends: pads and halted positions take no link."""
+        links = self.layout.links
+        return links.congestion([float(np.mean(self.share(g, run))) for g in links.governors],
+                                self.samples)
 
     def stats(self) -> DynamicStats:
         real = int(self.real.sum())

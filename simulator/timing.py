@@ -49,13 +49,6 @@ class KernelTiming:
     # the baselines of `simulator.dynamic_timing` (None: the same as `sample_cycles`)
     fixed_depth_sample_cycles: np.ndarray | None = None   # every real position runs every step
     padded_sample_cycles: np.ndarray | None = None        # pads streamed like real tokens
-    # run -> (samples,) share of the kernel's token rows each run sends (None: all of them)
-    shares: dict | None = None
-
-    def share(self, run: str):
-        """(samples,) share of the token rows `run` streams, or 1.0 when it streams them all."""
-        return 1.0 if self.shares is None else self.shares["actual" if run == "dense" else run]
-
     def variant_cycles(self, variant: str) -> np.ndarray:
         """(samples,) cycles of the run `variant` ("actual", "fixed_depth", "padded")."""
         value = None if variant == "actual" else getattr(self, f"{variant}_sample_cycles")
@@ -179,13 +172,19 @@ def replica_busy(core: np.ndarray, mapping, update) -> np.ndarray:
     return busy
 
 
-def _row_components(nx, ndy, weights, tk, tn, target, harvest: bool, computes_dx: bool, work=None):
+def _row_components(nx, ndy, weights, tk, tn, target, harvest: bool, computes_dx: bool, work=None,
+                    computed=None):
     """`cost.matmul_components` of the token rows `weights` (samples, tokens) charges, from the
     per-token tile counts `nx` (samples, tokens, rows) and `ndy` (samples, tokens, cols). With
-    harvesting off every charged row is dense: its counts are the tile sizes."""
+    harvesting off every charged row is dense: its counts are the tile sizes. A baseline's row
+    that the run did not compute (`computed`, the run's weights: a halted position, a pad) has
+    no measured values: it is charged dense too."""
     tokens = weights.sum(axis=1)
     if harvest:
-        a, g = nx * weights[:, :, None], ndy * weights[:, :, None]
+        measured = weights if computed is None else np.minimum(weights, computed)
+        unmeasured = (weights - measured)[:, :, None]
+        a = nx * measured[:, :, None] + unmeasured * tk
+        g = ndy * measured[:, :, None] + unmeasured * tn
         pairs = None if work is not None else np.einsum("str,stc->src", a, g, dtype=np.float64)
         a, g = a.sum(axis=1), g.sum(axis=1)
     else:
@@ -213,7 +212,8 @@ def _measure_rows(xp, kernel: Kernel, mapping, x, dy, rows: dict, target, harves
 
     cycles, parts = {}, {}
     for variant, weights in rows.items():
-        parts[variant] = _row_components(nx, ndy, weights, tk, tn, target, True, dx, work(weights))
+        parts[variant] = _row_components(nx, ndy, weights, tk, tn, target, True, dx, work(weights),
+                                         computed=rows["actual"])
         cycles[variant] = _per_core(parts[variant]).max(axis=(1, 2)) + overhead
     needed = parts["actual"]
     dense = _row_components(nx, ndy, rows["actual"], tk, tn, target, False, dx)
@@ -227,8 +227,7 @@ def _measure_rows(xp, kernel: Kernel, mapping, x, dy, rows: dict, target, harves
                         replica_busy(core, mapping, update), float(np.max(update)), real["macs"],
                         dense["macs"], needed["macs"],
                         fixed_depth_sample_cycles=cycles["fixed_depth"],
-                        padded_sample_cycles=cycles["padded"],
-                        shares={v: w.mean(axis=1, dtype=np.float64) for v, w in rows.items()})
+                        padded_sample_cycles=cycles["padded"])
 
 
 @functools.lru_cache(maxsize=256)
@@ -283,7 +282,7 @@ def _generated_shares(kernel: Kernel, mapping, target, update: float, shares: di
              for v in ("fixed_depth", "padded")}
     return KernelTiming(kernel.name, work + overhead, work + overhead, c, busy, update, 0.0, 0.0,
                         fixed_depth_sample_cycles=other["fixed_depth"],
-                        padded_sample_cycles=other["padded"], shares=shares)
+                        padded_sample_cycles=other["padded"])
 
 
 def measure_step(xp, plan, env: dict, harvest: bool = True, weight_masks: dict | None = None) -> StepTiming:
@@ -322,10 +321,11 @@ def measure_step(xp, plan, env: dict, harvest: bool = True, weight_masks: dict |
                 kernel, m, plan.target, plan.optimizer,
                 in_flight(index, len(plan.kernels), kernel.samples), weight_nnz=int(kept.max()))
         timings.append(t)
-    step = StepTiming(_step(plan, timings, "actual"), _step(plan, timings, "dense"), timings)
+    step = StepTiming(_step(plan, timings, "actual", positions),
+                      _step(plan, timings, "dense", positions), timings)
     if positions is not None:
-        step.fixed_depth_cycles = _step(plan, timings, "fixed_depth")
-        step.padded_cycles = _step(plan, timings, "padded")
+        step.fixed_depth_cycles = _step(plan, timings, "fixed_depth", positions)
+        step.padded_cycles = _step(plan, timings, "padded", positions)
         step.dynamic = positions.stats()
     return step
 
@@ -346,16 +346,15 @@ def plan_congestion(plan) -> dict:
     return cached
 
 
-def _step(plan, timings: list[KernelTiming], run: str) -> float:
-    """Step cycles of `run`: "dense" (harvest off) or a `dynamic_timing.VARIANTS` run."""
+def _step(plan, timings: list[KernelTiming], run: str, positions=None) -> float:
+    """Step cycles of `run`: "dense" (harvest off) or a `dynamic_timing.VARIANTS` run. With
+    `positions`, the links carry only the rows that run sends."""
     replicas = np.array([plan.mapping[t.name].replicas for t in timings], dtype=np.float64)
-    jam = plan_congestion(plan)
+    jam = plan_congestion(plan) if positions is None else \
+        positions.congestion(plan, "actual" if run == "dense" else run)
+    congested = np.array([jam[t.name] for t in timings])
     per_sample = [t.dense_sample_cycles if run == "dense" else t.variant_cycles(run) for t in timings]
-    # a link carries only the rows that are sent: a kernel's busiest link is as much less
-    # loaded as its share of the rows (pads and halted positions send nothing)
-    congested = np.stack([np.broadcast_to(jam[t.name] * np.asarray(t.share(run), dtype=np.float64),
-                                          per_sample[i].shape) for i, t in enumerate(timings)])
-    stage = stage_times(np.stack(per_sample), replicas[:, None], congested)
+    stage = stage_times(np.stack(per_sample), replicas[:, None], congested[:, None])
     hops = plan.hops()
     updates = [t.update_cycles if run != "dense" or t.dense_update_cycles is None
                else t.dense_update_cycles for t in timings]

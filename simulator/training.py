@@ -3,6 +3,9 @@
 One `Trainer.step` runs the captured joint graph (forward, loss, backward), applies the
 optimizer update kernel to every parameter in place, and times the step from the tensors it
 produced. Dropout masks are drawn on the host (or supplied, e.g. the masks torch drew).
+A model with `running` markers (dynamic depth, real tokens) is charged only for the positions
+that compute; its StepResult also carries the fixed-depth and padded baselines of the same step
+(`simulator.dynamic_timing`).
 
 With `weight_sparsity` (`simulator.weight_sparsity.WeightSparsity`) the selected weights carry
 masks: applied to the initial parameters at construction, kept after every optimizer update
@@ -38,6 +41,8 @@ class StepResult:
     # the same step's baselines (simulator.dynamic_timing); None in results saved before them
     fixed_depth_cycles: float | None = None   # every real position runs every recurrent step
     padded_cycles: float | None = None        # pad tokens streamed like real ones
+    mean_ponder_steps: float | None = None    # recurrent steps a real position ran (None: none)
+    padding_fraction: float | None = None     # share of the batch's positions that are pads
 
     @property
     def harvest_speedup(self) -> float:
@@ -159,7 +164,9 @@ class Trainer:
                           samples / seconds if seconds else 0.0,
                           busy / (cores * timing.cycles) if cores and timing.cycles else 0.0,
                           _or(timing.fixed_depth_cycles, timing.cycles),
-                          _or(timing.padded_cycles, timing.cycles))
+                          _or(timing.padded_cycles, timing.cycles),
+                          timing.dynamic.mean_ponder_steps if timing.dynamic else None,
+                          timing.dynamic.padding_fraction if timing.dynamic else None)
 
     def state_numpy(self) -> dict[str, np.ndarray]:
         return {fqn: to_numpy(v) for fqn, v in {**self.params, **self.buffers}.items()}

@@ -106,3 +106,43 @@ def test_real_tokens_of_a_captured_transformer(which):
     np.testing.assert_array_equal(real_lengths(np, sdpa, env), [3, 6, 1])
     t = measure_attention(np, sdpa, Mapping(2, 3), env, TARGET)
     assert t.sample_cycles[2] < t.sample_cycles[0] < t.sample_cycles[1]
+
+
+class _Queries:
+    """A stand-in for `simulator.dynamic_timing.StepPositions`: the queries of each run."""
+
+    def __init__(self, queries):
+        self.runs = {run: [np.asarray(queries)] for run in ("actual", "fixed_depth", "padded")}
+
+    def queries(self, kernel):
+        return self.runs
+
+
+def test_halted_queries_cost_nothing_but_their_keys_are_read():
+    lengths, padded = [8, 8, 8], 8
+    kernel = attention_kernel("sdpa", 3, 2, padded, 16)
+    env = {"probs": _probs(lengths, 2, padded)}
+    every = measure_attention(np, kernel, Mapping(1, 1), env, TARGET)
+    some = measure_attention(np, kernel, Mapping(1, 1), env, TARGET, positions=_Queries([8, 3, 0]))
+    assert some.sample_cycles[0] == every.sample_cycles[0]
+    assert some.sample_cycles[1] < every.sample_cycles[1]
+    assert some.sample_cycles[2] == TARGET.kernel_overhead_cycles     # nothing runs: nothing sent
+    # 3 running queries still read all 8 keys: more than a 3-token sample
+    short = _measure([8, 3, 3], padded)
+    assert some.sample_cycles[1] > short.sample_cycles[1]
+    assert some.macs == pytest.approx(6 * 2 * 16 * (8 * 8 + 3 * 8))
+
+
+def test_a_block_called_at_every_step_sums_its_calls():
+    kernel = attention_kernel("sdpa", 2, 2, 8, 16, probs=("p0", "p1", "p2"))
+    one = attention_kernel("sdpa", 2, 2, 8, 16)
+    env = {"p0": _probs([8, 5], 2, 8), "p1": _probs([8, 5], 2, 8, seed=1),
+           "p2": _probs([8, 5], 2, 8, seed=2), "probs": _probs([8, 5], 2, 8)}
+    three = measure_attention(np, kernel, Mapping(2, 2), env, TARGET)
+    single = measure_attention(np, one, Mapping(2, 2), env, TARGET)
+    overhead = TARGET.kernel_overhead_cycles
+    np.testing.assert_allclose(three.sample_cycles - overhead, 3 * (single.sample_cycles - overhead))
+    assert three.macs == 3 * single.macs
+    assert attention.estimate_sample_cycles(kernel, Mapping(2, 2), TARGET) - overhead == \
+        3 * (attention.estimate_sample_cycles(one, Mapping(2, 2), TARGET) - overhead)
+    assert kernel.dense_macs_per_sample == 3 * one.dense_macs_per_sample

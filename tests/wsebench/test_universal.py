@@ -293,3 +293,33 @@ def test_forward_refuses_bad_token_ids():
         model(torch.zeros(2, 11, dtype=torch.int64))          # longer than max_len
     with pytest.raises(ValueError, match="token ids"):
         model(torch.zeros(2, 4))
+
+
+def _plan(max_steps):
+    from compiler import compile_plan, wafer
+    from compiler.frontend import optimizer_spec
+    from compiler.passes import run_pipeline
+    model = _model("classify", max_steps=max_steps, d_model=8, ffn=8)
+    x, y = _ids(), torch.tensor([0, 1, 2, 0, 1, 2])
+    graph = run_pipeline(capture(model, ut_loss(model), (x, y), method="aot"))
+    return compile_plan(graph, wafer("classroom"),
+                        optimizer_spec(torch.optim.SGD(model.parameters(), lr=0.1)))
+
+
+def test_the_plan_places_the_shared_block_once():
+    """One kernel and one rectangle per module of the block, whatever max_steps is; the data
+    goes through each kernel once per step."""
+    plans = {steps: _plan(steps) for steps in (2, 4)}
+    names = {steps: [k.name for k in plan.kernels] for steps, plan in plans.items()}
+    assert names[2] == names[4]
+    modules = {fqn.rsplit(".", 1)[0] for fqn, _ in _model().named_parameters()}
+    block = sorted(m for m in modules if m.startswith("block.") and not m.endswith(("ln1", "ln2")))
+    for steps, plan in plans.items():
+        assert len(set(names[steps])) == len(names[steps])
+        assert sorted(r.name for r in plan.rects) == sorted(names[steps])   # one rectangle each
+        for module in block + ["block.ln1", "block.ln2", "block.attn.sdpa", "halt"]:
+            assert names[steps].count(module) == 1
+        for module in block + ["block.attn.sdpa", "halt"]:      # matmul and attention kernels
+            assert plan.kernel[module].steps == steps
+        assert plan.kernel["head"].steps == 1
+        assert not any(n.startswith(("attention", "block.attn.sdpa_")) for n in names[steps])
