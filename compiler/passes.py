@@ -258,6 +258,11 @@ def _claim_gradient_chain(graph: Graph, value: str, module: str, kernel: dict) -
             todo.extend(op.refs())
 
 
+# wsebench's drop-small op (wsebench/drop_op.py) filters, per sample, the values its producer is
+# about to send: it runs on the producer's cores, like an element-wise op.
+SENDER_OPS = frozenset({"wsebench.drop_small.default"})
+
+
 def _fuse_forward(graph: Graph, kernel: dict, param_kernels: set, matmul_kernels: set) -> None:
     names: dict[str, int] = {}
     for op in graph.ops:
@@ -265,7 +270,7 @@ def _fuse_forward(graph: Graph, kernel: dict, param_kernels: set, matmul_kernels
             continue
         producers = [kernel[graph.producer[r].name] for r in op.refs()
                      if r in graph.producer and graph.producer[r].name in kernel]
-        if is_elementwise(op) or op.op in VIEW_OPS or op.op in MARKER_OPS:
+        if is_elementwise(op) or op.op in VIEW_OPS or op.op in MARKER_OPS or op.op in SENDER_OPS:
             if producers:
                 kernel[op.name] = producers[0]
             continue
