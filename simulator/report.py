@@ -41,7 +41,9 @@ def build_report(plan: Plan, timing: StepTiming, harvest: bool, densities: dict 
     util = np.zeros((t.rows, t.cols))
     sram = np.zeros((t.rows, t.cols))
     grid = np.zeros((t.rows, t.cols), dtype=np.int32)
-    memory = plan.memory_per_core()
+    # a masked weight is stored compressed: the measured per-core memory replaces the plan's
+    memory = {kt.name: kt.memory_per_core if kt.memory_per_core is not None else m
+              for kt, m in zip(timing.kernels, (plan.memory_per_core()[k.name] for k in timing.kernels))}
     rows = []
     for i, kt in enumerate(timing.kernels):
         r, m = plan.rect[kt.name], plan.mapping[kt.name]
@@ -95,7 +97,8 @@ def _summary(plan: Plan, timing: StepTiming, harvest: bool, util: np.ndarray, gr
         # useful FLOPs: multiplications by zero change nothing, whether or not they were executed
         "compute_utilization_pct": 100.0 * 2.0 * useful / (t.peak_flops * seconds) if seconds else 0.0,
         "executed_macs": macs, "useful_macs": useful, "dense_macs": sum(k.dense_macs for k in timing.kernels),
-        "max_sram_bytes_per_core": max(plan.memory_per_core().values(), default=0),
+        "max_sram_bytes_per_core": max((float(np.max(kt.memory_per_core)) if kt.memory_per_core is not None
+                                        else plan.memory_per_core()[kt.name] for kt in timing.kernels), default=0),
         "sram_bytes_per_core": t.sram_bytes,
         "estimate_step_cycles": estimate["cycles"],
         "estimate_vs_measured": estimate["cycles"] / timing.cycles if timing.cycles else 1.0,

@@ -77,6 +77,9 @@ def save_session(session, path) -> Path:
             slots[fqn][slot] = None if value is None else "array"
             if value is not None:
                 arrays[f"opt/{fqn}/{slot}"] = to_numpy(value)
+    masks = trainer.weight_sparsity_state()
+    if masks is not None:
+        arrays.update({f"wmask/{k}": v for k, v in masks[1].items()})
     model_state = session._model.state_dict()
     held = set(trainer.params) | set(trainer.buffers)
     arrays.update({f"extra/{k}": v.detach().cpu().numpy() for k, v in model_state.items()
@@ -85,7 +88,8 @@ def save_session(session, path) -> Path:
             "saved": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "plan": session.plan.to_json(), "graph_sha256": graph_fingerprint(session.plan.graph),
             "step_count": trainer.step_count, "rng": trainer.rng.bit_generator.state,
-            "harvest": trainer.harvest, "sparsity": asdict(session.sparsity),
+            "harvest": trainer.harvest, "sparsity": session.sparsity.to_dict(),
+            "weight_sparsity": None if masks is None else masks[0],
             "backend": session.backend, "model_state": state_spec(session._model),
             "params": list(trainer.params), "buffers": list(trainer.buffers),
             "optimizer_state": slots, "history": [asdict(r) for r in session.history],
@@ -188,6 +192,7 @@ def load_session(path, model=None, backend: str | None = None):
     from simulator.training import StepResult, Trainer
 
     from .session import History, Session, Sparsity
+    from .sparsity import weight_sparsity
     path = Path(path)
     meta, arrays = _read(path)
     try:
@@ -207,14 +212,20 @@ def load_session(path, model=None, backend: str | None = None):
     chosen = get_backend(backend or meta["backend"])
     params = {k: arrays[f"param/{k}"] for k in meta["params"]}
     buffers = {k: arrays[f"buffer/{k}"] for k in meta["buffers"]}
-    trainer = Trainer(plan, params, buffers, chosen, harvest=meta["harvest"])
+    sparsity = Sparsity.parse(meta["sparsity"])
+    saved_masks = meta.get("weight_sparsity")
+    mask_state = None if saved_masks is None else (
+        saved_masks, {k[len("wmask/"):]: v for k, v in arrays.items() if k.startswith("wmask/")})
+    trainer = Trainer(plan, params, buffers, chosen, harvest=meta["harvest"],
+                      weight_sparsity=weight_sparsity(sparsity.weights),
+                      weight_sparsity_state=mask_state)
     xp = trainer.xp
     trainer.opt_state = {fqn: {slot: None if kind is None else xp.asarray(arrays[f"opt/{fqn}/{slot}"])
                                for slot, kind in slots.items()}
                          for fqn, slots in meta["optimizer_state"].items()}
     trainer.step_count = int(meta["step_count"])
     trainer.rng = _generator(path, meta["rng"])
-    session = Session(plan, trainer, reference, Sparsity(**meta["sparsity"]))
+    session = Session(plan, trainer, reference, sparsity)
     session.history = History(StepResult(**h) for h in meta["history"])
     return session
 

@@ -199,3 +199,39 @@ def test_arrays_that_do_not_match_are_refused(saved, tmp_path):
     with pytest.raises(wb.CheckpointError, match=r"missing\.ckpt.*no such file"):
         wb.load_session(tmp_path / "missing.ckpt")
     assert ck.VERSION == 1
+
+
+def test_weight_masks_survive_a_checkpoint(tmp_path):
+    """gmp prunes further at every update: a resumed run must continue from the saved masks and
+    end with the same weights and masks as the uninterrupted run."""
+    spec = {"weights": {"algorithm": "gmp", "param_filter": "fc2.weight",
+                        "sparsity": {"type": "linear", "init": 0.2, "final": 0.8, "begin": 0,
+                                     "end": 8},
+                        "update": {"freq": 2, "start": 0, "stop": 10}}}
+
+    def fresh():
+        torch.manual_seed(0)
+        model = wb.models.mlp(in_features=8, hidden=16, out_features=3, depth=3)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        x, y = wb.data.spirals(samples=128, features=8, classes=3, seed=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            s = wb.compile(model, torch.nn.CrossEntropyLoss(), example=(x[:16], y[:16]),
+                           optimizer=opt, backend="numpy", sparsity=spec)
+        return s, list(itertools.islice(wb.data.batches(x, y, 16, seed=0), 12))
+
+    straight, batches = fresh()
+    straight.train(batches, progress=False)
+    first, _ = fresh()
+    first.train(batches[:5], progress=False)
+    first.save(tmp_path / "w.ckpt")
+    second = wb.load_session(tmp_path / "w.ckpt")
+    assert second.sparsity == first.sparsity
+    second.train(batches[5:], progress=False)
+    a, b = straight.state_dict(), second.state_dict()
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=0)
+    mask_a = straight._trainer.weight_masks["fc2.weight"]
+    mask_b = second._trainer.weight_masks["fc2.weight"]
+    assert np.array_equal(np.asarray(mask_a), np.asarray(mask_b))
+    assert 0.15 < float(np.mean(mask_a)) < 0.85     # pruned further than the start, not all

@@ -63,8 +63,7 @@ def _run_strategy(full: dict) -> dict:
                        seed=full["seed"])
     history = session.train(parts["batches"], steps=full["steps"], progress=False)
     return {"session": session, "history": history, "report": session.report(), "config": full,
-            "accuracy": _config.accuracy(parts["model"], session.state_dict(), parts["x"],
-                                         parts["y"]),
+            "accuracy": session.accuracy(parts["x"], parts["y"]),
             "final_loss": history[-1].loss, "wall_seconds": time.perf_counter() - start}
 
 
