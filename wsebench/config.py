@@ -4,6 +4,20 @@
      "optimizer": {"name": "sgd", "lr": 0.05}, "wafer": "classroom", "sparsity": {"harvest": true},
      "mapping": "auto", "backend": "auto", "steps": 200, "seed": 0}
 
+`model.family` is `mlp` (feature vectors: data `blobs`, `spirals`), `transformer` or
+`universal_transformer` (token ids: the sequence tasks `parity`, `copy`, `reverse`, `longtail` of
+`wsebench.tasks`); see wsebench.families. A token family takes vocab, max_len, classes and task
+from the data; the Universal Transformer's dynamic depth is `model.act`, `model.max_steps` and
+`model.tau`. `default_config(family)` gives a small working run of each family, e.g.
+
+    model: {family: universal_transformer, d_model: 32, heads: 2, ffn: 64,
+            act: true, max_steps: 6, tau: 0.01}
+    data: {name: parity, samples: 1024, batch_size: 32, max_len: 12, seed: 0}
+
+A sequence task's keys are those of its `wsebench.tasks` function (min_len, max_len, and for
+longtail the length distribution: distribution, median, sigma, exponent); every batch is padded
+to its max_len (a compiled plan has fixed shapes; the wafer never sends the pad tokens).
+
 `sparsity` takes the keys of `wb.Sparsity` (see wsebench.sparsity), e.g. in YAML
 
     sparsity:
@@ -17,8 +31,10 @@ or the path of a YAML file holding that section.
 
 A top-level key left out takes its value from `default_config()`; inside a section, a key left
 out takes the default of the function it is passed to (`wsebench.models.<family>`,
-`wsebench.data.<name>`, `torch.optim.<Optimizer>`). `validate` checks everything that can be
-checked without building the model and raises `ConfigError` naming the key and what is allowed.
+`wsebench.data.<name>` / `wsebench.tasks.<name>`, `torch.optim.<Optimizer>`). `validate` checks
+everything that can be checked without training (the model is built on torch's meta device, so
+its own checks and the sparsity globs are checked too) and raises `ConfigError` naming the key
+and what is allowed.
 """
 from __future__ import annotations
 
@@ -34,18 +50,40 @@ from compiler import ConfigError, Mapping
 from compiler import wafer as _wafer
 
 from . import data as _data
+from . import families as _families
 from . import models as _models
+from . import tasks as _tasks
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
-LOSSES = {"cross_entropy": torch.nn.CrossEntropyLoss}
+LOSSES = {"cross_entropy": torch.nn.CrossEntropyLoss, "token_cross_entropy": _models.TokenCrossEntropy}
 BACKENDS = ("auto", "numpy", "cupy")
 TOP_LEVEL = ("model", "data", "optimizer", "wafer", "sparsity", "mapping", "backend", "steps", "seed")
+FAMILIES = tuple(_families.FAMILIES)
 _DATA_LOADER_KEYS = ("name", "batch_size")   # the rest of "data" goes to the generator
 
+# Small runs of the token families: a few seconds to compile, milliseconds per step.
+_FAMILY_RUNS = {
+    "transformer": {
+        "model": {"family": "transformer", "d_model": 32, "heads": 2, "layers": 2, "ffn": 64,
+                  "activation": "gelu", "dropout": 0.0, "attention": "manual"},
+        "data": {"name": "longtail", "samples": 1024, "batch_size": 32, "max_len": 32, "seed": 0},
+        "optimizer": {"name": "adam", "lr": 0.003}, "steps": 100},
+    _families.UT: {
+        "model": {"family": _families.UT, "d_model": 32, "heads": 2, "ffn": 64,
+                  "activation": "gelu", "dropout": 0.0, "attention": "manual",
+                  "act": True, "max_steps": 6, "tau": 0.01},
+        "data": {"name": "parity", "samples": 1024, "batch_size": 32, "max_len": 12, "seed": 0},
+        "optimizer": {"name": "adam", "lr": 0.003}, "steps": 150},
+}
 
-def default_config() -> dict:
-    """The demo: a ReLU MLP with dropout, trained on spirals on the classroom wafer."""
-    return {
+
+def default_config(family: str = "mlp") -> dict:
+    """The demo: a ReLU MLP with dropout, trained on spirals on the classroom wafer; or a small
+    run of `family` ("transformer": long-tailed topic classification, "universal_transformer":
+    parity with ACT, Graves 2016's first task)."""
+    if family != "mlp" and family not in _FAMILY_RUNS:
+        raise ConfigError(f"model.family {family!r} is unknown; allowed: {', '.join(FAMILIES)}")
+    base = {
         "model": {"family": "mlp", "in_features": 16, "hidden": 64, "depth": 4, "out_features": 4,
                   "activation": "relu", "dropout": 0.1},
         "data": {"name": "spirals", "samples": 2048, "batch_size": 64, "seed": 0},
@@ -57,6 +95,7 @@ def default_config() -> dict:
         "steps": 200,
         "seed": 0,
     }
+    return {**base, **copy.deepcopy(_FAMILY_RUNS.get(family, {}))}
 
 
 def load_config(path) -> dict:
@@ -101,16 +140,19 @@ def validate(config: dict) -> dict:
     unknown = sorted(set(full) - set(TOP_LEVEL))
     if unknown:
         raise ConfigError(f"unknown config key(s) {unknown}; allowed: {', '.join(TOP_LEVEL)}")
-    _check_model(_section(full, "model"))
-    _check_data(_section(full, "data"), full["model"])
+    model = _section(full, "model")
+    _families.builder(model.get("family", "mlp"))
+    shape = _check_data(_section(full, "data"), model)
+    _families.check(model, shape)
     _check_optimizer(_section(full, "optimizer"))
     make_wafer(full["wafer"])
-    make_sparsity(full["sparsity"])
+    sparsity = make_sparsity(full["sparsity"])
     make_mapping(full["mapping"])
     if full["backend"] not in BACKENDS:
         raise ConfigError(f"backend {full['backend']!r} is unknown; allowed: {', '.join(BACKENDS)}")
     _integer("steps", full["steps"], minimum=1)
     _integer("seed", full["seed"], minimum=0)
+    _check_on_model(model, shape, sparsity)
     return full
 
 
@@ -127,16 +169,6 @@ def _integer(key: str, value, minimum: int) -> int:
     return value
 
 
-def _family(model: dict):
-    """The model-zoo builder for `model.family`: any public function of wsebench.models."""
-    families = sorted(n for n, f in vars(_models).items()
-                      if inspect.isfunction(f) and not n.startswith("_") and f.__module__ == _models.__name__)
-    family = model.get("family", "mlp")
-    if family not in families:
-        raise ConfigError(f"model.family {family!r} is unknown; allowed: {', '.join(families)}")
-    return getattr(_models, family)
-
-
 def _check_kwargs(section: str, fn, kwargs: dict) -> None:
     params = inspect.signature(fn).parameters
     unknown = sorted(set(kwargs) - set(params))
@@ -144,57 +176,57 @@ def _check_kwargs(section: str, fn, kwargs: dict) -> None:
         raise ConfigError(f"unknown {section} key(s) {unknown}; allowed: {', '.join(params)}")
 
 
-def _model_kwargs(model: dict) -> dict:
-    return {k: v for k, v in model.items() if k != "family"}
-
-
-def _check_model(model: dict) -> None:
-    build = _family(model)
-    kwargs = _model_kwargs(model)
-    _check_kwargs("model", build, kwargs)
-    for key, value in kwargs.items():
-        if key in ("in_features", "hidden", "out_features", "depth", "layers", "heads",
-                   "vocab", "dim") and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise ConfigError(f"model.{key} must be a positive integer, got {value!r}")
-    dropout = kwargs.get("dropout", 0.0)
-    if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout < 1:
-        raise ConfigError(f"model.dropout must be a number in [0, 1), got {dropout!r}")
-    activation = kwargs.get("activation")
-    allowed = getattr(_models, "ACTIVATIONS", None)
-    if activation is not None and allowed is not None and activation not in allowed:
-        raise ConfigError(f"model.activation {activation!r} is unknown; allowed: {', '.join(allowed)}")
-
-
 def _data_kwargs(data: dict, model: dict) -> dict:
-    """Generator arguments; features and classes follow the model's in/out sizes unless given."""
+    """Generator arguments; a vector data set's features and classes follow the model's
+    in/out sizes unless given."""
     kwargs = {k: v for k, v in data.items() if k not in _DATA_LOADER_KEYS}
-    if "in_features" in model:
-        kwargs.setdefault("features", model["in_features"])
-    if "out_features" in model:
-        kwargs.setdefault("classes", model["out_features"])
+    if not _data.is_sequence(data.get("name", "spirals")):
+        if "in_features" in model:
+            kwargs.setdefault("features", model["in_features"])
+        if "out_features" in model:
+            kwargs.setdefault("classes", model["out_features"])
     return kwargs
 
 
-def _check_data(data: dict, model: dict) -> None:
+def _check_data(data: dict, model: dict) -> "_data.TaskShape":
     name = data.get("name", "spirals")
     if name not in _data.DATASETS:
         raise ConfigError(f"data.name {name!r} is unknown; allowed: {', '.join(_data.DATASETS)}")
     kwargs = _data_kwargs(data, model)
-    _check_kwargs("data", getattr(_data, name), kwargs)
-    for key in ("samples", "features", "classes"):
+    _check_kwargs(f"data key(s) for {name!r}:" if _data.is_sequence(name) else "data",
+                  _data.generator(name), kwargs)
+    for key in ("samples", "features", "classes", "min_len", "max_len", "symbols"):
         if key in kwargs:
             value = kwargs[key]
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"data.{key} must be a positive integer, got {value!r}")
     batch = data.get("batch_size", 64)
-    samples = kwargs.get("samples", inspect.signature(getattr(_data, name)).parameters["samples"].default)
+    samples = kwargs.get("samples", _data.defaults(name)["samples"])
     if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= samples:
         raise ConfigError(f"data.batch_size must be an integer in [1, samples={samples}], got {batch!r}")
     if "seed" in kwargs:
         _integer("data.seed", kwargs["seed"], minimum=0)
-    if kwargs.get("features") != model.get("in_features", kwargs.get("features")):
+    if not _data.is_sequence(name) and kwargs.get("features") != model.get(
+            "in_features", kwargs.get("features")):
         raise ConfigError(f"data.features={kwargs['features']} differs from "
                           f"model.in_features={model['in_features']}")
+    try:
+        return _data.shape(name, **kwargs)
+    except ConfigError as err:
+        raise ConfigError(f"data ({name}): {err}") from None
+
+
+def _check_on_model(model: dict, shape, sparsity) -> None:
+    """Build the model on the meta device: the builder's own checks, and the sparsity's module
+    and parameter globs against the real module names (a glob that matches nothing is refused
+    here, before anything is compiled)."""
+    from . import sparsity as _sparsity
+    module = _families.meta_model(model, shape)
+    if sparsity.relu or sparsity.drop:
+        _sparsity.apply(module, sparsity)
+    masks = _sparsity.weight_sparsity(sparsity.weights)
+    if masks is not None and masks.param_filter:
+        masks.select({n: tuple(p.shape) for n, p in module.named_parameters()})
 
 
 def _check_optimizer(opt: dict) -> None:
@@ -265,46 +297,84 @@ def make_loss(name: str = "cross_entropy") -> torch.nn.Module:
     return LOSSES[name]()
 
 
+def model_kwargs(config: dict) -> dict:
+    """The model builder's keyword arguments for a validated `config` (a token family's vocab,
+    max_len, classes and task filled in from the data)."""
+    model, data = config["model"], config["data"]
+    shape = _data.shape(data.get("name", "spirals"), **_data_kwargs(data, model))
+    return _families.model_kwargs(model, shape)
+
+
 def build(config: dict) -> dict:
     """The torch side of a run: model (seeded), loss, data, batches and optimizer."""
     config = validate(config)
     model_cfg, data_cfg = config["model"], config["data"]
-    torch.manual_seed(config["seed"])
-    model = _family(model_cfg)(**_model_kwargs(model_cfg))
     name = data_cfg.get("name", "spirals")
-    x, y = _data.make(name, **_data_kwargs(data_cfg, model_cfg))
-    batch = data_cfg.get("batch_size", 64)
+    kwargs = _data_kwargs(data_cfg, model_cfg)
+    shape = _data.shape(name, **kwargs)
+    batch, seed = data_cfg.get("batch_size", 64), data_cfg.get("seed", 0)
+    torch.manual_seed(config["seed"])
+    family = model_cfg.get("family", "mlp")
+    model = _families.builder(family)(**_families.model_kwargs(model_cfg, shape))
+    if shape.tokens:
+        x, y, batches = _data.sequence_data(name, batch, **kwargs)
+    else:
+        x, y = _data.make(name, **kwargs)
+        batches = _data.batches(x, y, batch, seed=seed)
     opt = {k: v for k, v in config["optimizer"].items() if k != "name"}
-    return {"model": model, "loss_fn": make_loss(), "x": x, "y": y, "batch_size": batch,
-            "example": (x[:batch], y[:batch]),
-            "batches": _data.batches(x, y, batch, seed=data_cfg.get("seed", 0)),
-            "optimizer": make_optimizer(model, config["optimizer"]["name"], **opt),
+    return {"model": model, "loss_fn": _families.loss_for(family, model, shape), "x": x, "y": y,
+            "batch_size": batch, "example": (x[:batch], y[:batch]), "batches": batches,
+            "shape": shape, "optimizer": make_optimizer(model, config["optimizer"]["name"], **opt),
             "config": config}
 
 
-def accuracy(model: torch.nn.Module, state_dict: dict, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Accuracy of `model`'s architecture with `state_dict` loaded, on (x, y), in eval mode."""
+def compile_built(parts: dict):
+    """`wb.compile` of what `build` made, with the config's wafer, sparsity, mapping (pins or a
+    strategy), backend and seed."""
+    from .session import compile as _compile
+    config = parts["config"]
+    return _compile(parts["model"], parts["loss_fn"], example=parts["example"],
+                    optimizer=parts["optimizer"], wafer=make_wafer(config["wafer"]),
+                    sparsity=make_sparsity(config["sparsity"]),
+                    mapping=make_mapping(config["mapping"]), backend=config["backend"],
+                    seed=config["seed"])
+
+
+def accuracy(model: torch.nn.Module, state_dict: dict, x: torch.Tensor, y: torch.Tensor,
+             sparsity=None, step: int = 0) -> float:
+    """Accuracy of `model`'s architecture with `state_dict` loaded, on (x, y), in eval mode:
+    per sample, or per real token for tag targets [N, T] (labels equal to
+    `tasks.IGNORE_INDEX`, the padding, are not counted). `sparsity` (drop rules) is set to its
+    values at `step`, as the session trained it."""
+    from . import sparsity as _sparsity
     trained = copy.deepcopy(model)
     trained.load_state_dict(state_dict)
+    if sparsity is not None:
+        _sparsity.set_step(trained, sparsity, step)
     trained.eval()
     with torch.no_grad():
-        return float((trained(x).argmax(dim=-1) == y).float().mean())
+        hits = trained(x).argmax(dim=-1) == y
+    real = y != _tasks.IGNORE_INDEX
+    return float(hits[real].float().mean())
+
+
+def session_accuracy(session, history, x: torch.Tensor, y: torch.Tensor) -> float:
+    """`accuracy` of the model `session` trains (its ReLUs and drop rules in place) with the
+    wafer-trained weights and the drop fractions of the last step of `history`."""
+    step = history[-1].step - 1 if len(history) else 0
+    return accuracy(session.model, session.state_dict(), x, y, session.sparsity, step)
 
 
 def run(config: dict, progress: bool = True) -> dict:
     """Compile and train the run `config` describes; return session, history, report, config,
-    accuracy (on the training data, with the wafer-trained weights) and wall-clock seconds."""
-    from .session import compile as _compile
+    accuracy (on the training data, with the wafer-trained weights; per real token for a tag
+    task) and wall-clock seconds."""
     start = time.perf_counter()
     parts = build(config)
     config = parts["config"]
-    session = _compile(parts["model"], parts["loss_fn"], example=parts["example"],
-                       optimizer=parts["optimizer"], wafer=make_wafer(config["wafer"]),
-                       sparsity=make_sparsity(config["sparsity"]),
-                       mapping=make_mapping(config["mapping"]), backend=config["backend"],
-                       seed=config["seed"])
+    session = compile_built(parts)
     history = session.train(parts["batches"], steps=config["steps"], progress=progress)
     report = session.report()
     return {"session": session, "history": history, "report": report, "config": config,
-            "accuracy": session.accuracy(parts["x"], parts["y"]),
+            "accuracy": session_accuracy(session, history, parts["x"], parts["y"]),
             "final_loss": history[-1].loss, "wall_seconds": time.perf_counter() - start}

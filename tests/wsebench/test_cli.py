@@ -11,7 +11,7 @@ import pytest
 
 from wsebench import cli
 
-from run_configs import tiny_config
+from run_configs import tiny_config, tiny_family_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,6 +54,27 @@ def test_run_config_file(tmp_path, capsys, suffix):
     assert "Dense cycles/step (harvesting off)" in page and "Steps trained" in page
     assert (out_dir / "heatmap.png").is_file()
     assert "exp:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("family", ["transformer", "universal_transformer"])
+def test_run_config_file_of_each_token_family(tmp_path, capsys, family):
+    yaml = pytest.importorskip("yaml")
+    path = tmp_path / f"{family}.yaml"
+    path.write_text(yaml.safe_dump(tiny_family_config(family, steps=2)))
+    assert cli.main(["run", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert "Steps trained" in (tmp_path / "out" / "report.html").read_text()
+    out = capsys.readouterr().out
+    assert f"{family}:" in out and "accuracy" in out
+
+
+def test_an_invalid_combination_exits_2_with_the_reason(tmp_path, capsys):
+    c = tiny_family_config("transformer")
+    c["model"]["act"] = True
+    path = tmp_path / "act.json"
+    path.write_text(json.dumps(c))
+    assert cli.main(["run", str(path), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "model.act" in err and "universal_transformer" in err and "Traceback" not in err
 
 
 def test_bad_config_exits_2_naming_the_value(tmp_path, capsys):

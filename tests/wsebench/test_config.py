@@ -4,11 +4,13 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from compiler import ConfigError, Mapping
 from wsebench import config as cfg
+from wsebench import tasks
 
-from run_configs import tiny_config
+from run_configs import tiny_config, tiny_family_config
 
 
 def _bad(path: list, value):
@@ -188,3 +190,174 @@ def test_run_refuses_a_sparsity_glob_that_matches_no_module():
     config = tiny_config(sparsity={"drop": [{"targets": ["layer*"], "fraction": 0.5}]})
     with pytest.raises(ConfigError, match="'layer\\*' matches no module.*fc1"):
         cfg.run(config, progress=False)
+
+
+# ---- model families, sequence tasks, and the combinations refused ----
+
+def _family(family: str, **changes) -> dict:
+    """A tiny config of `family` with dotted-key changes, e.g. {"model.heads": 3}."""
+    c = tiny_family_config(family) if family != "mlp" else tiny_config()
+    for key, value in changes.items():
+        section, _, name = key.partition(".")
+        c[section] = {**c[section], name: value} if name else value
+    return c
+
+
+@pytest.mark.parametrize("family", cfg.FAMILIES)
+def test_each_family_has_a_valid_json_default(family):
+    c = cfg.default_config(family)
+    assert c["model"]["family"] == family
+    assert cfg.validate(c) == c
+    assert json.loads(json.dumps(c)) == c
+
+
+@pytest.mark.parametrize("family, changes, words", [
+    ("mlp", {"model.act": True}, "only family 'universal_transformer'"),
+    ("transformer", {"model.max_steps": 4}, "dynamic-depth (ACT)"),
+    ("transformer", {"model.d_model": 30, "model.heads": 4}, "model.heads (4) must divide model.d_model (30)"),
+    ("universal_transformer", {"model.heads": 3}, "model.heads (3) must divide"),
+    ("mlp", {"data": {"name": "parity", "samples": 64, "batch_size": 8}},
+     "model.family 'mlp' reads feature vectors, but data.name 'parity' is a token-sequence task"),
+    ("transformer", {"data": {"name": "spirals", "samples": 64, "batch_size": 8}},
+     "model.family 'transformer' reads token ids, but data.name 'spirals' holds feature vectors"),
+    ("transformer", {"model.activation": "tanh"}, "model.activation 'tanh' is unknown for family"),
+    ("transformer", {"model.attention": "flash"}, "model.attention 'flash'"),
+    ("transformer", {"model.hidden": 8}, "unknown model key(s) ['hidden'] for family 'transformer'"),
+    ("transformer", {"model.classes": 9}, "model.classes (9) differs from the data's (4"),
+    ("transformer", {"model.task": "classify"}, "model.task ('classify') differs"),
+    ("transformer", {"model.max_len": 3}, "model.max_len (3) is smaller than the data needs (6"),
+    ("universal_transformer", {"model.tau": -1.0}, "model.tau"),
+    ("universal_transformer", {"model.act": "yes"}, "model.act must be true or false"),
+    ("universal_transformer", {"model.max_steps": 0}, "model.max_steps"),
+    ("transformer", {"data.symbols": 1}, "data (copy): symbols must be an integer >= 2"),
+    ("universal_transformer", {"data.min_len": 9}, "data (parity): max_len (8) must be >= min_len (9)"),
+    ("universal_transformer", {"data.symbols": 4}, "unknown data key(s) for 'parity'"),
+    ("transformer", {"data": {"name": "longtail", "samples": 64, "batch_size": 8,
+                              "distribution": "pareto"}}, "unknown length distribution 'pareto'"),
+    ("transformer", {"sparsity": {"drop": [{"targets": ["layers.*.ffn.act"], "fraction": 1.0}]}},
+     "drop fraction must be a number in [0, 1)"),
+    ("transformer", {"sparsity": {"drop": [{"targets": ["layers.*.ffn.act"], "fraction": -0.1}]}},
+     "drop fraction"),
+    ("transformer", {"sparsity": {"weights": {"algorithm": "gmp", "sparsity": 1.0}}},
+     "sparsity must be a number in [0, 1)"),
+    ("transformer", {"sparsity": {"weights": {"algorithm": "lottery", "sparsity": 0.5}}},
+     "algorithm 'lottery'"),
+    ("transformer", {"sparsity": {"relu": ["act*"]}}, "'act*' matches no leaf module"),
+    ("universal_transformer", {"sparsity": {"drop": [{"targets": ["layers.*"], "fraction": 0.5}]}},
+     "'layers.*' matches no module"),
+    ("transformer", {"sparsity": {"weights": {"algorithm": "static", "sparsity": 0.5,
+                                              "param_filter": "fc*.weight"}}},
+     "param_filter 'fc*.weight' matches no parameter"),
+])
+def test_invalid_combinations_are_refused_naming_the_problem(family, changes, words):
+    with pytest.raises(ConfigError) as err:
+        cfg.validate(_family(family, **changes))
+    assert words in str(err.value)
+
+
+def test_checking_a_config_leaves_the_global_rng_alone():
+    import torch
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    cfg.validate(_family("transformer", **{"model.seed": 3}))
+    assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("family, kind", [("transformer", "tag"), ("universal_transformer", "classify")])
+def test_token_families_take_their_sizes_from_the_data(family, kind):
+    c = cfg.validate(_family(family))
+    kwargs = cfg.model_kwargs(c)
+    task = tasks.make(c["data"]["name"],
+                      **{k: v for k, v in c["data"].items() if k not in ("name", "batch_size")})
+    assert (kwargs["vocab"], kwargs["classes"], kwargs["max_len"], kwargs["task"]) == \
+        (task.vocab, task.classes, task.max_len, task.kind) and task.kind == kind
+
+
+def test_sequence_batches_are_padded_to_the_tasks_max_len():
+    """A compiled plan has fixed shapes: every batch, and the example, is [batch, max_len]."""
+    parts = cfg.build(_family("transformer"))
+    max_len, batch = parts["config"]["data"]["max_len"], parts["batch_size"]
+    assert parts["example"][0].shape == (batch, max_len)
+    shapes = {tuple(x.shape) for x, _ in (next(parts["batches"]) for _ in range(8))}
+    assert shapes == {(batch, max_len)}
+    assert (parts["y"] == -100).any() and (parts["x"] == 0).any()      # padding is there
+
+
+def test_the_loss_follows_the_family_and_the_task():
+    from wsebench.models import TokenCrossEntropy
+    from wsebench.universal import PonderLoss
+    tag = cfg.build(_family("transformer"))
+    assert isinstance(tag["loss_fn"], TokenCrossEntropy)
+    classify = cfg.build(_family("transformer", data={"name": "parity", "samples": 32,
+                                                       "batch_size": 8, "max_len": 6}))
+    assert type(classify["loss_fn"]).__name__ == "CrossEntropyLoss"
+    ut = cfg.build(_family("universal_transformer"))
+    assert isinstance(ut["loss_fn"], PonderLoss) and ut["loss_fn"].model is ut["model"]
+
+
+def test_token_accuracy_ignores_the_pad_labels():
+    parts = cfg.build(_family("transformer"))
+    model, x, y = parts["model"], parts["x"], parts["y"]
+    model.eval()
+    with torch.no_grad():
+        pred = model(x).argmax(-1)
+    real = y != -100
+    expected = float((pred[real] == y[real]).float().mean())
+    got = cfg.accuracy(model, model.state_dict(), x, y)
+    assert got == pytest.approx(expected, abs=1e-7)
+    assert got != pytest.approx(float((pred == y).float().mean()))      # pads would count as misses
+
+
+@pytest.fixture(scope="module")
+def family_runs():
+    """One short run of each token family (a few seconds each), shared by the tests below."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return {f: cfg.run(_family(f, sparsity={"harvest": True, "weights": {
+                    "algorithm": "static", "sparsity": 0.5}}), progress=False)
+                for f in ("transformer", "universal_transformer")}
+
+
+@pytest.mark.parametrize("family", ["transformer", "universal_transformer"])
+def test_run_trains_each_token_family(family_runs, family):
+    import math
+    result = family_runs[family]
+    history, session = result["history"], result["session"]
+    assert len(history) == result["config"]["steps"]
+    assert all(math.isfinite(loss) for loss in history.losses)
+    assert 0.0 <= result["accuracy"] <= 1.0
+    parts = cfg.build(result["config"])
+    assert result["accuracy"] == cfg.accuracy(parts["model"], session.state_dict(), parts["x"],
+                                              parts["y"], session.sparsity, history[-1].step - 1)
+    weights = [t for t in result["report"].tensors if t["kind"] == "weight"]
+    assert weights and all(t["density"] == pytest.approx(0.5, abs=0.02) for t in weights)
+
+
+def test_ut_run_ponders(family_runs):
+    """ACT on: positions halt before max_steps, so the run is cheaper than fixed depth."""
+    last = family_runs["universal_transformer"]["history"][-1]
+    assert last.mean_ponder_steps is not None
+    assert 1.0 <= last.mean_ponder_steps <= 3.0
+    assert last.fixed_depth_cycles >= last.cycles
+
+
+def test_transformer_run_with_induced_sparsity_reports_it():
+    c = _family("transformer", steps=2, sparsity={
+        "relu": ["layers.*.ffn.act"],
+        "drop": [{"targets": ["layers.*.ffn.act"], "fraction": 0.5, "where": "both"}]})
+    result = cfg.run(c, progress=False)
+    drops = [t for t in result["report"].tensors if t["kind"] == "drop"]
+    assert drops and drops[0]["module"] == "layers.0.ffn.act" and drops[0]["target_density"] == 0.5
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError,
+                   reason="wb.compile applies ReLU/drop to a copy of the model, and ut_loss still "
+                          "reads the original: needs wsebench/session.py to rebind the PonderLoss "
+                          "(see the widgets helper's report)")
+def test_ut_run_with_induced_relu_and_drop():
+    c = _family("universal_transformer", steps=2, sparsity={
+        "relu": ["block.ffn.act"], "drop": [{"targets": ["block.ffn.act"], "fraction": 0.5}]})
+    result = cfg.run(c, progress=False)
+    assert [t["module"] for t in result["report"].tensors if t["kind"] == "drop"] == ["block.ffn.act"]
