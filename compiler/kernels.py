@@ -12,6 +12,11 @@ kernels generated from loop nests):
 - `generated`: any other op group, described by an element-wise loop nest `for b, e: ...` that the
   compiler unrolls over the fabric.
 A kernel's MACs, memory per core and traffic are all derived from its nest (see `cost.py`).
+
+A kernel whose weights are shared by recurrent steps (a Universal Transformer's block) is
+called once per step: its `streams` hold one group per call, its matmul nest's token loop `t`
+runs over every call's tokens (so cost, stash and MACs count them all), and an attention nest
+gets a step loop `s`. The simulator sums the calls (`simulator.timing`).
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 from .ir import Graph, Op
 from .passes import (MATMUL_OPS, VIEW_OPS, assign_kernels, attention_regions, is_activation_matmul,
                      is_elementwise, param_root, pipeline_order)
+from .steps import markers
 
 
 @dataclass(frozen=True)
@@ -111,12 +117,23 @@ def build_kernels(graph: Graph) -> tuple[tuple[Kernel, ...], dict[str, str]]:
     order = pipeline_order(graph, kernel_of)
     samples = graph.type_of[graph.inputs[0]].shape[0] if graph.type_of[graph.inputs[0]].shape else 1
     attention = set(attention_regions(graph))
+    spans = _forward_spans(graph)
     kernels = tuple(_make_kernel(graph, name, [op for op in graph.ops if kernel_of[op.name] == name],
-                                 samples, attention) for name in order)
+                                 samples, attention, spans) for name in order)
     return kernels, kernel_of
 
 
-def _make_kernel(graph: Graph, name: str, ops: list[Op], samples: int, attention=()) -> Kernel:
+def _forward_spans(graph: Graph) -> dict[str, int]:
+    """Forward op -> the marked span it lies in (`compiler.steps`); empty without markers."""
+    found = markers(graph)
+    if not found:
+        return {}
+    loss_at = next(i for i, op in enumerate(graph.ops) if graph.loss in op.outputs)
+    return {op.name: found.segment[op.name] for op in graph.ops[:loss_at + 1]}
+
+
+def _make_kernel(graph: Graph, name: str, ops: list[Op], samples: int, attention=(),
+                 spans=None) -> Kernel:
     roots = param_root(graph)
     params = tuple(dict.fromkeys(roots[o.name] for o in ops if o.name in graph.param_fqn
                                  or (o.op in VIEW_OPS and o.name in roots)))
@@ -127,7 +144,7 @@ def _make_kernel(graph: Graph, name: str, ops: list[Op], samples: int, attention
         return _matmul_kernel(graph, name, ops, params, matmuls, samples, param_numel)
     if name in attention:
         return _attention_kernel(graph, name, ops, samples)
-    return _generated_kernel(graph, name, ops, params, samples, param_numel)
+    return _generated_kernel(graph, name, ops, params, samples, param_numel, spans or {})
 
 
 def _operands(op: Op, roots: dict) -> tuple[str, str]:
@@ -211,7 +228,10 @@ def _matmul_kernel(graph, name, ops, params, matmuls, samples, param_numel) -> K
                   param_numel)
 
 
-def _generated_kernel(graph, name, ops, params, samples, param_numel) -> Kernel:
+def _generated_kernel(graph, name, ops, params, samples, param_numel, spans=None) -> Kernel:
+    """One call per marked span its forward work lies in (a shared block's layer norm is called
+    once per recurrent step), streaming the first full-width output of each; one call without
+    markers."""
     work = [o for o in ops if o.op not in VIEW_OPS]
     sizes = [graph.type_of[out].numel for o in work for out in o.outputs if out in graph.type_of]
     widest = max(sizes, default=1)
@@ -220,13 +240,18 @@ def _generated_kernel(graph, name, ops, params, samples, param_numel) -> Kernel:
     full_width = [o for o in work if any(graph.type_of[out].numel == widest
                                          for out in o.outputs if out in graph.type_of)]
     main = next((o for o in work if not is_elementwise(o)), work[0] if work else ops[0])
-    stream = main.outputs[0]
+    per_span = {}
+    for o in full_width:
+        if o.name in (spans or {}):
+            per_span.setdefault(spans[o.name], o.outputs[0])
+    streams = tuple(("out", v) for v in per_span.values()) if len(per_span) > 1 else \
+        (("out", main.outputs[0]),)
     nest = LoopNest(dims=(("b", samples), ("e", per_sample)),
                     accesses=(Access("in", ("b", "e"), "stream_in"),
                               Access("out", ("b", "e"), "stream_out")),
                     row_dim="e", col_dim="e", flops_per_point=max(1, len(full_width)))
-    return Kernel(name, "generated", tuple(o.name for o in ops), params, nest,
-                  (("out", stream),), samples, param_numel)
+    return Kernel(name, "generated", tuple(o.name for o in ops), params, nest, streams, samples,
+                  param_numel)
 
 
 def _attention_kernel(graph, name, ops, samples) -> Kernel:
