@@ -55,7 +55,8 @@ from . import models as _models
 from . import tasks as _tasks
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
-LOSSES = {"cross_entropy": torch.nn.CrossEntropyLoss, "token_cross_entropy": _models.TokenCrossEntropy}
+LOSSES = {"cross_entropy": torch.nn.CrossEntropyLoss,
+          "token_cross_entropy": _models.TokenCrossEntropy}
 BACKENDS = ("auto", "numpy", "cupy")
 TOP_LEVEL = ("model", "data", "optimizer", "wafer", "sparsity", "mapping", "backend", "steps", "seed")
 FAMILIES = tuple(_families.FAMILIES)

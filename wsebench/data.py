@@ -23,6 +23,7 @@ from . import tasks as _tasks
 
 VECTOR_DATASETS = ("blobs", "spirals")
 SEQUENCE_TASKS = _tasks.TASKS
+LENGTH_DISTRIBUTIONS = _tasks.LENGTH_DISTRIBUTIONS
 DATASETS = VECTOR_DATASETS + SEQUENCE_TASKS
 
 
@@ -54,7 +55,8 @@ def spirals(samples: int = 1024, features: int = 16, classes: int = 4, seed: int
 def make(name: str, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
     """Vector data set `name` as (x, y); a sequence task is made by `sequence_data`."""
     if name not in VECTOR_DATASETS:
-        also = " (a token-sequence task: use wsebench.data.sequence_data)" if is_sequence(name) else ""
+        also = " (a token-sequence task: use wsebench.data.sequence_data)" \
+            if is_sequence(name) else ""
         raise ConfigError(f"unknown vector data set {name!r}{also}; allowed: "
                           f"{', '.join(VECTOR_DATASETS)}")
     return generator(name)(**kwargs)
@@ -102,7 +104,9 @@ def generator(name: str) -> Callable:
     """The function that makes data set `name` (its keyword arguments are the config's keys)."""
     if name not in DATASETS:
         raise ConfigError(f"unknown data set {name!r}; allowed: {', '.join(DATASETS)}")
-    return getattr(_tasks, name) if is_sequence(name) else {"blobs": blobs, "spirals": spirals}[name]
+    if is_sequence(name):
+        return getattr(_tasks, name)
+    return {"blobs": blobs, "spirals": spirals}[name]
 
 
 def defaults(name: str) -> dict:

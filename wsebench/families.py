@@ -28,7 +28,8 @@ from . import universal as _universal
 from .data import TaskShape
 
 UT = "universal_transformer"
-FAMILIES = {"mlp": _models.mlp, "transformer": _models.transformer, UT: _universal.universal_transformer}
+FAMILIES = {"mlp": _models.mlp, "transformer": _models.transformer,
+            UT: _universal.universal_transformer}
 TOKEN_FAMILIES = ("transformer", UT)
 DEPTH_KEYS = ("act", "max_steps", "tau", "epsilon")
 FROM_DATA = ("vocab", "max_len", "classes", "task", "pad_id")

@@ -27,9 +27,12 @@ def test_any_complete_config_round_trips_untouched():
     assert WorkbenchState(WorkbenchState(c).config).config == c
 
 
-def test_every_control_reads_a_value():
-    s = WorkbenchState()
-    for control in st.CONTROLS:
+@pytest.mark.parametrize("family", cfg.FAMILIES)
+def test_every_visible_control_reads_a_value(family):
+    s = WorkbenchState(cfg.default_config(family))
+    shown = [c for c in st.CONTROLS if s.visible(c.key)]
+    assert {"model.family", "model.activation", "data.name", "steps"} <= {c.key for c in shown}
+    for control in shown:
         assert s.get(control.key) is not None or control.kind == "text", control.key
 
 
@@ -153,17 +156,23 @@ def test_pins_that_match_no_layer_are_flagged():
     assert any("conv*" in w for w in s.warnings())
 
 
-def test_controls_not_ready_cannot_be_set():
-    s = WorkbenchState()
-    with pytest.raises(cfg.ConfigError, match="Universal Transformer"):
-        s.set("depth.act", True)
+def test_every_capability_has_landed():
+    """No control waits for a capability: no disabled controls, no "arrives with" notes."""
+    assert all(c.ready for c in st.CONTROLS)
+    assert st.PANEL_NOTES == {}
+    assert {c.panel for c in st.CONTROLS} == set(st.PANELS)
 
 
-def test_only_options_that_work_today_are_offered():
-    assert st.CONTROL["model.family"].choices() == ("mlp",)
+def test_the_options_offered():
+    assert st.CONTROL["model.family"].choices() == ("mlp", "transformer", "universal_transformer")
     assert set(st.CONTROL["optimizer.name"].choices()) == {"sgd", "adam", "adamw"}
-    assert all(not c.ready for c in st.CONTROLS if c.panel == "depth")
-    assert [c.key for c in st.CONTROLS if c.panel == "sparsity"] == ["sparsity.harvest"]
+    assert st.CONTROL["data.name"].choices() == ("blobs", "spirals", "parity", "copy", "reverse",
+                                                 "longtail")
+    activation = st.CONTROL["model.activation"]
+    assert "tanh" in activation.choices(cfg.default_config())
+    assert activation.choices(cfg.default_config("transformer")) == ("gelu", "relu")
+    assert st.CONTROL["sparsity.weights.algorithm"].choices() == ("none", "static", "gmp", "set",
+                                                                  "rigl")
 
 
 def test_check_agrees_with_validate_on_unknown_keys():

@@ -234,11 +234,3 @@ def test_hide_and_lesson_presets(bench):
     assert lesson.config["model"]["dropout"] == 0.0
     with pytest.raises(cfg.ConfigError):
         Workbench.from_config(tiny(), hide=["no-such-control"])
-
-
-def test_depth_panel_is_there_but_disabled(bench):
-    w = bench()
-    depth = [c.key for c in CONTROLS if c.panel == "depth"]
-    assert depth and all(w.controls[k].disabled for k in depth)
-    assert "Universal Transformer" in str(w.panels["depth"].children[-1].value)
-    assert w.controls["model.family"].options == ("mlp",)

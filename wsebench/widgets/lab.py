@@ -15,7 +15,7 @@ from compiler import ConfigError, WaferFitError
 from compiler.placement import PlacementError
 
 from .. import config as _config
-from .state import WorkbenchState, buildable, check, lesson_config, mapping_arg, validate
+from .state import WorkbenchState, check, lesson_config, validate
 
 
 def config(preset: str = "lesson-harvest", steps: int | None = None, **changes) -> dict:
@@ -44,27 +44,7 @@ def run(cfg: dict) -> dict:
     `mapping` may also be a strategy ("model", "data"), as the workbench's dropdown sets it."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        full = validate(cfg)
-        if full["mapping"] in (None, "auto") or isinstance(full["mapping"], dict):
-            return _config.run(full, progress=False)
-        return _run_strategy(full)
-
-
-def _run_strategy(full: dict) -> dict:
-    """`wsebench.config.run` for a config whose mapping is a strategy string."""
-    import time
-    from ..session import compile as _compile
-    start = time.perf_counter()
-    parts = _config.build(buildable(full))
-    session = _compile(parts["model"], parts["loss_fn"], example=parts["example"],
-                       optimizer=parts["optimizer"], wafer=_config.make_wafer(full["wafer"]),
-                       sparsity=_config.make_sparsity(full["sparsity"]),
-                       mapping=mapping_arg(full["mapping"]), backend=full["backend"],
-                       seed=full["seed"])
-    history = session.train(parts["batches"], steps=full["steps"], progress=False)
-    return {"session": session, "history": history, "report": session.report(), "config": full,
-            "accuracy": session.accuracy(parts["x"], parts["y"]),
-            "final_loss": history[-1].loss, "wall_seconds": time.perf_counter() - start}
+        return _config.run(validate(cfg), progress=False)
 
 
 def kernel(result: dict, name: str) -> dict:

@@ -16,7 +16,7 @@ LABEL_WIDTH = "112px"
 CONTROL_WIDTH = "230px"
 
 
-def make_control(control: Control, value) -> W.Widget:
+def make_control(control: Control, value, config: dict | None = None) -> W.Widget:
     common = dict(description=control.label, style={"description_width": LABEL_WIDTH},
                   layout=W.Layout(width=CONTROL_WIDTH), disabled=not control.ready)
     if control.kind == "int":
@@ -24,7 +24,7 @@ def make_control(control: Control, value) -> W.Widget:
     elif control.kind == "float":
         w = W.FloatText(value=0.0 if value is None else float(value), **common)
     elif control.kind == "choice":
-        options = control.choices()
+        options = control.choices(config)
         if value is not None and value not in options:
             options = options + (value,)      # a config's value the UI does not offer: show it
         w = W.Dropdown(options=options, value=value, **common)
@@ -43,7 +43,8 @@ def make_control(control: Control, value) -> W.Widget:
 
 
 def make_panels(controls: dict[str, W.Widget]) -> dict[str, W.VBox]:
-    """One box per panel: a title, its controls, and a note on what has not landed yet."""
+    """One box per panel: a title, its controls, and a note on what has not landed yet (if
+    `PANEL_NOTES` has one)."""
     boxes = {}
     for panel, title in PANELS.items():
         children = [W.HTML(f"<b>{escape(title)}</b>")]

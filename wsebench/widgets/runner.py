@@ -19,8 +19,8 @@ import warnings
 from typing import Callable
 
 from .. import config as _config
-from ..session import History, compile as _compile
-from .state import buildable, mapping_arg, validate
+from ..session import History
+from .state import buildable, validate
 
 
 class Runner:
@@ -53,14 +53,8 @@ class Runner:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
                     full = validate(config)
-                    parts = _config.build(buildable(full))
-                    parts["config"] = full
-                    session = _compile(parts["model"], parts["loss_fn"], example=parts["example"],
-                                       optimizer=parts["optimizer"],
-                                       wafer=_config.make_wafer(full["wafer"]),
-                                       sparsity=_config.make_sparsity(full["sparsity"]),
-                                       mapping=mapping_arg(full["mapping"]),
-                                       backend=full["backend"], seed=full["seed"])
+                    parts = {**_config.build(buildable(full)), "config": full}
+                    session = _config.compile_built(parts)
             except BaseException as err:
                 self.error = err
                 self.session = None

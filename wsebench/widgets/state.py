@@ -20,10 +20,12 @@ from compiler import ConfigError, PRESETS
 
 from .. import config as _config
 from .. import data as _data
-from .. import models as _models
+from .. import families as _families
 from .controls import (CONTROL, CONTROLS, FAMILIES, LESSONS, MAPPING_CHOICES,  # noqa: F401
-                       PANEL_NOTES, PANELS, RUN_ONLY_KEYS, STRATEGIES, Control, Family, Lesson,
-                       _defaults, _pinned, check_hide, hideable, lesson, lesson_config)
+                       PANEL_NOTES, PANELS, RUN_ONLY_KEYS, STRATEGIES, Control, Family, Layer,
+                       Lesson, _defaults, _pinned, check_hide, family_of, hideable, lesson,
+                       lesson_config)
+from .sparsity_controls import SparsityControls
 
 # The simulator really trains the model on this machine: past these sizes a step takes minutes.
 HOST_PARAM_LIMIT = 20_000_000
@@ -42,6 +44,7 @@ class WorkbenchState:
         self._config = _config.with_defaults(config or {})
         self._extra = {c.key: c.default for c in CONTROLS if not c.in_config}
         self._pin = dict(DEFAULT_PIN)
+        self._sparsity = SparsityControls(self._config)
         mapping = self._config.get("mapping")
         if isinstance(mapping, dict) and mapping:
             pattern, first = next(iter(mapping.items()))
@@ -69,6 +72,8 @@ class WorkbenchState:
             return self._pin[sub]
         if key == "model.family":
             return c["model"].get("family", "mlp")
+        if key.startswith("sparsity.") and key != "sparsity.harvest":
+            return self._sparsity.get(key.split(".", 1)[1])
         if "." in key:
             section, name = key.split(".", 1)
             sec = c.get(section)
@@ -93,6 +98,12 @@ class WorkbenchState:
             return self._set_mapping(key.split(".", 1)[1], value)
         if key == "optimizer.name":
             return self._set_optimizer(value)
+        if key == "model.family":
+            return self._set_family(value)
+        if key == "data.name":
+            return self._set_data_name(value)
+        if key.startswith("sparsity.") and key != "sparsity.harvest":
+            return self._sparsity.set(key.split(".", 1)[1], value)
         if "." in key:
             section, name = key.split(".", 1)
             if not isinstance(self._config.get(section), dict):
@@ -108,11 +119,11 @@ class WorkbenchState:
     def _section_default(self, section: str, name: str):
         if section == "model":
             family = self._config["model"].get("family", "mlp")
-            builder = getattr(_models, family, None)
-            return _defaults(builder).get(name) if builder else None
+            return _families.defaults(family).get(name) if family in _families.FAMILIES else None
         if section == "data":
-            builder = getattr(_data, self._config["data"].get("name", "spirals"), None)
-            return {"batch_size": 64, **(_defaults(builder) if builder else {})}.get(name)
+            data = self._config["data"].get("name", "spirals")
+            known = _data.defaults(data) if data in _data.DATASETS else {}
+            return {"batch_size": 64, **known}.get(name)
         if section == "sparsity":
             from ..session import Sparsity
             return {f.name: f.default for f in dataclasses.fields(Sparsity)}.get(name)
@@ -120,6 +131,39 @@ class WorkbenchState:
             opt = _config.OPTIMIZERS.get(self._config["optimizer"].get("name"))
             return _defaults(opt).get("lr", 1e-3) if opt else None
         return None
+
+    def _set_family(self, family) -> None:
+        """A new family starts from its default model (`wsebench.config.default_config`),
+        keeping the dropout and an activation it offers; data of the wrong kind (vectors for a
+        token family, sequences for the MLP) becomes the family's default task; the sparsity
+        globs that named the old family's modules by default follow to the new one's."""
+        old = family_of(self._config)
+        if family == old:
+            return
+        if family not in FAMILIES:                # refused by the checks, with the allowed ones
+            self._config["model"] = {**self._config["model"], "family": family}
+            return
+        base = _config.default_config(family)
+        model, previous = dict(base["model"]), self._config["model"]
+        if "dropout" in previous:
+            model["dropout"] = previous["dropout"]
+        if previous.get("activation") in CONTROL["model.activation"].choices({"model": model}):
+            model["activation"] = previous["activation"]
+        self._config["model"] = model
+        data = self._config["data"]
+        tokens = family in _families.TOKEN_FAMILIES
+        if tokens != _data.is_sequence(data.get("name", "spirals")):
+            self._config["data"] = {**base["data"], "seed": data.get("seed", 0)}
+        if old in FAMILIES:
+            self._sparsity.retarget(FAMILIES[old].sparse_at, FAMILIES[family].sparse_at)
+
+    def _set_data_name(self, name) -> None:
+        """Keep the data keys the new data set takes (samples, seed, lengths, ...)."""
+        data = {**self._config["data"], "name": name}
+        if name in _data.DATASETS:
+            allowed = set(_data.defaults(name)) | {"name", "batch_size"}
+            data = {k: v for k, v in data.items() if k in allowed}
+        self._config["data"] = data
 
     def _get_wafer(self, sub: str):
         w = self._config["wafer"]
@@ -196,19 +240,27 @@ class WorkbenchState:
         if extra > 0:
             notes.append(f"the config pins {extra} more kernel glob(s) than the controls show; "
                          "they are kept")
-        family = FAMILIES.get(c["model"].get("family", "mlp")) if isinstance(c["model"], dict) else None
-        try:
-            layers = family.layers(c["model"]) if family else None
-        except (TypeError, ValueError):
-            layers = None
+        notes += self._sparsity.warnings()
+        layers = _layers(c)
         if layers and _pinned(c) and isinstance(c["mapping"], dict):
-            names = [n for n, _, _ in layers]
+            names = [layer.name for layer in layers]
             for pattern in c["mapping"]:
                 if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
                     notes.append(f"mapping pattern {pattern!r} matches none of the layers "
                                  f"({', '.join(names)}); the compiler refuses it unless it names "
                                  "another kernel")
         return notes
+
+
+def _layers(config: dict) -> "list[Layer] | None":
+    """The family's kernels for a config that validates, else None."""
+    family = FAMILIES.get(family_of(config))
+    if family is None:
+        return None
+    try:
+        return family.layers(_config.model_kwargs(validate(config)))
+    except (ConfigError, TypeError, ValueError, KeyError):
+        return None
 
 
 def _strategy(config: dict) -> "str | None":
@@ -266,16 +318,15 @@ def check(config: dict) -> list[str]:
     if target.cores > HOST_CORE_LIMIT:
         problems.append(f"a {target.rows} x {target.cols} wafer has {target.cores:,} cores; the "
                         f"simulator keeps per-core arrays and allows at most {HOST_CORE_LIMIT:,}")
-    model = full["model"]
-    family = FAMILIES.get(model.get("family", "mlp"))
+    family = FAMILIES.get(family_of(full))
     if family is None:
-        problems.append(f"model.family {model.get('family')!r} is not offered by the workbench; "
-                        f"allowed: {', '.join(FAMILIES)}")
+        problems.append(f"model.family {full['model'].get('family')!r} is not offered by the "
+                        f"workbench; allowed: {', '.join(FAMILIES)}")
         return problems
-    layers = family.layers(model)
+    layers = family.layers(_config.model_kwargs(full))
     if layers is None:
         return problems
-    params = sum(i * o + o for _, i, o in layers)
+    params = sum(layer.params for layer in layers)
     if params > HOST_PARAM_LIMIT:
         problems.append(f"the model has {params:,} parameters; the simulator really trains it on "
                         f"this machine and allows at most {HOST_PARAM_LIMIT:,}: make it smaller")
@@ -290,17 +341,17 @@ def _bytes_per_weight(full: dict, target) -> int:
     return target.weight_bytes + FP32_BYTES * (1 + slots)
 
 
-def _fit(full: dict, target, layers) -> list[str]:
+def _fit(full: dict, target, layers: "list[Layer]") -> list[str]:
     """Lower bounds the compiler can only exceed: weights, gradients and optimizer state must
-    be resident, and a kernel cannot spread over more cores than its in x out extents."""
+    be resident, and a matmul kernel cannot spread over more cores than its in x out extents."""
     per_weight = _bytes_per_weight(full, target)
     pins = mapping_arg(full["mapping"])
     pins = {} if isinstance(pins, str) else pins
     need, problems, too_big = 0, [], []
-    for name, fan_in, fan_out in layers:
-        weights = fan_in * fan_out + fan_out
+    for layer in layers:
+        name, fan_in, fan_out = layer.name, layer.fan_in, layer.fan_out
         pin = next((m for g, m in pins.items() if fnmatch.fnmatchcase(name, g)), None)
-        if pin is not None:
+        if pin is not None and layer.matmul:
             if pin.rows > fan_in or pin.cols > fan_out:
                 problems.append(f"pinned {pin.rows} x {pin.cols} for kernel {name!r} exceeds its "
                                 f"extents {fan_in} x {fan_out} (rows <= in features, cols <= out "
@@ -313,12 +364,12 @@ def _fit(full: dict, target, layers) -> list[str]:
                                 f"{target.sram_bytes:,}: pin more cores")
             need += pin.cores
             continue
-        spread = min(fan_in * fan_out, target.cores)
-        per_core = math.ceil(weights * per_weight / spread)
+        spread = min(fan_in * fan_out, target.cores) if layer.matmul else target.cores
+        per_core = math.ceil(layer.params * per_weight / spread)
         if per_core > target.sram_bytes:
             too_big.append((name, fan_in, fan_out, per_core, spread))
             continue
-        need += math.ceil(weights * per_weight / target.sram_bytes)
+        need += math.ceil(layer.params * per_weight / target.sram_bytes)
     if too_big:
         name, fan_in, fan_out, per_core, spread = too_big[0]
         others = [n for n, *_ in too_big[1:]]

@@ -75,7 +75,8 @@ class Workbench:
 
     # building the widgets -------------------------------------------------------------------------
     def _build(self) -> None:
-        self.controls = {c.key: make_control(c, self.state.get(c.key)) for c in CONTROLS}
+        config = self.state.config
+        self.controls = {c.key: make_control(c, self.state.get(c.key), config) for c in CONTROLS}
         for key, w in self.controls.items():
             w.observe(lambda change, key=key: self._on_control(key, change["new"]), names="value")
         self.panels = make_panels(self.controls)
@@ -134,12 +135,18 @@ class Workbench:
     def _refresh(self) -> None:
         """Widgets from the state (one change can move others), visibility, checks, buttons."""
         self._syncing = True
+        config = self.state.config
         try:
             for c in CONTROLS:
                 w, value = self.controls[c.key], self.state.get(c.key)
+                if c.kind == "choice":
+                    # the options can depend on the config (e.g. the family's activations);
+                    # a config's value the UI does not offer is shown too
+                    options = c.choices(config)
+                    options += (value,) if value is not None and value not in options else ()
+                    if tuple(w.options) != options:
+                        w.options = options
                 if value is not None and w.value != value:
-                    if c.kind == "choice" and value not in w.options:
-                        w.options = tuple(w.options) + (value,)
                     w.value = value
                 shown = c.key not in self.hidden and self.state.visible(c.key)
                 w.layout.display = None if shown else "none"
@@ -344,7 +351,7 @@ class Workbench:
             last = history[-1]
             parts += [f"step {last.step}", f"loss {last.loss:.4f}",
                       f"{last.samples_per_s:,.0f} samples/s (simulated)",
-                      f"harvest speedup {last.harvest_speedup:.3f}x"]
+                      f"harvest speedup {last.harvest_speedup:.3f}x"] + _dynamic(last)
         if r.session is not None:
             parts.append(f"backend {r.session.backend}")
         if r.status == "error" and r.error is not None:
@@ -372,6 +379,20 @@ class Workbench:
             self.heatmap_caption.value = "<i>no step yet</i>"
             notes = "".join(f"<div style='color:#777'>{escape(n)}</div>" for n in self.runner.notes)
             self.report_html.value = notes + render.plan_html(plan)
+
+
+def _dynamic(result) -> list[str]:
+    """Dynamic execution in the status line: ponder steps (ACT) and skipped padding."""
+    parts = []
+    ponder = getattr(result, "mean_ponder_steps", None)
+    if ponder is not None:
+        parts.append(f"mean ponder steps {ponder:.2f} ({result.speedup_vs_fixed_depth:.2f}x vs "
+                     f"fixed depth)")
+    padding = getattr(result, "padding_fraction", None)
+    if padding:
+        parts.append(f"padding {100 * padding:.0f}% not sent ({result.speedup_vs_padded:.2f}x vs "
+                     f"padded)")
+    return parts
 
 
 def _caption(rep, steps: int) -> str:
