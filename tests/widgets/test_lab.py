@@ -73,3 +73,41 @@ def test_smallest_area_is_measured_by_compiling(capsys):
     assert lab.check_smallest_area(n, base) is True
     assert lab.check_smallest_area(n + 1, base) is False
     assert "still fits" in capsys.readouterr().out
+
+
+def step_result(cycles: float, macs: int) -> dict:
+    return {"report": SimpleNamespace(summary={"step_cycles": cycles, "executed_macs": macs})}
+
+
+SPARSE = {"gelu": step_result(1200.0, 2000), "relu": step_result(800.0, 900),
+          "relu + drop": step_result(600.0, 400)}
+
+
+def test_fastest_run_is_read_from_the_runs(capsys):
+    assert lab.check_fastest_run("relu + drop", SPARSE) is True
+    assert lab.check_fastest_run("gelu", SPARSE) is False
+    slower = {**SPARSE, "relu": step_result(500.0, 900)}
+    assert lab.check_fastest_run(" ReLU ", slower) is True
+    assert lab.check_fastest_run(None, SPARSE) is None
+
+
+def test_step_ratio_within_ten_percent(capsys):
+    assert lab.check_step_ratio(2.0, SPARSE) is True                  # 1200 / 600
+    assert lab.check_step_ratio("2.15", SPARSE) is True
+    assert lab.check_step_ratio(2.3, SPARSE) is False
+    assert lab.check_step_ratio(1.5, SPARSE, slow="gelu", fast="relu") is True
+    assert "5.00x" in capsys.readouterr().out                          # MACs 2000 / 400
+
+
+def test_sparsity_runs_differ_only_in_the_induced_sparsity():
+    base = lab.config("lesson-sparsity", steps=2)
+    base["backend"] = "numpy"
+    runs = lab.sparsity_runs(base)
+    assert list(runs) == ["gelu", "relu", "relu + drop"]
+    sparsity = {label: r["config"]["sparsity"] for label, r in runs.items()}
+    assert sparsity["gelu"] == {"harvest": True}
+    assert sparsity["relu"] == {"harvest": True, "relu": ["act*"]}
+    assert sparsity["relu + drop"]["drop"][0]["fraction"] == 0.75
+    macs = [r["report"].summary["executed_macs"] for r in runs.values()]
+    assert macs[0] > macs[1] > macs[2]                  # each step induces more zeros
+    assert "relu + drop" in repr(lab.sparsity_table(runs))

@@ -94,6 +94,28 @@ def fits(base: dict, side: int) -> tuple[bool, str]:
     return True, "fits"
 
 
+# Exercise 5's runs: a dense non-linearity, ReLU inserted, and ReLU plus dropping small values.
+SPARSITY_RUNS = {"gelu": {}, "relu": {"sparsity.relu.on": True},
+                 "relu + drop": {"sparsity.relu.on": True, "sparsity.drop.fraction": 0.75}}
+
+
+def sparsity_runs(base: dict) -> dict:
+    """`base` trained as each of `SPARSITY_RUNS` (same seed: same data and initial weights)."""
+    return {label: run(variant(base, changes)) for label, changes in SPARSITY_RUNS.items()}
+
+
+def sparsity_table(runs: dict) -> "HTMLTable":
+    """Per run: cycles per step, samples/s, MACs executed per step, final loss, accuracy."""
+    head = ["run", "cycles/step", "samples/s", "executed MACs", "final loss", "accuracy"]
+    rows = []
+    for label, result in runs.items():
+        s = result["report"].summary
+        rows.append([label, f"{s['step_cycles']:,.0f}", f"{s['samples_per_s']:,.0f}",
+                     f"{int(s['executed_macs']):,}", f"{result['final_loss']:.4f}",
+                     f"{100 * result['accuracy']:.1f}%"])
+    return HTMLTable(head, rows)
+
+
 # --- self-checks ------------------------------------------------------------------------------
 
 def _verdict(ok: bool | None, right: str, wrong: str) -> bool | None:
@@ -180,6 +202,33 @@ def check_smallest_area(answer, base: dict) -> bool | None:
     return _verdict(True, f"{n} x {n} fits and {n - 1} x {n - 1} does not: the weights, "
                     "gradients, optimizer state and stashed activations need that much SRAM.",
                     "")
+
+
+def _step_cycles(result: dict) -> float:
+    return float(result["report"].summary["step_cycles"])
+
+
+def check_fastest_run(answer, runs: dict) -> bool | None:
+    """Which run needed the fewest cycles per step?"""
+    truth = min(runs, key=lambda label: _step_cycles(runs[label]))
+    ok = None if answer is None else str(answer).strip().lower() == truth
+    return _verdict(ok, f"{truth!r} took {_step_cycles(runs[truth]):,.0f} cycles per step: every "
+                    "zero it induced is a multiplication the wafer skips where it streams.",
+                    "Read the cycles/step column and pick the smallest.")
+
+
+def check_step_ratio(answer, runs: dict, slow: str = "gelu",
+                     fast: str = "relu + drop") -> bool | None:
+    """How many times faster per step is run `fast` than run `slow`? Right within 10%."""
+    truth = _step_cycles(runs[slow]) / _step_cycles(runs[fast])
+    value = _number(answer)
+    ok = None if value is None else abs(value - truth) <= 0.1 * truth
+    macs = (runs[slow]["report"].summary["executed_macs"]
+            / max(runs[fast]["report"].summary["executed_macs"], 1))
+    return _verdict(ok, f"measured {truth:.2f}x, while the MACs executed fell {macs:.2f}x: a "
+                    "step runs at the pace of its slowest kernel, and what is not skipped (the "
+                    "dense input, the element-wise work) remains.",
+                    f"Divide the cycles per step of {slow!r} by those of {fast!r}.")
 
 
 class HTMLTable:
