@@ -194,7 +194,7 @@ def _check_data(data: dict, model: dict) -> "_data.TaskShape":
     if name not in _data.DATASETS:
         raise ConfigError(f"data.name {name!r} is unknown; allowed: {', '.join(_data.DATASETS)}")
     kwargs = _data_kwargs(data, model)
-    _check_kwargs(f"data key(s) for {name!r}:" if _data.is_sequence(name) else "data",
+    _check_kwargs(f"data ({name})" if _data.is_sequence(name) else "data",
                   _data.generator(name), kwargs)
     for key in ("samples", "features", "classes", "min_len", "max_len", "symbols"):
         if key in kwargs:
