@@ -169,7 +169,9 @@ def compile(model: torch.nn.Module, loss_fn: Callable, example: tuple, optimizer
     spec = optimizer_spec(optimizer)
     chosen = get_backend(backend)
     if sparsity.relu or sparsity.drop:
-        model = _sparsity.apply(model, sparsity)     # what the wafer trains; the original stays as is
+        applied = _sparsity.apply(model, sparsity)   # what the wafer trains; the original stays as is
+        loss_fn = _follow(loss_fn, model, applied)
+        model = applied
     graph = run_pipeline(capture(model, loss_fn, example, method=capture_method))
     _refuse_unsupported(graph, model, loss_fn, example)
     if densities not in (None, "calibrate") and not isinstance(densities, dict):
@@ -185,6 +187,15 @@ def compile(model: torch.nn.Module, loss_fn: Callable, example: tuple, optimizer
         plan = compile_plan(graph, target, spec, mapping=mapping, density=density, densities=measured)
         trainer = _trainer(plan, params, buffers, chosen, sparsity, seed)
     return Session(plan, trainer, model, sparsity)
+
+
+def _follow(loss_fn, original, applied):
+    """A loss that reads its model's last forward (`ut_loss`: the ponder cost) must read the
+    copy the wafer trains, not the original that sparsity was applied to."""
+    from .universal import PonderLoss
+    if isinstance(loss_fn, PonderLoss) and loss_fn.model is original:
+        return PonderLoss(applied, loss_fn.base)
+    return loss_fn
 
 
 def _trainer(plan, params, buffers, backend, sparsity: Sparsity, seed: int) -> Trainer:
