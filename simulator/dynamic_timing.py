@@ -14,13 +14,21 @@ Static part, once per plan (`layout`): the mask value governing each call of eac
 - attention: the call's softmax; its queries are the governed positions, its keys every real
   one (the running positions still attend to the halted ones), none when no query runs.
 - generated: each op its loop nest counts (the full-width ones), governed by its own marker
-  when its output has the mask's positions ([B, T, ...] or [B*T, ...]). The kernel does the
-  share of its elements that its ops' positions make up, per sample.
+  when its output holds the mask's positions (`axis_kind`: one row per sample and position,
+  or a per-position table such as a position embedding, of which only the positions some
+  sample uses are read). The kernel does the share of its elements its ops' positions make
+  up, per sample.
+- links: each route carries its value's share of rows (`simulator.dynamic_links`).
 Per step (`StepPositions`): the masks' values, and three runs timed from the same tensors:
 - "actual": each span charges its own mask's positions (what the wafer did);
 - "fixed_depth": every span charges every real position (the first marker's mask): the same
   model at fixed depth = max steps, pads still free;
 - "padded": each span charges its positions plus the pads: pads streamed like real tokens.
+A baseline's row that the run did not compute has no measured values (a halted position's dY
+is zero only because it halted): `simulator.timing` charges it dense.
+Model (a choice, stated): a halted position's keys and values are read from where attention
+left them; the host recomputes them each step (the step signal changes), but the wafer's
+time does not include projecting them again.
 """
 from __future__ import annotations
 
@@ -204,7 +212,7 @@ class StepPositions:
             return None
         return {run: np.mean([self.share(g, run) for g in governors], axis=0) for run in VARIANTS}
 
-    def congestion(self, plan, run: str) -> dict[str, float]:
+    def congestion(self, run: str) -> dict[str, float]:
         """Kernel -> per-sample load of the busiest link its routes cross, each route loaded with
         the share of its value's rows that `run` sends: pads and halted positions take no link."""
         links = self.layout.links

@@ -351,7 +351,7 @@ def _step(plan, timings: list[KernelTiming], run: str, positions=None) -> float:
     `positions`, the links carry only the rows that run sends."""
     replicas = np.array([plan.mapping[t.name].replicas for t in timings], dtype=np.float64)
     jam = plan_congestion(plan) if positions is None else \
-        positions.congestion(plan, "actual" if run == "dense" else run)
+        positions.congestion("actual" if run == "dense" else run)
     congested = np.array([jam[t.name] for t in timings])
     per_sample = [t.dense_sample_cycles if run == "dense" else t.variant_cycles(run) for t in timings]
     stage = stage_times(np.stack(per_sample), replicas[:, None], congested[:, None])

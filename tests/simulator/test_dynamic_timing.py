@@ -162,3 +162,21 @@ def test_without_markers_the_timing_is_unchanged():
 def test_axis_kind(shape, kind):
     """Batch 4, 6 positions: which values carry the mask's positions."""
     assert axis_kind(shape, 4, 6) == kind
+
+
+def test_links_carrying_every_row_load_as_the_compiler_says():
+    """With every position computing, the link loads are the compiler's congestion exactly;
+    with half the rows, the token traffic halves."""
+    from simulator.dynamic_timing import layout
+    from simulator.timing import plan_congestion
+    task = tasks.longtail(samples=32, min_len=2, max_len=12, classes=3, symbols=9, seed=0)
+    _, session, batch = _transformer_step(task, task.samples[:8], 12)
+    plan = session.plan
+    lay = layout(plan)
+    full = {name: np.ones(batch.x.shape, dtype=bool) for name in lay.markers.masks}
+    assert step_positions(plan, full).congestion("actual") == plan_congestion(plan)
+    half = {name: np.arange(batch.x.shape[1])[None, :].repeat(8, 0) < 6 for name in lay.markers.masks}
+    loads = step_positions(plan, half).congestion("actual")
+    compiled = plan_congestion(plan)
+    assert all(loads[k] <= compiled[k] for k in compiled)
+    assert loads["layers.0.ffn.fc1"] < compiled["layers.0.ffn.fc1"]

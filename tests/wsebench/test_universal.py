@@ -323,3 +323,6 @@ def test_the_plan_places_the_shared_block_once():
             assert plan.kernel[module].steps == steps
         assert plan.kernel["head"].steps == 1
         assert not any(n.startswith(("attention", "block.attn.sdpa_")) for n in names[steps])
+    from compiler.plan import Plan
+    loaded = Plan.from_json(plans[4].to_json())            # the calls survive a round trip
+    assert loaded.kernels == plans[4].kernels
