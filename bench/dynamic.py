@@ -27,7 +27,7 @@ def main(argv=None) -> tuple[list[dict], dict]:
     args = parser.parse_args(argv)
     ponder, padding = dynamic.PonderSetup(), dynamic.PaddingSetup()
     if args.fast:
-        ponder = dataclasses.replace(ponder, max_steps=3, max_len=8, samples=128, test_samples=64,
+        ponder = dataclasses.replace(ponder, max_steps=3, max_len=6, samples=128, test_samples=64,
                                      batch=8, d_model=8, ffn=16, steps=2)
         padding = dataclasses.replace(padding, max_len=16, samples=128, test_samples=64, batch=8,
                                       d_model=8, layers=1, ffn=16, steps=2)

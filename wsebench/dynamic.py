@@ -79,14 +79,14 @@ class PonderSetup:
     """A Universal Transformer on parity (Graves 2016's first ACT task) with ACT and at fixed
     depth = `max_steps`, trained alike."""
     max_steps: int = 6
-    max_len: int = 12
+    max_len: int = 8
     samples: int = 2048
     test_samples: int = 512
     batch: int = 32
     d_model: int = 32
     heads: int = 2
     ffn: int = 64
-    steps: int = 150
+    steps: int = 300
     lr: float = 3e-3
     tau: float = 0.01
     seed: int = 0
