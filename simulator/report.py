@@ -18,6 +18,7 @@ import numpy as np
 
 from compiler.plan import Plan
 
+from .dynamic_report import dynamic_summary
 from .timing import StepTiming
 
 
@@ -56,6 +57,7 @@ def build_report(plan: Plan, timing: StepTiming, harvest: bool, densities: dict 
         rows.append(row)
     summary = _summary(plan, timing, harvest, util, grid)
     summary.update(_sparsity_summary(tensors or []))
+    summary.update(dynamic_summary(timing))      # halting and padding (empty without markers)
     return Report(util, rows, summary, sram, grid, [k.name for k in plan.kernels],
                   plan.link_loads(), list(tensors or []))
 
@@ -64,9 +66,11 @@ def _kernel_row(plan, kt, m, memory, util, timing) -> dict:
     kernel = plan.kernel[kt.name]
     cycles = float(kt.sample_cycles.sum()) / m.replicas + kt.update_cycles
     dense = float(kt.dense_sample_cycles.sum()) / m.replicas + kt.update_cycles
+    padded = float(kt.variant_cycles("padded").sum()) / m.replicas + kt.update_cycles
     return {"name": kt.name, "kind": kernel.kind, "rows": m.rows, "cols": m.cols,
             "replicas": m.replicas, "pinned": kt.name in plan.pinned, "cycles": cycles,
             "dense_cycles": dense, "speedup_vs_dense": dense / cycles if cycles else 1.0,
+            "padded_cycles": padded,
             "utilization": float(util.mean()), "macs": kt.macs, "dense_macs": kt.dense_macs,
             "harvested_macs": kt.dense_macs - kt.macs,
             "harvested_fraction": 1.0 - kt.macs / kt.dense_macs if kt.dense_macs else 0.0,

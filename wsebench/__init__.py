@@ -10,7 +10,7 @@ from compiler import ConfigError, Mapping, Plan, Target, WaferFitError
 from compiler import wafer
 from simulator.training import StepResult
 
-from . import config, data, models, tasks, universal
+from . import config, data, dynamic, models, tasks, universal
 from .checkpoint import CheckpointError, load_session
 from .config import default_config, run
 from .report import Report
@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 __all__ = ["wafer", "compile", "Mapping", "Sparsity", "Session", "StepResult", "History", "Report",
            "Plan", "Target", "ConfigError", "WaferFitError", "UnsupportedOpError", "models", "data",
            "config", "default_config", "run", "sweep", "sparsity", "Results", "SweepError", "load_results",
-           "load_session", "CheckpointError", "tasks", "universal", "universal_transformer", "ut_loss"]
+           "load_session", "CheckpointError", "tasks", "universal", "dynamic", "universal_transformer", "ut_loss"]
 
 __all__ += ["Workbench", "widgets"]
 

@@ -73,12 +73,23 @@ def summary_rows(summary: dict) -> list[tuple[str, object]]:
         ("Executed MACs / dense MACs", _pair(s.get("executed_macs"), s.get("dense_macs"))),
         ("Mean density of induced (drop) outputs", _percent(s.get("drop_density"))),
         ("Mean density of ReLU outputs", _percent(s.get("relu_density"))),
+        ("Mean ponder steps", _pair(s.get("mean_ponder_steps"), s.get("max_steps"), "of")),
+        ("Running share per recurrent step", _fractions(s.get("active_fraction_per_step"))),
+        ("Fixed-depth cycles/step (every position, every step)", s.get("fixed_depth_step_cycles")),
+        ("Speedup over fixed depth", _ratio(s.get("speedup_vs_fixed_depth"))),
+        ("Padding share of the batch", _percent(s.get("padding_fraction"))),
+        ("Padded cycles/step (pads sent)", s.get("padded_step_cycles")),
+        ("Speedup over padded", _ratio(s.get("speedup_vs_padded"))),
         ("Static estimate cycles/step", s.get("estimate_step_cycles")),
         ("Static estimate / measured", _ratio(s.get("estimate_vs_measured"))),
         ("Max SRAM per core (B)", _pair(s.get("max_sram_bytes_per_core"),
                                          s.get("sram_bytes_per_core"), "of")),
     ]
     return [(k, v) for k, v in rows if v is not None]
+
+
+def _fractions(values):
+    return None if values is None else ", ".join(f"{100 * v:.0f}%" for v in values)
 
 
 def _percent(value):

@@ -140,6 +140,12 @@ def test_ut_act_training_reports_halting_and_both_baselines():
     assert summary["max_steps"] == 3
     total = run_summary(history)
     assert total["speedup_vs_fixed_depth"] >= 1.0 and total["speedup_vs_padded"] > 1.0
+    report = session.report()                        # the public report carries the same figures
+    assert report.summary["active_fraction_per_step"] == fractions
+    assert report.summary["padded_step_cycles"] > report.summary["step_cycles"]
+    assert all(row["padded_cycles"] >= row["cycles"] for row in report.kernels)
+    page = report._repr_html_()
+    assert "Speedup over fixed depth" in page and "Padding share of the batch" in page
 
 
 def test_without_markers_the_timing_is_unchanged():
