@@ -51,8 +51,6 @@ def test_relu_and_induced_sparsity_are_harvested(fc34):
 def test_induced_sparsity_beats_relu_alone_end_to_end(fc34):
     """Step against step, each variant compiled for its own densities."""
     induced = _row(fc34, "ReLU + 50%")
-    if any("drop_small" in k.name for k in induced["session"].plan.kernels):
-        pytest.skip("the drop op runs as a region of its own, a dense stage that harvesting "
-                    "cannot speed up; compiler/passes.py must fuse wsebench.drop_small into "
-                    "its producer (pending)")
+    # the drop runs on its producer's cores; a region of its own would be a dense stage
+    assert not any("drop_small" in k.name for k in induced["session"].plan.kernels)
     assert induced["speedup"] > _row(fc34, "ReLU inserted")["speedup"] > 1.0
