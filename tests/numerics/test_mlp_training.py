@@ -82,17 +82,12 @@ def test_losses_match_torch_step_by_step():
     session = wb.compile(model, nn.CrossEntropyLoss(), example=batches[0],
                          optimizer=make_opt(model.parameters()), backend="numpy")
     import copy
-    from .torch_oracle import MaskRecorder
+    from .torch_oracle import eager_step
     eager = copy.deepcopy(model)
     opt = make_opt(eager.parameters())
     for x, y in batches:
-        rec = MaskRecorder()
-        with rec:
-            loss = nn.CrossEntropyLoss()(eager(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        result = session.step(x, y, dropout_masks=rec.masks)
+        loss, masks = eager_step(eager, nn.CrossEntropyLoss(), opt, x, y)
+        result = session.step(x, y, dropout_masks=masks)
         assert abs(result.loss - loss.item()) <= 1e-5 * max(1.0, abs(loss.item()))
 
 

@@ -9,7 +9,7 @@ import torch.nn as nn
 import wsebench as wb
 from wsebench import sparsity as sp
 
-from .torch_oracle import MaskRecorder
+from .torch_oracle import eager_step
 
 SGD = (lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=1e-3), 1e-6)
 ADAM = (lambda p: torch.optim.Adam(p, lr=1e-3, weight_decay=1e-4), 1e-5)
@@ -32,13 +32,8 @@ def _train_both(model, sparsity, optimizer, batches):
     losses = []
     for step, (x, y) in enumerate(batches):
         sp.set_step(eager, sparsity, step)
-        recorder = MaskRecorder()
-        with recorder:
-            loss = loss_fn(eager(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        result = session.step(x, y, dropout_masks=recorder.masks)
+        loss, masks = eager_step(eager, loss_fn, opt, x, y)
+        result = session.step(x, y, dropout_masks=masks)
         losses.append((result.loss, loss.item()))
     return session, eager, losses
 

@@ -9,7 +9,7 @@ import torch.nn as nn
 
 import wsebench as wb
 
-from .torch_oracle import MaskRecorder
+from .torch_oracle import eager_step
 
 STEPS, BATCH, LENGTH, VOCAB, D_MODEL = 20, 4, 6, 16, 16
 SGD = (lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=1e-3), 1e-6)
@@ -60,13 +60,8 @@ def _train_both(model, loss_fn, make_opt, batches):
     session = wb.compile(model, loss_fn, example=batches[0], optimizer=make_opt(model.parameters()),
                          backend="numpy", capture_method="aot")
     for x, y in batches:
-        recorder = MaskRecorder()
-        with recorder:
-            loss = loss_fn(eager(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        result = session.step(x, y, dropout_masks=recorder.masks)
+        loss, masks = eager_step(eager, loss_fn, opt, x, y)
+        result = session.step(x, y, dropout_masks=masks)
         assert abs(result.loss - loss.item()) <= 1e-5 * max(1.0, abs(loss.item()))
     return session, eager
 

@@ -10,7 +10,7 @@ import wsebench as wb
 from wsebench import markers, tasks
 from wsebench.universal import universal_transformer, ut_loss
 
-from .torch_oracle import MaskRecorder
+from .torch_oracle import eager_step
 
 OPTIMIZERS = {
     "sgd": (lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=1e-3), 1e-6),
@@ -39,14 +39,9 @@ def _train_both(model, make_opt, batches, **compile_kwargs):
                          optimizer=make_opt(model.parameters()), backend="numpy", **compile_kwargs)
     fractions = []
     for x, y in batches:
-        recorder = MaskRecorder()
-        with recorder:
-            loss = eager_loss(eager(x), y)
+        loss, masks = eager_step(eager, eager_loss, opt, x, y)
         fractions.append(eager.last.running_fraction)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        result = session.step(x, y, dropout_masks=recorder.masks)
+        result = session.step(x, y, dropout_masks=masks)
         assert abs(result.loss - loss.item()) <= 1e-5 * max(1.0, abs(loss.item()))
     return session, eager, fractions
 

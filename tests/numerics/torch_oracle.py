@@ -23,17 +23,20 @@ class MaskRecorder(TorchDispatchMode):
         return out
 
 
+def eager_step(model, loss_fn, opt, x, y):
+    """One eager training step; returns the loss and the dropout keep-masks torch drew."""
+    recorder = MaskRecorder()
+    with recorder:
+        loss = loss_fn(model(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss, recorder.masks
+
+
 def train_eager(model, loss_fn, make_optimizer, batches):
     """Train a deep copy of `model` eagerly; return it and the dropout keep-masks of each step."""
     model = copy.deepcopy(model).train()
     opt = make_optimizer(model.parameters())
-    masks_per_step = []
-    for x, y in batches:
-        recorder = MaskRecorder()
-        with recorder:
-            loss = loss_fn(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        masks_per_step.append(recorder.masks)
+    masks_per_step = [eager_step(model, loss_fn, opt, x, y)[1] for x, y in batches]
     return model, masks_per_step
