@@ -42,7 +42,7 @@ class Mapping:
     replicas: int = 1
 
     def __post_init__(self):
-        from .target import ConfigError
+        from .errors import ConfigError
         for field in ("rows", "cols", "replicas"):
             value = getattr(self, field)
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:

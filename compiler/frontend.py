@@ -19,7 +19,7 @@ import torch.nn as nn
 
 from .ir import Graph, Op, Ref, TensorType, verify
 from .optim_spec import OptimizerSpec
-from .target import ConfigError
+from .errors import ConfigError
 
 WRAPPER_PREFIX = "model."
 CAPTURE_METHODS = ("auto", "export", "aot")

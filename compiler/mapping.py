@@ -10,11 +10,8 @@ import math
 from .cost import Mapping, memory_per_core
 from .kernels import Kernel
 from .optim_spec import OptimizerSpec
-from .target import ConfigError, Target
-
-
-class WaferFitError(ValueError):
-    """The model does not fit the wafer; the message gives what it needs and what there is."""
+from .errors import ConfigError, WaferFitError
+from .target import Target
 
 
 def in_flight(index: int, stages: int, samples: int) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .target import ConfigError
+from .errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .placement import PlacementError, Rect, place_shapes
+from .errors import PlacementError
+from .placement import Rect, place_shapes
 from .search import Choice, candidate_times, least_packable, min_bottleneck
 from .target import Target
 

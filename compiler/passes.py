@@ -20,7 +20,9 @@ from __future__ import annotations
 import numpy as np
 
 from .ir import Graph, Op, Ref, TensorType, verify
-from .steps import MARKER_OPS
+# wsebench's drop-small op (wsebench/drop_op.py) filters, per sample, the values its producer is
+# about to send: it runs on the producer's cores, like an element-wise op (SENDER_OPS).
+from .op_names import MARKER_OPS, SENDER_OPS
 
 VIEW_OPS = frozenset({
     "aten.view.default", "aten.permute.default", "aten.t.default", "aten.alias.default",
@@ -256,11 +258,6 @@ def _claim_gradient_chain(graph: Graph, value: str, module: str, kernel: dict) -
             todo.append(next(iter(op.refs()), None))
         elif op.op in _ACCUMULATE:
             todo.extend(op.refs())
-
-
-# wsebench's drop-small op (wsebench/drop_op.py) filters, per sample, the values its producer is
-# about to send: it runs on the producer's cores, like an element-wise op.
-SENDER_OPS = frozenset({"wsebench.drop_small.default"})
 
 
 def _fuse_forward(graph: Graph, kernel: dict, param_kernels: set, matmul_kernels: set) -> None:

@@ -16,11 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .cost import Mapping
+from .errors import PlacementError
 from .target import Target
-
-
-class PlacementError(ValueError):
-    """The rectangles do not fit on the fabric."""
 
 
 @dataclass(frozen=True)

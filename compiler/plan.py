@@ -15,14 +15,15 @@ from . import cost
 from .cost import Mapping
 from .ir import Graph, format_graph, verify
 from .kernels import Kernel, build_kernels
-from .mapping import WaferFitError, in_flight, minimal_mapping, pinned_mappings
+from .errors import ConfigError, WaferFitError
+from .mapping import in_flight, minimal_mapping, pinned_mappings
 from .options import Option, cached_options
 from .packing import search_and_pack
 from .search import STRATEGIES
 from .optim_spec import OptimizerSpec
 from .passes import run_pipeline
 from .placement import Edge, Rect, Route, link_loads, reduction_routes, refine, route, wire_length
-from .target import ConfigError, Target
+from .target import Target
 
 PLAN_FORMAT = 1
 

@@ -21,10 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .ir import Graph
+from .op_names import RUNNING_GRAD_OP, RUNNING_OP
 
-RUNNING_OP = "wsebench.running.default"
-RUNNING_GRAD_OP = "wsebench.running_grad.default"
-MARKER_OPS = frozenset({RUNNING_OP, RUNNING_GRAD_OP})
 
 
 @dataclass(frozen=True, eq=False)

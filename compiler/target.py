@@ -17,9 +17,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-
-class ConfigError(ValueError):
-    """A user-supplied configuration value is invalid; the message names it and what is allowed."""
+from .errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from compiler.target import ConfigError
+from compiler.errors import ConfigError
 
 BACKEND_NAMES = ("auto", "numpy", "cupy")
 

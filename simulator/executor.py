@@ -17,7 +17,7 @@ import numpy as np
 from compiler.ir import Graph, Op, Ref
 
 from .ops import KERNELS, OPS, Meta, UnsupportedOpError, specialize
-from .ops_registry import constant
+from .ops.registry import constant
 
 _NOOP_VIEWS = {"aten.alias.default", "aten.detach.default", "aten.clone.default"}
 

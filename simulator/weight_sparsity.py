@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compiler.target import ConfigError
+from compiler.errors import ConfigError
 
 ALGORITHMS = ("static", "gmp", "set", "rigl")
 INIT_METHODS = ("random", "topk")

@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from compiler import ConfigError, WaferFitError
-    from compiler.placement import PlacementError
+    from compiler.errors import PlacementError
     from compiler.ispd.reader import KGraphError
     from compiler.ispd.validator import InvalidSolution
     from .session import UnsupportedOpError

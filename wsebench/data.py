@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from compiler.target import ConfigError
+from compiler.errors import ConfigError
 
 from . import tasks as _tasks
 

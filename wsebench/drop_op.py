@@ -2,7 +2,7 @@
 
 Eager torch runs it (the numerics oracle) and `torch.export` keeps it as one node,
 `wsebench.drop_small.default`, in the forward and, through its registered autograd formula, in
-the backward of the joint graph; `simulator/ops_sparsity.py` is its wafer kernel. Both sides
+the backward of the joint graph; `simulator/ops/sparsity.py` is its wafer kernel. Both sides
 compute the same selection, so they agree bit for bit:
 
     per sample (dim 0 is the sample), a = |x| flattened, n = a.size
@@ -30,7 +30,9 @@ import math
 import torch
 from torch import Tensor
 
-OP_NAME = "wsebench.drop_small.default"      # as the IR spells it
+from compiler.op_names import DROP_SMALL, DROP_SMALL_OP, torch_name
+
+OP_NAME = DROP_SMALL_OP      # as the IR spells it
 KINDS = ("topk", "threshold")
 WHERE = ("forward", "backward", "both")
 GRADIENTS = ("masked", "straight-through")
@@ -51,7 +53,7 @@ def keep_mask(x: Tensor, value: float, kind: str) -> Tensor | None:
     return keep.reshape(x.shape)
 
 
-@torch.library.custom_op("wsebench::drop_small", mutates_args=())
+@torch.library.custom_op(torch_name(DROP_SMALL), mutates_args=())
 def drop_small(x: Tensor, value: Tensor, kind: str, where: str, gradient: str) -> Tensor:
     """Zero the small values of `x` per sample (see the module doc); a copy where="backward"."""
     if where == "backward":

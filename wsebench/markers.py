@@ -12,16 +12,15 @@ The backward formula is the identity too, but it goes through a twin op,
 `wsebench::running_grad(g, mask)` (`wsebench.running_grad.default` in the IR), so the backward
 half of the joint graph carries the same masks, in reverse step order. The mask gets no gradient.
 
-`simulator/ops_dynamic.py` holds their wafer kernels (identity as well).
+`simulator/ops/dynamic.py` holds their wafer kernels (identity as well).
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-RUNNING_OP = "wsebench.running.default"           # as the IR spells them
-RUNNING_GRAD_OP = "wsebench.running_grad.default"
-MARKER_OPS = (RUNNING_OP, RUNNING_GRAD_OP)
+from compiler.op_names import RUNNING, RUNNING_GRAD, torch_name
+
 
 
 def _check(h: Tensor, mask: Tensor, name: str) -> None:
@@ -31,29 +30,29 @@ def _check(h: Tensor, mask: Tensor, name: str) -> None:
 
 
 # A custom op may not return an alias of its input, hence the clones (torch.library rule).
-@torch.library.custom_op("wsebench::running", mutates_args=())
+@torch.library.custom_op(torch_name(RUNNING), mutates_args=())
 def running(h: Tensor, mask: Tensor) -> Tensor:
     """`h` unchanged; marks the start of a step that computes only where `mask` is True."""
-    _check(h, mask, "wsebench::running")
+    _check(h, mask, torch_name(RUNNING))
     return h.clone()
 
 
 @running.register_fake
 def _running_fake(h, mask):
-    _check(h, mask, "wsebench::running")
+    _check(h, mask, torch_name(RUNNING))
     return torch.empty_like(h)
 
 
-@torch.library.custom_op("wsebench::running_grad", mutates_args=())
+@torch.library.custom_op(torch_name(RUNNING_GRAD), mutates_args=())
 def running_grad(g: Tensor, mask: Tensor) -> Tensor:
     """The backward twin of `running`: `g` unchanged, marking the same step's backward."""
-    _check(g, mask, "wsebench::running_grad")
+    _check(g, mask, torch_name(RUNNING_GRAD))
     return g.clone()
 
 
 @running_grad.register_fake
 def _running_grad_fake(g, mask):
-    _check(g, mask, "wsebench::running_grad")
+    _check(g, mask, torch_name(RUNNING_GRAD))
     return torch.empty_like(g)
 
 

@@ -6,7 +6,7 @@ import math
 import torch
 import torch.nn as nn
 
-from compiler.target import ConfigError
+from compiler.errors import ConfigError
 
 from . import markers
 

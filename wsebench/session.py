@@ -33,7 +33,7 @@ class UnsupportedOpError(_KernelMissing):
     def __str__(self) -> str:
         return (f"unsupported op: ATen op {self.op!r} from module {self.module!r} has no wafer "
                 f"kernel. Replace that layer with a supported one, or register a kernel for the "
-                f"op in one of simulator/ops_*.py (simulator/ops.py lists them)")
+                f"op in one of simulator/ops/*.py (simulator/ops.py lists them)")
 
 
 class History(list):

@@ -26,7 +26,7 @@ from typing import Iterator, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from compiler.target import ConfigError
+from compiler.errors import ConfigError
 
 PAD_ID = 0
 IGNORE_INDEX = -100

@@ -40,7 +40,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from compiler.target import ConfigError
+from compiler.errors import ConfigError
 
 from . import markers
 from .models import TASKS, EncoderBlock, TokenCrossEntropy, _check_block, _positive

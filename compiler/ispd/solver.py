@@ -21,7 +21,8 @@ import time
 from dataclasses import dataclass, field
 
 from ..packing import search_and_pack
-from ..placement import PlacementError, Rect, refine
+from ..errors import PlacementError
+from ..placement import Rect, refine
 from ..target import Target
 from .library import option_lists
 from .reader import KGraph

@@ -15,7 +15,8 @@ from compiler.cost import (Mapping, compressed_weight_bytes, dense_sample_cycles
                            index_bytes, matmul_components, matmul_cycles, memory_per_core,
                            tile_sizes, update_cycles, update_flops, weights_per_core)
 from compiler.optim_spec import OptimizerSpec
-from compiler.target import ConfigError, wafer
+from compiler.errors import ConfigError
+from compiler.target import wafer
 
 T = wafer("classroom")
 SGD = OptimizerSpec("sgd", lr=0.1)

@@ -11,7 +11,7 @@ import torch.nn as nn
 from compiler.frontend import CAPTURE_METHODS, CaptureError, capture, module_of_ops, optimizer_spec
 from compiler.ir import verify
 from compiler.passes import owner_module, param_root
-from compiler.target import ConfigError
+from compiler.errors import ConfigError
 
 IMPORTANT = ("addmm", "mm", "relu", "native_dropout", "log_softmax")
 

@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 
 from compiler.cost import Mapping, memory_per_core
-from compiler.mapping import (WaferFitError, extents, in_flight, minimal_mapping, pinned_mappings,
+from compiler.errors import WaferFitError
+from compiler.mapping import (extents, in_flight, minimal_mapping, pinned_mappings,
                               shape_for_area)
 from compiler.optim_spec import OptimizerSpec
-from compiler.target import ConfigError, wafer
+from compiler.errors import ConfigError
+from compiler.target import wafer
 
 T = wafer("classroom")
 SGD = OptimizerSpec("sgd", lr=0.1)

@@ -10,7 +10,7 @@ import torch
 
 from compiler.frontend import optimizer_spec
 from compiler.optim_spec import OPTIMIZERS, OptimizerSpec, from_hyperparameters
-from compiler.target import ConfigError
+from compiler.errors import ConfigError
 
 
 def test_defaults():

@@ -14,7 +14,8 @@ from compiler import Mapping, compile_plan, wafer
 from compiler.frontend import capture, optimizer_spec
 from compiler.options import Option
 from compiler.packing import Shape, pack, search_and_pack, shapes_of, shelf_pack
-from compiler.placement import PlacementError, occupancy, place_shapes
+from compiler.errors import PlacementError
+from compiler.placement import occupancy, place_shapes
 from compiler.plan import _search_and_place
 from compiler.target import Target
 

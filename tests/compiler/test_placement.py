@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from compiler.cost import Mapping
-from compiler.placement import (Edge, PlacementError, Rect, Route, free_positions, link_loads,
+from compiler.errors import PlacementError
+from compiler.placement import (Edge, Rect, Route, free_positions, link_loads,
                                 occupancy, place, reduction_routes, refine, route, wire_length)
 from compiler.target import wafer
 

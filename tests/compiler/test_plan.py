@@ -29,7 +29,7 @@ from compiler.placement import Edge, Route, occupancy, wire_length
 from compiler.plan import _search_and_place, candidate_lists, kernel_edges, option_lists, replica_counts
 from compiler.search import min_bottleneck, restrict_replicas
 from compiler.serialize import plan_from_dict, plan_to_dict
-from compiler.target import ConfigError
+from compiler.errors import ConfigError
 
 import wsebench as wb   # the public API, for the checks against the simulator
 

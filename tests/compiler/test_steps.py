@@ -8,7 +8,8 @@ from compiler.frontend import capture
 from compiler.ir import Graph
 from compiler.kernels import build_kernels
 from compiler.passes import MATMUL_OPS, assign_kernels, run_pipeline
-from compiler.steps import RUNNING_GRAD_OP, RUNNING_OP, markers
+from compiler.op_names import RUNNING_GRAD_OP, RUNNING_OP
+from compiler.steps import markers
 from wsebench.universal import universal_transformer, ut_loss
 
 STEPS = 3

@@ -5,7 +5,8 @@ import dataclasses
 
 import pytest
 
-from compiler.target import PRESETS, ConfigError, Target, wafer
+from compiler.errors import ConfigError
+from compiler.target import PRESETS, Target, wafer
 
 # DESIGN.md, "Target hardware": (rows, cols, simd) per preset; SRAM is 48 KB everywhere.
 DESIGN_PRESETS = {

@@ -149,7 +149,8 @@ def test_truncated_public_file(tmp_path):
 
 def test_place_rotates_only_when_allowed():
     from compiler.cost import Mapping
-    from compiler.placement import PlacementError, place
+    from compiler.errors import PlacementError
+    from compiler.placement import place
     from compiler.target import Target
     t = Target("thin", rows=10, cols=3)
     with pytest.raises(PlacementError):

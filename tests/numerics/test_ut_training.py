@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import wsebench as wb
+from compiler import op_names
 from wsebench import markers, tasks
 from wsebench.universal import universal_transformer, ut_loss
 
@@ -66,8 +67,8 @@ def test_ut_act_classifier_matches_torch_sgd():
     session, reference, fractions = _train_both(_model(task), make_opt, _batches(task))
     graph = session.plan.graph
     # one marker per step, and one after the last step (every real position computes again)
-    assert sum(op.op == markers.RUNNING_OP for op in graph.ops) == STEPS + 1
-    assert sum(op.op == markers.RUNNING_GRAD_OP for op in graph.ops) == STEPS + 1
+    assert sum(op.op == op_names.RUNNING_OP for op in graph.ops) == STEPS + 1
+    assert sum(op.op == op_names.RUNNING_GRAD_OP for op in graph.ops) == STEPS + 1
     assert len(graph.masks) == 1 + 4 * STEPS         # embedding + 4 dropout sites per step
     _assert_halting_varied(fractions)
     _assert_same_parameters(session, reference, atol)
@@ -93,12 +94,12 @@ def test_fixed_depth_ut_matches_torch():
 
 
 def test_marker_kernels_are_the_identity_in_both_forms():
-    """simulator/ops_dynamic.py: the general kernel and the specialized call return h itself."""
+    """simulator/ops/dynamic.py: the general kernel and the specialized call return h itself."""
     import numpy as np
     from simulator.ops import OPS, Meta, specialize
     h = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
     mask = np.array([[True, False, True], [False, False, False]])
-    for name in (markers.RUNNING_OP, markers.RUNNING_GRAD_OP):
+    for name in (op_names.RUNNING_OP, op_names.RUNNING_GRAD_OP):
         assert OPS[name](np, h, mask) is h
         call = specialize(np, name, (Meta(h.shape, h.dtype), Meta(mask.shape, mask.dtype)), {})
         assert call(h, mask) is h

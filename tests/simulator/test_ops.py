@@ -338,7 +338,7 @@ def test_result_dtype_shortcut_agrees_with_the_tiers():
     """result_dtype's same-dtype shortcut gives what torch's three-tier rule gives."""
     import itertools
 
-    from simulator import ops_registry as registry
+    from simulator.ops import registry
 
     def tiers(*vals):
         arrays = [v for v in vals if registry.is_array(v)]

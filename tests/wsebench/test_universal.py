@@ -10,6 +10,7 @@ import torch.nn as nn
 
 from compiler import ConfigError
 from compiler.frontend import capture
+from compiler import op_names
 from wsebench import markers
 from wsebench.models import EncoderBlock
 from wsebench.universal import PonderLoss, sinusoid, universal_transformer, ut_loss
@@ -257,8 +258,8 @@ def test_capture_keeps_one_marker_per_step_with_its_mask(method):
     with warnings.catch_warnings():
         warnings.simplefilter("error")                        # no attribute-assignment warnings
         graph = capture(model, ut_loss(model), (x, y), method=method)
-    forward = [op for op in graph.ops if op.op == markers.RUNNING_OP]
-    backward = [op for op in graph.ops if op.op == markers.RUNNING_GRAD_OP]
+    forward = [op for op in graph.ops if op.op == op_names.RUNNING_OP]
+    backward = [op for op in graph.ops if op.op == op_names.RUNNING_GRAD_OP]
     assert len(forward) == len(backward) == 2 + 1           # one per step, one ending the loop
     masks = [op.args[1].name for op in forward]
     assert len(set(masks[:2])) == 2                           # each step has its own mask

@@ -12,7 +12,7 @@ import warnings
 from html import escape
 
 from compiler import ConfigError, WaferFitError
-from compiler.placement import PlacementError
+from compiler.errors import PlacementError
 
 from .. import config as _config
 from .state import WorkbenchState, check, lesson_config, validate

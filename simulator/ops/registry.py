@@ -1,8 +1,8 @@
 """The op table's machinery: registration, lookup, static specialization and torch's dtype promotion.
 
-Kernels live in the themed modules ``ops_shape`` (views, copies, constants, indexing),
-``ops_pointwise`` (arithmetic, math, activations, dropout), ``ops_reduce`` (reductions, softmax,
-losses) and ``ops_nn`` (matmuls, layer norm, embedding backward); ``simulator.ops`` imports them
+Kernels live in the themed modules ``shape`` (views, copies, constants, indexing),
+``pointwise`` (arithmetic, math, activations, dropout), ``reduce`` (reductions, softmax,
+losses) and ``nn`` (matmuls, layer norm, embedding backward); ``simulator.ops`` imports them
 all and is the one import point.
 
 Two ways to run a kernel:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from simulator.backend import add_at
-from simulator.ops_registry import (
+from simulator.ops.registry import (
     SCALAR_DEFAULT, Meta, category, constant, dtype_of, fast_path, is_array, op, result_dtype,
 )
 

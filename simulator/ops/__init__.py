@@ -9,13 +9,13 @@ code fuses a multiply-add, so that training matches torch eager within float32 r
 
 The kernels live in themed modules, imported here for their registrations:
 
-- ``ops_registry``: the table, ``run_op``, static specialization (``specialize``, ``Meta``) and
+- ``registry``: the table, ``run_op``, static specialization (``specialize``, ``Meta``) and
   torch's dtype promotion;
-- ``ops_shape``: views, copies, constants, indexing, gather/scatter, slicing, cat/split;
-- ``ops_pointwise``: arithmetic, comparisons, math, activations and their backwards, dropout;
-- ``ops_reduce``: sums, means, min/max, variance, softmax, the losses;
-- ``ops_nn``: matmuls, layer norm, embedding backward;
-- any further ``simulator/ops_*.py`` (e.g. wsebench's own custom ops): found and imported here,
+- ``shape``: views, copies, constants, indexing, gather/scatter, slicing, cat/split;
+- ``pointwise``: arithmetic, comparisons, math, activations and their backwards, dropout;
+- ``reduce``: sums, means, min/max, variance, softmax, the losses;
+- ``nn``: matmuls, layer norm, embedding backward;
+- any further ``simulator/ops/*.py`` (e.g. wsebench's own custom ops): found and imported here,
   so a new op module registers itself without an edit to this file.
 """
 from __future__ import annotations
@@ -23,13 +23,10 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-import simulator
-
-for _module in pkgutil.iter_modules(simulator.__path__):
-    if _module.name.startswith("ops_"):
-        importlib.import_module(f"simulator.{_module.name}")  # registers the module's kernels
-from simulator.ops_pointwise import add_scaled, apply_dropout_mask, dropout_scale, lerp
-from simulator.ops_registry import (
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")  # registers the module's kernels
+from simulator.ops.pointwise import add_scaled, apply_dropout_mask, dropout_scale, lerp
+from simulator.ops.registry import (
     KERNELS, KINDS, OPS, SPECIALIZERS, Meta, UnsupportedOpError, fma, run_op, specialize,
 )
 

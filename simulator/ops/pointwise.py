@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from simulator.backend import erf
-from simulator.ops_registry import (
+from simulator.ops.registry import (
     Meta, all_of, bind, cast, category, constant, fast_path, floating, fma, is_array, op, result_dtype,
     scalar,
 )

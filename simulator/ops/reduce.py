@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 
-from simulator.ops_registry import category, dtype_of, fast_path, op, scalar
-from simulator.ops_shape import axes_of
+from simulator.ops.registry import category, dtype_of, fast_path, op, scalar
+from simulator.ops.shape import axes_of
 
 
 def _reduce_axes(dim, ndim):

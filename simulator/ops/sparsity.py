@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import math
 
-from simulator.ops_registry import op
+from compiler.op_names import DROP_SMALL_OP
+from simulator.ops.registry import op
 
 K_SLACK = 1e-6       # as wsebench/drop_op.py: 0.7 of 40 values is 28 despite 0.7's rounding
 
@@ -35,7 +36,7 @@ def keep_mask(xp, x, value: float, kind: str):
     return keep.reshape(x.shape)
 
 
-@op("wsebench.drop_small.default")
+@op(DROP_SMALL_OP)
 def drop_small(xp, x, value, kind: str, where: str, gradient: str):
     if where == "backward":
         return x.copy()

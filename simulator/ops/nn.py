@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from simulator.backend import add_at
-from simulator.ops_registry import Meta, fast_path, op, scalar
+from simulator.ops.registry import Meta, fast_path, op, scalar
 
 
 @op("aten.addmm.default", kind="matmul")
