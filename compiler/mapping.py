@@ -1,17 +1,43 @@
-"""Mapping helpers: resolve pinned mappings, the samples a pipeline stage holds, and the
-smallest rectangle that fits SRAM (used to explain a model that does not fit). The search over
-all options lives in `options.py` and `search.py`.
+"""Mappings: how a kernel is laid on the fabric, the user's pins, and the samples a pipeline stage
+holds. The search over all mappings lives in `options.py` and `search.py`.
 """
 from __future__ import annotations
 
 import fnmatch
-import math
+from dataclasses import dataclass
 
-from .cost import Mapping, memory_per_core
-from .kernels import Kernel
-from .optim_spec import OptimizerSpec
-from .errors import ConfigError, WaferFitError
-from .target import Target
+import numpy as np
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """How a kernel is laid on the fabric: `rows x cols` cores per replica, `replicas` copies."""
+    rows: int
+    cols: int
+    replicas: int = 1
+
+    def __post_init__(self):
+        for field in ("rows", "cols", "replicas"):
+            value = getattr(self, field)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"Mapping.{field} must be a positive integer, got {value!r}")
+            object.__setattr__(self, field, int(value))
+
+    @property
+    def cores(self) -> int:
+        return self.rows * self.cols * self.replicas
+
+    @property
+    def width(self) -> int:
+        """Replicas sit side by side, so the region is rows x (cols * replicas)."""
+        return self.cols * self.replicas
+
+    @property
+    def replica(self) -> "Mapping":
+        """One replica's rectangle: what per-core cost and memory depend on."""
+        return self if self.replicas == 1 else Mapping(self.rows, self.cols)
 
 
 def in_flight(index: int, stages: int, samples: int) -> int:
@@ -20,52 +46,7 @@ def in_flight(index: int, stages: int, samples: int) -> int:
     return max(1, min(samples, 2 * (stages - index) - 1))
 
 
-def extents(kernel: Kernel) -> tuple[int, int]:
-    """The largest rows and cols a kernel can unroll over."""
-    n = kernel.nest
-    return n.extent(n.row_dim), n.extent(n.col_dim)
-
-
-def shape_for_area(kernel: Kernel, area: int, target: Target) -> Mapping:
-    """The rows x cols closest to `area` cores with rows/cols following the kernel's extents."""
-    max_r, max_c = extents(kernel)
-    max_r, max_c = min(max_r, target.rows), min(max_c, target.cols)
-    one_dim = kernel.nest.row_dim == kernel.nest.col_dim     # one dimension over rows and cols
-    if one_dim:
-        area = min(area, max_r)
-    ratio = 1.0 if one_dim else max_r / max_c
-    rows = min(max_r, max(1, round(math.sqrt(area * ratio))))
-    cols = min(max_c, max(1, area // rows))
-    rows = min(max_r, max(1, area // cols))
-    return Mapping(rows, cols)
-
-
-def minimal_mapping(kernel: Kernel, index: int, stages: int, target: Target,
-                    optimizer: OptimizerSpec) -> Mapping:
-    """Smallest rectangle that fits SRAM, by bisection on the area (memory falls as area grows)."""
-    flight = in_flight(index, stages, kernel.samples)
-
-    def fits(area):
-        m = shape_for_area(kernel, area, target)
-        return memory_per_core(kernel, m, target, optimizer, flight) <= target.sram_bytes
-
-    largest = min(target.cores, math.prod(extents(kernel)))
-    if not fits(largest):
-        m = shape_for_area(kernel, largest, target)
-        need = memory_per_core(kernel, m, target, optimizer, flight)
-        raise WaferFitError(
-            f"kernel {kernel.name!r} needs {need:,} bytes per core even when spread over "
-            f"{m.rows} x {m.cols} cores of the {target.name} wafer, but a core has "
-            f"{target.sram_bytes:,} bytes of SRAM; use a larger wafer preset, a smaller layer "
-            f"or a smaller batch")
-    low, high = 0, largest
-    while high - low > 1:
-        mid = (low + high) // 2
-        low, high = (low, mid) if fits(mid) else (mid, high)
-    return shape_for_area(kernel, high, target)
-
-
-def pinned_mappings(kernels: tuple[Kernel, ...], mapping: "str | dict") -> dict[str, Mapping]:
+def pinned_mappings(kernels, mapping: "str | dict") -> dict[str, Mapping]:
     """Resolve `{"glob": Mapping}` against kernel names; every glob must match something."""
     if mapping in (None, "auto"):
         return {}
@@ -81,7 +62,7 @@ def pinned_mappings(kernels: tuple[Kernel, ...], mapping: "str | dict") -> dict[
             raise ConfigError(f"mapping pattern {pattern!r} matches no kernel; kernels are "
                               f"{[k.name for k in kernels]}")
         for k in hits:
-            max_r, max_c = extents(k)
+            max_r, max_c = k.nest.extents
             if m.rows > max_r or m.cols > max_c:
                 raise ConfigError(f"Mapping({m.rows}, {m.cols}) for kernel {k.name!r} exceeds its "
                                   f"unrollable extents {max_r} x {max_c}")

@@ -12,9 +12,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from . import cost
-from .cost import Mapping
+from . import estimate
+from .errors import WaferFitError
 from .kernels import Kernel
+from .mapping import Mapping, in_flight
 from .optim_spec import OptimizerSpec
 from .target import Target
 
@@ -57,33 +58,28 @@ def _thin(counts: list[int], keep: int) -> list[int]:
 
 def kernel_options(kernel: Kernel, target: Target, optimizer: OptimizerSpec, in_flight: int,
                    density: tuple[float, float] = (1.0, 1.0), replicas=(1,),
-                   per_dim: int = 24) -> list[Option]:
+                   per_dim: int = 24, harvest: bool = True) -> list[Option]:
     """Valid, non-dominated options of `kernel` (sorted by area)."""
-    rows_extent, cols_extent = _extents(kernel)
+    rows_extent, cols_extent = kernel.nest.extents
     rows = _thin(unroll_counts(rows_extent, target.rows), per_dim)
     cols = _thin(unroll_counts(cols_extent, target.cols), per_dim)
     options = []
     for r in rows:
         for c in cols:
-            if kernel.nest.row_dim == kernel.nest.col_dim and r * c > rows_extent:
+            if kernel.nest.one_dim and r * c > rows_extent:
                 continue            # one dimension unrolled over both: no more cores than its extent
             base = Mapping(r, c)
-            memory = cost.memory_per_core(kernel, base, target, optimizer, in_flight)
+            memory = estimate.memory_per_core(kernel, base, target, optimizer, in_flight)
             if memory > target.sram_bytes:
                 continue
-            sample = cost.estimate_sample_cycles(kernel, base, target, density)
+            sample = estimate.sample_cycles(kernel, base, target, density, harvest)
             for rep in replicas:
                 if rep > kernel.samples or r > target.rows or c * rep > target.cols:
                     continue
                 m = Mapping(r, c, rep)
-                options.append(Option(m, sample, cost.update_cycles(kernel, m, target, optimizer), memory))
+                options.append(Option(m, sample, estimate.update_cycles(kernel, m, target, optimizer),
+                                      memory))
     return pareto(options, kernel.samples)
-
-
-def _extents(kernel: Kernel) -> tuple[int, int]:
-    """The extents of the nest's dimensions unrolled over rows and over columns."""
-    n = kernel.nest
-    return n.extent(n.row_dim), n.extent(n.col_dim)
 
 
 def pareto(options: list[Option], samples: int) -> list[Option]:
@@ -99,13 +95,54 @@ _CACHE: dict = {}
 
 
 def cached_options(kernel: Kernel, target: Target, optimizer: OptimizerSpec, in_flight: int,
-                   density: tuple[float, float], replicas: tuple[int, ...]) -> list[Option]:
+                   density: tuple[float, float], replicas: tuple[int, ...],
+                   harvest: bool = True) -> list[Option]:
     """Repeated layers (a 12-layer stack) share one option list: the options depend on the
-    nest, not on the kernel's name."""
-    key = (kernel.kind, kernel.nest, kernel.samples, kernel.param_numel, kernel.computes_dx,
-           target, optimizer, in_flight, density, replicas)
+    nest and the streams' roles, not on the kernel's name."""
+    roles = tuple(role for role, _ in kernel.streams)
+    key = (kernel.kind, kernel.nest, kernel.samples, kernel.param_numel, roles,
+           target, optimizer, in_flight, density, replicas, harvest)
     if key not in _CACHE:
         if len(_CACHE) > 4096:
             _CACHE.clear()
-        _CACHE[key] = kernel_options(kernel, target, optimizer, in_flight, density, replicas)
+        _CACHE[key] = kernel_options(kernel, target, optimizer, in_flight, density, replicas,
+                                     harvest=harvest)
     return _CACHE[key]
+
+
+def shape_for_area(kernel: Kernel, area: int, target: Target) -> Mapping:
+    """The rows x cols closest to `area` cores with rows/cols following the kernel's extents."""
+    max_r, max_c = kernel.nest.extents
+    max_r, max_c = min(max_r, target.rows), min(max_c, target.cols)
+    if kernel.nest.one_dim:
+        area = min(area, max_r)
+    ratio = 1.0 if kernel.nest.one_dim else max_r / max_c
+    rows = min(max_r, max(1, round(math.sqrt(area * ratio))))
+    cols = min(max_c, max(1, area // rows))
+    rows = min(max_r, max(1, area // cols))
+    return Mapping(rows, cols)
+
+
+def minimal_mapping(kernel: Kernel, index: int, stages: int, target: Target,
+                    optimizer: OptimizerSpec) -> Mapping:
+    """Smallest rectangle that fits SRAM, by bisection on the area (memory falls as area grows);
+    raises `WaferFitError` with the figures when no rectangle fits."""
+    flight = in_flight(index, stages, kernel.samples)
+
+    def need(area):
+        return estimate.memory_per_core(kernel, shape_for_area(kernel, area, target), target,
+                                        optimizer, flight)
+
+    largest = min(target.cores, math.prod(kernel.nest.extents))
+    if need(largest) > target.sram_bytes:
+        m = shape_for_area(kernel, largest, target)
+        raise WaferFitError(
+            f"kernel {kernel.name!r} needs {need(largest):,} bytes per core even when spread over "
+            f"{m.rows} x {m.cols} cores of the {target.name} wafer, but a core has "
+            f"{target.sram_bytes:,} bytes of SRAM; use a larger wafer preset, a smaller layer "
+            f"or a smaller batch")
+    low, high = 0, largest
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if need(mid) <= target.sram_bytes else (mid, high)
+    return shape_for_area(kernel, high, target)

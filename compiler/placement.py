@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cost import Mapping
 from .errors import PlacementError
+from .kernels import kind_of
+from .mapping import Mapping
 from .target import Target
 
 
@@ -215,12 +216,19 @@ def route(edges: list[Edge], rects: tuple[Rect, ...]) -> tuple[Route, ...]:
     return tuple(routes)
 
 
+REDUCTION = "gradient all-reduce"     # the value every reduction route's edge is named after
+
+
+def is_sample_route(rt: Route) -> bool:
+    """A route samples travel, not a replica's gradient all-reduce."""
+    return not rt.edge.value.startswith(REDUCTION)
+
+
 def reduction_routes(kernels, mappings: dict, rects: tuple[Rect, ...], target: Target
                      ) -> tuple[Route, ...]:
     """Data-parallel replicas sit side by side; their gradient all-reduce runs as a ring per
     row of cores (drawn along the middle row): each core sends 2 (r-1)/r of its weight tile to
     its twin in the next replica, so a row's boundary link carries cols times that per step."""
-    from .cost import weights_per_core
     where = {r.name: r for r in rects}
     routes = []
     for k in kernels:
@@ -229,11 +237,11 @@ def reduction_routes(kernels, mappings: dict, rects: tuple[Rect, ...], target: T
             continue
         rect = where[k.name]
         row = rect.row + rect.height // 2
-        tile = weights_per_core(k, m)
+        tile = kind_of(k).weights_per_core(k, m)
         load = int(np.ceil(2 * (m.replicas - 1) / m.replicas * tile * m.rows * m.cols))
         for q in range(m.replicas - 1):
             start = rect.col + q * m.cols + m.cols // 2
-            edge = Edge(k.name, k.name, f"gradient all-reduce {q}->{q + 1}", load)
+            edge = Edge(k.name, k.name, f"{REDUCTION} {q}->{q + 1}", load)
             routes.append(Route(edge, ((row, start), (row, start + m.cols)), lanes=m.rows))
     return tuple(routes)
 

@@ -2,6 +2,8 @@
 
 `compile_plan` is the straight pipeline after capture:
 passes -> kernels -> mappings (sized by work, memory-checked) -> placement -> routes -> estimate.
+The Plan also carries what its estimate assumed: harvesting on or off, the densities of the
+streamed operands, and the precision of the values on the fabric.
 """
 from __future__ import annotations
 
@@ -11,21 +13,21 @@ from functools import cached_property
 
 import numpy as np
 
-from . import cost
-from .cost import Mapping
+from . import compile_report, estimate as _estimate, serialize
+from .errors import ConfigError, WaferFitError
 from .ir import Graph, format_graph, verify
 from .kernels import Kernel, build_kernels
-from .errors import ConfigError, WaferFitError
-from .mapping import in_flight, minimal_mapping, pinned_mappings
-from .options import Option, cached_options
+from .mapping import Mapping, in_flight, pinned_mappings
+from .options import Option, cached_options, minimal_mapping
 from .packing import search_and_pack
 from .search import STRATEGIES
 from .optim_spec import OptimizerSpec
 from .passes import run_pipeline
 from .placement import Edge, Rect, Route, link_loads, reduction_routes, refine, route, wire_length
+from .schedule import route_links
 from .target import Target
 
-PLAN_FORMAT = 1
+PLAN_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class Plan:
     density: float = 1.0
     meta: tuple[tuple[str, object], ...] = field(default=())
     densities: tuple[tuple[str, tuple[float, float]], ...] = field(default=())
+    harvest: bool = True                       # the estimate assumes zeros are skipped
+    precision: str = "fp16"                    # the values on the fabric (`Target.precision`)
 
     @cached_property
     def mapping(self) -> dict[str, Mapping]:
@@ -55,6 +59,11 @@ class Plan:
     def rect(self) -> dict[str, Rect]:
         return {r.name: r for r in self.rects}
 
+    @cached_property
+    def links(self):
+        """The sample routes as directed-link indices (`schedule.RouteLinks`), for congestion."""
+        return route_links(self.routes, [k.name for k in self.kernels], self.target)
+
     def hops(self) -> np.ndarray:
         """Hops from the previous region's centre to each region's centre (pipeline order)."""
         centers = [self.rect[k.name].center for k in self.kernels]
@@ -63,27 +72,31 @@ class Plan:
 
     def memory_per_core(self) -> dict[str, int]:
         n = len(self.kernels)
-        return {k.name: cost.memory_per_core(k, self.mapping[k.name], self.target, self.optimizer,
-                                             in_flight(i, n, k.samples))
+        return {k.name: _estimate.memory_per_core(k, self.mapping[k.name], self.target,
+                                                  self.optimizer, in_flight(i, n, k.samples))
                 for i, k in enumerate(self.kernels)}
 
     def density_of(self, name: str):
+        """The (x, dY) densities the estimate assumes for kernel `name`."""
         return dict(self.densities).get(name, (self.density, self.density))
+
+    def congestion_array(self, shares=None) -> np.ndarray:
+        """(variants, kernels) per-sample cycles the busiest link on each kernel's routes needs
+        (1 wavelet/cycle), with each route at `shares` of its rows (None: all)."""
+        samples = self.kernels[0].samples if self.kernels else 1
+        return self.links.congestion(shares, samples)
 
     def congestion(self) -> dict[str, float]:
         """Per kernel: per-sample cycles the busiest link on its routes needs (1 wavelet/cycle)."""
-        from .compile_report import congestion
-        return congestion(self)
+        return dict(zip((k.name for k in self.kernels), self.congestion_array()[0].tolist()))
 
     def estimate(self) -> dict:
         """Static estimate of one step from the assumed densities (no data)."""
-        from .compile_report import estimate
-        return estimate(self)
+        return _estimate.estimate(self)
 
     def summary(self) -> str:
         """The compile report (after Cerebras'): estimated rates, PEs, and a per-kernel table."""
-        from .compile_report import format_report
-        return format_report(self)
+        return compile_report.format_report(self)
 
     def format_ir(self) -> str:
         return format_graph(self.graph, dict(self.kernel_of))
@@ -92,13 +105,12 @@ class Plan:
         return link_loads(self.routes, self.target)
 
     def to_json(self) -> str:
-        from .serialize import plan_to_dict
-        return json.dumps(plan_to_dict(self))
+        return json.dumps(serialize.plan_to_dict(self, PLAN_FORMAT))
 
     @classmethod
     def from_json(cls, text: str) -> "Plan":
-        from .serialize import plan_from_dict
-        return plan_from_dict(json.loads(text))
+        fields = serialize.plan_fields(json.loads(text), PLAN_FORMAT)
+        return cls(**fields)
 
 
 def kernel_edges(graph: Graph, kernel_of: dict[str, str], target: Target) -> list[Edge]:
@@ -116,14 +128,15 @@ def kernel_edges(graph: Graph, kernel_of: dict[str, str], target: Target) -> lis
 
 
 def compile_plan(graph: Graph, target: Target, optimizer: OptimizerSpec, mapping="auto",
-                 density: float = 1.0, densities: dict | None = None,
+                 density: float = 1.0, densities: dict | None = None, harvest: bool = True,
                  ) -> Plan:
     """passes -> kernels -> options -> exact min-bottleneck search -> placement -> routes.
 
     `mapping` is a strategy ("auto" | "model" | "data") or a dict of kernel-name glob ->
     Mapping that pins those kernels (the rest are searched with "auto"). `densities` maps a
     kernel name to the assumed (x, dY) densities (e.g. calibrated on the example batch);
-    other kernels assume `density`.
+    other kernels assume `density`. With `harvest` off zeros cost like any value, so every
+    kernel is sized for dense work whatever the densities.
     """
     if not isinstance(mapping, (str, dict)):
         raise ConfigError(f"mapping must be 'auto', 'model', 'data' or a dict of kernel-name glob "
@@ -138,7 +151,7 @@ def compile_plan(graph: Graph, target: Target, optimizer: OptimizerSpec, mapping
     _check_pinned_memory(kernels, pinned, target, optimizer)
     densities = {k.name: (densities or {}).get(k.name, (density, density)) for k in kernels}
     samples = kernels[0].samples
-    candidates = candidate_lists(kernels, target, optimizer, pinned, densities, strategy)
+    candidates = candidate_lists(kernels, target, optimizer, pinned, densities, strategy, harvest)
     edges = kernel_edges(graph, kernel_of, target)
     pairs = sorted({tuple(sorted((e.src, e.dst))) for e in edges})
     finalists = _search_and_place(kernels, candidates, target, samples)
@@ -151,7 +164,8 @@ def compile_plan(graph: Graph, target: Target, optimizer: OptimizerSpec, mapping
         return Plan(target, graph, kernels, tuple(kernel_of.items()), optimizer,
                     tuple((k.name, mappings[k.name]) for k in kernels), tuple(pinned), rects,
                     routes, density, meta=meta,
-                    densities=tuple((n, tuple(d)) for n, d in densities.items()))
+                    densities=tuple((n, tuple(d)) for n, d in densities.items()),
+                    harvest=harvest, precision=target.precision)
 
     # The search minimizes the bottleneck stage; congestion, hops and pipeline fill depend on the
     # placement, which refinement changes a lot, so every distinct finalist is refined and then
@@ -175,12 +189,13 @@ def replica_counts(samples: int, target: Target, strategy: str) -> tuple[int, ..
     return tuple(counts)
 
 
-def candidate_lists(kernels, target, optimizer, pinned, densities, strategy) -> list[dict]:
+def candidate_lists(kernels, target, optimizer, pinned, densities, strategy,
+                    harvest: bool = True) -> list[dict]:
     """The option lists to search: "model" one replica each; "data" one list per whole-network
     replica count (each built for that count, so its Pareto front is exact); "auto" a list where
     each kernel picks its own count, plus the "model" and "data" lists, best of all kept."""
     samples = kernels[0].samples
-    data = [option_lists(kernels, target, optimizer, pinned, densities, (r,))
+    data = [option_lists(kernels, target, optimizer, pinned, densities, (r,), harvest)
             for r in replica_counts(samples, target, "data")]
     model = data[:1]
     if strategy == "model":
@@ -188,24 +203,25 @@ def candidate_lists(kernels, target, optimizer, pinned, densities, strategy) -> 
     if strategy == "data":
         return data
     mixed = option_lists(kernels, target, optimizer, pinned, densities,
-                         replica_counts(samples, target, "auto"))
+                         replica_counts(samples, target, "auto"), harvest)
     return [mixed] + data
 
 
-def option_lists(kernels, target, optimizer, pinned, densities, replicas: tuple[int, ...]) -> dict:
+def option_lists(kernels, target, optimizer, pinned, densities, replicas: tuple[int, ...],
+                 harvest: bool = True) -> dict:
     """Each kernel's valid options; a pinned kernel has exactly its pinned mapping."""
     lists, n = {}, len(kernels)
     for i, k in enumerate(kernels):
         flight = in_flight(i, n, k.samples)
         if k.name in pinned:
             m = pinned[k.name]
-            opt = Option(m, cost.estimate_sample_cycles(k, Mapping(m.rows, m.cols), target,
-                                                        densities[k.name]),
-                         cost.update_cycles(k, m, target, optimizer),
-                         cost.memory_per_core(k, m, target, optimizer, flight))
+            opt = Option(m, _estimate.sample_cycles(k, m.replica, target, densities[k.name], harvest),
+                         _estimate.update_cycles(k, m, target, optimizer),
+                         _estimate.memory_per_core(k, m, target, optimizer, flight))
             lists[k.name] = [opt]
             continue
-        opts = cached_options(k, target, optimizer, flight, tuple(densities[k.name]), replicas)
+        opts = cached_options(k, target, optimizer, flight, tuple(densities[k.name]), replicas,
+                              harvest)
         if not opts and replicas == (1,):
             minimal_mapping(k, i, n, target, optimizer)   # raises WaferFitError with the figures
             raise WaferFitError(f"kernel {k.name!r} has no mapping that fits the {target.name} wafer")
@@ -244,8 +260,8 @@ def _check_pinned_memory(kernels, pinned, target, optimizer) -> None:
                                 f"{k.name!r} needs a {m.rows} x {m.width} region, larger than the "
                                 f"{target.name} fabric ({target.rows} x {target.cols})")
         if k.name in pinned:
-            need = cost.memory_per_core(k, pinned[k.name], target, optimizer,
-                                        in_flight(i, len(kernels), k.samples))
+            need = _estimate.memory_per_core(k, pinned[k.name], target, optimizer,
+                                             in_flight(i, len(kernels), k.samples))
             if need > target.sram_bytes:
                 m = pinned[k.name]
                 raise WaferFitError(f"pinned Mapping({m.rows}, {m.cols}) for kernel {k.name!r} "

@@ -1,11 +1,14 @@
-"""Plan <-> plain JSON-able dicts. Tuples become lists; `Ref`s become {"$ref": name}."""
+"""Plan <-> plain JSON-able dicts. Tuples become lists; `Ref`s become {"$ref": name}.
+
+Format 2 adds what the estimate assumed (`harvest`, `precision`); a format 1 plan (written before
+them) had harvesting on and the target's precision, which is what it is read back with."""
 from __future__ import annotations
 
 from dataclasses import asdict
 
-from .cost import Mapping
 from .ir import Graph, Op, Ref, TensorType
-from .kernels import Access, Kernel, LoopNest
+from .kernels.base import Access, Kernel, LoopNest
+from .mapping import Mapping
 from .optim_spec import OptimizerSpec
 from .placement import Edge, Rect, Route
 from .target import Target
@@ -56,23 +59,24 @@ def _kernel_from_dict(d: dict) -> Kernel:
                   tuple(tuple(s) for s in d["streams"]), d["samples"], d["param_numel"])
 
 
-def plan_to_dict(plan) -> dict:
-    from .plan import PLAN_FORMAT
-    return {"format": PLAN_FORMAT, "target": asdict(plan.target), "graph": graph_to_dict(plan.graph),
+def plan_to_dict(plan, format_: int) -> dict:
+    return {"format": format_, "target": asdict(plan.target), "graph": graph_to_dict(plan.graph),
             "kernels": [asdict(k) for k in plan.kernels], "kernel_of": plan.kernel_of,
             "optimizer": plan.optimizer.to_dict(),
             "mappings": [[n, asdict(m)] for n, m in plan.mappings], "pinned": list(plan.pinned),
             "rects": [asdict(r) for r in plan.rects],
             "routes": [{"edge": asdict(r.edge), "path": r.path, "lanes": r.lanes} for r in plan.routes],
             "density": plan.density, "meta": [list(m) for m in plan.meta],
-            "densities": [[n, list(d)] for n, d in plan.densities]}
+            "densities": [[n, list(d)] for n, d in plan.densities],
+            "harvest": plan.harvest, "precision": plan.precision}
 
 
-def plan_from_dict(d: dict):
-    from .plan import PLAN_FORMAT, Plan
-    if d.get("format") != PLAN_FORMAT:
-        raise ValueError(f"plan format {d.get('format')!r} is not supported (expected {PLAN_FORMAT})")
-    return Plan(target=Target(**d["target"]), graph=graph_from_dict(d["graph"]),
+def plan_fields(d: dict, format_: int) -> dict:
+    """The `Plan(**fields)` of a dict written by `plan_to_dict` (this format or format 1)."""
+    if d.get("format") not in (1, format_):
+        raise ValueError(f"plan format {d.get('format')!r} is not supported (expected {format_})")
+    target = Target(**d["target"])
+    return dict(target=target, graph=graph_from_dict(d["graph"]),
                 kernels=tuple(_kernel_from_dict(k) for k in d["kernels"]),
                 kernel_of=tuple(tuple(p) for p in d["kernel_of"]),
                 optimizer=OptimizerSpec.from_dict(d["optimizer"]),
@@ -81,4 +85,5 @@ def plan_from_dict(d: dict):
                 routes=tuple(Route(Edge(**r["edge"]), tuple(tuple(p) for p in r["path"]), r.get("lanes", 1))
                              for r in d["routes"]),
                 density=d["density"], meta=tuple(tuple(m) for m in d["meta"]),
-                densities=tuple((n, tuple(v)) for n, v in d.get("densities", [])))
+                densities=tuple((n, tuple(v)) for n, v in d.get("densities", [])),
+                harvest=bool(d.get("harvest", True)), precision=d.get("precision", target.precision))

@@ -74,3 +74,19 @@ def _closes(op, open_: dict) -> int:
         raise ValueError(f"running_grad marker {op.name} carries mask {mask!r}, which no forward "
                          f"running marker has left open; mark steps with wsebench.markers.running")
     return open_[mask].pop(0)
+
+
+def axis_kind(shape, batch: int, positions: int) -> str | None:
+    """How a value of `shape` holds the positions of a [batch, positions] mask: "tokens" (one
+    row per sample and position: [B*T, ...], its transpose [..., B*T], [B, T, ...] or heads
+    split out, [B, H, T, dh]), "positions" (one row per position, shared by the samples: a
+    position embedding [T, d]) or None (no position axis: pooled, per sample, or scalar)."""
+    shape = tuple(shape)
+    if positions > 1 and shape and (shape[0] == batch * positions or shape[-1] == batch * positions):
+        return "tokens"
+    if shape[:2] == (batch, positions) or (len(shape) >= 3 and shape[0] == batch
+                                          and positions in shape[1:-1]):
+        return "tokens"
+    if positions != batch and 1 <= len(shape) <= 2 and shape[0] == positions:
+        return "positions"
+    return None

@@ -56,6 +56,12 @@ class Target:
         return self.rows * self.cols
 
     @property
+    def precision(self) -> str:
+        """The number format of the values on the fabric: `value_bits`-wide floats (FP16 by
+        default; weights, gradients and accumulators stay `weight_bytes` wide)."""
+        return f"fp{self.value_bits}"
+
+    @property
     def dense_values_per_wavelet(self) -> int:
         return self.link_bits // self.value_bits
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .timing import StepTiming
+from .measure import StepTiming
 
 DYNAMIC_KEYS = ("max_steps", "active_fraction_per_step", "mean_ponder_steps",
                 "fixed_depth_step_cycles", "speedup_vs_fixed_depth")

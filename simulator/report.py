@@ -19,7 +19,7 @@ import numpy as np
 from compiler.plan import Plan
 
 from .dynamic_report import dynamic_summary
-from .timing import StepTiming
+from .measure import StepTiming
 
 
 @dataclass
@@ -37,7 +37,7 @@ class Report:
 def build_report(plan: Plan, timing: StepTiming, harvest: bool, densities: dict | None = None,
                  tensors: list[dict] | None = None) -> Report:
     """`densities`: kernel name -> (x density, dY density) measured on the step's tensors
-    (`simulator.timing.measure_densities`); `tensors`: per-tensor density rows to carry."""
+    (`simulator.measure.PlanContext.densities`); `tensors`: per-tensor density rows to carry."""
     t = plan.target
     util = np.zeros((t.rows, t.cols))
     sram = np.zeros((t.rows, t.cols))
@@ -71,9 +71,9 @@ def _kernel_row(plan, kt, m, memory, util, timing) -> dict:
             "replicas": m.replicas, "pinned": kt.name in plan.pinned, "cycles": cycles,
             "dense_cycles": dense, "speedup_vs_dense": dense / cycles if cycles else 1.0,
             "padded_cycles": padded,
-            "utilization": float(util.mean()), "macs": kt.macs, "dense_macs": kt.dense_macs,
-            "harvested_macs": kt.dense_macs - kt.macs,
-            "harvested_fraction": 1.0 - kt.macs / kt.dense_macs if kt.dense_macs else 0.0,
+            "utilization": float(util.mean()), "macs": kt.executed_macs, "dense_macs": kt.dense_macs,
+            "harvested_macs": kt.dense_macs - kt.executed_macs,
+            "harvested_fraction": 1.0 - kt.executed_macs / kt.dense_macs if kt.dense_macs else 0.0,
             "imbalance": _imbalance(kt.core_busy), "sram_bytes_per_core": memory,
             "per_sample_cycles": float(kt.sample_cycles.mean()), "loop_nest": str(kernel.nest)}
 
@@ -82,9 +82,7 @@ def _summary(plan: Plan, timing: StepTiming, harvest: bool, util: np.ndarray, gr
     t = plan.target
     samples = plan.kernels[0].samples
     seconds = timing.cycles / t.clock_hz
-    compute = max((k.compute_cycles / plan.mapping[k.name].replicas for k in timing.kernels), default=0)
-    link = max((k.link_cycles / plan.mapping[k.name].replicas for k in timing.kernels), default=0)
-    macs = sum(k.macs for k in timing.kernels)
+    macs = sum(k.executed_macs for k in timing.kernels)
     useful = sum(k.useful_macs for k in timing.kernels)
     estimate = plan.estimate()
     allocated = grid > 0
@@ -94,8 +92,8 @@ def _summary(plan: Plan, timing: StepTiming, harvest: bool, util: np.ndarray, gr
         "harvest_speedup": timing.dense_cycles / timing.cycles if timing.cycles else 1.0,
         "step_seconds": seconds,
         "samples_per_s": samples / seconds if seconds else 0.0,
-        "compute_samples_per_s": t.clock_hz / compute if compute else float("inf"),
-        "transmission_samples_per_s": t.clock_hz / link if link else float("inf"),
+        "compute_samples_per_s": float(timing.compute_samples_per_s[timing.actual]),
+        "transmission_samples_per_s": float(timing.transmission_samples_per_s[timing.actual]),
         "active_pes_pct": 100.0 * float(allocated.mean()),
         "mean_utilization_active_pct": 100.0 * float(util[allocated].mean()) if allocated.any() else 0.0,
         # useful FLOPs: multiplications by zero change nothing, whether or not they were executed

@@ -5,7 +5,7 @@ optimizer update kernel to every parameter in place, and times the step from the
 produced. Dropout masks are drawn on the host (or supplied, e.g. the masks torch drew).
 A model with `running` markers (dynamic depth, real tokens) is charged only for the positions
 that compute; its StepResult also carries the fixed-depth and padded baselines of the same step
-(`simulator.dynamic_timing`).
+(`simulator.measure`).
 
 With `weight_sparsity` (`simulator.weight_sparsity.WeightSparsity`) the selected weights carry
 masks: applied to the initial parameters at construction, kept after every optimizer update
@@ -23,8 +23,7 @@ from compiler.plan import Plan
 from . import optim
 from .backend import Backend, to_numpy
 from .executor import Executor
-from .timing import StepTiming, measure_densities, measure_step
-from .weight_timing import matmul_weights
+from .measure import PlanContext, StepTiming, measure_step
 from .weight_sparsity import WeightSparsity, WeightSparsityEngine
 
 
@@ -68,6 +67,7 @@ class Trainer:
         """`weight_sparsity_state`: what `weight_sparsity_state()` returned for a checkpoint;
         the masks, targets and RNG resume from it instead of drawing initial masks."""
         self.plan, self.backend, self.harvest = plan, backend, harvest
+        self.context = PlanContext(plan)       # the measurement's per-plan caches
         xp = self.xp = backend.xp
         self.executor = Executor(plan.graph, xp)
         self.params = {fqn: xp.asarray(v) for fqn, v in params.items()}
@@ -79,8 +79,8 @@ class Trainer:
         self.weight_sparsity = weight_sparsity
         self._sparse: WeightSparsityEngine | None = None
         if weight_sparsity is not None:
-            matmul = {fqn for fqn, _ in matmul_weights(plan).values()}
-            self._sparse = WeightSparsityEngine(weight_sparsity, xp, self.params, matmul)
+            maskable = {fqn for fqn, _ in self.context.weight_views.values()}
+            self._sparse = WeightSparsityEngine(weight_sparsity, xp, self.params, maskable)
             if weight_sparsity_state is not None:
                 self._sparse.restore(*weight_sparsity_state)
             self._sparse.apply(self.params, self.opt_state)
@@ -127,7 +127,7 @@ class Trainer:
         state = self.rng.bit_generator.state
         env = self.executor.run(self._environment(x, y, self.draw_masks()))
         self.rng.bit_generator.state = state
-        return measure_densities(self.xp, self.plan, env)
+        return self.context.densities(self.xp, env)
 
     def _check_batch(self, x, y) -> None:
         types = self.plan.graph.type_of
@@ -150,7 +150,7 @@ class Trainer:
             used = self.weight_masks        # the masks this step computed with, before any update
             grads = {fqn: env[g] for fqn, g in self.plan.graph.grads if fqn in used}
             self._sparse.after_update(self.step_count, self.params, self.opt_state, grads)
-        timing = measure_step(self.xp, self.plan, env, self.harvest, weight_masks=used)
+        timing = measure_step(self.context, self.xp, env, self.harvest, weight_masks=used)
         self.last_timing = timing
         return self._result(float(to_numpy(env[self.plan.graph.loss])), timing), timing
 

@@ -56,7 +56,8 @@ class Session:
         self.history = History()
         self._tracked = tracked_tensors(plan)
         # counts the followed tensors' non-zeros on each step's own values (for the report)
-        trainer.executor = DensityProbe(trainer.executor, plan, [t["tensor"] for t in self._tracked])
+        trainer.executor = DensityProbe(trainer.executor, trainer.context,
+                                        [t["tensor"] for t in self._tracked])
 
     @property
     def model(self) -> torch.nn.Module:
@@ -178,13 +179,15 @@ def compile(model: torch.nn.Module, loss_fn: Callable, example: tuple, optimizer
         raise ConfigError(f"densities must be None, 'calibrate' or a dict of kernel name -> "
                           f"(x density, dY density), got {densities!r}")
     plan = compile_plan(graph, target, spec, mapping=mapping, density=density,
-                        densities=densities if isinstance(densities, dict) else None)
+                        densities=densities if isinstance(densities, dict) else None,
+                        harvest=sparsity.harvest)
     params = {k: v.detach().cpu().numpy().copy() for k, v in model.named_parameters()}
     buffers = {k: v.detach().cpu().numpy().copy() for k, v in model.named_buffers()}
     trainer = _trainer(plan, params, buffers, chosen, sparsity, seed)
     if densities == "calibrate":
         measured = trainer.calibrate_densities(_numpy(example[0]), _numpy(example[1]))
-        plan = compile_plan(graph, target, spec, mapping=mapping, density=density, densities=measured)
+        plan = compile_plan(graph, target, spec, mapping=mapping, density=density, densities=measured,
+                            harvest=sparsity.harvest)
         trainer = _trainer(plan, params, buffers, chosen, sparsity, seed)
     return Session(plan, trainer, model, sparsity)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from simulator.backend import to_numpy
-from simulator.timing import measure_densities
+from compiler.kernels import kind_of
 
 from .drop_op import OP_NAME
 
@@ -44,13 +44,13 @@ def tracked_tensors(plan) -> list[dict]:
 
 class DensityProbe:
     """Wraps a Trainer's executor and keeps, from each run, the followed tensors and the
-    matmul kernels' streamed x and dY; their non-zeros are counted only when asked for (the
-    report), so a step pays nothing. The kept arrays are released when the next run starts."""
+    operands each kernel harvests (x and dY of a matmul); their non-zeros are counted only when
+    asked for (the report), so a step pays nothing. The kept arrays are released when the next
+    run starts. `context`: the trainer's `simulator.measure.PlanContext`."""
 
-    def __init__(self, executor, plan, names):
-        self.executor, self.plan = executor, plan
-        streams = [k.stream[r] for k in plan.kernels if k.kind == "matmul" for r in ("x", "dy")
-                   if r in k.stream]
+    def __init__(self, executor, context, names):
+        self.executor, self.context = executor, context
+        streams = [v for k in context.plan.kernels for v in kind_of(k).streamed(k).values()]
         self.names = tuple(names)
         self._keep = tuple(dict.fromkeys(self.names + tuple(streams)))
         self._values: dict = {}
@@ -73,9 +73,9 @@ class DensityProbe:
 
     @property
     def kernel_densities(self) -> dict[str, tuple[float, float]]:
-        """Matmul kernel -> (x density, dY density) in the last run."""
+        """Harvesting kernel -> (x density, dY density) in the last run."""
         if self._densities is None:
-            self._densities = measure_densities(self.executor.xp, self.plan, self._values) \
+            self._densities = self.context.densities(self.executor.xp, self._values) \
                 if self._values else {}
         return self._densities
 

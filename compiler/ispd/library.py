@@ -25,7 +25,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..cost import Mapping
+from ..mapping import Mapping
 from ..options import unroll_counts
 from .reader import Node
 

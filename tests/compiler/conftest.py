@@ -2,8 +2,8 @@
 
 The captured MLP graphs are session-scoped: capture costs a few hundred ms (seconds for the first
 torch.export call), and every pass is pure, so one capture serves every test.
-Hand-built kernels (`make_matmul`, `make_generated`) let the cost/mapping tests pick any layer
-size without a torch capture.
+Hand-built kernels (`make_matmul`, `make_generated`: the kinds' own constructors) let the
+cost/mapping tests pick any layer size without a torch capture.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from compiler.frontend import capture
-from compiler.kernels import Access, Kernel, LoopNest, build_kernels
+from compiler.kernels import build_kernels, generated_kernel, matmul_kernel
 from compiler.passes import run_pipeline
 
 IN, HIDDEN, OUT, BATCH = 8, 16, 4, 4
@@ -73,28 +73,6 @@ def lowered(graph):
 def built(lowered):
     """(kernels, kernel_of) of the lowered MLP graph."""
     return build_kernels(lowered)
-
-
-def matmul_kernel(name="fc", k=64, n=64, samples=4, tokens=1, bias=True, dx=True) -> Kernel:
-    """A Linear layer's kernel with weight (k in, n out), built by hand."""
-    nest = LoopNest(dims=(("b", samples), ("t", tokens), ("i", k), ("j", n)),
-                    accesses=(Access("x", ("b", "t", "i"), "stream_in"),
-                              Access("w", ("i", "j"), "resident"),
-                              Access("out", ("b", "t", "j"), "stream_out")),
-                    row_dim="i", col_dim="j", reduce_dims=("i",))
-    streams = (("x", f"{name}_x"), ("dy", f"{name}_dy")) + ((("dx", f"{name}_dx"),) if dx else ())
-    params = (f"{name}.weight",) + ((f"{name}.bias",) if bias else ())
-    return Kernel(name, "matmul", (f"{name}_op",), params, nest, streams, samples,
-                  k * n + (n if bias else 0))
-
-
-def generated_kernel(name="gen", elements=64, samples=4, flops=4) -> Kernel:
-    nest = LoopNest(dims=(("b", samples), ("e", elements)),
-                    accesses=(Access("in", ("b", "e"), "stream_in"),
-                              Access("out", ("b", "e"), "stream_out")),
-                    row_dim="e", col_dim="e", flops_per_point=flops)
-    return Kernel(name, "generated", (f"{name}_op",), (), nest, (("out", f"{name}_out"),),
-                  samples, 0)
 
 
 @pytest.fixture(scope="session")

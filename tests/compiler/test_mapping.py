@@ -1,4 +1,5 @@
-"""compiler.mapping: minimal rectangles under SRAM, pinned globs, sharing the fabric by work."""
+"""compiler.mapping (Mapping, pins, in-flight samples) and the minimal rectangles under SRAM
+(`compiler.options.minimal_mapping`)."""
 from __future__ import annotations
 
 import re
@@ -6,10 +7,10 @@ import re
 import numpy as np
 import pytest
 
-from compiler.cost import Mapping, memory_per_core
 from compiler.errors import WaferFitError
-from compiler.mapping import (extents, in_flight, minimal_mapping, pinned_mappings,
-                              shape_for_area)
+from compiler.estimate import memory_per_core
+from compiler.mapping import Mapping, in_flight, pinned_mappings
+from compiler.options import minimal_mapping, shape_for_area
 from compiler.optim_spec import OptimizerSpec
 from compiler.errors import ConfigError
 from compiler.target import wafer
@@ -26,6 +27,10 @@ def _numbers(text: str) -> list[int]:
 # ---------------------------------------------------------------- in_flight / shapes
 
 
+def _extents(kernel):
+    return kernel.nest.extents
+
+
 def test_in_flight():
     # the last stage turns a sample round at once; earlier stages hold more
     assert in_flight(2, 3, 64) == 1
@@ -35,9 +40,9 @@ def test_in_flight():
     assert in_flight(0, 1, 1) == 1
 
 
-def test_extents(make_matmul, make_generated):
-    assert extents(make_matmul(k=12, n=34)) == (12, 34)
-    assert extents(make_generated(elements=50)) == (50, 50)
+def test__extents(make_matmul, make_generated):
+    assert _extents(make_matmul(k=12, n=34)) == (12, 34)
+    assert _extents(make_generated(elements=50)) == (50, 50)
 
 
 def test_shape_for_area_stays_within_bounds(make_matmul, make_generated):
@@ -47,7 +52,7 @@ def test_shape_for_area_stays_within_bounds(make_matmul, make_generated):
         kern = make_matmul(k=k, n=n) if r.random() < 0.7 else make_generated(elements=k)
         area = int(r.integers(1, T.cores + 1))
         m = shape_for_area(kern, area, T)
-        max_r, max_c = extents(kern)
+        max_r, max_c = _extents(kern)
         assert 1 <= m.rows <= min(max_r, T.rows) and 1 <= m.cols <= min(max_c, T.cols)
         assert m.rows * m.cols <= max(area, 1)
         assert m.replicas == 1
@@ -177,3 +182,27 @@ def test_oversize_mapping_is_refused(kernels):
 def test_bad_mapping_values_are_refused(kernels, bad):
     with pytest.raises(ConfigError):
         pinned_mappings(kernels, bad)
+
+
+# ---------------------------------------------------------------- Mapping
+
+
+def test_mapping_geometry():
+    m = Mapping(3, 4, 2)
+    assert m.cores == 24 and m.width == 8
+    assert Mapping(3, 4).replicas == 1
+    assert m.replica == Mapping(3, 4) and Mapping(3, 4).replica == Mapping(3, 4)
+
+
+def test_mapping_accepts_numpy_ints():
+    assert Mapping(np.int64(2), np.int32(3)).cores == 6
+
+
+@pytest.mark.parametrize("args", [(0, 1), (1, 0), (1, 1, 0), (-2, 2), (True, 2), (2, 2.0),
+                                  (2, "2"), (None, 1)])
+def test_mapping_rejects_bad_values(args):
+    with pytest.raises(ConfigError) as err:
+        Mapping(*args)
+    assert "positive integer" in str(err.value)
+    assert repr(next(a for a in args if isinstance(a, bool) or not isinstance(a, int) or a < 1)) \
+        in str(err.value)

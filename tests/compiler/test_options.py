@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from compiler import cost
-from compiler.cost import Mapping
+from compiler import estimate
+from compiler.mapping import Mapping
 from compiler.optim_spec import OptimizerSpec
 from compiler.options import (Option, _thin, cached_options, kernel_options, pareto,
                               unroll_counts)
@@ -76,10 +76,10 @@ def test_options_carry_the_cost_models_figures(make_matmul, make_generated):
         density = (float(r.uniform(0.1, 1)), float(r.uniform(0.1, 1)))
         for o in kernel_options(kern, target, opt, flight, density, replicas=(1, 2, 4), per_dim=8):
             m, base = o.mapping, Mapping(o.mapping.rows, o.mapping.cols)
-            assert o.memory == cost.memory_per_core(kern, base, target, opt, flight)
+            assert o.memory == estimate.memory_per_core(kern, base, target, opt, flight)
             assert o.memory <= target.sram_bytes
-            assert o.sample_cycles == cost.estimate_sample_cycles(kern, base, target, density)
-            assert o.step_cycles == cost.update_cycles(kern, m, target, opt)
+            assert o.sample_cycles == estimate.sample_cycles(kern, base, target, density)
+            assert o.step_cycles == estimate.update_cycles(kern, m, target, opt)
             assert m.rows <= target.rows and m.width <= target.cols
             assert m.replicas <= kern.samples
             if kern.kind == "matmul":
@@ -118,14 +118,14 @@ def all_valid(kern, target, opt, flight, replicas):
             if kern.kind != "matmul" and rows * cols > max_r:
                 continue
             base = Mapping(rows, cols)
-            mem = cost.memory_per_core(kern, base, target, opt, flight)
+            mem = estimate.memory_per_core(kern, base, target, opt, flight)
             if mem > target.sram_bytes:
                 continue
-            t = cost.estimate_sample_cycles(kern, base, target)
+            t = estimate.sample_cycles(kern, base, target)
             for rep in replicas:
                 if rep <= kern.samples and cols * rep <= target.cols:
                     m = Mapping(rows, cols, rep)
-                    out.append(Option(m, t, cost.update_cycles(kern, m, target, opt), mem))
+                    out.append(Option(m, t, estimate.update_cycles(kern, m, target, opt), mem))
     return out
 
 

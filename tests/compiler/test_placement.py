@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compiler.cost import Mapping
+from compiler.mapping import Mapping
 from compiler.errors import PlacementError
 from compiler.placement import (Edge, Rect, Route, free_positions, link_loads,
                                 occupancy, place, reduction_routes, refine, route, wire_length)

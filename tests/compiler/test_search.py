@@ -12,7 +12,7 @@ import itertools
 import numpy as np
 import pytest
 
-from compiler.cost import Mapping
+from compiler.mapping import Mapping
 from compiler.kernels import build_kernels
 from compiler.optim_spec import OptimizerSpec
 from compiler.options import Option, kernel_options, pareto

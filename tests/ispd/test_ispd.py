@@ -148,7 +148,7 @@ def test_truncated_public_file(tmp_path):
 
 
 def test_place_rotates_only_when_allowed():
-    from compiler.cost import Mapping
+    from compiler.mapping import Mapping
     from compiler.errors import PlacementError
     from compiler.placement import place
     from compiler.target import Target

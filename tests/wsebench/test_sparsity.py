@@ -9,7 +9,8 @@ import torch.nn as nn
 
 import wsebench as wb
 from compiler import ConfigError
-from simulator.timing import measure_step
+from compiler.kernels.matmul import MATMUL, computes_dx
+from simulator.measure import Runs, measure_step, variants
 from wsebench import sparsity as sp
 
 
@@ -208,7 +209,7 @@ def test_matmul_cycles_follow_brute_force_nonzero_counts():
     trainer, plan = session._trainer, session.plan
     x, y = _data()
     env = trainer.executor.run(trainer._environment(x.numpy(), y.numpy(), []))
-    timing = measure_step(np, plan, env, harvest=True)
+    timing = measure_step(trainer.context, np, env, harvest=True)
     step = session.step(x, y)
     assert step.cycles == timing.cycles, "the step is timed on these same tensors"
     t = plan.target
@@ -222,14 +223,16 @@ def test_matmul_cycles_follow_brute_force_nonzero_counts():
         tn = np.diff(np.minimum(np.arange(m.cols + 1) * math.ceil(N / m.cols), N))
         nx = _tile_counts(env[kernel.stream["x"]], m.rows)[:, :, None]
         ndy = _tile_counts(env[kernel.stream["dy"]], m.cols)[:, None, :]
-        c = kt.components
-        assert np.array_equal(np.broadcast_to(c["fwd_compute"], nx.shape[:2] + (m.cols,)),
+        runs = Runs(np, variants(True, False), None, {})
+        c = MATMUL.components(kernel, MATMUL.measured_counts(kernel, m, env, runs), m, t)
+        fwd, bwd_got = c.fwd_compute[0, 0], c.bwd_compute[0, 0]
+        assert np.array_equal(np.broadcast_to(fwd, nx.shape[:2] + (m.cols,)),
                               np.ceil(nx * tn / t.simd)), kt.name
-        bwd = np.ceil(nx * ndy / t.simd) + (np.ceil(ndy * tk[:, None] / t.simd)
-                                             if kernel.computes_dx else 0)
-        assert np.array_equal(np.broadcast_to(c["bwd_compute"], bwd.shape), bwd), kt.name
-        macs = nx.sum() * N + (ndy.sum() * K if kernel.computes_dx else 0) + (nx * ndy).sum()
-        assert kt.macs == pytest.approx(macs), kt.name
+        dx = computes_dx(kernel)
+        bwd = np.ceil(nx * ndy / t.simd) + (np.ceil(ndy * tk[:, None] / t.simd) if dx else 0)
+        assert np.array_equal(np.broadcast_to(bwd_got, bwd.shape), bwd), kt.name
+        macs = nx.sum() * N + (ndy.sum() * K if dx else 0) + (nx * ndy).sum()
+        assert kt.executed_macs == pytest.approx(macs), kt.name
         if kt.name in ("fc2", "fc3"):      # x is a dropped activation
             assert nx.sum() <= 0.3 * len(x) * K, "induced zeros reach the streamed x"
         if kt.name in ("fc1", "fc2"):      # dY is a dropped gradient

@@ -16,13 +16,13 @@ import torch
 import torch.nn as nn
 
 import wsebench as wb
-from compiler import compile_plan, wafer
-from compiler.cost import Mapping
+from compiler import axis_kind, compile_plan, wafer
+from compiler.mapping import Mapping
 from compiler.frontend import capture, optimizer_spec
 from compiler.passes import run_pipeline
 from simulator.backend import get_backend
 from simulator.dynamic_report import dynamic_summary, run_summary
-from simulator.dynamic_timing import axis_kind, step_positions
+from simulator.measure import layout, step_positions
 from simulator.training import Trainer
 from wsebench import tasks
 from wsebench.universal import universal_transformer, ut_loss
@@ -158,7 +158,7 @@ def test_without_markers_the_timing_is_unchanged():
     assert timing.dynamic is None and timing.fixed_depth_cycles is None and timing.padded_cycles is None
     assert r.fixed_depth_cycles == r.padded_cycles == r.cycles and r.mean_ponder_steps is None
     assert dynamic_summary(timing) == {}
-    assert step_positions(session.plan, {}) is None
+    assert step_positions(session.plan, {}, layout(session.plan)) is None
 
 
 @pytest.mark.parametrize("shape, kind", [
@@ -173,16 +173,19 @@ def test_axis_kind(shape, kind):
 def test_links_carrying_every_row_load_as_the_compiler_says():
     """With every position computing, the link loads are the compiler's congestion exactly;
     with half the rows, the token traffic halves."""
-    from simulator.dynamic_timing import layout
-    from simulator.timing import plan_congestion
     task = tasks.longtail(samples=32, min_len=2, max_len=12, classes=3, symbols=9, seed=0)
     _, session, batch = _transformer_step(task, task.samples[:8], 12)
     plan = session.plan
     lay = layout(plan)
+    names = [k.name for k in plan.kernels]
+
+    def congestion(env):
+        shares = step_positions(plan, env, lay).route_shares("actual")
+        return dict(zip(names, plan.congestion_array(shares)[0]))
     full = {name: np.ones(batch.x.shape, dtype=bool) for name in lay.markers.masks}
-    assert step_positions(plan, full).congestion("actual") == plan_congestion(plan)
+    compiled = plan.congestion()
+    assert congestion(full) == compiled
     half = {name: np.arange(batch.x.shape[1])[None, :].repeat(8, 0) < 6 for name in lay.markers.masks}
-    loads = step_positions(plan, half).congestion("actual")
-    compiled = plan_congestion(plan)
+    loads = congestion(half)
     assert all(loads[k] <= compiled[k] for k in compiled)
     assert loads["layers.0.ffn.fc1"] < compiled["layers.0.ffn.fc1"]

@@ -8,19 +8,14 @@ weights (DESIGN.md, "Cost model" and "Sparsity"). Per sample b:
   dW        sum_t #{kept (i, j) in I_r x J_c : x[b,t,i] != 0 and dY[b,t,j] != 0}
 Everything that depends on the mask alone (`MaskTiles`) is computed once per mask, since masks
 change only at update steps; the per-step counts are matmuls of the non-zero indicators
-against it, one per tile row or column, never a loop over cores.
+against it, one per tile row or column, never a loop over cores. Written against `xp`; `host`
+is the simulator's one exit to NumPy (`simulator.backend.to_numpy`).
 """
 from __future__ import annotations
 
 from typing import NamedTuple
 
 import numpy as np
-
-from compiler.kernels import Kernel
-from compiler.passes import MATMUL_OPS, VIEW_OPS, param_root
-
-from .backend import to_numpy
-from .ops import KERNELS
 
 
 class MaskTiles(NamedTuple):
@@ -33,7 +28,7 @@ class MaskTiles(NamedTuple):
     kept: np.ndarray        # (rows, cols) kept weights per core
 
 
-def mask_tiles(xp, mask, rows: int, cols: int) -> MaskTiles:
+def mask_tiles(xp, host, mask, rows: int, cols: int) -> MaskTiles:
     k, n = mask.shape
     sk, sn = -(-k // rows), -(-n // cols)
     m = xp.zeros((rows * sk, cols * sn), dtype=xp.float32)
@@ -42,7 +37,7 @@ def mask_tiles(xp, mask, rows: int, cols: int) -> MaskTiles:
     row_counts = tiles.sum(axis=3, dtype=xp.float64)
     return MaskTiles(rows, cols, m, row_counts,
                      xp.ascontiguousarray(tiles.sum(axis=1, dtype=xp.float64).transpose(1, 2, 0)),
-                     to_numpy(row_counts.sum(axis=1)).astype(np.int64))
+                     host(row_counts.sum(axis=1)).astype(np.int64))
 
 
 def _padded(xp, nonzero, width: int):
@@ -79,7 +74,7 @@ def _pair_counts(xp, left, right, m, parts_l: int, parts_r: int, samples: int, c
     return out.reshape(parts_l, samples, -1, parts_r).sum(axis=2, dtype=xp.float64).transpose(1, 0, 2)
 
 
-def masked_work(xp, x, dy, tiles: MaskTiles, chunk: int = 1 << 22) -> dict:
+def masked_work(xp, host, x, dy, tiles: MaskTiles, chunk: int = 1 << 22) -> dict:
     """Per-sample, per-core MACs "fwd", "dx", "dw" (each (samples, rows, cols) float64 NumPy,
     formulas in the module docstring) of x (samples, tokens, K) and dY (samples, tokens, N)
     against a masked weight's `tiles`. `chunk` bounds the partial counts held at once."""
@@ -94,55 +89,4 @@ def masked_work(xp, x, dy, tiles: MaskTiles, chunk: int = 1 << 22) -> dict:
         dw = _pair_counts(xp, nzx, nzdy, m, rows, cols, samples, chunk)
     else:
         dw = _pair_counts(xp, nzdy, nzx, m.T, cols, rows, samples, chunk).transpose(0, 2, 1)
-    return {"fwd": to_numpy(fwd), "dx": to_numpy(dx), "dw": to_numpy(dw)}
-
-
-def matmul_weights(plan) -> dict[str, tuple[str, tuple]]:
-    """Matmul kernel name -> (its weight's fqn, the view ops from the parameter to the forward
-    matmul's weight operand). Computed once per plan."""
-    cached = getattr(plan, "_matmul_weights_cache", None)
-    if cached is None:
-        cached = {k.name: view for k in plan.kernels if k.kind == "matmul"
-                  and (view := _weight_view(plan.graph, k)) is not None}
-        object.__setattr__(plan, "_matmul_weights_cache", cached)
-    return cached
-
-
-def _weight_view(graph, kernel: Kernel):
-    roots, values = param_root(graph), dict(graph.params)
-    ops = set(kernel.ops)
-    forward = next((o for o in graph.ops if o.name in ops and o.op in MATMUL_OPS
-                    and any(getattr(a, "name", None) in roots for a in o.args[-2:])), None)
-    if forward is None:
-        return None
-    a, b = (arg.name for arg in forward.args[-2:])
-    name, chain = (b if b in roots else a), []
-    while name not in values and getattr(graph.producer.get(name), "op", None) in VIEW_OPS:
-        chain.append(graph.producer[name])
-        name = next(graph.producer[name].refs())
-    return (values[name], tuple(reversed(chain))) if name in values else None
-
-
-def kernel_mask_tiles(xp, plan, kernel: Kernel, weight_masks: dict) -> MaskTiles | None:
-    """`MaskTiles` of the kernel's weight mask, or None (its weight is unmasked, or is not one
-    (K, N) matrix). Cached per kernel while the caller passes the same mask array: masks are
-    replaced, never modified in place, when they change."""
-    view = matmul_weights(plan).get(kernel.name)
-    if view is None or view[0] not in weight_masks:
-        return None
-    source = weight_masks[view[0]]
-    cache = getattr(plan, "_mask_tiles_cache", None)
-    if cache is None:
-        cache = {}
-        object.__setattr__(plan, "_mask_tiles_cache", cache)
-    hit = cache.get(kernel.name)
-    if hit is not None and hit[0] is source and hit[1] is xp:
-        return hit[2]
-    value = xp.asarray(source)
-    for op in view[1]:
-        value = KERNELS[op.op](xp, value, *op.args[1:], **dict(op.kwargs))
-    shape = (kernel.nest.extent("i"), kernel.nest.extent("j"))
-    mapping = plan.mapping[kernel.name]
-    tiles = mask_tiles(xp, value, mapping.rows, mapping.cols) if tuple(value.shape) == shape else None
-    cache[kernel.name] = (source, xp, tiles)
-    return tiles
+    return {"fwd": host(fwd), "dx": host(dx), "dw": host(dw)}

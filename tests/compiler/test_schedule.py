@@ -1,10 +1,15 @@
-"""compiler.pipeline: the wavefront evaluation of the pipeline recurrence, and step time."""
+"""compiler.schedule: the wavefront evaluation of the pipeline recurrence, step time over the
+timing variants, the rates, and congestion on the directed links."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from compiler.pipeline import pipeline_finish, step_cycles
+from compiler.placement import Edge, Route
+from compiler.schedule import pipeline_finish, route_links, step, step_cycles
+from compiler.target import wafer
+
+T = wafer("classroom")
 
 
 def reference_finish(t, hops):
@@ -106,3 +111,55 @@ def test_step_adds_return_hops_and_slowest_update():
 
 def test_empty_step():
     assert step_cycles(np.zeros((0, 0)), np.zeros(0), 5.0, np.zeros(0)) == 0.0
+
+
+def test_congestion_slows_the_kernels_on_a_busy_link():
+    """Two routes in the same direction over the same links add up; a link moves one wavelet
+    per cycle, so the per-sample congestion is the busiest link's load over the samples."""
+    one = Route(Edge("a", "b", "x", 40), ((0, 0), (0, 10)))
+    two = Route(Edge("c", "b", "y", 20), ((0, 5), (0, 10)))
+    jam = route_links((one, two), "abc", T).congestion(samples=4)
+    np.testing.assert_array_equal(jam, [[15.0, 15.0, 15.0]])     # (40 + 20) / 4 on links 5..9
+    wide = Route(Edge("a", "b", "x", 40), ((0, 0), (0, 10)), lanes=4)
+    assert route_links((wide,), "abc", T).congestion(samples=4)[0, 0] == 2.5
+
+
+def test_links_carry_each_direction_separately():
+    there = Route(Edge("a", "b", "x", 40), ((0, 0), (0, 10)))
+    back = Route(Edge("b", "a", "dx", 40), ((0, 10), (0, 0)))
+    np.testing.assert_array_equal(route_links((there, back), "ab", T).congestion(samples=4),
+                                  [[10.0, 10.0]])
+
+
+def test_route_shares_scale_each_route_per_variant():
+    """A variant that sends half of a route's rows loads its links half as much."""
+    one = Route(Edge("a", "b", "x", 40), ((0, 0), (0, 10)))
+    two = Route(Edge("c", "b", "y", 20), ((0, 5), (0, 10)))
+    jam = route_links((one, two), "abc", T).congestion([[1.0, 1.0], [0.5, 0.5], [1.0, 0.0]], samples=4)
+    np.testing.assert_array_equal(jam, [[15, 15, 15], [7.5, 7.5, 7.5], [10, 10, 10]])
+
+
+def test_variants_run_through_the_recurrence_together():
+    """The variant axis gives each variant the step it would get alone."""
+    r = np.random.default_rng(3)
+    per_sample = r.integers(1, 40, size=(3, 4, 6)).astype(float)
+    congestion = r.integers(0, 10, size=(3, 4)).astype(float)
+    updates = r.integers(0, 30, size=(3, 4)).astype(float)
+    hops, replicas = np.array([0.0, 2.0, 1.0, 3.0]), np.array([1, 2, 1, 1])
+    together = step(per_sample, per_sample, per_sample, replicas, congestion, hops, updates, 1e9)
+    for v in range(3):
+        alone = step(per_sample[v:v + 1], per_sample[v:v + 1], per_sample[v:v + 1], replicas,
+                     congestion[v:v + 1], hops, updates[v:v + 1], 1e9)
+        assert together.cycles[v] == alone.cycles[0]
+        stage = np.maximum(per_sample[v] / replicas[:, None], congestion[v][:, None])
+        assert alone.cycles[0] == step_cycles(stage, hops, hops.sum(), updates[v])
+
+
+def test_rates_are_bound_by_the_slowest_stage_and_transmission_counts_congestion():
+    per_sample = np.array([[[10.0, 10.0], [40.0, 40.0]]])
+    compute = np.array([[[8.0, 8.0], [30.0, 30.0]]])
+    link = np.array([[[4.0, 4.0], [5.0, 5.0]]])
+    figures = step(per_sample, compute, link, [1, 2], np.array([[0.0, 20.0]]), np.zeros(2),
+                   np.zeros((1, 2)), 1e9)
+    assert figures.compute_samples_per_s[0] == 1e9 / 15.0        # 30 over 2 replicas
+    assert figures.transmission_samples_per_s[0] == 1e9 / 20.0   # the congested link

@@ -1,0 +1,207 @@
+"""The attention kernel kind: hand-optimized scaled dot-product attention, forward and backward.
+
+Scaled dot-product attention (Vaswani et al. 2017) for one sample, per head h:
+  s[h,i,j] = sum_d q[h,i,d] k[h,j,d] / sqrt(dh);  p = softmax_j(s + mask);  o[h,i,d] = sum_j p[h,i,j] v[h,j,d]
+Mapping: the kernel's rows x cols cores unroll the query positions i over rows and the key
+positions j over cols (every head on every core). Core (r, c) holds K and V of its key block J_c
+for the sample in flight and computes the H x |I_r| x |J_c| block of scores, as the matmul
+kernel holds a weight tile (Hot Chips 2020 dataflow):
+- forward: Q[I_r] is multicast along row r, K[J_c] and V[J_c] down column c. The core does the
+  Q K^T and P V MACs (2 |I_r| |J_c| D, D = H dh) and the softmax's element work per score; the
+  row max and row sum (2 H |I_r|) and the partial outputs O[I_r] (|I_r| D) chain along the row.
+- backward: dO[I_r] is multicast along the row; with P, Q, K, V stashed the core does dP = dO V^T,
+  dV += P^T dO, dQ = dS K and dK = dS^T Q (4 |I_r| |J_c| D MACs) and the softmax backward per
+  score; the row sums of dP * P (H |I_r|) and dQ partials chain along the row, dK and dV
+  partials down the column.
+So a sample costs 2 L^2 dh MACs per head forward and twice that backward, plus ~L^2 element
+operations per head for the softmax. The kernel holds no weights, so it has no update.
+
+Counts: per call and sample, the keys (the real tokens) and the queries that compute.
+- Variable sequence length: the host sends only a sample's L_b real tokens, spread over the rows
+  and the columns in contiguous blocks of ceil(L_b / rows) queries and ceil(L_b / cols) keys, so
+  pad tokens cost nothing. The real tokens are measured from the softmax output P (the `probs`
+  stream, read before attention dropout): a pad key is masked out of every row (-1e9 or -inf),
+  so its probability is exactly 0 for every query and head, while a real key's is zero only if
+  its score is ~87 below the row's maximum in float32 for every query of every head. A model
+  without a padding mask has every position real. The static estimate assumes L_b = L.
+- Dynamic depth: a block shared by S recurrent steps is one kernel called S times per sample. At
+  each call only the A_b positions still running send queries; every real key is still read,
+  since the running positions attend to the halted ones too. A call with no running position
+  sends nothing (DESIGN.md, "Dynamic execution").
+Attention does not harvest zeros: its operands are dense projections, and the zeros of a
+dropped-out P are made on the core itself.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import cost
+from ..passes import is_activation_matmul
+from .base import Access, Kernel, LoopNest
+
+# Element operations per score, read off the formulas above: forward scale by 1/sqrt(dh), add
+# the mask, compare for the row max, subtract it, exp, add to the row sum, multiply by 1/sum;
+# backward multiply dP by P, add to the row sum, subtract it, multiply by P, mask, scale.
+FORWARD_SCORE_FLOPS = 7
+BACKWARD_SCORE_FLOPS = 6
+
+
+class AttentionCounts(NamedTuple):
+    """(variants, calls, samples) real keys read and queries computed."""
+    keys: np.ndarray
+    queries: np.ndarray
+
+
+def attention_kernel(name: str, samples: int, heads: int, length: int, head_dim: int,
+                     ops: tuple[str, ...] = (), probs: str | tuple[str, ...] = "probs") -> Kernel:
+    """An attention kernel of `heads` x `head_dim` over sequences of `length` (padded) tokens;
+    `probs` names the softmax output the simulator reads the real tokens from, one per call
+    (a tuple when recurrent steps share the block)."""
+    probs = (probs,) if isinstance(probs, str) else tuple(probs)
+    steps = (("s", len(probs)),) if len(probs) > 1 else ()
+    nest = LoopNest(dims=(("b", samples),) + steps + (("h", heads), ("i", length), ("j", length),
+                                                     ("d", head_dim)),
+                    accesses=(Access("softmax_j(q.k)", ("b", "h", "i", "j"), "stream_in"),
+                              Access("v", ("b", "h", "j", "d"), "stream_in"),
+                              Access("out", ("b", "h", "i", "d"), "stream_out")),
+                    row_dim="i", col_dim="j", reduce_dims=("j",))
+    return Kernel(name, "attention", ops, (), nest, tuple(("probs", p) for p in probs), samples, 0)
+
+
+def build(graph, name: str, ops: list, context) -> Kernel | None:
+    """Each softmax of an attention region (one per step when recurrent steps share the block)
+    gives a call; the first gives the sequence length L (its last two dims) and the heads (the
+    rest, per sample); the Q K^T matmul that feeds it gives the head dim."""
+    if name not in context.attention:
+        return None
+    softmaxes = [o for o in ops if o.op == "aten._softmax.default"]
+    shape = graph.type_of[softmaxes[0].name].shape
+    length = shape[-1]
+    heads = max(1, math.prod(shape[:-2]) // max(context.samples, 1))
+    at = ops.index(softmaxes[0])
+    scores = [o for o in ops[:at] if is_activation_matmul(o, context.roots)
+              and graph.type_of[o.name].shape[-2:] == (shape[-2], length)]
+    head_dim = graph.type_of[scores[-1].args[0].name].shape[-1]
+    return attention_kernel(name, context.samples, heads, length, head_dim,
+                            tuple(o.name for o in ops), tuple(o.name for o in softmaxes))
+
+
+def shape_of(kernel: Kernel) -> tuple[int, int, int]:
+    """(heads, padded length L, head dim) from the kernel's loop nest."""
+    n = kernel.nest
+    return n.extent("h"), n.extent("i"), n.extent("d")
+
+
+def block_sizes(lengths, parts: int) -> np.ndarray:
+    """(..., parts) tokens per block when each of `lengths` real tokens is cut into `parts`
+    contiguous blocks of ceil(L_b / parts) (the last ones may be short or empty)."""
+    lengths = np.asarray(lengths, dtype=np.int64)[..., None]
+    step = -(-lengths // parts)
+    return np.clip(lengths - np.arange(parts) * step, 0, step)
+
+
+def real_lengths(xp, host, kernel: Kernel, env: dict, probs: str) -> np.ndarray:
+    """(samples,) real tokens per sample: keys with a non-zero probability somewhere in `probs`."""
+    length = kernel.nest.extent("j")
+    p = env[probs].reshape(kernel.samples, -1, length)
+    return host(xp.count_nonzero(xp.any(p != 0, axis=1), axis=1)).astype(np.int64)
+
+
+class AttentionKind:
+    name = "attention"
+    per_call_governors = True
+    build = staticmethod(build)
+
+    @staticmethod
+    def weight_view(graph, kernel):
+        return None
+
+    @staticmethod
+    def weights_per_core(kernel: Kernel, mapping, tiles=None) -> int:
+        return 0
+
+    @staticmethod
+    def memory_per_core(kernel: Kernel, mapping, target, optimizer, in_flight: int,
+                        kept: int | None = None) -> int:
+        """At the padded length: the working set of the sample in flight (Q block, K and V
+        blocks, the score block, O partials, row max and sum) plus, for every sample between
+        its forward and backward, the stash the backward reads (P, Q, K and V blocks) of every
+        call. No weights, so no optimizer state."""
+        heads, length, head_dim = shape_of(kernel)
+        width = heads * head_dim
+        q, k = math.ceil(length / mapping.rows), math.ceil(length / mapping.cols)
+        working = 2 * q * width + 2 * k * width + heads * q * k + 2 * heads * q
+        stash = kernel.steps * (heads * q * k + q * width + 2 * k * width)
+        return int((working + in_flight * stash) * target.activation_bytes)
+
+    @staticmethod
+    def dense_macs(kernel: Kernel) -> int:
+        """Q K^T and P V forward, four as large backward, per call."""
+        heads, length, head_dim = shape_of(kernel)
+        return 6 * kernel.steps * heads * length * length * head_dim
+
+    @staticmethod
+    def assumed_counts(kernel: Kernel, mapping, target, density, harvest: bool) -> AttentionCounts:
+        """Every position real and computing, every call (density and harvest do not apply)."""
+        full = np.full((1, kernel.steps, 1), shape_of(kernel)[1])
+        return AttentionCounts(full, full)
+
+    @staticmethod
+    def measured_counts(kernel: Kernel, mapping, env: dict, runs) -> AttentionCounts:
+        """Keys: each call's real tokens (every position for the padded variant); queries: the
+        positions each variant runs (`runs.queries`), every real one without markers."""
+        real = np.stack([real_lengths(runs.xp, runs.host, kernel, env, call["probs"])
+                         for call in kernel.calls])                                  # (calls, S)
+        full = np.full_like(real, shape_of(kernel)[1])
+        running = runs.queries(kernel)
+        keys, queries = [], []
+        for v in runs.variants:
+            k = full if v.positions == "padded" else real
+            q = k if running is None else np.stack(running[v.positions])
+            keys.append(np.where(q > 0, k, 0))          # a call with no query sends nothing
+            queries.append(q)
+        return AttentionCounts(np.stack(keys), np.stack(queries))
+
+    @staticmethod
+    def components(kernel: Kernel, c: AttentionCounts, mapping, target) -> cost.Components:
+        """Per variant, call, sample and core: the formulas of the module docstring."""
+        heads, _, head_dim = shape_of(kernel)
+        width = heads * head_dim
+        q = block_sizes(c.queries, mapping.rows).astype(np.float64)[..., :, None]   # (V,C,S,R,1)
+        k = block_sizes(c.keys, mapping.cols).astype(np.float64)[..., None, :]      # (V,C,S,1,C)
+        scores = heads * q * k
+        across = mapping.cols > 1      # row statistics travel only when a row has several cores
+        simd, per_wavelet = target.simd, target.dense_values_per_wavelet
+
+        def wavelets(values):
+            return np.ceil(values / per_wavelet)
+        fwd_link = np.maximum.reduce(np.broadcast_arrays(
+            wavelets(q * width),                               # Q in, along the row
+            wavelets(2 * k * width),                           # K and V in, down the column
+            wavelets(q * width + across * 2 * heads * q)))     # O partials, max and sum out
+        bwd_link = np.maximum.reduce(np.broadcast_arrays(
+            wavelets(q * width),                               # dO in, along the row
+            wavelets(q * width + across * heads * q),          # dQ partials and row sums out
+            wavelets(2 * k * width)))                          # dK and dV partials, down the column
+        macs = 6.0 * width * (c.queries.astype(np.float64) * c.keys).sum(axis=(1, 2))
+        return cost.Components(np.ceil((2 * q * k * width + FORWARD_SCORE_FLOPS * scores) / simd),
+                          fwd_link,
+                          np.ceil((4 * q * k * width + BACKWARD_SCORE_FLOPS * scores) / simd),
+                          bwd_link, macs)
+
+    @staticmethod
+    def governed(graph, kernel: Kernel, mask_shape) -> list:
+        """Per call: its softmax, whose marker governs the queries when P has the positions."""
+        positions = mask_shape[1]
+        return [(call["probs"], "tokens" if graph.type_of[call["probs"]].shape[-2:-1] == (positions,)
+                 else None) for call in kernel.calls]
+
+    @staticmethod
+    def streamed(kernel: Kernel) -> dict[str, str]:
+        return {}
+
+
+ATTENTION = AttentionKind()

@@ -1,0 +1,133 @@
+"""The matmul kernel kind: hand-optimized kernels for the matmul family (nn.Linear and friends).
+
+Loop nest `for b, t, i, j: out[b, t, j] += x[b, t, i] * w[i, j]`; w stays resident, split into
+ceil(K/rows) x ceil(N/cols) tiles, x streams in along rows (multicast), partial sums are
+chained along the unrolled reduction dimension i (Hot Chips 2020 dataflow). Core (r, c) holding
+w[I_r, J_c] does, per sample (DESIGN.md, "Cost model", sparsity harvesting):
+  forward   MACs = nnz(x[b, I_r]) * |J_c|        in: x (zeros filtered)   out: |J_c| psums
+  backward  dX MACs = nnz(dY[b, J_c]) * |I_r|    in: dY                   out: |I_r| psums
+            dW MACs = nnz(x[b, I_r]) * nnz(dY[b, J_c])
+summed over the tokens a sample sends. A masked weight is stored compressed and its cores skip
+the masked entries too (`masked`). The first layer (no dx stream) has no dX pass.
+Building: `build`; counts: `counts`; cost: `components` below.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ... import cost
+from ...passes import MATMUL_OPS
+from ..base import Kernel
+from . import counts as _counts
+from .build import build, matmul_kernel, matmul_nest, weight_view
+from .masked import mask_tiles
+
+
+def computes_dx(kernel: Kernel) -> bool:
+    """The first layer needs no gradient for its input, so it skips the dX pass."""
+    return "dx" in kernel.stream
+
+
+class MatmulKind:
+    name = "matmul"
+    per_call_governors = True
+
+    build = staticmethod(build)
+    weight_view = staticmethod(weight_view)
+
+    @staticmethod
+    def mask_tiles(xp, host, mask, mapping):
+        return mask_tiles(xp, host, mask, mapping.rows, mapping.cols)
+
+    @staticmethod
+    def weights_per_core(kernel: Kernel, mapping, tiles=None):
+        """The weight tile plus its share of the bias (spread over a row of cores) on the
+        fullest core; with a mask's `tiles`, per core (rows, cols): the kept weights plus the
+        bias share."""
+        k, n = kernel.nest.extent("i"), kernel.nest.extent("j")
+        bias = math.ceil(max(kernel.param_numel - k * n, 0) / mapping.cols)
+        if tiles is not None:
+            return tiles.kept + bias
+        return math.ceil(k / mapping.rows) * math.ceil(n / mapping.cols) + bias
+
+    def memory_per_core(self, kernel: Kernel, mapping, target, optimizer, in_flight: int,
+                        kept: int | None = None) -> int:
+        """Weights with their gradient accumulator and optimizer state, plus the x tiles stashed
+        for the samples between forward and backward, and the in/out buffers. A masked weight
+        (`kept` on the fullest core) is stored compressed; the bias stays dense."""
+        weights = self.weights_per_core(kernel, mapping)
+        tk = math.ceil(kernel.nest.extent("i") / mapping.rows)
+        tn = math.ceil(kernel.nest.extent("j") / mapping.cols)
+        if kept is None:
+            resident = cost.resident_bytes(weights, target, optimizer)
+        else:
+            resident = cost.resident_bytes(weights - tk * tn, target, optimizer) + \
+                cost.compressed_weight_bytes(kept, tk, tn, target, optimizer)
+        tokens = kernel.nest.extent("t")
+        stash = tk * tokens
+        buffers = tn * tokens + stash
+        return int(resident + (in_flight * stash + buffers) * target.activation_bytes)
+
+    @staticmethod
+    def dense_macs(kernel: Kernel) -> int:
+        n = kernel.nest
+        passes = 3 if computes_dx(kernel) else 2
+        return passes * n.extent("t") * n.extent("i") * n.extent("j")
+
+    @staticmethod
+    def assumed_counts(kernel: Kernel, mapping, target, density, harvest: bool):
+        return _counts.assumed(kernel, mapping, density, harvest)
+
+    @staticmethod
+    def measured_counts(kernel: Kernel, mapping, env: dict, runs):
+        return _counts.measured(kernel, mapping, env, runs)
+
+    @staticmethod
+    def components(kernel: Kernel, c, mapping, target) -> cost.Components:
+        """Per variant, sample and core (variants, 1, samples, rows, cols): each pass as slow as
+        its MACs over the SIMD width or its busiest link (`cost.wavelets`)."""
+        tk, tn = _counts.tiles(kernel, mapping)
+        tk, tn = tk[None, None, None, :, None], tn[None, None, None, None, :]
+        x, dy = c.x[:, None, :, :, None], c.dy[:, None, :, None, :]
+        tokens = c.tokens[:, None, :, None, None]
+        fwd, dx = x * tn, dy * tk
+        dw = x * dy / tokens if c.pairs is None else c.pairs[:, None]
+        if c.work is not None:
+            work, counted = c.work
+            fwd, dx, dw = (np.where(counted[:, None, None, None, None], w[:, None], f)
+                           for w, f in zip(work, np.broadcast_arrays(fwd, dx, dw)))
+        has_dx = computes_dx(kernel)
+        simd = target.simd
+        bwd_compute = np.ceil(dw / simd) + (np.ceil(dx / simd) if has_dx else 0.0)
+        macs = fwd.sum(axis=(1, 2, 3, 4)) + dw.sum(axis=(1, 2, 3, 4)) + \
+            (dx.sum(axis=(1, 2, 3, 4)) if has_dx else 0.0)
+        return cost.Components(np.ceil(fwd / simd),
+                          np.maximum(cost.wavelets(x, tk, tokens, target), tokens * tn),
+                          bwd_compute,
+                          np.maximum(cost.wavelets(dy, tn, tokens, target), tokens * tk * has_dx),
+                          np.broadcast_to(macs, (c.x.shape[0],)).astype(np.float64))
+
+    @staticmethod
+    def governed(graph, kernel: Kernel, mask_shape) -> list:
+        """Per call: its forward matmul, whose marker governs the call's token rows when its x
+        has the mask's positions ([B*T, K] or [B, T, K]); a pooled input ([B, K]) has none."""
+        batch, positions = mask_shape
+        types, ops, out = graph.type_of, set(kernel.ops), []
+        for call in kernel.calls:
+            x = call["x"]
+            forward = next((c.name for c in graph.consumers.get(x, [])
+                            if c.name in ops and c.op in MATMUL_OPS), None)
+            width = types[x].shape[-1] if types[x].shape else 1
+            out.append((forward, "tokens" if types[x].numel == batch * positions * width else None))
+        return out
+
+    @staticmethod
+    def streamed(kernel: Kernel) -> dict[str, str]:
+        return {role: kernel.stream[role] for role in ("x", "dy") if role in kernel.stream}
+
+
+MATMUL = MatmulKind()
+
+__all__ = ["MATMUL", "MatmulKind", "matmul_nest", "matmul_kernel", "computes_dx"]

@@ -1,0 +1,152 @@
+"""The one schedule: per-kernel times -> a training step (DESIGN.md, "Cost model").
+
+A region holds one kernel's weights; each sample passes through it twice, forward on the way in
+and backward on the way back, so a stage's per-sample time is forward + backward and the
+steady-state rate is set by the region with the largest sum. Replicas share a stage's samples;
+congestion on a shared link slows every kernel whose routes cross it (a link moves one wavelet
+per cycle each way). The recurrence
+
+    finish[k][s] = max(finish[k-1][s] + hops[k], finish[k][s-1]) + t[k][s]
+
+is evaluated one stage at a time with array operations over all samples (and all timing
+variants at once). For a fixed stage k, with a[s] = finish[k-1][s] + hops[k] and C the running
+sum of t[k], the recurrence unrolls to the max-plus prefix scan
+
+    finish[k][s] = C[s] + max_{j <= s} (a[j] - C[j-1]),
+
+so each stage is a cumsum and a maximum.accumulate, exact in float64 for integer cycles. The last
+sample's gradient then travels back through the regions, and every region updates its weights in
+place. The static estimate (`compiler.estimate`) and the measurement (`simulator.measure`) both
+call `step`; only their per-kernel times differ.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .placement import Route, is_sample_route, route_segments
+
+
+def pipeline_finish(stage_cycles: np.ndarray, hops: np.ndarray) -> np.ndarray:
+    """finish[..., k, s] for stage times `stage_cycles` (..., stages, samples) and entry `hops`
+    (stages,); leading axes (the timing variants) are evaluated together."""
+    t = np.asarray(stage_cycles, dtype=np.float64)
+    hops = np.asarray(hops, dtype=np.float64)
+    finish = np.empty_like(t)
+    arrival = np.zeros(t.shape[:-2] + t.shape[-1:])
+    for k in range(t.shape[-2]):
+        running = np.cumsum(t[..., k, :], axis=-1)
+        before = running - t[..., k, :]
+        finish[..., k, :] = running + np.maximum.accumulate(arrival + hops[k] - before, axis=-1)
+        arrival = finish[..., k, :]
+    return finish
+
+
+def step_cycles(stage_cycles: np.ndarray, hops: np.ndarray, return_hops: float,
+                update_cycles: np.ndarray):
+    """Cycles of one training step, per leading (variant) axis: the last sample leaves the last
+    stage, its gradient travels back through the regions (`return_hops`), then every region
+    updates its weights in place (all regions in parallel, so the slowest update counts)."""
+    stage_cycles = np.asarray(stage_cycles, dtype=np.float64)
+    if stage_cycles.size == 0:
+        return np.zeros(stage_cycles.shape[:-2]) if stage_cycles.ndim > 2 else 0.0
+    finish = pipeline_finish(stage_cycles, hops)
+    cycles = finish[..., -1, -1] + return_hops + np.max(update_cycles, axis=-1, initial=0.0)
+    return float(cycles) if np.ndim(cycles) == 0 else cycles
+
+
+def stage_times(per_sample: np.ndarray, replicas: np.ndarray, congestion_cycles: np.ndarray):
+    """A stage is as slow as its share of the samples, or its busiest link, whichever is more."""
+    return np.maximum(per_sample / replicas, congestion_cycles)
+
+
+@dataclass(frozen=True)
+class StepFigures:
+    """One step, per timing variant: `cycles`, and the rates if only compute, or only the links
+    (congestion included), limited each stage (Cerebras' Compute and Transmission Samples/s)."""
+    cycles: np.ndarray
+    compute_samples_per_s: np.ndarray
+    transmission_samples_per_s: np.ndarray
+
+
+def step(per_sample, compute, link, replicas, congestion, hops, updates, clock_hz) -> StepFigures:
+    """The step of kernels with per-sample times `per_sample` (V, K, S), compute-only and
+    link-only times `compute`, `link` (V, K, S), `replicas` (K,), per-sample `congestion`
+    (V, K), entry `hops` (K,) and `updates` (V, K)."""
+    per_sample = np.asarray(per_sample, dtype=np.float64)
+    replicas = np.asarray(replicas, dtype=np.float64)
+    congestion = np.asarray(congestion, dtype=np.float64)
+    stage = stage_times(per_sample, replicas[:, None], congestion[..., None])
+    cycles = np.atleast_1d(step_cycles(stage, hops, float(np.sum(hops)), updates))
+    compute = np.asarray(compute, dtype=np.float64).mean(axis=-1) / replicas
+    link = np.maximum(np.asarray(link, dtype=np.float64).mean(axis=-1) / replicas, congestion)
+
+    def rate(per):
+        busiest = per.max(axis=-1, initial=0.0)
+        return np.where(busiest > 0, clock_hz / np.where(busiest > 0, busiest, 1.0), np.inf)
+    return StepFigures(cycles, rate(compute), rate(link))
+
+
+# ------------------------------------------------------------------------------ congestion
+
+@dataclass(frozen=True, eq=False)
+class RouteLinks:
+    """The sample routes as flat directed-link indices, built once per plan: a step's link loads
+    are then one weighted bincount, whatever share of its rows each route carries."""
+    link: np.ndarray          # link index of each (route, link) entry
+    route: np.ndarray         # route index of each entry
+    starts: np.ndarray        # first entry of each route that crosses links
+    routed: np.ndarray        # those routes' indices
+    load: np.ndarray          # per route: per-lane wavelets per step at full length
+    values: tuple[str, ...]   # per route: the graph value it carries
+    kernels: tuple[np.ndarray, ...]    # per kernel (plan order): the routes it sends or receives on
+    links: int
+
+    def congestion(self, shares=None, samples: int = 1) -> np.ndarray:
+        """(variants, kernels): per sample, the load of the busiest link (in its direction of
+        travel) that any of a kernel's routes crosses; `shares` (variants, routes) scales each
+        route's load by the share of its rows a variant sends (None: all of them)."""
+        shares = np.ones((1, len(self.load))) if shares is None else np.atleast_2d(shares)
+        out = np.zeros((shares.shape[0], len(self.kernels)))
+        for v, share in enumerate(shares):
+            loads = np.bincount(self.link, weights=(self.load * share)[self.route], minlength=self.links)
+            peak = np.zeros(len(self.load))
+            if self.link.size:
+                peak[self.routed] = np.maximum.reduceat(loads[self.link], self.starts)
+            out[v] = [peak[routes].max(initial=0.0) for routes in self.kernels]
+        return out / max(samples, 1)
+
+
+def sample_routes(routes) -> list[Route]:
+    """The routes samples travel (not the gradient all-reduce), in plan order."""
+    return [rt for rt in routes if is_sample_route(rt)]
+
+
+def _link_grids(target) -> tuple[dict, dict, int]:
+    sizes = {"east": (target.rows, max(target.cols - 1, 0)), "west": (target.rows, max(target.cols - 1, 0)),
+             "south": (max(target.rows - 1, 0), target.cols), "north": (max(target.rows - 1, 0), target.cols)}
+    offsets, total = {}, 0
+    for direction, (rows, cols) in sizes.items():
+        offsets[direction], total = total, total + rows * cols
+    return sizes, offsets, total
+
+
+def route_links(routes, kernel_names, target) -> RouteLinks:
+    """`RouteLinks` of the sample routes among `routes`, for the kernels `kernel_names`."""
+    sizes, offsets, total = _link_grids(target)
+    routes = sample_routes(routes)
+    link, route = [], []
+    for i, rt in enumerate(routes):
+        for direction, rows, cols in route_segments(rt):
+            grid = np.arange(sizes[direction][0] * sizes[direction][1]).reshape(sizes[direction])
+            cells = grid[rows, cols].ravel() + offsets[direction]
+            link.append(cells)
+            route.append(np.full(cells.size, i))
+    link = np.concatenate(link) if link else np.zeros(0, dtype=np.int64)
+    route = np.concatenate(route) if route else np.zeros(0, dtype=np.int64)
+    routed, starts = np.unique(route, return_index=True)
+    kernels = tuple(np.array([i for i, rt in enumerate(routes) if name in (rt.edge.src, rt.edge.dst)],
+                             dtype=np.int64) for name in kernel_names)
+    return RouteLinks(link, route, starts, routed, np.array([rt.load for rt in routes], dtype=np.float64),
+                      tuple(rt.edge.value for rt in routes), kernels, total)

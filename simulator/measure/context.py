@@ -1,0 +1,113 @@
+"""What the measurement works out once per plan, and what one step hands the kernel kinds.
+
+`PlanContext` is owned by the trainer (never stored on the frozen `Plan`): the positions layout
+of dynamic execution, the congestion of every route at full load, and, for weight sparsity,
+which parameter's mask reaches each kernel's resident tiles and those tiles per mask.
+`Runs` is what a kind's `measured_counts` reads for one step: the array namespace, the timing
+variants, the positions each variant charges, and the masked tiles.
+"""
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+
+from compiler.kernels import Kernel, Variant, kind_of
+
+from ..backend import to_numpy
+from ..ops import KERNELS
+from .positions import StepPositions, layout
+
+HARVESTED, DENSE = "harvested", "dense"
+
+
+def variants(harvest: bool, dynamic: bool) -> tuple[Variant, ...]:
+    """The timing variants of a step, as rows of one array: skipping zeros and not (the run's own
+    is the one `harvest` says), and with `running` markers the fixed-depth and padded
+    baselines, each charged as this run charges zeros."""
+    out = (Variant(HARVESTED, True), Variant(DENSE, False))
+    if dynamic:
+        out += (Variant("fixed_depth", harvest, "fixed_depth"), Variant("padded", harvest, "padded"))
+    return out
+
+
+class PlanContext:
+    """Per-plan caches of the measurement, owned by the trainer."""
+
+    def __init__(self, plan):
+        self.plan = plan
+        self._tiles: dict[str, tuple] = {}
+
+    @cached_property
+    def layout(self):
+        return layout(self.plan)
+
+    @cached_property
+    def congestion(self) -> np.ndarray:
+        """(1, kernels) congestion with every route at full load."""
+        return self.plan.congestion_array()
+
+    @cached_property
+    def weight_views(self) -> dict[str, tuple]:
+        """Kernel -> (the fqn of the weight whose mask reaches its tiles, the view ops from the
+        parameter to the kernel's weight operand); kernels without one are absent."""
+        graph = self.plan.graph
+        views = {k.name: kind_of(k).weight_view(graph, k) for k in self.plan.kernels}
+        return {name: view for name, view in views.items() if view is not None}
+
+    def tiles(self, xp, kernel: Kernel, weight_masks: dict):
+        """The kind's masked tiles of `kernel`'s weight, or None (unmasked). Cached while the
+        caller passes the same mask array: masks are replaced, never modified in place."""
+        view = self.weight_views.get(kernel.name)
+        if view is None or view[0] not in weight_masks:
+            return None
+        source = weight_masks[view[0]]
+        hit = self._tiles.get(kernel.name)
+        if hit is not None and hit[0] is source and hit[1] is xp:
+            return hit[2]
+        value = xp.asarray(source)
+        for op in view[1]:
+            value = KERNELS[op.op](xp, value, *op.args[1:], **dict(op.kwargs))
+        shape = kernel.nest.extents
+        mapping = self.plan.mapping[kernel.name]
+        tiles = kind_of(kernel).mask_tiles(xp, to_numpy, value, mapping) \
+            if tuple(value.shape) == shape else None
+        self._tiles[kernel.name] = (source, xp, tiles)
+        return tiles
+
+    def densities(self, xp, env: dict) -> dict[str, tuple[float, float]]:
+        """Kernel -> (density of x, density of dY) of the operands its kind harvests, measured on
+        the tensors in `env` (kernels whose kind harvests nothing are absent)."""
+        out = {}
+        for kernel in self.plan.kernels:
+            streamed = kind_of(kernel).streamed(kernel)
+            if not streamed:
+                continue
+            values = [env.get(streamed[role]) if role in streamed else None for role in ("x", "dy")]
+            out[kernel.name] = tuple(float(to_numpy(xp.count_nonzero(v))) / max(v.size, 1)
+                                     if v is not None else 1.0 for v in values)
+        return out
+
+
+class Runs:
+    """One step as the kinds measure it: `xp`, the `variants`, and per kernel the rows, queries
+    or shares of elements each set of positions charges (None without markers) and the
+    masked tiles (None when unmasked)."""
+
+    host = staticmethod(to_numpy)
+
+    def __init__(self, xp, variants_: tuple[Variant, ...], positions: StepPositions | None,
+                 tiles: dict):
+        self.xp, self.variants, self.positions, self._tiles = xp, variants_, positions, tiles
+
+    def rows(self, kernel: Kernel, tokens: list[int]):
+        return None if self.positions is None else self.positions.rows(kernel, tokens)
+
+    def queries(self, kernel: Kernel):
+        return None if self.positions is None else self.positions.queries(kernel)
+
+    def fraction(self, kernel: Kernel):
+        return None if self.positions is None else self.positions.fraction(kernel)
+
+    def tiles(self, kernel: Kernel):
+        return self._tiles.get(kernel.name)

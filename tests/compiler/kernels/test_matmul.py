@@ -1,0 +1,315 @@
+"""compiler.kernels.matmul: per-core components from counts, weights and memory per core.
+
+Property-style checks run over a seeded NumPy generator (many random cases per test), so they
+are deterministic and fast. Counts are injected directly (`MatmulCounts`): a harvested count is
+the non-zeros, a dense one (harvesting off) every value of the tile.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from compiler.cost import compressed_weight_bytes, index_bytes, tile_sizes
+from compiler.kernels import matmul_kernel
+from compiler.kernels.matmul import MATMUL
+from compiler.kernels.matmul.counts import MatmulCounts, assumed
+from compiler.mapping import Mapping
+from compiler.optim_spec import OptimizerSpec
+from compiler.target import wafer
+
+T = wafer("classroom")
+SGD = OptimizerSpec("sgd", lr=0.1)
+SGD_M = OptimizerSpec("sgd", lr=0.1, momentum=0.9)
+ADAM = OptimizerSpec("adam", lr=1e-3)
+CASES = 60
+PER_CORE = ("fwd_compute", "fwd_link", "bwd_compute", "bwd_link")
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def random_case(r):
+    """Random tiles of a random layer, random tokens, random non-zero counts within the tiles."""
+    k, n = int(r.integers(1, 300)), int(r.integers(1, 300))
+    rows, cols = int(r.integers(1, min(k, 16) + 1)), int(r.integers(1, min(n, 16) + 1))
+    samples, tokens = int(r.integers(1, 5)), int(r.integers(1, 4))
+    tk, tn = tile_sizes(k, rows), tile_sizes(n, cols)
+    nnz_x = np.floor(r.random((samples, rows)) * (tk * tokens + 1))
+    nnz_dy = np.floor(r.random((samples, cols)) * (tn * tokens + 1))
+    return dict(nnz_x=nnz_x, nnz_dy=nnz_dy, k=k, n=n, tokens=tokens)
+
+
+def mm(nnz_x, nnz_dy, k, n, target=T, harvest=True, tokens=1, pairs=None, computes_dx=True,
+       work=None) -> dict:
+    """The matmul kind's components for one variant of counts, broadcast to (samples, rows,
+    cols), with `macs` the step's total. `harvest=False` counts every value (the dense run)."""
+    nnz_x, nnz_dy = np.asarray(nnz_x, dtype=float), np.asarray(nnz_dy, dtype=float)
+    samples, rows, cols = nnz_x.shape[0], nnz_x.shape[1], nnz_dy.shape[1]
+    kernel = matmul_kernel("fc", k, n, samples, tokens, dx=computes_dx)
+    if not harvest:
+        nnz_x = np.tile(tile_sizes(k, rows) * tokens, (samples, 1)).astype(float)
+        nnz_dy = np.tile(tile_sizes(n, cols) * tokens, (samples, 1)).astype(float)
+        pairs = work = None
+    stacked = None if work is None else (np.stack([work[key] for key in ("fwd", "dx", "dw")])[:, None],
+                                         np.array([True]))
+    counts = MatmulCounts(nnz_x[None], nnz_dy[None], np.full((1, samples), float(tokens)),
+                          None if pairs is None else np.asarray(pairs, dtype=float)[None], stacked)
+    c = MATMUL.components(kernel, counts, Mapping(rows, cols), target)
+    out = {key: np.broadcast_to(getattr(c, key), (1, 1, samples, rows, cols))[0, 0] for key in PER_CORE}
+    out["macs"] = float(c.macs[0])
+    return out
+
+
+def components(case, **kw):
+    c = dict(case)
+    return mm(c.pop("nnz_x"), c.pop("nnz_dy"), c.pop("k"), c.pop("n"), tokens=c.pop("tokens"), **kw)
+
+
+def tiles(case):
+    return tile_sizes(case["k"], case["nnz_x"].shape[1]), tile_sizes(case["n"], case["nnz_dy"].shape[1])
+
+
+def test_component_shapes_and_signs():
+    r = rng(2)
+    for _ in range(CASES):
+        case = random_case(r)
+        for harvest in (True, False):
+            c = components(case, harvest=harvest)
+            for key in PER_CORE:
+                assert (c[key] >= 0).all()
+
+
+def test_dense_baseline_ignores_nnz():
+    r = rng(3)
+    for _ in range(CASES):
+        case = random_case(r)
+        a = components(case, harvest=False)
+        other = dict(case, nnz_x=np.zeros_like(case["nnz_x"]), nnz_dy=r.permutation(case["nnz_dy"]))
+        b = components(other, harvest=False)
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_harvest_at_full_density_equals_dense():
+    r = rng(4)
+    for _ in range(CASES):
+        case = random_case(r)
+        samples = case["nnz_x"].shape[0]
+        tk, tn = tiles(case)
+        full = dict(case, nnz_x=np.tile(tk * case["tokens"], (samples, 1)),
+                    nnz_dy=np.tile(tn * case["tokens"], (samples, 1)))
+        on, off = components(full, harvest=True), components(full, harvest=False)
+        for key in on:
+            np.testing.assert_allclose(on[key], off[key])
+
+
+def test_fewer_nonzeros_never_cost_more():
+    r = rng(5)
+    for _ in range(CASES):
+        case = random_case(r)
+        fewer = dict(case, nnz_x=np.floor(case["nnz_x"] * r.random(case["nnz_x"].shape)),
+                     nnz_dy=np.floor(case["nnz_dy"] * r.random(case["nnz_dy"].shape)))
+        more, less = components(case), components(fewer)
+        for key in more:
+            assert np.all(less[key] <= more[key]), key
+
+
+def test_harvest_never_costs_more_than_dense():
+    r = rng(6)
+    for _ in range(CASES):
+        case = random_case(r)
+        on, off = components(case, harvest=True), components(case, harvest=False)
+        for key in on:
+            assert np.all(on[key] <= off[key] + 1e-9), key
+
+
+def test_zeros_are_skipped():
+    case = random_case(rng(7))
+    dense = components(case, harvest=True)
+    none = components(dict(case, nnz_x=np.zeros_like(case["nnz_x"])), harvest=True)
+    assert (none["fwd_compute"] == 0).all()
+    assert none["macs"] <= dense["macs"]
+    # what is left is exactly the dX pass, driven by dY alone
+    tk = tiles(case)[0][None, :, None]
+    expected = np.ceil(case["nnz_dy"][:, None, :] * tk / T.simd)
+    np.testing.assert_array_equal(none["bwd_compute"], np.broadcast_to(expected, none["bwd_compute"].shape))
+
+
+def test_halving_density_halves_forward_compute():
+    k, n, rows, cols = 4096, 4096, 4, 4
+    tk, tn = tile_sizes(k, rows), tile_sizes(n, cols)
+    dense = mm(tk[None] * 1.0, tn[None] * 1.0, k, n)
+    half = mm(tk[None] * 0.5, tn[None] * 1.0, k, n)
+    ratio = half["fwd_compute"].sum() / dense["fwd_compute"].sum()
+    assert ratio == pytest.approx(0.5, rel=0.01)
+    assert half["macs"] < dense["macs"]
+
+
+def test_forward_compute_is_macs_over_simd():
+    tn = tile_sizes(48, 3)
+    nnz = np.array([[10.0, 20.0]])
+    c4 = mm(nnz, tn[None] * 1.0, 64, 48)
+    c8 = mm(nnz, tn[None] * 1.0, 64, 48, wafer("classroom", simd=8))
+    assert (c8["fwd_compute"] <= c4["fwd_compute"]).all()
+    assert c8["fwd_compute"].sum() == pytest.approx(c4["fwd_compute"].sum() / 2, rel=0.1)
+
+
+def test_first_layer_skips_dx():
+    r = rng(8)
+    for _ in range(CASES):
+        case = random_case(r)
+        with_dx, no_dx = components(case, computes_dx=True), components(case, computes_dx=False)
+        assert np.all(no_dx["bwd_compute"] <= with_dx["bwd_compute"])
+        assert no_dx["macs"] <= with_dx["macs"]
+        np.testing.assert_array_equal(no_dx["fwd_compute"], with_dx["fwd_compute"])
+    # dense: the dX pass is exactly one third of the layer's MACs
+    tk, tn = tile_sizes(32, 2), tile_sizes(32, 2)
+    a = mm(tk[None] * 1.0, tn[None] * 1.0, 32, 32, harvest=False)
+    b = mm(tk[None] * 1.0, tn[None] * 1.0, 32, 32, harvest=False, computes_dx=False)
+    assert b["macs"] == pytest.approx(a["macs"] * 2 / 3)
+
+
+def test_pairs_drive_dw():
+    x, dy = np.array([[8.0, 8.0]]), np.array([[8.0, 8.0]])
+    base = mm(x, dy, 32, 32)
+    fewer = mm(x, dy, 32, 32, pairs=np.zeros((1, 2, 2)))
+    assert (fewer["bwd_compute"] < base["bwd_compute"]).all()
+    assert fewer["macs"] < base["macs"]
+
+
+def test_dense_macs_match_the_loop_nest():
+    """Summed over cores and samples, dense MACs are 3 * tokens * K * N per sample (fwd, dX, dW),
+    with or without harvesting when every operand is dense."""
+    r = rng(9)
+    for _ in range(20):
+        case = random_case(r)
+        samples = case["nnz_x"].shape[0]
+        expected = samples * 3 * case["tokens"] * case["k"] * case["n"]
+        assert components(case, harvest=False)["macs"] == pytest.approx(expected)
+        tk, tn = tiles(case)
+        dense = dict(case, nnz_x=np.tile(tk * case["tokens"], (samples, 1)) * 1.0,
+                     nnz_dy=np.tile(tn * case["tokens"], (samples, 1)) * 1.0)
+        assert components(dense, harvest=True)["macs"] == pytest.approx(expected)
+        assert MATMUL.dense_macs(matmul_kernel(k=case["k"], n=case["n"], tokens=case["tokens"])) * \
+            samples == pytest.approx(expected)
+
+
+def test_assumed_counts_scale_with_density_and_ignore_it_without_harvest():
+    kernel, m = matmul_kernel(k=40, n=24, tokens=3), Mapping(4, 3)
+    tk = tile_sizes(40, 4)
+    half = assumed(kernel, m, (0.5, 0.25), True)
+    np.testing.assert_allclose(half.x[0, 0], 0.5 * tk * 3)
+    np.testing.assert_allclose(half.dy[0, 0], 0.25 * tile_sizes(24, 3) * 3)
+    off = assumed(kernel, m, (0.5, 0.25), False)
+    np.testing.assert_allclose(off.x[0, 0], tk * 3)
+
+
+# ---------------------------------------------------------------- masked (compressed) weights
+
+def test_masked_work_sets_compute_and_macs():
+    r = rng(11)
+    for _ in range(CASES):
+        case = random_case(r)
+        samples, rows, cols = case["nnz_x"].shape[0], case["nnz_x"].shape[1], case["nnz_dy"].shape[1]
+        tk, tn = tiles(case)
+        full_tile = tk[None, :, None] * tn[None, None, :] * case["tokens"]
+        work = {key: np.floor(r.random((samples, rows, cols)) * (full_tile + 1)) for key in ("fwd", "dx", "dw")}
+        for computes_dx in (True, False):
+            c = components(case, work=work, computes_dx=computes_dx)
+            plain = components(case, computes_dx=computes_dx)
+            np.testing.assert_array_equal(c["fwd_compute"], np.ceil(work["fwd"] / T.simd))
+            bwd = np.ceil(work["dw"] / T.simd) + (np.ceil(work["dx"] / T.simd) if computes_dx else 0)
+            np.testing.assert_array_equal(c["bwd_compute"], bwd)
+            # the streams are still sent: links follow nnz(x) and nnz(dY) as without a mask
+            np.testing.assert_array_equal(c["fwd_link"], plain["fwd_link"])
+            np.testing.assert_array_equal(c["bwd_link"], plain["bwd_link"])
+            want = work["fwd"].sum() + work["dw"].sum() + (work["dx"].sum() if computes_dx else 0)
+            assert c["macs"] == pytest.approx(want)
+
+
+def test_work_is_ignored_with_harvest_off():
+    case = random_case(rng(12))
+    samples, rows, cols = case["nnz_x"].shape[0], case["nnz_x"].shape[1], case["nnz_dy"].shape[1]
+    work = {key: np.zeros((samples, rows, cols)) for key in ("fwd", "dx", "dw")}
+    dense, with_work = components(case, harvest=False), components(case, harvest=False, work=work)
+    for key in PER_CORE:
+        np.testing.assert_array_equal(dense[key], with_work[key])
+    assert dense["macs"] == with_work["macs"]
+
+
+# ---------------------------------------------------------------- weights and memory per core
+
+def test_weights_per_core():
+    k = matmul_kernel(k=100, n=60, bias=True)
+    m = Mapping(3, 7)
+    w = MATMUL.weights_per_core(k, m)
+    assert w >= math.ceil(100 * 60 / 21)
+    assert w * m.rows * m.cols >= k.param_numel
+    assert MATMUL.weights_per_core(matmul_kernel(k=100, n=60, bias=False), m) == \
+        math.ceil(100 / 3) * math.ceil(60 / 7)
+
+
+def memory(kernel, mapping, opt, flight, **kw):
+    return MATMUL.memory_per_core(kernel, mapping, T if "target" not in kw else kw.pop("target"),
+                                  opt, flight, **kw)
+
+
+def test_memory_falls_as_the_mapping_grows():
+    k = matmul_kernel(k=512, n=512)
+    for opt in (SGD, ADAM):
+        mems = [memory(k, Mapping(s, s), opt, 3) for s in (1, 2, 4, 8, 16, 32)]
+        assert all(a > b for a, b in zip(mems, mems[1:])), mems
+        rows = [memory(k, Mapping(r, 4), opt, 3) for r in (1, 2, 4, 8)]
+        assert all(a > b for a, b in zip(rows, rows[1:])), rows
+
+
+def test_memory_grows_with_state_and_in_flight():
+    k, m = matmul_kernel(k=128, n=128), Mapping(4, 4)
+    assert memory(k, m, SGD, 1) < memory(k, m, SGD_M, 1) < memory(k, m, ADAM, 1)
+    assert memory(k, m, SGD, 1) < memory(k, m, SGD, 5)
+
+
+def test_memory_holds_at_least_the_weights():
+    k, m = matmul_kernel(k=64, n=32), Mapping(2, 2)
+    assert memory(k, m, SGD, 1) >= MATMUL.weights_per_core(k, m) * T.weight_bytes
+
+
+def test_memory_uses_target_byte_sizes():
+    k, m = matmul_kernel(k=64, n=64), Mapping(2, 2)
+    base = memory(k, m, SGD, 1)
+    assert memory(k, m, SGD, 1, target=wafer("classroom", weight_bytes=8)) > base
+    assert memory(k, m, SGD, 1, target=wafer("classroom", activation_bytes=4)) > base
+
+
+def test_activation_memory_is_linear_in_tokens():
+    m, flight = Mapping(2, 2), 3
+
+    def activations(tokens):
+        k = matmul_kernel(k=64, n=64, tokens=tokens)
+        resident = MATMUL.weights_per_core(k, m) * (T.weight_bytes + 4 * (1 + SGD.state_slots))
+        return memory(k, m, SGD, flight) - resident
+
+    one = activations(1)
+    for tokens in (2, 4, 8):
+        assert activations(tokens) == tokens * one
+
+
+def test_compressed_memory_counts_values_and_indices():
+    k, m = matmul_kernel(k=128, n=96, bias=True), Mapping(4, 4)
+    assert index_bytes(T) * 8 == T.link_bits - T.value_bits
+    tk, tn = math.ceil(128 / 4), math.ceil(96 / 4)
+    for opt in (SGD, SGD_M, ADAM):
+        per_weight = T.weight_bytes + 4 * (1 + opt.state_slots) + 2 * index_bytes(T)
+        a = memory(k, m, opt, 2, kept=100)
+        b = memory(k, m, opt, 2, kept=300)
+        assert b - a == 200 * per_weight
+        assert compressed_weight_bytes(0, tk, tn, T, opt) == (tk + tn) * index_bytes(T)
+        dense = memory(k, m, opt, 2)
+        assert memory(k, m, opt, 2, kept=tk * tn // 10) < dense
+        assert memory(k, m, opt, 2, kept=tk * tn) > dense   # index overhead
+        # the weight tile is what changes: the bias and the stashed activations are as before
+        assert dense - memory(k, m, opt, 2, kept=0) == \
+            tk * tn * (T.weight_bytes + 4 * (1 + opt.state_slots)) - (tk + tn) * index_bytes(T)

@@ -1,0 +1,149 @@
+"""simulator.measure.step: one step's timing from the tensors, every variant on one axis. With
+masked weights the per-core work equals a brute-force count; harvesting off stays the dense
+baseline; each variant equals the same variant measured alone."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import wsebench as wb
+from compiler import compile_plan, cost, in_flight, wafer
+from compiler.frontend import capture, optimizer_spec
+from compiler.kernels.matmul import MATMUL, computes_dx
+from compiler.kernels.matmul.masked import mask_tiles
+from compiler.passes import run_pipeline
+from simulator.backend import get_backend
+from simulator.measure import Runs, measure_step, variants
+from simulator.training import Trainer
+from simulator.weight_sparsity import WeightSparsity
+from tests.compiler.kernels.test_matmul_masked import brute_force
+
+T = wafer("classroom")
+
+
+# ------------------------------------------------------------------ measure_step on a Trainer
+
+
+def _trainer(weight_sparsity, harvest=True, batch=12, hidden=20, seed=0):
+    torch.manual_seed(seed)
+    model = wb.models.mlp(9, hidden, 4, depth=3, activation="relu")
+    x, y = wb.data.blobs(batch, 9, 4, seed=seed)
+    graph = run_pipeline(capture(model, nn.CrossEntropyLoss(), (x, y)))
+    plan = compile_plan(graph, T, optimizer_spec(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)))
+    params = {k: v.detach().numpy().copy() for k, v in model.named_parameters()}
+    trainer = Trainer(plan, params, {}, get_backend("numpy"), harvest=harvest,
+                      weight_sparsity=weight_sparsity)
+    return trainer, x.numpy(), y.numpy()
+
+
+def _env(trainer, x, y):
+    return trainer.executor.run(trainer._environment(x, y, trainer.draw_masks()))
+
+
+def _measure(trainer, env, harvest=True, weight_masks=None):
+    return measure_step(trainer.context, np, env, harvest, weight_masks=weight_masks)
+
+
+def _components(trainer, kernel, env, masks):
+    """The matmul kind's harvested components of `kernel`, measured as the step measures them."""
+    m = trainer.plan.mapping[kernel.name]
+    runs = Runs(np, variants(True, False), None, {kernel.name: trainer.context.tiles(np, kernel, masks)})
+    c = MATMUL.components(kernel, MATMUL.measured_counts(kernel, m, env, runs), m, T)
+    return {key: getattr(c, key)[0, 0] for key in ("fwd_compute", "bwd_compute")}
+
+
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9])
+def test_measured_cycles_and_macs_follow_the_kept_weights(sparsity):
+    ws = WeightSparsity.from_dict({"sparsity": sparsity, "seed": 1})
+    trainer, x, y = _trainer(ws)
+    env, masks = _env(trainer, x, y), trainer.weight_masks
+    timing = _measure(trainer, env, weight_masks=masks)
+    for kt, kernel in zip(timing.kernels, trainer.plan.kernels):
+        if kernel.kind != "matmul":
+            continue
+        fqn = trainer.context.weight_views[kernel.name][0]
+        mask = masks[fqn].T                         # nn.Linear stores (out, in); the nest is (in, out)
+        m = trainer.plan.mapping[kernel.name]
+        xs = env[kernel.stream["x"]].reshape(kernel.samples, 1, -1)
+        dys = env[kernel.stream["dy"]].reshape(kernel.samples, 1, -1)
+        want = brute_force(xs, dys, mask, m.rows, m.cols)
+        simd = T.simd
+        got = _components(trainer, kernel, env, masks)
+        np.testing.assert_array_equal(got["fwd_compute"], np.ceil(want["fwd"] / simd))
+        dx = computes_dx(kernel)
+        bwd = np.ceil(want["dw"] / simd) + (np.ceil(want["dx"] / simd) if dx else 0)
+        np.testing.assert_array_equal(got["bwd_compute"], bwd)
+        total = want["fwd"].sum() + want["dw"].sum() + (want["dx"].sum() if dx else 0)
+        assert kt.executed_macs == kt.useful_macs == total
+        kept = mask_tiles(np, np.asarray, mask, m.rows, m.cols).kept
+        assert kept.sum() == mask.sum()
+        bias = -(-kernel.nest.extent("j") // m.cols)
+        opt = trainer.plan.optimizer
+        assert kt.update_cycles == cost.update_cycles(kept + bias, m, T, opt).max()
+        assert kt.dense_update_cycles == cost.update_cycles(MATMUL.weights_per_core(kernel, m), m, T, opt)
+        flight = in_flight(trainer.plan.kernels.index(kernel), len(trainer.plan.kernels), kernel.samples)
+        assert kt.memory_per_core == MATMUL.memory_per_core(kernel, m, T, opt, flight, kept=int(kept.max()))
+
+
+def test_sparser_weights_cost_fewer_cycles_and_less_memory():
+    sparsities = [0.0, 0.5, 0.9]
+    results = []
+    for s in sparsities:
+        trainer, x, y = _trainer(WeightSparsity.from_dict({"sparsity": s, "seed": 2}), hidden=64, batch=32)
+        timing = _measure(trainer, _env(trainer, x, y), weight_masks=trainer.weight_masks)
+        results.append({k.name: k for k in timing.kernels})
+    dense = trainer.plan.memory_per_core()
+    for name in ("fc1", "fc2", "fc3"):
+        computes = [r[name].compute[0].sum() for r in results]
+        assert computes[0] > computes[1] > computes[2], name
+        assert results[0][name].executed_macs > results[1][name].executed_macs > results[2][name].executed_macs
+        assert results[2][name].memory_per_core < dense[name] < results[0][name].memory_per_core
+
+
+def test_without_masks_or_harvest_the_dense_path_is_unchanged():
+    ws = WeightSparsity.from_dict({"sparsity": 0.8, "seed": 3})
+    trainer, x, y = _trainer(ws)
+    env = _env(trainer, x, y)
+    plain = _measure(trainer, env, True)
+    for masks in (None, {}):
+        again = _measure(trainer, env, True, weight_masks=masks)
+        assert again.cycles == plain.cycles and again.dense_cycles == plain.dense_cycles
+    off = _measure(trainer, env, False, weight_masks=trainer.weight_masks)
+    base = _measure(trainer, env, False)
+    assert off.cycles == base.cycles == base.dense_cycles == off.dense_cycles
+    for a, b in zip(off.kernels, base.kernels):
+        assert a.executed_macs == b.executed_macs == b.dense_macs and a.update_cycles == b.update_cycles
+        assert a.memory_per_core is None
+    masked = _measure(trainer, env, True, weight_masks=trainer.weight_masks)
+    assert masked.dense_cycles == plain.dense_cycles           # the baseline ignores the masks
+    assert masked.cycles <= plain.cycles
+    assert sum(k.executed_macs for k in masked.kernels) < sum(k.executed_macs for k in plain.kernels)
+
+
+def test_trainer_steps_time_with_the_masks_they_ran_with():
+    ws = WeightSparsity.from_dict({"algorithm": "set", "sparsity": 0.7, "update": {"freq": 1}})
+    trainer, x, y = _trainer(ws)
+    before = trainer.weight_masks
+    env = _env(trainer, x, y)
+    expected = _measure(trainer, env, True, weight_masks=before)
+    _, timing = trainer.step(x, y)
+    assert any((trainer.weight_masks[n] != before[n]).any() for n in before)   # the mask moved
+    assert [k.executed_macs for k in timing.kernels] == [k.executed_macs for k in expected.kernels]
+    assert timing.cycles == expected.cycles
+
+
+def test_cached_mask_tiles_follow_the_mask_passed():
+    trainer, x, y = _trainer(WeightSparsity.from_dict({"sparsity": 0.5, "seed": 4}))
+    env = _env(trainer, x, y)
+    first = trainer.weight_masks
+    other = {n: ~m for n, m in first.items()}              # the complement: a different mask
+    a = _measure(trainer, env, True, weight_masks=first)
+    b = _measure(trainer, env, True, weight_masks=other)
+    assert [k.executed_macs for k in a.kernels] != [k.executed_macs for k in b.kernels]
+    fresh = {n: m.copy() for n, m in other.items()}
+    again = _measure(trainer, env, True, weight_masks=fresh)
+    assert [k.executed_macs for k in again.kernels] == [k.executed_macs for k in b.kernels]
+    assert [k.executed_macs for k in _measure(trainer, env, True, weight_masks=first).kernels] == \
+        [k.executed_macs for k in a.kernels]
