@@ -6,16 +6,16 @@
     s.save("run.ckpt"); s = wb.load_session("run.ckpt")         # checkpoints, resume
     table = wb.sweep(wb.default_config(), {"model.hidden": [32, 64]}, store="runs")   # sweeps
 """
-from compiler import ConfigError, Mapping, Plan, Target, WaferFitError
+from compiler import ConfigError, Mapping, PlacementError, Plan, Target, WaferFitError
 from compiler import wafer
 from simulator.training import StepResult
 
 from . import config, data, dynamic, models, tasks, universal
-from .checkpoint import CheckpointError, load_session
+from .checkpoint import CheckpointError
 from .config import default_config, run
 from .report import Report
 from . import sparsity
-from .session import History, Session, UnsupportedOpError, compile
+from .session import History, Session, UnsupportedOpError, compile, load_session
 from .sparsity import Sparsity
 from .store import Results, load_results
 from .universal import universal_transformer, ut_loss
@@ -24,7 +24,7 @@ from .sweeps import SweepError, sweep
 __version__ = "0.1.0"
 
 __all__ = ["wafer", "compile", "Mapping", "Sparsity", "Session", "StepResult", "History", "Report",
-           "Plan", "Target", "ConfigError", "WaferFitError", "UnsupportedOpError", "models", "data",
+           "Plan", "Target", "ConfigError", "WaferFitError", "PlacementError", "UnsupportedOpError", "models", "data",
            "config", "default_config", "run", "sweep", "sparsity", "Results", "SweepError", "load_results",
            "load_session", "CheckpointError", "tasks", "universal", "dynamic", "universal_transformer", "ut_loss"]
 

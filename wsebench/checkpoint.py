@@ -180,19 +180,17 @@ class SavedModelState:
                 for k, s in self._spec.items()}
 
 
-def load_session(path, model=None, backend: str | None = None):
-    """Restore the Session saved at `path`: plan, parameters, optimizer state, step count, RNG,
-    sparsity and backend (`backend=` overrides it, e.g. "numpy" for a GPU checkpoint on a CPU).
-
-    model: optional torch model or compiled Session to check the checkpoint against; a
-    different model (or, for a Session, another captured graph) is refused with CheckpointError.
-    """
+def restore(path, model=None, graph=None, backend: str | None = None) -> dict:
+    """What the checkpoint at `path` holds, restored: the plan, a Trainer with the parameters,
+    optimizer state, step count, RNG and weight masks, the sparsity, the history (StepResults)
+    and the model `Session.state_dict` reads (`model`, else the saved state). `model` and
+    `graph` (optional) are checked against the checkpoint: a different model, or another
+    captured graph, is refused with CheckpointError. `backend=` overrides the saved one."""
     from compiler import Plan
     from simulator.backend import get_backend
     from simulator.training import StepResult, Trainer
 
-    from .session import History, Session, Sparsity
-    from .sparsity import weight_sparsity
+    from .sparsity import Sparsity, weight_sparsity
     path = Path(path)
     meta, arrays = _read(path)
     try:
@@ -200,15 +198,11 @@ def load_session(path, model=None, backend: str | None = None):
     except (ValueError, KeyError, TypeError) as err:
         raise CheckpointError(path, f"its plan cannot be read by this wsebench: {err}") from None
     _check_plan(path, plan, meta, arrays)
-    reference = model
-    if isinstance(model, Session):
-        _check_model(path, meta, model._model, graph=model.plan.graph)
-        reference = model._model
-    elif model is not None:
-        _check_model(path, meta, model)
+    if model is not None:
+        _check_model(path, meta, model, graph=graph)
     else:
-        reference = SavedModelState(meta["model_state"], {k[len("extra/"):]: v for k, v in
-                                                          arrays.items() if k.startswith("extra/")})
+        model = SavedModelState(meta["model_state"], {k[len("extra/"):]: v for k, v in
+                                                      arrays.items() if k.startswith("extra/")})
     chosen = get_backend(backend or meta["backend"])
     params = {k: arrays[f"param/{k}"] for k in meta["params"]}
     buffers = {k: arrays[f"buffer/{k}"] for k in meta["buffers"]}
@@ -225,9 +219,8 @@ def load_session(path, model=None, backend: str | None = None):
                          for fqn, slots in meta["optimizer_state"].items()}
     trainer.step_count = int(meta["step_count"])
     trainer.rng = _generator(path, meta["rng"])
-    session = Session(plan, trainer, reference, sparsity)
-    session.history = History(StepResult(**h) for h in meta["history"])
-    return session
+    return {"plan": plan, "trainer": trainer, "model": model, "sparsity": sparsity,
+            "history": [StepResult(**h) for h in meta["history"]]}
 
 
 def _generator(path: Path, state: dict) -> np.random.Generator:

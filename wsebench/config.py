@@ -46,10 +46,13 @@ from pathlib import Path
 
 import torch
 
-from compiler import ConfigError, Mapping
+from compiler import PRESETS, ConfigError, Mapping  # noqa: F401 (PRESETS: the wafer choices)
 from compiler import wafer as _wafer
+from compiler.search import STRATEGIES  # noqa: F401 (the mapping strategies a config may name)
+from simulator.weight_sparsity import ALGORITHMS  # noqa: F401 (sparsity.weights.algorithm)
 
 from . import data as _data
+from . import metrics as _metrics
 from . import families as _families
 from . import models as _models
 from . import tasks as _tasks
@@ -341,29 +344,14 @@ def compile_built(parts: dict):
                     seed=config["seed"])
 
 
-def accuracy(model: torch.nn.Module, state_dict: dict, x: torch.Tensor, y: torch.Tensor,
-             sparsity=None, step: int = 0) -> float:
-    """Accuracy of `model`'s architecture with `state_dict` loaded, on (x, y), in eval mode:
-    per sample, or per real token for tag targets [N, T] (labels equal to
-    `tasks.IGNORE_INDEX`, the padding, are not counted). `sparsity` (drop rules) is set to its
-    values at `step`, as the session trained it."""
-    from . import sparsity as _sparsity
-    trained = copy.deepcopy(model)
-    trained.load_state_dict(state_dict)
-    if sparsity is not None:
-        _sparsity.set_step(trained, sparsity, step)
-    trained.eval()
-    with torch.no_grad():
-        hits = trained(x).argmax(dim=-1) == y
-    real = y != _tasks.IGNORE_INDEX
-    return float(hits[real].float().mean())
-
-
 def session_accuracy(session, history, x: torch.Tensor, y: torch.Tensor) -> float:
     """`accuracy` of the model `session` trains (its ReLUs and drop rules in place) with the
     wafer-trained weights and the drop fractions of the last step of `history`."""
     step = history[-1].step - 1 if len(history) else 0
     return accuracy(session.model, session.state_dict(), x, y, session.sparsity, step)
+
+
+accuracy = _metrics.accuracy
 
 
 def run(config: dict, progress: bool = True) -> dict:

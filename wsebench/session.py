@@ -1,7 +1,6 @@
 """The public API's core: `compile` a torch training setup into a Session that trains on the wafer."""
 from __future__ import annotations
 
-import copy
 import dataclasses
 from typing import Any, Callable, Iterable
 
@@ -17,7 +16,9 @@ from simulator.ops import UnsupportedOpError as _KernelMissing
 from simulator.report import build_report
 from simulator.training import StepResult, Trainer
 
+from . import checkpoint as _checkpoint
 from . import sparsity as _sparsity
+from .metrics import accuracy
 from .report import Report
 from .sparsity import Sparsity
 from .sparsity_report import DensityProbe, tracked_tensors, tensor_rows, weight_rows
@@ -33,7 +34,7 @@ class UnsupportedOpError(_KernelMissing):
     def __str__(self) -> str:
         return (f"unsupported op: ATen op {self.op!r} from module {self.module!r} has no wafer "
                 f"kernel. Replace that layer with a supported one, or register a kernel for the "
-                f"op in one of simulator/ops/*.py (simulator/ops.py lists them)")
+                f"op in one of simulator/ops/*.py (simulator/ops/__init__.py lists them)")
 
 
 class History(list):
@@ -116,8 +117,7 @@ class Session:
     def save(self, path):
         """Write a checkpoint (plan, parameters, optimizer state, step count, RNG state) to
         `path`; `wb.load_session(path)` resumes it exactly. Returns the path."""
-        from .checkpoint import save_session
-        return save_session(self, path)
+        return _checkpoint.save_session(self, path)
 
     def report(self) -> Report:
         if self._trainer.last_timing is None:
@@ -139,13 +139,10 @@ class Session:
 
     def accuracy(self, x, y) -> float:
         """Accuracy on (x, y) of the torch model with the wafer's weights, in eval mode, with the
-        drop fractions of the last step."""
-        model = copy.deepcopy(self._model)
-        model.load_state_dict(self.state_dict())
-        _sparsity.set_step(model, self.sparsity, max(self._trainer.step_count - 1, 0))
-        model.eval()
-        with torch.no_grad():
-            return float((model(x).argmax(dim=-1) == y).float().mean())
+        drop fractions of the last step; token targets count real tokens only (labels equal to
+        the ignore index, the padding, are left out), as `wsebench.metrics.accuracy` says."""
+        return accuracy(self._model, self.state_dict(), x, y, self.sparsity,
+                        max(self._trainer.step_count - 1, 0))
 
 
 def _numpy(value) -> np.ndarray:
@@ -190,6 +187,22 @@ def compile(model: torch.nn.Module, loss_fn: Callable, example: tuple, optimizer
                             harvest=sparsity.harvest)
         trainer = _trainer(plan, params, buffers, chosen, sparsity, seed)
     return Session(plan, trainer, model, sparsity)
+
+
+def load_session(path, model=None, backend: str | None = None) -> Session:
+    """Restore the Session saved at `path` (`Session.save`): plan, parameters, optimizer state,
+    step count, RNG, sparsity and backend (`backend=` overrides it, e.g. "numpy" for a GPU
+    checkpoint on a CPU).
+
+    model: optional torch model or compiled Session to check the checkpoint against; a
+    different model (or, for a Session, another captured graph) is refused with CheckpointError.
+    """
+    graph = model.plan.graph if isinstance(model, Session) else None
+    module = model._model if isinstance(model, Session) else model
+    saved = _checkpoint.restore(path, module, graph, backend)
+    session = Session(saved["plan"], saved["trainer"], saved["model"], saved["sparsity"])
+    session.history = History(saved["history"])
+    return session
 
 
 def _follow(loss_fn, original, applied):

@@ -11,6 +11,7 @@ import pytest
 from tests.configs import tiny_config, tiny_family_config
 from wsebench import config as cfg
 from wsebench.widgets import Workbench
+from wsebench import precheck
 from wsebench.widgets.state import CONTROLS, FAMILIES
 
 W = pytest.importorskip("ipywidgets")
@@ -63,8 +64,7 @@ def test_the_transformer_config_compiles_and_trains_on_the_wafer(transformer_run
     w, losses = transformer_run
     plan = w.session.plan
     names = {k.name for k in plan.kernels}
-    layers = FAMILIES["transformer"].layers(cfg.model_kwargs(w.config))
-    assert {layer.name for layer in layers if layer.matmul} <= names
+    assert {k.name for k in precheck.kernels(cfg.validate(w.config))} == names
     assert len(losses) == 3 and w.runner.status == "done"
     rep = w.report()
     kinds = {t["kind"] for t in rep.tensors}

@@ -161,3 +161,23 @@ def test_densities_must_be_calibrate_or_a_dict():
     with pytest.raises(wb.ConfigError, match="densities"):
         wb.compile(model, nn.CrossEntropyLoss(), example=(x[:32], y[:32]),
                    optimizer=torch.optim.SGD(model.parameters(), lr=0.1), densities="guess")
+
+
+def test_accuracy_of_a_tagger_counts_real_tokens_only():
+    """Token targets: labels at the ignore index (the padding) are not counted, as in a run."""
+    from wsebench import config as cfg
+    from wsebench.tasks import IGNORE_INDEX
+    task = wb.tasks.copy(samples=32, min_len=2, max_len=6, seed=0)
+    x, y = next(wb.tasks.batches(task, 8, seed=0, pad_to="max"))
+    assert (y == IGNORE_INDEX).any()
+    model = wb.models.transformer(vocab=task.vocab, classes=task.classes, max_len=task.max_len,
+                                  d_model=16, heads=2, layers=1, ffn=32, task="tag", seed=0)
+    session = wb.compile(model, wb.models.TokenCrossEntropy(IGNORE_INDEX), example=(x, y),
+                         optimizer=torch.optim.SGD(model.parameters(), lr=0.1), backend="numpy")
+    session.step(x, y)
+    expected = cfg.accuracy(model, session.state_dict(), x, y)
+    with torch.no_grad():
+        model.load_state_dict(session.state_dict())
+        hits = (model.eval()(x).argmax(-1) == y)
+    real = y != IGNORE_INDEX
+    assert session.accuracy(x, y) == expected == pytest.approx(float(hits[real].float().mean()))

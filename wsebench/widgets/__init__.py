@@ -1,8 +1,9 @@
 """The Jupyter workbench: ipywidgets over the same pure API the CLI and the tests use.
 
-- `state`: the config model, its controls, lessons and checks (no widgets: unit-testable);
-  `controls` lists what the panels offer, `family_layers` the families' kernel tables for the
-  pre-compile checks, `sparsity_controls` how the Sparsity panel edits `sparsity:`;
+- `state`: the config model, its controls, lessons and checks (no widgets: unit-testable; the
+  checks ask the compiler's kernel models through `wsebench.precheck`); `controls` lists what
+  the panels offer, `family_choices` the families offered, `sparsity_controls` how the
+  Sparsity panel edits `sparsity:`;
 - `runner`: training in a background thread with Train / Pause / Step (no widgets);
 - `render`: PNG bytes for the live views;
 - `panels`, `workbench`: the ipywidgets wiring (`Workbench`);

@@ -14,17 +14,15 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from compiler import ConfigError, PRESETS
-from compiler.search import STRATEGIES
-from simulator.weight_sparsity import ALGORITHMS
-
+from .. import ConfigError
 from .. import config as _config
+from ..config import ALGORITHMS, PRESETS, STRATEGIES
 from .. import data as _data
 from .. import families as _families
 from .. import models as _models
 from ..drop_op import GRADIENTS, WHERE
 from ..sparsity_schedule import SCHEDULES
-from .family_layers import FAMILIES, Family, Layer  # noqa: F401
+from .family_choices import FAMILIES, Family  # noqa: F401
 
 
 def _defaults(fn) -> dict:

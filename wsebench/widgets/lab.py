@@ -11,8 +11,7 @@ import copy
 import warnings
 from html import escape
 
-from compiler import ConfigError, WaferFitError
-from compiler.errors import PlacementError
+from .. import ConfigError, PlacementError, WaferFitError
 
 from .. import config as _config
 from .state import WorkbenchState, check, lesson_config, validate

@@ -14,15 +14,15 @@ from __future__ import annotations
 import copy
 import dataclasses
 import fnmatch
-import math
 
-from compiler import ConfigError, PRESETS
-
+from .. import ConfigError
 from .. import config as _config
+from ..config import PRESETS
 from .. import data as _data
 from .. import families as _families
+from .. import precheck
 from .controls import (CONTROL, CONTROLS, FAMILIES, LESSONS, MAPPING_CHOICES,  # noqa: F401
-                       PANEL_NOTES, PANELS, RUN_ONLY_KEYS, STRATEGIES, Control, Family, Layer,
+                       PANEL_NOTES, PANELS, RUN_ONLY_KEYS, STRATEGIES, Control, Family,
                        Lesson, _defaults, _pinned, check_hide, family_of, hideable, lesson,
                        lesson_config)
 from .sparsity_controls import SparsityControls
@@ -30,7 +30,6 @@ from .sparsity_controls import SparsityControls
 # The simulator really trains the model on this machine: past these sizes a step takes minutes.
 HOST_PARAM_LIMIT = 20_000_000
 HOST_CORE_LIMIT = 2_000_000
-FP32_BYTES = 4
 DEFAULT_PIN = {"pattern": "fc*", "rows": 4, "cols": 4, "replicas": 1}
 
 # --- the state --------------------------------------------------------------------------------
@@ -241,9 +240,8 @@ class WorkbenchState:
             notes.append(f"the config pins {extra} more kernel glob(s) than the controls show; "
                          "they are kept")
         notes += self._sparsity.warnings()
-        layers = _layers(c)
-        if layers and _pinned(c) and isinstance(c["mapping"], dict):
-            names = [layer.name for layer in layers]
+        names = _kernel_names(c) if _pinned(c) and isinstance(c["mapping"], dict) else None
+        if names:
             for pattern in c["mapping"]:
                 if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
                     notes.append(f"mapping pattern {pattern!r} matches none of the layers "
@@ -252,13 +250,10 @@ class WorkbenchState:
         return notes
 
 
-def _layers(config: dict) -> "list[Layer] | None":
-    """The family's kernels for a config that validates, else None."""
-    family = FAMILIES.get(family_of(config))
-    if family is None:
-        return None
+def _kernel_names(config: dict) -> "list[str] | None":
+    """The compiler's kernel names for a config that validates, else None."""
     try:
-        return family.layers(_config.model_kwargs(validate(config)))
+        return [k.name for k in precheck.kernels(validate(config))]
     except (ConfigError, TypeError, ValueError, KeyError):
         return None
 
@@ -301,9 +296,9 @@ def mapping_arg(spec):
 
 
 def check(config: dict) -> list[str]:
-    """Everything that makes `config` fail, checked without building the model or compiling:
-    the config's own validation, host limits, a lower bound of the memory the model needs on
-    the wafer, and pinned mappings against the layers' extents and the wafer's area."""
+    """Everything that makes `config` fail, checked without compiling: the config's own
+    validation, host limits, and whether the compiler's kernels (captured on fake tensors,
+    `wsebench.precheck`) fit the wafer, pins included."""
     try:
         full = validate(config)
     except ConfigError as err:
@@ -318,72 +313,17 @@ def check(config: dict) -> list[str]:
     if target.cores > HOST_CORE_LIMIT:
         problems.append(f"a {target.rows} x {target.cols} wafer has {target.cores:,} cores; the "
                         f"simulator keeps per-core arrays and allows at most {HOST_CORE_LIMIT:,}")
-    family = FAMILIES.get(family_of(full))
-    if family is None:
+    if family_of(full) not in FAMILIES:
         problems.append(f"model.family {full['model'].get('family')!r} is not offered by the "
                         f"workbench; allowed: {', '.join(FAMILIES)}")
         return problems
-    layers = family.layers(_config.model_kwargs(full))
-    if layers is None:
-        return problems
-    params = sum(layer.params for layer in layers)
+    params = precheck.parameter_count(full)
     if params > HOST_PARAM_LIMIT:
         problems.append(f"the model has {params:,} parameters; the simulator really trains it on "
                         f"this machine and allows at most {HOST_PARAM_LIMIT:,}: make it smaller")
         return problems
-    problems += _fit(full, target, layers)
-    return problems
-
-
-def _bytes_per_weight(full: dict, target) -> int:
-    opt = full["optimizer"]
-    slots = 2 if opt["name"] in ("adam", "adamw") else (1 if opt.get("momentum") else 0)
-    return target.weight_bytes + FP32_BYTES * (1 + slots)
-
-
-def _fit(full: dict, target, layers: "list[Layer]") -> list[str]:
-    """Lower bounds the compiler can only exceed: weights, gradients and optimizer state must
-    be resident, and a matmul kernel cannot spread over more cores than its in x out extents."""
-    per_weight = _bytes_per_weight(full, target)
     pins = mapping_arg(full["mapping"])
-    pins = {} if isinstance(pins, str) else pins
-    need, problems, too_big = 0, [], []
-    for layer in layers:
-        name, fan_in, fan_out = layer.name, layer.fan_in, layer.fan_out
-        pin = next((m for g, m in pins.items() if fnmatch.fnmatchcase(name, g)), None)
-        if pin is not None and layer.matmul:
-            if pin.rows > fan_in or pin.cols > fan_out:
-                problems.append(f"pinned {pin.rows} x {pin.cols} for kernel {name!r} exceeds its "
-                                f"extents {fan_in} x {fan_out} (rows <= in features, cols <= out "
-                                f"features)")
-                continue
-            per_core = math.ceil(fan_in / pin.rows) * math.ceil(fan_out / pin.cols) * per_weight
-            if per_core > target.sram_bytes:
-                problems.append(f"pinned {pin.rows} x {pin.cols} for kernel {name!r} needs at "
-                                f"least {per_core:,} bytes per core but a core has "
-                                f"{target.sram_bytes:,}: pin more cores")
-            need += pin.cores
-            continue
-        spread = min(fan_in * fan_out, target.cores) if layer.matmul else target.cores
-        per_core = math.ceil(layer.params * per_weight / spread)
-        if per_core > target.sram_bytes:
-            too_big.append((name, fan_in, fan_out, per_core, spread))
-            continue
-        need += math.ceil(layer.params * per_weight / target.sram_bytes)
-    if too_big:
-        name, fan_in, fan_out, per_core, spread = too_big[0]
-        others = [n for n, *_ in too_big[1:]]
-        also = f" (and {', '.join(others)})" if others else ""
-        problems.append(f"kernel {name!r}{also} ({fan_in} x {fan_out}) needs at least "
-                        f"{per_core:,} bytes per core even spread over {spread:,} cores, but a "
-                        f"core of the {target.name} wafer has {target.sram_bytes:,}: choose a "
-                        f"larger wafer or a smaller layer")
-    if not problems and need > target.cores:
-        problems.append(f"the model needs at least {need:,} cores for its weights, gradients and "
-                        f"optimizer state, but the {target.name} wafer ({target.rows} x "
-                        f"{target.cols}) has {target.cores:,}: choose a larger wafer or a smaller "
-                        f"model")
-    return problems
+    return problems + precheck.fit_problems(full, target, {} if isinstance(pins, str) else pins)
 
 
 def resolved_wafer(config: dict):

@@ -19,7 +19,7 @@ from html import escape
 
 import ipywidgets as W
 
-from compiler import ConfigError
+from .. import ConfigError
 
 from . import render
 from .panels import image, make_buttons, make_control, make_panels, titled

@@ -189,3 +189,28 @@ def test_links_carrying_every_row_load_as_the_compiler_says():
     loads = congestion(half)
     assert all(loads[k] <= compiled[k] for k in compiled)
     assert loads["layers.0.ffn.fc1"] < compiled["layers.0.ffn.fc1"]
+
+
+@pytest.mark.parametrize("harvest", [True, False])
+def test_each_variant_on_the_axis_equals_that_variant_measured_alone(ut_plan, harvest):
+    """The timing variants are one array axis: every kernel's per-sample cycles, MACs and
+    update of each variant are what that variant gives when it is measured by itself."""
+    from compiler.kernels import Variant
+    from simulator.measure import PlanContext, Runs, measure_kernel, variants
+    plan, model, x, y = ut_plan
+    params, buffers = _numpy(model)
+    trainer = Trainer(plan, params, buffers, get_backend("numpy"), harvest=harvest)
+    env = trainer.executor.run(trainer._environment(x, y, trainer.draw_masks()))
+    context = PlanContext(plan)
+    positions = step_positions(plan, env, context.layout)
+    every = variants(harvest, True)
+    assert [v.name for v in every] == ["harvested", "dense", "fixed_depth", "padded"]
+    together = Runs(np, every, positions, {})
+    for kernel in plan.kernels:
+        mapping = plan.mapping[kernel.name]
+        axis = measure_kernel(kernel, mapping, env, together, plan.target, plan.optimizer, harvest)
+        for v, variant in enumerate(every):
+            alone = Runs(np, (variant, Variant("dense", False)), positions, {})
+            one = measure_kernel(kernel, mapping, env, alone, plan.target, plan.optimizer, True)
+            np.testing.assert_array_equal(axis.samples[v], one.samples[0], err_msg=kernel.name)
+            assert axis.macs[v] == one.macs[0] and axis.updates[v] == one.updates[0]
