@@ -7,6 +7,11 @@ dtype promotion, axis normalisation and constant building at construction and le
 takes just the tensors. The other ops run their general kernel with the argument template filled
 in. Either way each result is checked against the dtype torch declared for it and cast if needed,
 so both paths give the same arrays.
+
+The step list then becomes one generated Python function, straight-line code with a line per
+step, rather than a loop that dispatches on each step's kind: for the MLP's ~90 ops the loop's
+own bookkeeping (unpacking a step, building its argument list, the checks) cost about as much as
+the small kernels themselves, and the fixed cost per op is what the step's host time is made of.
 """
 from __future__ import annotations
 
@@ -65,6 +70,7 @@ class Executor:
                                    for name in graph.placeholders if name in types)
         self.constants: dict[str, Any] = {}    # values computed once, at construction
         self.steps = [self._compile(op, types) for op in graph.ops]
+        self._run_steps = self._generate()
 
     def _compile(self, op: Op, types) -> _Step:
         outputs = op.outputs
@@ -108,30 +114,56 @@ class Executor:
     def run(self, env: dict[str, Any]) -> dict[str, Any]:
         """Execute every op, adding its outputs to `env` (which holds the placeholders)."""
         self._check_placeholders(env)
-        xp = self.xp
-        ndarray, asarray = xp.ndarray, xp.asarray
-        for kind, call, names, outputs, dtypes, args, kwargs in self.steps:
-            if kind == _FAST:
-                result = call(*[env[n] for n in names])
-            elif kind == _ALIAS:
-                env[outputs[0]] = env[names[0]]
+        return self._run_steps(env)
+
+    def _general(self, step: _Step, env: dict[str, Any]):
+        """A ``_GENERAL`` step's kernel on its argument template, with the ``Ref``s looked up."""
+        kwargs = {k: _resolve(v, env) for k, v in step.kwargs.items()} if step.kwargs else {}
+        return step.call(self.xp, *_resolve(step.args, env), **kwargs)
+
+    def _store(self, env: dict[str, Any], result, step: _Step) -> None:
+        """Put a kernel's result into `env`: arrays of the declared dtypes, None outputs left out."""
+        if len(step.outputs) == 1 and not isinstance(result, (tuple, list)):
+            env[step.outputs[0]] = self._fix(result, step.dtypes[0])
+            return
+        for name, value, dtype in zip(step.outputs, result, step.dtypes):
+            if value is not None:
+                env[name] = self._fix(value, dtype)
+
+    def _generate(self):
+        """``run_steps(env)``: the step list as straight-line code (see the module doc).
+
+        Each step reads its inputs from ``env`` and writes its outputs there, exactly as a loop over
+        the steps would. The common case, one output that already is an array of the declared
+        dtype, is stored inline; anything else (scalars, tuples, another dtype) goes through
+        ``_store``, so both give the same ``env``. The inline test compares dtypes by identity
+        (NumPy's built-in dtypes are singletons): an equal dtype that is another object takes the
+        ``_store`` path, which keeps the array as it is.
+        """
+        names = {"ndarray": self.xp.ndarray, "_store": self._store, "_general": self._general}
+        lines = ["def run_steps(env):"]
+        for i, step in enumerate(self.steps):
+            out = repr(step.outputs[0])
+            if step.kind == _ALIAS:
+                lines.append(f"    env[{out}] = env[{step.names[0]!r}]")
                 continue
-            elif kind == _CONST:
-                env[outputs[0]] = call
+            if step.kind == _CONST:
+                names[f"c{i}"] = step.call
+                lines.append(f"    env[{out}] = c{i}")
                 continue
+            names[f"f{i}"], names[f"s{i}"], names[f"d{i}"] = step.call, step, step.dtypes[0]
+            if step.kind == _FAST:
+                lines.append(f"    r = f{i}({', '.join(f'env[{n!r}]' for n in step.names)})")
             else:
-                result = call(xp, *_resolve(args, env), **({k: _resolve(v, env) for k, v in kwargs.items()}
-                                                          if kwargs else {}))
-            if len(outputs) == 1 and not isinstance(result, (tuple, list)):
-                dtype = dtypes[0]
-                if type(result) is not ndarray or (dtype is not None and result.dtype != dtype):
-                    result = asarray(result, dtype=dtype)
-                env[outputs[0]] = result
-                continue
-            for name, value, dtype in zip(outputs, result, dtypes):
-                if value is None:
-                    continue
-                if type(value) is not ndarray or (dtype is not None and value.dtype != dtype):
-                    value = asarray(value, dtype=dtype)
-                env[name] = value
-        return env
+                lines.append(f"    r = _general(s{i}, env)")
+            if len(step.outputs) == 1:
+                dtype_ok = "" if step.dtypes[0] is None else f" and r.dtype is d{i}"
+                lines.append(f"    if type(r) is ndarray{dtype_ok}:")
+                lines.append(f"        env[{out}] = r")
+                lines.append("    else:")
+                lines.append(f"        _store(env, r, s{i})")
+            else:
+                lines.append(f"    _store(env, r, s{i})")
+        lines.append("    return env")
+        exec(compile("\n".join(lines), "<wsebench executor steps>", "exec"), names)  # noqa: S102
+        return names["run_steps"]

@@ -86,9 +86,16 @@ def _adam(xp, spec, param, grad, state, step):
     bias_correction2 = 1 - beta2 ** float(step)
     step_size = spec.lr / bias_correction1
     bias_correction2_sqrt = math.sqrt(bias_correction2)
-    denom = xp.sqrt(exp_avg_sq) / _f32(param, bias_correction2_sqrt) + _f32(param, spec.eps)
+    # The temporaries below are fresh arrays, so each further op may write into its own input:
+    # the same float32 ops in the same order, without allocating an array per op.
+    denom = xp.sqrt(exp_avg_sq)
+    denom /= _f32(param, bias_correction2_sqrt)
+    denom += _f32(param, spec.eps)
     # param.addcdiv_(exp_avg, denom, value=-step_size): self + (value * t1) / t2
-    new_param = param + (_f32(param, -step_size) * exp_avg) / denom
+    change = exp_avg * _f32(param, -step_size)
+    change /= denom
+    same = isinstance(change, xp.ndarray) and change.shape == param.shape and change.dtype == param.dtype
+    new_param = xp.add(param, change, out=change) if same else param + change
     return new_param, {**state, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
 
 

@@ -89,6 +89,71 @@ op("aten._softmax_backward_data.default")(
     lambda xp, g, y, dim, input_dtype=None: y * (g - xp.sum(g * y, axis=dim, keepdims=True)))
 
 
+# Fast paths: the same ufuncs in the same order. On NumPy ``max``/``sum`` are ``maximum.reduce`` /
+# ``add.reduce`` less their Python wrappers, and an op whose first input is a temporary of the
+# output's shape writes into it instead of allocating (elementwise, so the bits are the same).
+
+def _reducers(xp):
+    if xp is np:
+        return np.maximum.reduce, np.add.reduce
+    return xp.max, xp.sum
+
+
+@fast_path("aten._log_softmax.default")
+def _log_softmax_fast(xp, x, dim, half_to_float=False):
+    if x.dtype.kind != "f":
+        return None
+    amax, total, exp, log, subtract = *_reducers(xp), xp.exp, xp.log, xp.subtract
+
+    def call(t):
+        shifted = t - amax(t, axis=dim, keepdims=True)
+        return subtract(shifted, log(total(exp(shifted), axis=dim, keepdims=True)), out=shifted)
+
+    return call
+
+
+@fast_path("aten._softmax.default")
+def _softmax_fast(xp, x, dim, half_to_float=False):
+    if x.dtype.kind != "f":
+        return None
+    amax, total, exp = *_reducers(xp), xp.exp
+
+    def call(t):
+        e = exp(t - amax(t, axis=dim, keepdims=True))
+        e *= 1 / total(e, axis=dim, keepdims=True)
+        return e
+
+    return call
+
+
+@fast_path("aten._log_softmax_backward_data.default")
+def _log_softmax_backward_fast(xp, g, y, dim, input_dtype=None):
+    if g.shape != y.shape or g.dtype != y.dtype or g.dtype.kind != "f":
+        return None
+    total, exp, subtract = _reducers(xp)[1], xp.exp, xp.subtract
+
+    def call(tg, ty):
+        scaled = exp(ty)
+        scaled *= total(tg, axis=dim, keepdims=True)
+        return subtract(tg, scaled, out=scaled)
+
+    return call
+
+
+@fast_path("aten._softmax_backward_data.default")
+def _softmax_backward_fast(xp, g, y, dim, input_dtype=None):
+    if g.shape != y.shape or g.dtype != y.dtype or g.dtype.kind != "f":
+        return None
+    total, subtract, multiply = _reducers(xp)[1], xp.subtract, xp.multiply
+
+    def call(tg, ty):
+        gy = tg * ty
+        inner = subtract(tg, total(gy, axis=dim, keepdims=True), out=gy)
+        return multiply(ty, inner, out=inner)
+
+    return call
+
+
 # ---- losses (ATen/native/LossNLL.cpp, Loss.cpp) ----
 
 def _nll_weights(xp, x, target, weight, ignore_index):

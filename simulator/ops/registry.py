@@ -231,9 +231,25 @@ def fma(xp, a, b, c):
     f64 = np.float64
     if xp is not np:
         return (xp.asarray(a, dtype=f64) * xp.asarray(b, dtype=f64) + xp.asarray(c, dtype=f64)).astype(np.float32)
+    big = a if a.ndim else b
+    if big.ndim and all(v.ndim == 0 or v.shape == big.shape for v in (a, b, c)):
+        return fma_wide(big, b if big is a else a, c)
     wide = np.multiply(a, b, dtype=f64)          # exact; casts as it goes, no float64 copies of a and b
     if isinstance(wide, np.ndarray) and wide.shape == np.shape(c):
         wide = np.add(wide, c, out=wide, dtype=f64)
     else:
         wide = np.add(wide, c, dtype=f64)
+    return wide.astype(np.float32)
+
+
+def fma_wide(a, b, c):
+    """``fma`` on NumPy for a float32 result, where ``a`` is an array of the result's shape and ``b``
+    and ``c`` are the same shape or 0-d: the same float64 arithmetic as the general form.
+
+    One plain cast of ``a``, then in-place ops: a mixed-dtype ufunc casts through small buffers
+    and costs ~20% more than ``astype`` plus same-dtype ops (the SGD update is mostly this).
+    """
+    wide = a.astype(np.float64)
+    wide *= b
+    wide += c
     return wide.astype(np.float32)

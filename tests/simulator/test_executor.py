@@ -10,9 +10,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from compiler.frontend import capture
-from compiler.ir import Ref
+from compiler.ir import Graph, Op, Ref, TensorType
 from compiler.passes import run_pipeline
-from simulator.executor import _ALIAS, _CONST, _FAST, Executor
+from simulator.executor import _ALIAS, _CONST, _FAST, _GENERAL, Executor
 from simulator.ops import run_op
 
 _NOOP = {"aten.alias.default", "aten.detach.default", "aten.clone.default"}
@@ -107,3 +107,27 @@ def test_placeholders_are_checked_and_cast():
     np.testing.assert_array_equal(wide[graph.loss], expected[graph.loss])
     with pytest.raises(ValueError, match="compiled for"):
         executor.run({**env, x: np.zeros((4, 12), np.float32)})
+
+
+def test_generated_steps_handle_scalars_tuples_casts_and_general_kernels():
+    """The generated code's slow paths: a tuple argument (general kernel), two outputs, a NumPy
+    scalar result, a result of another dtype than declared, an alias and a folded constant."""
+    f32 = TensorType((4, 3), "float32")
+    ops = (Op("aten.cat.default", ((Ref("x"), Ref("y")),), (), ("c",)),
+           Op("aten.var_mean.correction", (Ref("c"),), (("dim", (0,)), ("correction", 1)), ("v", "m")),
+           Op("aten.sum.default", (Ref("v"),), (), ("s",)),
+           Op("aten.mul.Tensor", (Ref("s"), 2.0), (), ("s64",)),
+           Op("aten.alias.default", (Ref("m"),), (), ("al",)),
+           Op("aten.scalar_tensor.default", (0,), (("dtype", "float32"),), ("z",)))
+    types = {"x": f32, "y": f32, "c": TensorType((8, 3), "float32"), "v": TensorType((3,), "float32"),
+             "m": TensorType((3,), "float32"), "s": TensorType((), "float32"), "s64": TensorType((), "float64"),
+             "al": TensorType((3,), "float32"), "z": TensorType((), "float32")}
+    graph = Graph(inputs=("x", "y"), params=(), buffers=(), masks=(), ops=ops, types=tuple(types.items()),
+                  loss="s", grads=())
+    rng = np.random.default_rng(2)
+    env = {"x": rng.standard_normal((4, 3)).astype(np.float32), "y": rng.standard_normal((4, 3)).astype(np.float32)}
+    executor = Executor(graph, np)
+    assert [step.kind for step in executor.steps] == [_GENERAL, _GENERAL, _FAST, _FAST, _ALIAS, _CONST]
+    ours = executor.run(dict(env))
+    _assert_same_env(ours, _reference_run(graph, dict(env)))
+    assert ours["s64"].dtype == np.float64 and ours["al"] is ours["m"]

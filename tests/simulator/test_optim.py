@@ -120,3 +120,30 @@ def test_mask_state_zeros_masked_positions_only(spec):
         assert (value[~keep] == 0).all()
         np.testing.assert_array_equal(value[keep], state[slot][keep])
         assert state[slot][~keep].any()        # the input is not modified
+
+
+def test_update_kernels_equal_their_float64_formula_bit_for_bit():
+    """The float32 shortcuts the updates take (``fma_wide``, ``add_scaled`` on two same-shape arrays)
+    give what the general form's float64 formula gives, NaNs, infinities, -0 and subnormals included."""
+    from simulator.ops import add_scaled, fma
+
+    rng = np.random.default_rng(11)
+    a, b, c = ((rng.standard_normal(3000) * 2.0 ** rng.integers(-130, 100, 3000)).astype(np.float32)
+               for _ in range(3))
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45], np.float32)
+    for v in (a, b, c):
+        v[rng.integers(0, v.size, 40)] = rng.choice(special, 40)
+    s, t = np.float32(-0.0123), np.asarray(3.5, np.float32)
+
+    def wide(x, y, z):
+        return (np.float64(x) * np.float64(y) + np.float64(z)).astype(np.float32)
+
+    with np.errstate(all="ignore"):
+        for x, y, z in [(a, b, c), (a, s, c), (s, a, c), (a, b, t), (t, a, s)]:
+            got = fma(np, x, y, z)
+            assert got.dtype == np.float32
+            np.testing.assert_array_equal(got.view(np.int32), wide(x, y, z).view(np.int32))
+        np.testing.assert_array_equal(add_scaled(np, a, b, -0.01).view(np.int32),
+                                      wide(b, np.float32(-0.01), a).view(np.int32))
+        p, _ = update(np, Spec("sgd", lr=0.01), a, b, {}, 1)
+        np.testing.assert_array_equal(p.view(np.int32), wide(b, np.float32(-0.01), a).view(np.int32))
