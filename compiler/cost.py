@@ -43,50 +43,78 @@ def tile_sizes(extent: int, parts: int) -> np.ndarray:
     return sizes
 
 
-def wavelets(nonzeros, length, tokens, target):
-    """Wavelets to send `nonzeros` of a tile of `length` values per token: the sender packs
-    `Target.dense_values_per_wavelet` values per dense wavelet, or sends one (value, index)
-    wavelet per non-zero when that is fewer (zero filtering, Hot Chips 2020). Dense counts
-    (harvesting off) always pick the dense packing."""
-    return np.minimum(nonzeros, tokens * np.ceil(np.asarray(length) / target.dense_values_per_wavelet))
+def dense_wavelets(values, target):
+    """Wavelets to send `values` packed densely: `Target.dense_values_per_wavelet` to a
+    wavelet (two FP16 values in one 32-bit wavelet, Hot Chips 2020)."""
+    return np.ceil(np.asarray(values) / target.dense_values_per_wavelet)
+
+
+def wavelets(nonzeros, dense):
+    """Wavelets to send `nonzeros` of a stream that takes `dense` wavelets packed densely: the
+    sender filters zeros into one (value, index) wavelet per non-zero when that is fewer (Hot
+    Chips 2020). Dense counts (harvesting off) always pick the dense packing."""
+    return np.minimum(nonzeros, dense)
 
 
 # ------------------------------------------------------------------------------- evaluation
 
 @dataclass(frozen=True)
 class Components:
-    """Per-core cycle terms of one kernel for one sample, each broadcastable to
-    (variants, calls, samples, rows, cols): forward and backward compute (MACs / SIMD width and
-    element work) and the busiest link of each pass; `macs` (variants,) the MACs executed in the
-    step. A kernel called once per recurrent step has one entry per call on the calls axis."""
+    """Per-core cycle terms of one kernel, each broadcastable to (samples, calls, rows, cols)
+    (the distinct counted samples, `kernels.base.Counts`) and as small as its own dependencies
+    allow: each pass's compute (MACs / SIMD width, plus element work), the wavelets its busiest
+    link in carries and those its busiest link out carries; `macs` (samples,) the MACs each
+    sample executes. A kernel called once per recurrent step has one entry per call."""
     fwd_compute: Any
-    fwd_link: Any
+    fwd_in: Any
+    fwd_out: Any
     bwd_compute: Any
-    bwd_link: Any
+    bwd_in: Any
+    bwd_out: Any
     macs: np.ndarray
+
+    @property
+    def fwd_link(self):
+        return np.maximum(self.fwd_in, self.fwd_out)
+
+    @property
+    def bwd_link(self):
+        return np.maximum(self.bwd_in, self.bwd_out)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The broadcast shape of the terms (a size-1 axis where no term varies)."""
+        return np.broadcast(self.fwd_compute, self.fwd_in, self.fwd_out, self.bwd_compute,
+                            self.bwd_in, self.bwd_out).shape
+
+
+def _pass(compute, link_in, link_out):
+    """A pass is as slow as its compute or its busiest link: the core streams while it computes
+    (Hot Chips 2020, dataflow)."""
+    return np.maximum(compute, np.maximum(link_in, link_out))
 
 
 def per_core_cycles(c: Components, shape: tuple[int, ...]) -> np.ndarray:
-    """(variants, samples, rows, cols) cycles of each core for each sample: each pass as slow
-    as its compute or its busiest link, forward + backward, summed over the calls. `shape` is
-    (variants, calls, samples, rows, cols)."""
-    per_call = np.maximum(c.fwd_compute, c.fwd_link) + np.maximum(c.bwd_compute, c.bwd_link)
-    per_call = np.broadcast_to(per_call, shape)
-    return per_call[:, 0] if shape[1] == 1 else per_call.sum(axis=1)
+    """(samples, rows, cols) cycles of each core for each sample: forward + backward on the
+    same cores, summed over the calls. `shape` is (samples, calls, rows, cols)."""
+    total = np.add(_pass(c.fwd_compute, c.fwd_in, c.fwd_out), _pass(c.bwd_compute, c.bwd_in, c.bwd_out))
+    if total.shape != shape:
+        total = np.broadcast_to(total, shape)
+    return total[:, 0] if shape[1] == 1 else total.sum(axis=1)
 
 
 def sample_cycles(core: np.ndarray, target) -> np.ndarray:
-    """(variants, samples): the busiest core's cycles plus the per-kernel overhead."""
-    return core.max(axis=(2, 3)) + target.kernel_overhead_cycles
+    """(samples,): the busiest core's cycles plus the per-kernel overhead."""
+    return core.reshape(core.shape[0], -1).max(axis=1) + target.kernel_overhead_cycles
 
 
 def split(c: Components, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """(variants, samples) cycles if only compute, or only the links, limited the kernel: the
-    busiest core's forward + backward compute, and its forward + backward link time."""
+    """(samples,) cycles if only compute, or only the links, limited the kernel: the busiest
+    core's forward + backward compute, and its forward + backward link time."""
     def busiest(term):
         total = np.broadcast_to(term, shape)
         total = total[:, 0] if shape[1] == 1 else total.sum(axis=1)
-        return total.max(axis=(2, 3))
+        return total.reshape(shape[0], -1).max(axis=1)
     return busiest(c.fwd_compute + c.bwd_compute), busiest(c.fwd_link + c.bwd_link)
 
 
@@ -113,12 +141,16 @@ def update_cycles(weights, mapping, target, optimizer) -> np.ndarray:
     return cycles
 
 
-def replica_busy(core: np.ndarray, mapping, update) -> np.ndarray:
-    """(rows, cols * replicas) busy cycles of one step from `core` (samples, rows, cols): sample
-    s runs on replica s % replicas, and every replica updates its copy of the weights."""
+def replica_busy(core: np.ndarray, rows: np.ndarray, mapping, update) -> np.ndarray:
+    """(rows, cols * replicas) busy cycles of one step: sample s, whose per-core cycles are
+    `core[rows[s]]` (`core` (distinct samples, rows, cols)), runs on replica s % replicas, and
+    every replica updates its copy of the weights."""
     busy = np.empty((mapping.rows, mapping.width))
+    flat = core.reshape(core.shape[0], -1)
     for q in range(mapping.replicas):
-        busy[:, q * mapping.cols:(q + 1) * mapping.cols] = core[q::mapping.replicas].sum(axis=0) + update
+        times = np.bincount(rows[q::mapping.replicas], minlength=core.shape[0]).astype(flat.dtype)
+        busy[:, q * mapping.cols:(q + 1) * mapping.cols] = \
+            (times @ flat).reshape(mapping.rows, mapping.cols) + update
     return busy
 
 

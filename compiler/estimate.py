@@ -12,29 +12,41 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import cost, schedule
-from .kernels import ASSUMED, Kernel, kind_of
+from .kernels import ASSUMED, Counts, Kernel, kind_of
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class KernelCycles:
-    """A kernel evaluated on counts, per variant and sample: `core` (V, S, rows, cols) cycles of
-    each core, `sample` (V, S) the kernel's time (busiest core + overhead), `compute` and `link`
-    (V, S) if only compute or only the links limited it, `macs` (V,) executed."""
+    """A kernel evaluated on `Counts`: each distinct counted sample once, `core` (distinct,
+    rows, cols) cycles of each core; per variant and sample (`rows` (V, S) says which distinct
+    sample each is) `sample` (V, S) the kernel's time (busiest core + overhead); `macs` (V,)
+    executed in the step."""
+    rows: np.ndarray
     core: np.ndarray
     sample: np.ndarray
-    compute: np.ndarray
-    link: np.ndarray
     macs: np.ndarray
+    components: cost.Components
+    shape: tuple
+
+    def split(self) -> tuple[np.ndarray, np.ndarray]:
+        """(V, S) cycles if only compute, or only the links, limited the kernel."""
+        compute, link = cost.split(self.components, self.shape)
+        return compute[self.rows], link[self.rows]
+
+    def busy(self, variant: int, mapping, update) -> np.ndarray:
+        """(rows, cols * replicas) busy cycles in the step of `variant`'s samples."""
+        return cost.replica_busy(self.core, self.rows[variant], mapping, update)
 
 
-def evaluate(kernel: Kernel, counts, mapping, target) -> KernelCycles:
-    """`counts` (of the kernel's kind, on one replica's `mapping`) through the one evaluation."""
-    c = kind_of(kernel).components(kernel, counts, mapping, target)
-    terms = np.broadcast(c.fwd_compute, c.fwd_link, c.bwd_compute, c.bwd_link)
-    shape = terms.shape[:3] + (mapping.rows, mapping.cols)
+def evaluate(kernel: Kernel, counts: Counts, mapping, target) -> KernelCycles:
+    """`counts` (of the kernel's kind, on one replica's `mapping`) through the one evaluation.
+    The static estimate and the measurement both come here; only their counts differ."""
+    c = kind_of(kernel).components(kernel, counts.values, mapping, target)
+    shape = c.shape[:2] + (mapping.rows, mapping.cols)
     core = cost.per_core_cycles(c, shape)
-    compute, link = cost.split(c, shape)
-    return KernelCycles(core, cost.sample_cycles(core, target), compute, link, np.asarray(c.macs))
+    rows = counts.rows
+    return KernelCycles(rows, core, cost.sample_cycles(core, target)[rows],
+                        np.asarray(c.macs, dtype=np.float64)[rows].sum(axis=1), c, shape)
 
 
 def kernel_cycles(kernel: Kernel, mapping, target, density=1.0, harvest: bool = True,
@@ -71,24 +83,26 @@ def estimate(plan) -> dict:
     target, samples = plan.target, plan.kernels[0].samples if plan.kernels else 0
     evaluated = [kernel_cycles(k, plan.mapping[k.name].replica, target, plan.density_of(k.name),
                                plan.harvest) for k in plan.kernels]
-    stack = lambda key: np.stack([getattr(e, key)[:, 0] for e in evaluated], axis=1)  # noqa: E731
-    per_sample = stack("sample") if evaluated else np.zeros((len(ASSUMED), 0))
+    per_sample = np.stack([e.sample[:, 0] for e in evaluated], axis=1) if evaluated \
+        else np.zeros((len(ASSUMED), 0))
+    splits = [e.split() for e in evaluated]
+    compute = np.stack([c[:, 0] for c, _ in splits], axis=1) if splits else per_sample
+    link = np.stack([lk[:, 0] for _, lk in splits], axis=1) if splits else per_sample
     replicas = np.array([plan.mapping[n].replicas for n in names], dtype=np.float64)
     congestion = plan.congestion_array()
     updates = np.array([[update_cycles(k, plan.mapping[k.name], target, plan.optimizer)
                          for k in plan.kernels]])
-    figures = schedule.step(np.repeat(per_sample[..., None], samples, axis=-1),
-                            stack("compute")[..., None] if evaluated else per_sample[..., None],
-                            stack("link")[..., None] if evaluated else per_sample[..., None],
-                            replicas, congestion, plan.hops(), updates, target.clock_hz)
-    cycles = float(figures.cycles[0])
+    cycles = float(schedule.step(np.repeat(per_sample[..., None], samples, axis=-1), replicas,
+                                 congestion, plan.hops(), updates)[0])
+    rates = schedule.rates(compute[..., None], link[..., None], replicas, congestion,
+                           target.clock_hz)
     clock = target.clock_hz
     macs = sum(kind_of(k).dense_macs(k) for k in plan.kernels) * samples
     stage = schedule.stage_times(per_sample[0], replicas, congestion[0])
     return {"cycles": cycles, "samples_per_s": samples * clock / cycles if cycles else 0.0,
             "per_sample_cycles": dict(zip(names, stage.tolist())),
-            "compute_samples_per_s": float(figures.compute_samples_per_s[0]),
-            "transmission_samples_per_s": float(figures.transmission_samples_per_s[0]),
+            "compute_samples_per_s": float(rates.compute_samples_per_s[0]),
+            "transmission_samples_per_s": float(rates.transmission_samples_per_s[0]),
             "active_pes_pct": 100.0 * sum(plan.mapping[n].cores for n in names) / target.cores,
             "compute_utilization_pct": 100.0 * 2 * macs / (target.peak_flops * cycles / clock)
             if cycles else 0.0,

@@ -13,7 +13,7 @@ from functools import cached_property
 
 import numpy as np
 
-from . import compile_report, estimate as _estimate, serialize
+from . import compile_report, cost, estimate as _estimate, serialize
 from .errors import ConfigError, WaferFitError
 from .ir import Graph, format_graph, verify
 from .kernels import Kernel, build_kernels
@@ -123,7 +123,7 @@ def kernel_edges(graph: Graph, kernel_of: dict[str, str], target: Target) -> lis
                 continue
             key = (kernel_of[src.name], kernel_of[op.name], ref)
             numel = graph.type_of[ref].numel
-            edges[key] = Edge(*key, wavelets=-(-numel // target.dense_values_per_wavelet))
+            edges[key] = Edge(*key, wavelets=int(cost.dense_wavelets(numel, target)))
     return list(edges.values())
 
 

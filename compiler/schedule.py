@@ -61,31 +61,35 @@ def stage_times(per_sample: np.ndarray, replicas: np.ndarray, congestion_cycles:
     return np.maximum(per_sample / replicas, congestion_cycles)
 
 
+def step(per_sample, replicas, congestion, hops, updates) -> np.ndarray:
+    """(V,) cycles of the step of kernels with per-sample times `per_sample` (V, K, S),
+    `replicas` (K,), per-sample `congestion` (V, K), entry `hops` (K,) and `updates` (V, K)."""
+    replicas = np.asarray(replicas, dtype=np.float64)
+    stage = stage_times(np.asarray(per_sample, dtype=np.float64), replicas[:, None],
+                        np.asarray(congestion, dtype=np.float64)[..., None])
+    return np.atleast_1d(step_cycles(stage, hops, float(np.sum(hops)), updates))
+
+
 @dataclass(frozen=True)
-class StepFigures:
-    """One step, per timing variant: `cycles`, and the rates if only compute, or only the links
-    (congestion included), limited each stage (Cerebras' Compute and Transmission Samples/s)."""
-    cycles: np.ndarray
+class Rates:
+    """Per timing variant, the rates if only compute, or only the links (congestion included),
+    limited each stage: Cerebras' Compute and Transmission Samples/s."""
     compute_samples_per_s: np.ndarray
     transmission_samples_per_s: np.ndarray
 
 
-def step(per_sample, compute, link, replicas, congestion, hops, updates, clock_hz) -> StepFigures:
-    """The step of kernels with per-sample times `per_sample` (V, K, S), compute-only and
-    link-only times `compute`, `link` (V, K, S), `replicas` (K,), per-sample `congestion`
-    (V, K), entry `hops` (K,) and `updates` (V, K)."""
-    per_sample = np.asarray(per_sample, dtype=np.float64)
+def rates(compute, link, replicas, congestion, clock_hz) -> Rates:
+    """From the compute-only and link-only times `compute`, `link` (V, K, S) of each kernel's
+    samples (their mean per stage), `replicas` (K,) and per-sample `congestion` (V, K)."""
     replicas = np.asarray(replicas, dtype=np.float64)
-    congestion = np.asarray(congestion, dtype=np.float64)
-    stage = stage_times(per_sample, replicas[:, None], congestion[..., None])
-    cycles = np.atleast_1d(step_cycles(stage, hops, float(np.sum(hops)), updates))
     compute = np.asarray(compute, dtype=np.float64).mean(axis=-1) / replicas
-    link = np.maximum(np.asarray(link, dtype=np.float64).mean(axis=-1) / replicas, congestion)
+    link = np.maximum(np.asarray(link, dtype=np.float64).mean(axis=-1) / replicas,
+                      np.asarray(congestion, dtype=np.float64))
 
     def rate(per):
         busiest = per.max(axis=-1, initial=0.0)
         return np.where(busiest > 0, clock_hz / np.where(busiest > 0, busiest, 1.0), np.inf)
-    return StepFigures(cycles, rate(compute), rate(link))
+    return Rates(rate(compute), rate(link))
 
 
 # ------------------------------------------------------------------------------ congestion

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from compiler.kernels import kind_of
 from compiler.plan import Plan
 
 from .dynamic_report import dynamic_summary
@@ -72,6 +73,7 @@ def _kernel_row(plan, kt, m, memory, util, timing) -> dict:
             "dense_cycles": dense, "speedup_vs_dense": dense / cycles if cycles else 1.0,
             "padded_cycles": padded,
             "utilization": float(util.mean()), "macs": kt.executed_macs, "dense_macs": kt.dense_macs,
+            "dense_macs_per_sample": kind_of(kernel).dense_macs(kernel),
             "harvested_macs": kt.dense_macs - kt.executed_macs,
             "harvested_fraction": 1.0 - kt.executed_macs / kt.dense_macs if kt.dense_macs else 0.0,
             "imbalance": _imbalance(kt.core_busy), "sram_bytes_per_core": memory,
@@ -85,6 +87,7 @@ def _summary(plan: Plan, timing: StepTiming, harvest: bool, util: np.ndarray, gr
     macs = sum(k.executed_macs for k in timing.kernels)
     useful = sum(k.useful_macs for k in timing.kernels)
     estimate = plan.estimate()
+    rates = timing.rates()
     allocated = grid > 0
     return {
         "wafer": t.name, "fabric": f"{t.rows} x {t.cols}", "samples_per_step": samples,
@@ -92,8 +95,8 @@ def _summary(plan: Plan, timing: StepTiming, harvest: bool, util: np.ndarray, gr
         "harvest_speedup": timing.dense_cycles / timing.cycles if timing.cycles else 1.0,
         "step_seconds": seconds,
         "samples_per_s": samples / seconds if seconds else 0.0,
-        "compute_samples_per_s": float(timing.compute_samples_per_s[timing.actual]),
-        "transmission_samples_per_s": float(timing.transmission_samples_per_s[timing.actual]),
+        "compute_samples_per_s": float(rates.compute_samples_per_s[timing.actual]),
+        "transmission_samples_per_s": float(rates.transmission_samples_per_s[timing.actual]),
         "active_pes_pct": 100.0 * float(allocated.mean()),
         "mean_utilization_active_pct": 100.0 * float(util[allocated].mean()) if allocated.any() else 0.0,
         # useful FLOPs: multiplications by zero change nothing, whether or not they were executed

@@ -21,7 +21,7 @@ from ..ir import Graph, Op
 from ..passes import VIEW_OPS, assign_kernels, attention_regions, param_root, pipeline_order
 from ..steps import markers
 from .attention import ATTENTION, attention_kernel
-from .base import ASSUMED, Access, Kernel, KernelKind, LoopNest, Variant
+from .base import ASSUMED, Access, Counts, Kernel, KernelKind, LoopNest, Variant
 from .generated import GENERATED, generated_kernel, generated_nest
 from .matmul import MATMUL, matmul_kernel, matmul_nest
 
@@ -91,5 +91,5 @@ def _forward_spans(graph: Graph) -> dict[str, int]:
 
 
 __all__ = ["KINDS", "kind_of", "build_kernels", "BuildContext", "Kernel", "KernelKind", "LoopNest",
-           "Access", "Variant", "ASSUMED", "attention_kernel", "matmul_kernel", "matmul_nest",
+           "Access", "Variant", "ASSUMED", "Counts", "attention_kernel", "matmul_kernel", "matmul_nest",
            "generated_kernel", "generated_nest"]

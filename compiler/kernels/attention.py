@@ -40,7 +40,7 @@ import numpy as np
 
 from .. import cost
 from ..passes import is_activation_matmul
-from .base import Access, Kernel, LoopNest
+from .base import Access, Counts, Kernel, LoopNest
 
 # Element operations per score, read off the formulas above: forward scale by 1/sqrt(dh), add
 # the mask, compare for the row max, subtract it, exp, add to the row sum, multiply by 1/sum;
@@ -50,7 +50,7 @@ BACKWARD_SCORE_FLOPS = 6
 
 
 class AttentionCounts(NamedTuple):
-    """(variants, calls, samples) real keys read and queries computed."""
+    """(distinct samples, calls) real keys read and queries computed."""
     keys: np.ndarray
     queries: np.ndarray
 
@@ -144,53 +144,54 @@ class AttentionKind:
         return 6 * kernel.steps * heads * length * length * head_dim
 
     @staticmethod
-    def assumed_counts(kernel: Kernel, mapping, target, density, harvest: bool) -> AttentionCounts:
+    def assumed_counts(kernel: Kernel, mapping, target, density, harvest: bool) -> Counts:
         """Every position real and computing, every call (density and harvest do not apply)."""
-        full = np.full((1, kernel.steps, 1), shape_of(kernel)[1])
-        return AttentionCounts(full, full)
+        full = np.full((1, kernel.steps), shape_of(kernel)[1])
+        return Counts(AttentionCounts(full, full), np.zeros((1, 1), dtype=np.intp))
 
     @staticmethod
-    def measured_counts(kernel: Kernel, mapping, env: dict, runs) -> AttentionCounts:
+    def measured_counts(kernel: Kernel, mapping, env: dict, runs) -> Counts:
         """Keys: each call's real tokens (every position for the padded variant); queries: the
-        positions each variant runs (`runs.queries`), every real one without markers."""
+        positions each variant runs (`runs.queries`), every real one without markers. Variants
+        that charge the same positions (harvesting does not apply) share their samples."""
         real = np.stack([real_lengths(runs.xp, runs.host, kernel, env, call["probs"])
-                         for call in kernel.calls])                                  # (calls, S)
-        full = np.full_like(real, shape_of(kernel)[1])
+                         for call in kernel.calls], axis=1)                          # (S, calls)
         running = runs.queries(kernel)
-        keys, queries = [], []
+        blocks, rows, keys, queries = {}, [], [], []
         for v in runs.variants:
-            k = full if v.positions == "padded" else real
-            q = k if running is None else np.stack(running[v.positions])
-            keys.append(np.where(q > 0, k, 0))          # a call with no query sends nothing
-            queries.append(q)
-        return AttentionCounts(np.stack(keys), np.stack(queries))
+            if v.positions not in blocks:
+                k = np.full_like(real, shape_of(kernel)[1]) if v.positions == "padded" else real
+                q = k if running is None else np.stack(running[v.positions], axis=1)
+                blocks[v.positions] = len(keys) * len(real)
+                keys.append(np.where(q > 0, k, 0))          # a call with no query sends nothing
+                queries.append(q)
+            rows.append(blocks[v.positions] + np.arange(len(real)))
+        return Counts(AttentionCounts(np.concatenate(keys), np.concatenate(queries)), np.stack(rows))
 
     @staticmethod
     def components(kernel: Kernel, c: AttentionCounts, mapping, target) -> cost.Components:
-        """Per variant, call, sample and core: the formulas of the module docstring."""
+        """Per distinct sample, call and core: the formulas of the module docstring."""
         heads, _, head_dim = shape_of(kernel)
         width = heads * head_dim
-        q = block_sizes(c.queries, mapping.rows).astype(np.float64)[..., :, None]   # (V,C,S,R,1)
-        k = block_sizes(c.keys, mapping.cols).astype(np.float64)[..., None, :]      # (V,C,S,1,C)
+        q = block_sizes(c.queries, mapping.rows).astype(np.float64)[..., :, None]   # (U, calls, R, 1)
+        k = block_sizes(c.keys, mapping.cols).astype(np.float64)[..., None, :]      # (U, calls, 1, C)
         scores = heads * q * k
         across = mapping.cols > 1      # row statistics travel only when a row has several cores
-        simd, per_wavelet = target.simd, target.dense_values_per_wavelet
+        simd = target.simd
 
         def wavelets(values):
-            return np.ceil(values / per_wavelet)
-        fwd_link = np.maximum.reduce(np.broadcast_arrays(
-            wavelets(q * width),                               # Q in, along the row
-            wavelets(2 * k * width),                           # K and V in, down the column
-            wavelets(q * width + across * 2 * heads * q)))     # O partials, max and sum out
-        bwd_link = np.maximum.reduce(np.broadcast_arrays(
-            wavelets(q * width),                               # dO in, along the row
-            wavelets(q * width + across * heads * q),          # dQ partials and row sums out
-            wavelets(2 * k * width)))                          # dK and dV partials, down the column
-        macs = 6.0 * width * (c.queries.astype(np.float64) * c.keys).sum(axis=(1, 2))
+            return cost.dense_wavelets(values, target)
+        fwd_in = np.maximum(wavelets(q * width),                 # Q in, along the row
+                            wavelets(2 * k * width))             # K and V in, down the column
+        fwd_out = wavelets(q * width + across * 2 * heads * q)  # O partials, max and sum out
+        bwd_in = wavelets(q * width)                             # dO in, along the row
+        bwd_out = np.maximum(wavelets(q * width + across * heads * q),   # dQ partials, row sums
+                             wavelets(2 * k * width))            # dK and dV partials, down the column
+        macs = 6.0 * width * (c.queries.astype(np.float64) * c.keys).sum(axis=1)
         return cost.Components(np.ceil((2 * q * k * width + FORWARD_SCORE_FLOPS * scores) / simd),
-                          fwd_link,
-                          np.ceil((4 * q * k * width + BACKWARD_SCORE_FLOPS * scores) / simd),
-                          bwd_link, macs)
+                               fwd_in, fwd_out,
+                               np.ceil((4 * q * k * width + BACKWARD_SCORE_FLOPS * scores) / simd),
+                               bwd_in, bwd_out, macs)
 
     @staticmethod
     def governed(graph, kernel: Kernel, mask_shape) -> list:

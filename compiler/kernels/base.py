@@ -11,13 +11,17 @@ Counts come from one of two places, and nothing else differs between the static 
 measurement (DESIGN.md, "Cost model"):
 - assumed: expected non-zeros from assumed densities (`KernelKind.assumed_counts`);
 - measured: per sample and per core, from the tensors of a step (`KernelKind.measured_counts`).
-Counts carry a leading *variant* axis: the timing variants of one step (harvested, dense,
-fixed-depth, padded; `Variant`) are rows of one array, not separate code paths.
+The timing variants of one step (harvested, dense, fixed-depth, padded; `Variant`) are one axis:
+`Counts.rows` (variants, samples) says which distinct counted sample each is, so a sample that
+several variants share, or that every sample of a variant shares (the dense run of a matmul
+counts every value whatever the data), is evaluated once.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,20 @@ class Variant:
 ASSUMED = (Variant("assumed", True),)
 
 
+@dataclass(frozen=True, eq=False)
+class Counts:
+    """A kind's counts: `values`, its own fields (arrays whose first axis runs over the distinct
+    counted samples), and `rows` (variants, samples), the distinct sample of each variant's
+    sample."""
+    values: Any
+    rows: np.ndarray
+
+    @classmethod
+    def each(cls, values, variants: int, samples: int) -> "Counts":
+        """`values` counted for every (variant, sample), variant-major."""
+        return cls(values, np.arange(variants * samples).reshape(variants, samples))
+
+
 class KernelKind(Protocol):
     """One kind of kernel: how it is built from the graph, what it holds, what it counts and
     what that costs. `compiler.kernels.KINDS` maps each kind's name to its model."""
@@ -136,15 +154,16 @@ class KernelKind(Protocol):
     def dense_macs(self, kernel: Kernel) -> int:
         """Forward + backward MACs for one sample at full density."""
 
-    def assumed_counts(self, kernel: Kernel, mapping, target, density, harvest: bool):
-        """Counts of one sample at assumed `density` (x, dY), one variant."""
+    def assumed_counts(self, kernel: Kernel, mapping, target, density, harvest: bool) -> Counts:
+        """`Counts` of one sample at assumed `density` (x, dY), one variant."""
 
-    def measured_counts(self, xp, kernel: Kernel, mapping, env: dict, runs):
-        """Counts per sample and core from the step's tensors in `env`, one per variant of
-        `runs` (`simulator.measure.runs.Runs`)."""
+    def measured_counts(self, kernel: Kernel, mapping, env: dict, runs) -> Counts:
+        """`Counts` per sample and core from the step's tensors in `env`, for every variant of
+        `runs` (`simulator.measure.context.Runs`)."""
 
-    def components(self, kernel: Kernel, counts, mapping, target):
-        """The cost components (`compiler.cost.Components`) of `counts` on `mapping`."""
+    def components(self, kernel: Kernel, values, mapping, target):
+        """The cost components (`compiler.cost.Components`, distinct samples first) of the
+        count `values` on `mapping`."""
 
     def governed(self, graph, kernel: Kernel, mask_shape: tuple[int, int]) -> list:
         """(op whose marker governs, how its mask applies) per call, for dynamic execution

@@ -7,7 +7,7 @@ group, per sample), unrolled over all rows x cols cores of the kernel's rectangl
 costs `flops_per_point` element operations (one per full-width op of the group). Forward and
 backward each stream the core's tile once and do its element work once, so per sample and core
   compute = ceil(ceil(e / cores) * flops / simd)     link = ceil(ceil(e / cores) / values per wavelet)
-per pass. Generated kernels harvest no zeros.
+per pass, the link in and the link out each carrying the tile once. Generated kernels harvest no zeros.
 
 Counts: the elements a sample computes. With `running` markers (dynamic depth, real tokens) a
 sample costs the share of the kernel's elements its ops' positions make up
@@ -22,7 +22,7 @@ import numpy as np
 from .. import cost
 from ..passes import VIEW_OPS, is_elementwise
 from ..steps import axis_kind
-from .base import Access, Kernel, LoopNest
+from .base import Access, Counts, Kernel, LoopNest
 
 
 def generated_nest(samples: int, elements: int, flops: int) -> LoopNest:
@@ -101,26 +101,32 @@ class GeneratedKind:
         return 0
 
     @staticmethod
-    def assumed_counts(kernel: Kernel, mapping, target, density, harvest: bool) -> np.ndarray:
-        """(1, 1): every element of one sample."""
-        return np.full((1, 1), float(kernel.nest.extent("e")))
+    def assumed_counts(kernel: Kernel, mapping, target, density, harvest: bool) -> Counts:
+        """Every element of one sample."""
+        return Counts(np.full(1, float(kernel.nest.extent("e"))), np.zeros((1, 1), dtype=np.intp))
 
     @staticmethod
-    def measured_counts(kernel: Kernel, mapping, env: dict, runs) -> np.ndarray:
-        """(variants, samples) elements each sample computes: the share its positions make up."""
-        elements = kernel.nest.extent("e")
+    def measured_counts(kernel: Kernel, mapping, env: dict, runs) -> Counts:
+        """The elements each sample computes: every one without markers (one distinct sample),
+        else the share its positions make up, per set of positions the variants charge."""
+        elements, variants = kernel.nest.extent("e"), runs.variants
         shares = runs.fraction(kernel)
         if shares is None:
-            return np.full((len(runs.variants), kernel.samples), float(elements))
-        return np.stack([np.ceil(elements * np.asarray(shares[v.positions])) for v in runs.variants])
+            return Counts(np.full(1, float(elements)),
+                          np.zeros((len(variants), kernel.samples), dtype=np.intp))
+        order = list(dict.fromkeys(v.positions for v in variants))
+        values = np.concatenate([np.ceil(elements * np.asarray(shares[p])) for p in order])
+        rows = np.stack([order.index(v.positions) * kernel.samples + np.arange(kernel.samples)
+                         for v in variants])
+        return Counts(values, rows)
 
     @staticmethod
     def components(kernel: Kernel, elements, mapping, target) -> cost.Components:
         per_core = np.ceil(np.asarray(elements, dtype=np.float64) / (mapping.rows * mapping.cols))
-        per_core = per_core[:, None, :, None, None]                  # (V, 1, S, 1, 1)
+        per_core = per_core[:, None, None, None]                     # (U, 1, 1, 1)
         compute = np.ceil(per_core * kernel.nest.flops_per_point / target.simd)
-        link = np.ceil(per_core / target.dense_values_per_wavelet)
-        return cost.Components(compute, link, compute, link, np.zeros(np.shape(elements)[0]))
+        link = cost.dense_wavelets(per_core, target)
+        return cost.Components(compute, link, link, compute, link, link, np.zeros(len(per_core)))
 
     @staticmethod
     def governed(graph, kernel: Kernel, mask_shape) -> list:

@@ -28,20 +28,23 @@ from .positions import DynamicStats, step_positions
 @dataclass
 class KernelTiming:
     """One kernel in one step, per variant (`variants`, the first axis): `samples` (V, S)
-    cycles of each sample, `compute`/`link` (V, S) if only compute or only links limited it,
-    `updates` (V,) the update on its busiest core, `macs` (V,) executed; `core_busy` (rows,
-    cols * replicas) busy cycles of the run's own variant (`actual`); `memory_per_core` the
-    measured bytes when a masked weight is stored compressed."""
+    cycles of each sample, `updates` (V,) the update on its busiest core, `macs` (V,)
+    executed; `core_busy` (rows, cols * replicas) busy cycles of the run's own variant
+    (`actual`); `memory_per_core` the measured bytes when a masked weight is stored
+    compressed; `cycles` the evaluation itself (`compiler.estimate.KernelCycles`)."""
     name: str
     variants: tuple[str, ...]
     actual: int
     samples: np.ndarray
-    compute: np.ndarray
-    link: np.ndarray
     updates: np.ndarray
     macs: np.ndarray
     core_busy: np.ndarray
+    cycles: object = None
     memory_per_core: int | None = None
+
+    def split(self) -> tuple[np.ndarray, np.ndarray]:
+        """(V, S) cycles if only compute, or only the links, limited the kernel."""
+        return self.cycles.split()
 
     def variant_cycles(self, variant: str) -> np.ndarray:
         """(samples,) cycles of `variant`; a baseline the step has not got is the run itself."""
@@ -80,14 +83,23 @@ class KernelTiming:
 
 @dataclass
 class StepTiming:
-    """One step per variant: `cycles`, and Compute and Transmission Samples/s (V,)."""
+    """One step per variant (V,): `step_cycles`; `rates()` gives its Compute and Transmission
+    Samples/s. `congestion` (V, K) and `replicas` (K,) are what the schedule used."""
     variants: tuple[str, ...]
     actual: int
     step_cycles: np.ndarray
-    compute_samples_per_s: np.ndarray
-    transmission_samples_per_s: np.ndarray
     kernels: list[KernelTiming] = field(default_factory=list)
     dynamic: DynamicStats | None = None        # what the markers said (None: no markers)
+    congestion: np.ndarray | None = None
+    replicas: np.ndarray | None = None
+    clock_hz: float = 1.0
+
+    def rates(self) -> schedule.Rates:
+        """Compute and Transmission Samples/s of each variant (`compiler.schedule.rates`)."""
+        splits = [k.split() for k in self.kernels]
+        return schedule.rates(np.stack([c for c, _ in splits], axis=1),
+                              np.stack([lk for _, lk in splits], axis=1), self.replicas,
+                              self.congestion, self.clock_hz)
 
     def variant(self, name: str) -> float | None:
         return float(self.step_cycles[self.variants.index(name)]) if name in self.variants else None
@@ -131,12 +143,11 @@ def measure_step(context: PlanContext, xp, env: dict, harvest: bool = True,
         congestion = plan.congestion_array(np.stack([positions.route_shares(v.positions)
                                                      for v in runs.variants]))
     stack = lambda key: np.stack([getattr(t, key) for t in timings], axis=1)  # noqa: E731
-    figures = schedule.step(stack("samples"), stack("compute"), stack("link"),
-                            [plan.mapping[k.name].replicas for k in plan.kernels], congestion,
-                            plan.hops(), stack("updates"), plan.target.clock_hz)
-    return StepTiming(tuple(v.name for v in runs.variants), own_variant(harvest), figures.cycles,
-                      figures.compute_samples_per_s, figures.transmission_samples_per_s, timings,
-                      positions.stats() if positions is not None else None)
+    replicas = np.array([plan.mapping[k.name].replicas for k in plan.kernels], dtype=np.float64)
+    cycles = schedule.step(stack("samples"), replicas, congestion, plan.hops(), stack("updates"))
+    return StepTiming(tuple(v.name for v in runs.variants), own_variant(harvest), cycles, timings,
+                      positions.stats() if positions is not None else None, congestion, replicas,
+                      plan.target.clock_hz)
 
 
 def own_variant(harvest: bool) -> int:
@@ -154,15 +165,16 @@ def measure_kernel(kernel, mapping, env: dict, runs: Runs, target, optimizer, ha
     counts = kind.measured_counts(kernel, mapping.replica, env, runs)
     cycles = evaluate(kernel, counts, mapping.replica, target)
     tiles = runs.tiles(kernel)
-    dense = kind.weights_per_core(kernel, mapping)
-    held = dense if tiles is None else kind.weights_per_core(kernel, mapping, tiles)
-    updates = [cost.update_cycles(held if v.harvest else dense, mapping, target, optimizer)
-               for v in runs.variants]
+    dense = cost.update_cycles(kind.weights_per_core(kernel, mapping), mapping, target, optimizer)
+    updates = [dense] * len(runs.variants)
     memory = None
-    if tiles is not None and harvest:          # the kept weights, stored compressed
-        memory = kind.memory_per_core(kernel, mapping, target, optimizer, flight,
-                                      kept=int(tiles.kept.max()))
-    busy = cost.replica_busy(cycles.core[actual], mapping, updates[actual])
+    if tiles is not None:                      # the kept weights where zeros are skipped
+        held = cost.update_cycles(kind.weights_per_core(kernel, mapping, tiles), mapping, target,
+                                  optimizer)
+        updates = [held if v.harvest else dense for v in runs.variants]
+        if harvest:                            # stored compressed
+            memory = kind.memory_per_core(kernel, mapping, target, optimizer, flight,
+                                          kept=int(tiles.kept.max()))
     return KernelTiming(kernel.name, tuple(v.name for v in runs.variants), actual, cycles.sample,
-                        cycles.compute, cycles.link, np.array([float(np.max(u)) for u in updates]),
-                        cycles.macs, busy, memory)
+                        np.array([float(np.max(u)) for u in updates]), cycles.macs,
+                        cycles.busy(actual, mapping, updates[actual]), cycles, memory)

@@ -46,52 +46,56 @@ def test_tile_sizes_even_split():
 
 
 def test_wavelets_pick_the_cheaper_packing():
-    dense_packing = 3 * math.ceil(10 / T.dense_values_per_wavelet)
-    assert cost.wavelets(30, 10, 3, T) == dense_packing           # every value: packed densely
-    assert cost.wavelets(4, 10, 3, T) == 4                        # few non-zeros: one each
-    assert cost.wavelets(0, 10, 3, T) == 0
+    dense = 3 * cost.dense_wavelets(10, T)
+    assert dense == 3 * math.ceil(10 / T.dense_values_per_wavelet)
+    assert cost.wavelets(30, dense) == dense                      # every value: packed densely
+    assert cost.wavelets(4, dense) == 4                           # few non-zeros: one each
+    assert cost.wavelets(0, dense) == 0
 
 
 # ---------------------------------------------------------------- the evaluation
 
 
 def _components(r, shape):
-    terms = [r.integers(0, 50, size=shape).astype(float) for _ in range(4)]
+    terms = [r.integers(0, 50, size=shape).astype(float) for _ in range(6)]
     return Components(*terms, macs=np.zeros(shape[0]))
 
 
 def test_per_core_cycles_are_the_slower_of_compute_and_link_each_pass_summed_over_calls():
     r = rng(2)
     for calls in (1, 3):
-        shape = (2, calls, 5, 3, 4)
+        shape = (5, calls, 3, 4)
         c = _components(r, shape)
         core = cost.per_core_cycles(c, shape)
-        want = (np.maximum(c.fwd_compute, c.fwd_link) + np.maximum(c.bwd_compute, c.bwd_link)).sum(axis=1)
+        fwd = np.maximum(np.maximum(c.fwd_compute, c.fwd_in), c.fwd_out)
+        bwd = np.maximum(np.maximum(c.bwd_compute, c.bwd_in), c.bwd_out)
+        want = (fwd + bwd).sum(axis=1)
         np.testing.assert_array_equal(core, want)
         sample = cost.sample_cycles(core, T)
-        np.testing.assert_array_equal(sample, want.max(axis=(2, 3)) + T.kernel_overhead_cycles)
+        np.testing.assert_array_equal(sample, want.max(axis=(1, 2)) + T.kernel_overhead_cycles)
 
 
 def test_per_core_cycles_broadcast_per_sample_terms_over_the_cores():
-    c = Components(np.full((1, 1, 2, 1, 1), 5.0), np.full((1, 1, 2, 1, 1), 1.0),
-                   np.full((1, 1, 2, 1, 1), 2.0), np.full((1, 1, 2, 1, 1), 7.0), np.zeros(1))
-    core = cost.per_core_cycles(c, (1, 1, 2, 3, 4))
-    assert core.shape == (1, 2, 3, 4) and (core == 12).all()
+    small = np.full((2, 1, 1, 1), 1.0)
+    c = Components(np.full((2, 1, 1, 1), 5.0), small, small,
+                   np.full((2, 1, 1, 1), 2.0), np.full((2, 1, 1, 1), 7.0), small, np.zeros(2))
+    core = cost.per_core_cycles(c, (2, 1, 3, 4))
+    assert core.shape == (2, 3, 4) and (core == 12).all()
 
 
 def test_split_bounds_the_per_core_cycles():
     r = rng(3)
-    shape = (2, 2, 4, 3, 3)
+    shape = (4, 2, 3, 3)
     c = _components(r, shape)
     compute, link = cost.split(c, shape)
-    core = cost.per_core_cycles(c, shape).max(axis=(2, 3))
+    core = cost.per_core_cycles(c, shape).max(axis=(1, 2))
     assert (np.maximum(compute, link) <= core + 1e-9).all()
     assert (core <= compute + link + 1e-9).all()
 
 
 def test_replica_busy_puts_sample_s_on_replica_s_mod_r():
     core = np.arange(5 * 2 * 3, dtype=float).reshape(5, 2, 3)
-    busy = cost.replica_busy(core, Mapping(2, 3, 2), 10.0)
+    busy = cost.replica_busy(core, np.arange(5), Mapping(2, 3, 2), 10.0)
     np.testing.assert_array_equal(busy[:, :3], core[0::2].sum(axis=0) + 10)
     np.testing.assert_array_equal(busy[:, 3:], core[1::2].sum(axis=0) + 10)
 

@@ -80,6 +80,7 @@ def test_on_sparse_data_they_differ_only_through_the_counts(kind):
     injected = estimate.kernel_cycles(kernel, mapping, T, counts=counts)
     measured = measure_kernel(kernel, mapping, env, runs, T, SGD, True)
     np.testing.assert_array_equal(injected.sample, measured.samples)
+    assert counts.rows.shape == (2, kernel.samples)
     np.testing.assert_array_equal(injected.macs, measured.macs)
     if kind == "matmul":         # zeros were skipped: the measurement beat the dense estimate
         assert (measured.sample_cycles < estimate.sample_cycles(kernel, mapping, T, 1.0)).all()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from compiler.placement import Edge, Route
-from compiler.schedule import pipeline_finish, route_links, step, step_cycles
+from compiler.schedule import pipeline_finish, rates, route_links, step, step_cycles
 from compiler.target import wafer
 
 T = wafer("classroom")
@@ -146,20 +146,17 @@ def test_variants_run_through_the_recurrence_together():
     congestion = r.integers(0, 10, size=(3, 4)).astype(float)
     updates = r.integers(0, 30, size=(3, 4)).astype(float)
     hops, replicas = np.array([0.0, 2.0, 1.0, 3.0]), np.array([1, 2, 1, 1])
-    together = step(per_sample, per_sample, per_sample, replicas, congestion, hops, updates, 1e9)
+    together = step(per_sample, replicas, congestion, hops, updates)
     for v in range(3):
-        alone = step(per_sample[v:v + 1], per_sample[v:v + 1], per_sample[v:v + 1], replicas,
-                     congestion[v:v + 1], hops, updates[v:v + 1], 1e9)
-        assert together.cycles[v] == alone.cycles[0]
+        alone = step(per_sample[v:v + 1], replicas, congestion[v:v + 1], hops, updates[v:v + 1])
+        assert together[v] == alone[0]
         stage = np.maximum(per_sample[v] / replicas[:, None], congestion[v][:, None])
-        assert alone.cycles[0] == step_cycles(stage, hops, hops.sum(), updates[v])
+        assert alone[0] == step_cycles(stage, hops, hops.sum(), updates[v])
 
 
 def test_rates_are_bound_by_the_slowest_stage_and_transmission_counts_congestion():
-    per_sample = np.array([[[10.0, 10.0], [40.0, 40.0]]])
     compute = np.array([[[8.0, 8.0], [30.0, 30.0]]])
     link = np.array([[[4.0, 4.0], [5.0, 5.0]]])
-    figures = step(per_sample, compute, link, [1, 2], np.array([[0.0, 20.0]]), np.zeros(2),
-                   np.zeros((1, 2)), 1e9)
+    figures = rates(compute, link, [1, 2], np.array([[0.0, 20.0]]), 1e9)
     assert figures.compute_samples_per_s[0] == 1e9 / 15.0        # 30 over 2 replicas
     assert figures.transmission_samples_per_s[0] == 1e9 / 20.0   # the congested link

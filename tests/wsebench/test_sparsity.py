@@ -224,8 +224,9 @@ def test_matmul_cycles_follow_brute_force_nonzero_counts():
         nx = _tile_counts(env[kernel.stream["x"]], m.rows)[:, :, None]
         ndy = _tile_counts(env[kernel.stream["dy"]], m.cols)[:, None, :]
         runs = Runs(np, variants(True, False), None, {})
-        c = MATMUL.components(kernel, MATMUL.measured_counts(kernel, m, env, runs), m, t)
-        fwd, bwd_got = c.fwd_compute[0, 0], c.bwd_compute[0, 0]
+        counts = MATMUL.measured_counts(kernel, m, env, runs)
+        c = MATMUL.components(kernel, counts.values, m, t)
+        fwd, bwd_got = c.fwd_compute[counts.rows[0], 0], c.bwd_compute[counts.rows[0], 0]
         assert np.array_equal(np.broadcast_to(fwd, nx.shape[:2] + (m.cols,)),
                               np.ceil(nx * tn / t.simd)), kt.name
         dx = computes_dx(kernel)

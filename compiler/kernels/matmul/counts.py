@@ -5,63 +5,83 @@ Core (r, c) holds w[I_r, J_c] (Hot Chips 2020 dataflow, DESIGN.md "Cost model"):
   dY    nnz(dY[b, t, J_c]) likewise                                     (`MatmulCounts.dy`)
   dW    sum_t nnz(x[b, t, I_r]) nnz(dY[b, t, J_c])                      (`MatmulCounts.pairs`)
 Assumed counts (the static estimate) are density x tile size x tokens, with dW the expected
-product x dY / tokens; measured counts come from the step's tensors, one row per timing variant:
-a harvested variant counts the non-zeros, a dense one (harvesting off) counts every value. With
-`running` markers only the token rows a variant charges count; a row the run did not compute
-(a halted position, a pad) has no measured values, so a baseline charges it dense.
-A masked weight (weight sparsity) is counted by `masked.masked_work` into `MatmulCounts.macs`.
+product x dY / tokens; measured counts come from the step's tensors: a harvested variant counts
+the non-zeros, a dense one (harvesting off) every value, which is the same for every sample when
+every token row counts, so it is one distinct sample. With `running` markers only the token rows
+a variant charges count; a row the run did not compute (a halted position, a pad) has no
+measured values, so a baseline charges it dense.
+A masked weight (weight sparsity) is counted by `masked.masked_work` into `MatmulCounts.fwd`,
+`dx` and `dw`.
 """
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
 
 from ...cost import tile_sizes
+from ..base import Counts
 from .masked import masked_work
 
 
 class MatmulCounts(NamedTuple):
-    """Counts per variant and sample: `x` (V, S, rows), `dy` (V, S, cols), `tokens` (V, S)
-    charged; `pairs` (V, S, rows, cols) the dW work, None for the expected x dY / tokens;
-    `work` for a masked weight: the (fwd, dx, dw) MACs, stacked (3, V, S, rows, cols), and the
-    variants (V,) bool they replace the unmasked formulas in; None when unmasked."""
+    """Counts of each distinct sample (the first axis of every field): `x` (U, rows), `dy`
+    (U, cols), `tokens` (U,) charged; `pairs` (U, rows, cols) the dW work, None for the expected
+    x dY / tokens. A masked weight's MACs per core `fwd`, `dx`, `dw` (U, rows, cols) replace the
+    unmasked formulas where `worked` (U,) is True; None when unmasked."""
     x: np.ndarray
     dy: np.ndarray
     tokens: np.ndarray
     pairs: np.ndarray | None = None
-    work: tuple | None = None
+    fwd: np.ndarray | None = None
+    dx: np.ndarray | None = None
+    dw: np.ndarray | None = None
+    worked: np.ndarray | None = None
 
 
-def tiles(kernel, mapping) -> tuple[np.ndarray, np.ndarray]:
-    """Tile sizes of the reduction dim over rows and the output dim over cols, as float64."""
-    return (tile_sizes(kernel.nest.extent("i"), mapping.rows).astype(np.float64),
-            tile_sizes(kernel.nest.extent("j"), mapping.cols).astype(np.float64))
+def tiles(kernel, mapping, dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
+    """Tile sizes of the reduction dim over rows and the output dim over cols (read-only)."""
+    return tile_arrays(kernel.nest.extent("i"), kernel.nest.extent("j"), mapping.rows, mapping.cols,
+                       np.dtype(dtype))
 
 
-def assumed(kernel, mapping, density, harvest: bool) -> MatmulCounts:
+@functools.lru_cache(maxsize=1024)
+def tile_arrays(k: int, n: int, rows: int, cols: int, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Tile sizes of K over `rows` and of N over `cols`, as `dtype` (cached, read-only)."""
+    out = tile_sizes(k, rows).astype(dtype), tile_sizes(n, cols).astype(dtype)
+    for t in out:
+        t.flags.writeable = False
+    return out
+
+
+def assumed(kernel, mapping, density, harvest: bool) -> Counts:
     """One sample at densities (x, dY); every value when harvesting is off."""
     dx, ddy = (density, density) if np.ndim(density) == 0 else density
     if not harvest:
         dx = ddy = 1.0
     tokens = kernel.nest.extent("t")
     tk, tn = tiles(kernel, mapping)
-    return MatmulCounts((dx * tk * tokens)[None, None], (ddy * tn * tokens)[None, None],
-                        np.full((1, 1), float(tokens)))
+    return Counts(MatmulCounts((dx * tk * tokens)[None], (ddy * tn * tokens)[None],
+                               np.full(1, float(tokens))), np.zeros((1, 1), dtype=np.intp))
 
 
 def tile_nonzeros(xp, values, parts: int):
     """(samples, tokens, parts) non-zero counts of `values` (samples, tokens, features) split
-    into `parts` contiguous tiles of ceil(features / parts)."""
+    into `parts` contiguous tiles of ceil(features / parts): the non-zero indicators times a
+    0/1 tile-membership matrix (one BLAS call; float32 is exact, as every partial sum is a
+    count below 2**24)."""
     samples, tokens, features = values.shape
+    nonzero = (values != 0).reshape(-1, features).astype(xp.float32)
+    return (nonzero @ _membership(xp, features, parts)).reshape(samples, tokens, parts)
+
+
+@functools.lru_cache(maxsize=256)
+def _membership(xp, features: int, parts: int):
+    """(features, parts) float32: 1 where feature f lies in tile p."""
     step = -(-features // parts)
-    nz = values != 0
-    if xp is np:
-        return np.add.reduceat(nz, np.arange(parts) * step, axis=2, dtype=np.int32)
-    pad = step * parts - features
-    if pad:
-        nz = xp.concatenate([nz, xp.zeros((samples, tokens, pad), dtype=bool)], axis=2)
-    return xp.count_nonzero(nz.reshape(samples, tokens, parts, step), axis=3)
+    member = np.arange(features)[:, None] // step == np.arange(parts)[None, :]
+    return xp.asarray(member.astype(np.float32))
 
 
 def streams(xp, kernel, env: dict):
@@ -85,37 +105,84 @@ def streams(xp, kernel, env: dict):
     return xp.concatenate(xs, axis=1), xp.concatenate(dys, axis=1), tokens
 
 
-def measured(kernel, mapping, env: dict, runs) -> MatmulCounts:
+def measured(kernel, mapping, env: dict, runs) -> Counts:
     """Counts of every variant of `runs` from the step's tensors."""
     xp = runs.xp
     x, dy, call_tokens = streams(xp, kernel, env)
-    nx = runs.host(tile_nonzeros(xp, x, mapping.rows)).astype(np.float64)
-    ndy = runs.host(tile_nonzeros(xp, dy, mapping.cols)).astype(np.float64)
-    tk, tn = tiles(kernel, mapping)
+    # float32 is exact: a count is at most tokens x a tile, and a core's tile fits its SRAM
+    nx = runs.host(tile_nonzeros(xp, x, mapping.rows)).astype(np.float32, copy=False)
+    ndy = runs.host(tile_nonzeros(xp, dy, mapping.cols)).astype(np.float32, copy=False)
+    tk, tn = tiles(kernel, mapping, np.float32)
     rows = runs.rows(kernel, call_tokens)
-    charged = np.stack([np.ones(nx.shape[:2]) if rows is None else rows[v.positions]
-                        for v in runs.variants])                                   # (V, S, T)
-    computed = charged[0] if rows is None else rows["actual"]
-    harvest = np.array([v.harvest for v in runs.variants])[:, None, None]
-    measured_rows = np.where(harvest, np.minimum(charged, computed), 0.0)
+    if rows is None:
+        return _every_row(xp, runs, x, dy, nx, ndy, tk, tn, runs.tiles(kernel))
+    return _charged_rows(xp, runs, x, dy, nx, ndy, tk, tn, rows, runs.tiles(kernel))
+
+
+def _every_row(xp, runs, x, dy, nx, ndy, tk, tn, tile) -> Counts:
+    """Every token row charged and computed: one distinct sample per sample for the variants
+    that skip zeros (their non-zeros), one for those that do not (every value)."""
+    samples, tokens = nx.shape[:2]
+    pairs = None
+    if tokens > 1:
+        pairs = np.concatenate([np.einsum("str,stc->src", nx, ndy), (tokens * tk[:, None] * tn)[None]])
+    counts = MatmulCounts(_with_dense(nx, tk, tokens), _with_dense(ndy, tn, tokens),
+                          np.full(samples + 1, float(tokens), dtype=np.float32), pairs)
+    if tile is not None:
+        work = masked_work(xp, runs.host, x, dy, tile)
+        dense = np.zeros((1,) + work["fwd"].shape[1:])
+        counts = counts._replace(**{k: np.concatenate([w, dense]) for k, w in work.items()},
+                                 worked=np.arange(samples + 1) < samples)
+    return Counts(counts, _every_row_index(tuple(v.harvest for v in runs.variants), samples))
+
+
+def _with_dense(counted, tiles, tokens: int) -> np.ndarray:
+    """(samples + 1, parts): each sample's counts summed over its tokens, then the whole tile."""
+    out = np.empty((counted.shape[0] + 1, counted.shape[2]), dtype=np.float32)
+    counted.sum(axis=1, out=out[:-1])
+    np.multiply(tiles, tokens, out=out[-1])
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _every_row_index(harvest: tuple, samples: int) -> np.ndarray:
+    """`Counts.rows` of `_every_row`: a harvested variant's samples are themselves, the others
+    all the last (dense) sample."""
+    rows = np.array([np.arange(samples) if h else np.full(samples, samples) for h in harvest])
+    rows.flags.writeable = False
+    return rows
+
+
+def _charged_rows(xp, runs, x, dy, nx, ndy, tk, tn, rows, tile) -> Counts:
+    """`rows` (positions -> (S, T) weights) say which token rows each variant charges: a row
+    charged but not computed (halted, a pad) has no measured values, so it counts its whole
+    tile. Every (variant, sample) is its own distinct sample."""
+    variants = runs.variants
+    charged = np.stack([rows[v.positions] for v in variants]).astype(np.float32)     # (V, S, T)
+    harvest = np.array([v.harvest for v in variants])[:, None, None]
+    measured_rows = np.where(harvest, np.minimum(charged, rows["actual"]), np.float32(0))
     dense_rows = (charged - measured_rows)[..., None]
     a = nx * measured_rows[..., None] + dense_rows * tk                                # (V, S, T, R)
     g = ndy * measured_rows[..., None] + dense_rows * tn
-    tile = runs.tiles(kernel)
-    work = None if tile is None else _masked_work(xp, runs, x, dy, tile, charged, rows is not None)
-    pairs = None if work is not None or nx.shape[1] == 1 else np.einsum("vstr,vstc->vsrc", a, g)
-    return MatmulCounts(a.sum(axis=2), g.sum(axis=2), charged.sum(axis=2), pairs, work)
+    flat = lambda v: v.reshape((-1,) + v.shape[2:])  # noqa: E731
+    pairs = None if tile is not None or nx.shape[1] == 1 else flat(np.einsum("vstr,vstc->vsrc", a, g))
+    counts = MatmulCounts(flat(a.sum(axis=2)), flat(g.sum(axis=2)), flat(charged.sum(axis=2)), pairs)
+    if tile is not None:
+        counts = counts._replace(**_masked_rows(xp, runs, x, dy, tile, charged))
+    return Counts.each(counts, len(variants), nx.shape[0])
 
 
-def _masked_work(xp, runs, x, dy, tile, charged, marked: bool):
-    """((fwd, dx, dw) MACs, each (V, S, rows, cols), and which variants they count): a
-    harvested variant skips the masked weights (`masked_work`) of the rows it charges; a
-    dense one multiplies every weight, which the unmasked formulas count."""
+def _masked_rows(xp, runs, x, dy, tile, charged) -> dict:
+    """`MatmulCounts` fields fwd, dx, dw and `worked` of every (variant, sample): a harvested
+    variant skips the masked weights (`masked_work`) of the rows it charges; a dense one
+    multiplies every weight, which the unmasked formulas count."""
     counted = np.array([v.harvest for v in runs.variants])
-    work = np.zeros((3, len(counted), x.shape[0], tile.rows, tile.cols))
+    shape = (len(counted), x.shape[0], tile.rows, tile.cols)
+    work = {key: np.zeros(shape) for key in ("fwd", "dx", "dw")}
     for v in np.flatnonzero(counted):
-        keep = xp.asarray(charged[v])[:, :, None] if marked else None
-        found = masked_work(xp, runs.host, x if keep is None else x * keep.astype(x.dtype),
-                            dy if keep is None else dy * keep.astype(dy.dtype), tile)
-        work[:, v] = found["fwd"], found["dx"], found["dw"]
-    return work, counted
+        keep = xp.asarray(charged[v])[:, :, None]
+        found = masked_work(xp, runs.host, x * keep.astype(x.dtype), dy * keep.astype(dy.dtype), tile)
+        for key in work:
+            work[key][v] = found[key]
+    flat = {key: w.reshape((-1,) + shape[2:]) for key, w in work.items()}
+    return dict(flat, worked=np.repeat(counted, x.shape[0]))

@@ -53,13 +53,14 @@ def mm(nnz_x, nnz_dy, k, n, target=T, harvest=True, tokens=1, pairs=None, comput
         nnz_x = np.tile(tile_sizes(k, rows) * tokens, (samples, 1)).astype(float)
         nnz_dy = np.tile(tile_sizes(n, cols) * tokens, (samples, 1)).astype(float)
         pairs = work = None
-    stacked = None if work is None else (np.stack([work[key] for key in ("fwd", "dx", "dw")])[:, None],
-                                         np.array([True]))
-    counts = MatmulCounts(nnz_x[None], nnz_dy[None], np.full((1, samples), float(tokens)),
-                          None if pairs is None else np.asarray(pairs, dtype=float)[None], stacked)
+    masked = {} if work is None else dict(
+        {key: np.asarray(work[key], dtype=float) for key in ("fwd", "dx", "dw")},
+        worked=np.ones(samples, dtype=bool))
+    counts = MatmulCounts(nnz_x, nnz_dy, np.full(samples, float(tokens)),
+                          None if pairs is None else np.asarray(pairs, dtype=float), **masked)
     c = MATMUL.components(kernel, counts, Mapping(rows, cols), target)
-    out = {key: np.broadcast_to(getattr(c, key), (1, 1, samples, rows, cols))[0, 0] for key in PER_CORE}
-    out["macs"] = float(c.macs[0])
+    out = {key: np.broadcast_to(getattr(c, key), (samples, 1, rows, cols))[:, 0] for key in PER_CORE}
+    out["macs"] = float(c.macs.sum())
     return out
 
 
@@ -200,11 +201,11 @@ def test_dense_macs_match_the_loop_nest():
 def test_assumed_counts_scale_with_density_and_ignore_it_without_harvest():
     kernel, m = matmul_kernel(k=40, n=24, tokens=3), Mapping(4, 3)
     tk = tile_sizes(40, 4)
-    half = assumed(kernel, m, (0.5, 0.25), True)
-    np.testing.assert_allclose(half.x[0, 0], 0.5 * tk * 3)
-    np.testing.assert_allclose(half.dy[0, 0], 0.25 * tile_sizes(24, 3) * 3)
-    off = assumed(kernel, m, (0.5, 0.25), False)
-    np.testing.assert_allclose(off.x[0, 0], tk * 3)
+    half = assumed(kernel, m, (0.5, 0.25), True).values
+    np.testing.assert_allclose(half.x[0], 0.5 * tk * 3)
+    np.testing.assert_allclose(half.dy[0], 0.25 * tile_sizes(24, 3) * 3)
+    off = assumed(kernel, m, (0.5, 0.25), False).values
+    np.testing.assert_allclose(off.x[0], tk * 3)
 
 
 # ---------------------------------------------------------------- masked (compressed) weights

@@ -78,12 +78,13 @@ def test_full_mask_costs_what_the_unmasked_harvest_costs():
     pairs = np.einsum("str,stc->src", per_row, per_col)
     work = masked_work(np, x, dy, mask_tiles(np, np.ones((k, n), bool), rows, cols))
     kernel, mapping = matmul_kernel(k=k, n=n, samples=samples, tokens=tokens), Mapping(rows, cols)
-    count = (nx[None], ndy[None], np.full((1, samples), float(tokens)))
-    plain = MATMUL.components(kernel, MatmulCounts(*count, pairs[None]), mapping, T)
-    stacked = np.stack([work[key] for key in ("fwd", "dx", "dw")])[:, None]
-    masked = MATMUL.components(kernel, MatmulCounts(*count, None, (stacked, np.array([True]))),
+    count = (nx, ndy, np.full(samples, float(tokens)))
+    plain = MATMUL.components(kernel, MatmulCounts(*count, pairs), mapping, T)
+    fields = {key: work[key] for key in ("fwd", "dx", "dw")}
+    masked = MATMUL.components(kernel, MatmulCounts(*count, None, **fields,
+                                                    worked=np.ones(samples, dtype=bool)),
                                mapping, T)
     for key in ("fwd_compute", "fwd_link", "bwd_compute", "bwd_link"):
         np.testing.assert_array_equal(*np.broadcast_arrays(getattr(masked, key), getattr(plain, key)),
                                       err_msg=key)
-    assert masked.macs[0] == plain.macs[0]
+    np.testing.assert_array_equal(masked.macs, plain.macs)

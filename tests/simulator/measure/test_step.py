@@ -50,8 +50,10 @@ def _components(trainer, kernel, env, masks):
     """The matmul kind's harvested components of `kernel`, measured as the step measures them."""
     m = trainer.plan.mapping[kernel.name]
     runs = Runs(np, variants(True, False), None, {kernel.name: trainer.context.tiles(np, kernel, masks)})
-    c = MATMUL.components(kernel, MATMUL.measured_counts(kernel, m, env, runs), m, T)
-    return {key: getattr(c, key)[0, 0] for key in ("fwd_compute", "bwd_compute")}
+    counts = MATMUL.measured_counts(kernel, m, env, runs)
+    c = MATMUL.components(kernel, counts.values, m, T)
+    rows = counts.rows[0]                               # the harvested variant's samples
+    return {key: getattr(c, key)[rows, 0] for key in ("fwd_compute", "bwd_compute")}
 
 
 @pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9])
@@ -96,7 +98,7 @@ def test_sparser_weights_cost_fewer_cycles_and_less_memory():
         results.append({k.name: k for k in timing.kernels})
     dense = trainer.plan.memory_per_core()
     for name in ("fc1", "fc2", "fc3"):
-        computes = [r[name].compute[0].sum() for r in results]
+        computes = [r[name].split()[0][0].sum() for r in results]
         assert computes[0] > computes[1] > computes[2], name
         assert results[0][name].executed_macs > results[1][name].executed_macs > results[2][name].executed_macs
         assert results[2][name].memory_per_core < dense[name] < results[0][name].memory_per_core
