@@ -103,9 +103,10 @@ def per_core_cycles(c: Components, shape: tuple[int, ...]) -> np.ndarray:
     return total[:, 0] if shape[1] == 1 else total.sum(axis=1)
 
 
-def sample_cycles(core: np.ndarray, target) -> np.ndarray:
-    """(samples,): the busiest core's cycles plus the per-kernel overhead."""
-    return core.reshape(core.shape[0], -1).max(axis=1) + target.kernel_overhead_cycles
+def busiest_core(core: np.ndarray) -> np.ndarray:
+    """(samples,): the busiest core's cycles; a kernel's time for a sample adds
+    `Target.kernel_overhead_cycles` to it."""
+    return core.reshape(core.shape[0], -1).max(axis=1)
 
 
 def split(c: Components, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -118,6 +119,55 @@ def split(c: Components, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray
     return busiest(c.fwd_compute + c.bwd_compute), busiest(c.fwd_link + c.bwd_link)
 
 
+@dataclass(frozen=True, eq=False)
+class Table:
+    """Per-core cycles tabulated over the inputs a core can have: core (r, c) of distinct
+    sample u takes `cycles[row[u, r], col[u, c]]` (forward + backward). The core rows (columns)
+    fall into contiguous runs starting at `row_runs` (`col_runs`) whose indices run through one
+    block of the table along which the cycles never fall (more non-zeros never cost less), so a
+    sample's busiest core is at the largest index it uses in each run. `count_macs()` gives
+    the MACs (U,) each sample executes."""
+    cycles: np.ndarray
+    row: np.ndarray
+    col: np.ndarray
+    row_runs: np.ndarray
+    col_runs: np.ndarray
+    count_macs: Any
+
+    def busiest(self) -> np.ndarray:
+        """(U,) each sample's busiest core."""
+        rows = np.maximum.reduceat(self.row, self.row_runs, axis=1)
+        cols = np.maximum.reduceat(self.col, self.col_runs, axis=1)
+        found = self.cycles[rows[:, :, None], cols[:, None, :]]
+        return found.reshape(len(found), -1).max(axis=1)
+
+    def sums(self) -> np.ndarray:
+        """(U,) each sample's cycles summed over its cores: for each table row, its cycles
+        summed over the sample's core columns (how many use each table column), then those of
+        the sample's core rows."""
+        cols = _histogram(self.col, self.cycles.shape[1])
+        per_row = cols @ self.cycles.T                                   # (U, I)
+        return np.take_along_axis(per_row, self.row, axis=1).sum(axis=1, dtype=np.float64)
+
+    def cores(self) -> np.ndarray:
+        """(U, rows, cols) every core's cycles."""
+        return self.cycles[self.row[:, :, None], self.col[:, None, :]]
+
+
+def _histogram(index: np.ndarray, size: int) -> np.ndarray:
+    """(U, size) float32: how many entries of each row of `index` (U, n) take each value."""
+    samples = len(index)
+    flat = np.add(index, _row_starts(samples, size)).ravel()
+    return np.bincount(flat, minlength=samples * size).reshape(samples, size).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=256)
+def _row_starts(samples: int, size: int) -> np.ndarray:
+    starts = np.arange(samples)[:, None] * size
+    starts.flags.writeable = False
+    return starts
+
+
 # ------------------------------------------------------------------------------ the update
 
 def update_flops(optimizer) -> int:
@@ -126,18 +176,18 @@ def update_flops(optimizer) -> int:
     return UPDATE_FLOPS[optimizer.kind]
 
 
-def update_cycles(weights, mapping, target, optimizer) -> np.ndarray:
+def update_cycles(weights, mapping, target, optimizer):
     """Per core (rows, cols), or one number for `weights` held by every core: the in-place
     update of the weights each core holds, once per step, plus the gradient all-reduce across
     replicas, a ring per row of cores (2 (r-1)/r of each core's tile, Patarasuk & Yuan 2009)
-    whose boundary link carries the tiles of the row's `cols` cores one after another."""
-    weights = np.asarray(weights, dtype=np.float64)
-    cycles = np.ceil(weights * update_flops(optimizer) / target.simd)
+    whose boundary link carries the tiles of the row's `cols` cores one after another.
+    (`-(-v // 1)` is ceil for numbers and arrays alike.)"""
+    cycles = -(-(weights * update_flops(optimizer) / target.simd) // 1)
     if mapping.replicas > 1:
-        row = weights * mapping.cols if weights.ndim == 0 else weights.sum(axis=1, keepdims=True)
-        ring = np.ceil(2 * (mapping.replicas - 1) / mapping.replicas * row) + \
-            mapping.replicas * mapping.cols * target.hop_cycles
-        cycles = cycles + np.where(row > 0, ring, 0.0)
+        r = mapping.replicas
+        row = weights * mapping.cols if np.ndim(weights) == 0 else weights.sum(axis=1, keepdims=True)
+        ring = -(-(2 * (r - 1) / r * row) // 1) + r * mapping.cols * target.hop_cycles
+        cycles = cycles + (row > 0) * ring
     return cycles
 
 

@@ -7,46 +7,11 @@ schedule (`compiler.schedule`), exactly as the measurement's counts do (`simulat
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from . import cost, schedule
-from .kernels import ASSUMED, Counts, Kernel, kind_of
-
-
-@dataclass(frozen=True, eq=False)
-class KernelCycles:
-    """A kernel evaluated on `Counts`: each distinct counted sample once, `core` (distinct,
-    rows, cols) cycles of each core; per variant and sample (`rows` (V, S) says which distinct
-    sample each is) `sample` (V, S) the kernel's time (busiest core + overhead); `macs` (V,)
-    executed in the step."""
-    rows: np.ndarray
-    core: np.ndarray
-    sample: np.ndarray
-    macs: np.ndarray
-    components: cost.Components
-    shape: tuple
-
-    def split(self) -> tuple[np.ndarray, np.ndarray]:
-        """(V, S) cycles if only compute, or only the links, limited the kernel."""
-        compute, link = cost.split(self.components, self.shape)
-        return compute[self.rows], link[self.rows]
-
-    def busy(self, variant: int, mapping, update) -> np.ndarray:
-        """(rows, cols * replicas) busy cycles in the step of `variant`'s samples."""
-        return cost.replica_busy(self.core, self.rows[variant], mapping, update)
-
-
-def evaluate(kernel: Kernel, counts: Counts, mapping, target) -> KernelCycles:
-    """`counts` (of the kernel's kind, on one replica's `mapping`) through the one evaluation.
-    The static estimate and the measurement both come here; only their counts differ."""
-    c = kind_of(kernel).components(kernel, counts.values, mapping, target)
-    shape = c.shape[:2] + (mapping.rows, mapping.cols)
-    core = cost.per_core_cycles(c, shape)
-    rows = counts.rows
-    return KernelCycles(rows, core, cost.sample_cycles(core, target)[rows],
-                        np.asarray(c.macs, dtype=np.float64)[rows].sum(axis=1), c, shape)
+from .evaluate import KernelCycles, evaluate
+from .kernels import ASSUMED, Kernel, kind_of
 
 
 def kernel_cycles(kernel: Kernel, mapping, target, density=1.0, harvest: bool = True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -34,7 +35,7 @@ class Mapping:
         """Replicas sit side by side, so the region is rows x (cols * replicas)."""
         return self.cols * self.replicas
 
-    @property
+    @cached_property
     def replica(self) -> "Mapping":
         """One replica's rectangle: what per-core cost and memory depend on."""
         return self if self.replicas == 1 else Mapping(self.rows, self.cols)

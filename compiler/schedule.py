@@ -33,13 +33,13 @@ def pipeline_finish(stage_cycles: np.ndarray, hops: np.ndarray) -> np.ndarray:
     (stages,); leading axes (the timing variants) are evaluated together."""
     t = np.asarray(stage_cycles, dtype=np.float64)
     hops = np.asarray(hops, dtype=np.float64)
+    running = np.cumsum(t, axis=-1)              # C[s] of every stage at once
+    before = running - t                         # C[s - 1]
     finish = np.empty_like(t)
     arrival = np.zeros(t.shape[:-2] + t.shape[-1:])
     for k in range(t.shape[-2]):
-        running = np.cumsum(t[..., k, :], axis=-1)
-        before = running - t[..., k, :]
-        finish[..., k, :] = running + np.maximum.accumulate(arrival + hops[k] - before, axis=-1)
-        arrival = finish[..., k, :]
+        start = np.maximum.accumulate(arrival + hops[k] - before[..., k, :], axis=-1)
+        arrival = finish[..., k, :] = running[..., k, :] + start
     return finish
 
 

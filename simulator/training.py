@@ -157,8 +157,8 @@ class Trainer:
     def _result(self, loss: float, timing: StepTiming) -> StepResult:
         clock = self.plan.target.clock_hz
         samples = self.plan.kernels[0].samples
-        busy = sum(float(t.core_busy.sum()) for t in timing.kernels)
-        cores = sum(t.core_busy.size for t in timing.kernels)
+        busy = sum(t.busy_total for t in timing.kernels)
+        cores = sum(self.plan.mapping[t.name].cores for t in timing.kernels)
         seconds = timing.cycles / clock
         return StepResult(self.step_count, loss, timing.cycles, timing.dense_cycles, seconds,
                           samples / seconds if seconds else 0.0,

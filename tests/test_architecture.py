@@ -14,6 +14,7 @@ PACKAGES = ("compiler", "simulator", "wsebench")
 # what the simulator may import of the compiler: its public surface
 COMPILER_SURFACE = {"compiler", "compiler.ir", "compiler.plan", "compiler.target", "compiler.errors",
                     "compiler.kernels", "compiler.cost", "compiler.schedule", "compiler.estimate",
+                    "compiler.evaluate",
                     "compiler.op_names"}
 
 

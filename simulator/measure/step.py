@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from compiler import cost, in_flight, schedule
-from compiler.estimate import evaluate
+from compiler.evaluate import evaluate
 from compiler.kernels import kind_of
 
 from .context import DENSE, HARVESTED, PlanContext, Runs, variants
@@ -29,18 +29,29 @@ from .positions import DynamicStats, step_positions
 class KernelTiming:
     """One kernel in one step, per variant (`variants`, the first axis): `samples` (V, S)
     cycles of each sample, `updates` (V,) the update on its busiest core, `macs` (V,)
-    executed; `core_busy` (rows, cols * replicas) busy cycles of the run's own variant
-    (`actual`); `memory_per_core` the measured bytes when a masked weight is stored
-    compressed; `cycles` the evaluation itself (`compiler.estimate.KernelCycles`)."""
+    executed; `busy_total` the busy cycles of all its cores in the run's own variant
+    (`actual`), `core_busy` the same per core; `memory_per_core` the measured bytes when a
+    masked weight is stored compressed; `cycles` the evaluation (`compiler.evaluate`)."""
     name: str
     variants: tuple[str, ...]
     actual: int
     samples: np.ndarray
     updates: np.ndarray
-    macs: np.ndarray
-    core_busy: np.ndarray
+    busy_total: float
     cycles: object = None
     memory_per_core: int | None = None
+    mapping: object = None
+    update: object = 0.0              # the run's own update per core (rows, cols) or uniform
+
+    @property
+    def macs(self) -> np.ndarray:
+        """(V,) MACs executed in the step."""
+        return self.cycles.macs
+
+    @property
+    def core_busy(self) -> np.ndarray:
+        """(rows, cols * replicas) busy cycles of every core in the run's own variant."""
+        return self.cycles.busy(self.actual, self.mapping, self.update)
 
     def split(self) -> tuple[np.ndarray, np.ndarray]:
         """(V, S) cycles if only compute, or only the links, limited the kernel."""
@@ -167,14 +178,17 @@ def measure_kernel(kernel, mapping, env: dict, runs: Runs, target, optimizer, ha
     tiles = runs.tiles(kernel)
     dense = cost.update_cycles(kind.weights_per_core(kernel, mapping), mapping, target, optimizer)
     updates = [dense] * len(runs.variants)
+    busiest = np.full(len(updates), float(dense) if np.ndim(dense) == 0 else float(np.max(dense)))
     memory = None
     if tiles is not None:                      # the kept weights where zeros are skipped
         held = cost.update_cycles(kind.weights_per_core(kernel, mapping, tiles), mapping, target,
                                   optimizer)
         updates = [held if v.harvest else dense for v in runs.variants]
+        busiest = np.array([float(np.max(u)) for u in updates])
         if harvest:                            # stored compressed
             memory = kind.memory_per_core(kernel, mapping, target, optimizer, flight,
                                           kept=int(tiles.kept.max()))
     return KernelTiming(kernel.name, tuple(v.name for v in runs.variants), actual, cycles.sample,
-                        np.array([float(np.max(u)) for u in updates]), cycles.macs,
-                        cycles.busy(actual, mapping, updates[actual]), cycles, memory)
+                        busiest,
+                        cycles.busy_total(actual, mapping, updates[actual]), cycles, memory,
+                        mapping, updates[actual])

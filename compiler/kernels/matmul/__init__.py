@@ -9,27 +9,20 @@ w[I_r, J_c] does, per sample (DESIGN.md, "Cost model", sparsity harvesting):
             dW MACs = nnz(x[b, I_r]) * nnz(dY[b, J_c])
 summed over the tokens a sample sends. A masked weight is stored compressed and its cores skip
 the masked entries too (`masked`). The first layer (no dx stream) has no dX pass.
-Building: `build`; counts: `counts`; cost: `components` below.
+Building: `build`; counts: `counts`; cost: `terms`.
 """
 from __future__ import annotations
 
-import functools
 import math
-from typing import NamedTuple
-
-import numpy as np
 
 from ... import cost
 from ...passes import MATMUL_OPS
 from ..base import Kernel
 from . import counts as _counts
+from . import terms as _terms
+from .terms import computes_dx
 from .build import build, matmul_kernel, matmul_nest, weight_view
 from .masked import mask_tiles
-
-
-def computes_dx(kernel: Kernel) -> bool:
-    """The first layer needs no gradient for its input, so it skips the dX pass."""
-    return "dx" in kernel.stream
 
 
 class MatmulKind:
@@ -86,30 +79,8 @@ class MatmulKind:
     def measured_counts(kernel: Kernel, mapping, env: dict, runs):
         return _counts.measured(kernel, mapping, env, runs)
 
-    @staticmethod
-    def components(kernel: Kernel, c, mapping, target) -> cost.Components:
-        """Per distinct sample and core (samples, 1, rows, cols): each pass's MACs over the SIMD
-        width, the streamed operand in (zeros filtered, `cost.wavelets`) and the partial sums
-        out. A tile size shared by every core stays a size-1 axis."""
-        g = _geometry(kernel, mapping, target, c.x.dtype)
-        x, dy = c.x[:, None, :, None], c.dy[:, None, None, :]
-        tokens = c.tokens[:, None, None, None]
-        fwd = x * g.tn
-        dw = x * dy / tokens if c.pairs is None else c.pairs[:, None]
-        dx = dy * g.tk if g.dx else None
-        if c.worked is not None:
-            worked = c.worked[:, None, None, None]
-            fwd = np.where(worked, c.fwd[:, None], fwd)
-            dw = np.where(worked, c.dw[:, None], dw)
-            dx = np.where(worked, c.dx[:, None], dx) if g.dx else None
-        fwd /= g.simd
-        bwd_compute = np.ceil(dw / g.simd)
-        if g.dx:
-            dx /= g.simd
-            bwd_compute += np.ceil(dx, out=dx)
-        return cost.Components(np.ceil(fwd, out=fwd), cost.wavelets(x, tokens * g.dense_k),
-                               tokens * g.tn, bwd_compute, cost.wavelets(dy, tokens * g.dense_n),
-                               tokens * g.tk if g.dx else 0, _macs(c, g))
+    components = staticmethod(_terms.components)
+    tabulate = staticmethod(_terms.tabulate)
 
     @staticmethod
     def governed(graph, kernel: Kernel, mask_shape) -> list:
@@ -128,55 +99,6 @@ class MatmulKind:
     @staticmethod
     def streamed(kernel: Kernel) -> dict[str, str]:
         return {role: kernel.stream[role] for role in ("x", "dy") if role in kernel.stream}
-
-
-class _Geometry(NamedTuple):
-    """What a matmul's cost needs of its mapping, worked out once: tile sizes over rows `tk`
-    (R or 1, 1) and over cols `tn` (C or 1,) (one when every core has the same), the dense
-    wavelets of a token's tile `dense_k`, `dense_n`, the sum of the tiles (K, N), whether it
-    has a dX pass, and the SIMD width."""
-    tk: np.ndarray
-    tn: np.ndarray
-    dense_k: np.ndarray
-    dense_n: np.ndarray
-    k: float
-    n: float
-    dx: bool
-    simd: int
-
-
-def _geometry(kernel: Kernel, mapping, target, dtype) -> _Geometry:
-    return _geometry_of(kernel.nest.extent("i"), kernel.nest.extent("j"), mapping.rows,
-                        mapping.cols, computes_dx(kernel), target, np.dtype(dtype))
-
-
-@functools.lru_cache(maxsize=1024)
-def _geometry_of(k: int, n: int, rows: int, cols: int, dx: bool, target, dtype) -> _Geometry:
-    full_k, full_n = _counts.tile_arrays(k, n, rows, cols, dtype)
-    tk, tn = _uniform(full_k)[:, None], _uniform(full_n)
-    return _Geometry(tk, tn, cost.dense_wavelets(tk, target).astype(dtype),
-                     cost.dense_wavelets(tn, target).astype(dtype), float(k), float(n), dx,
-                     target.simd)
-
-
-def _macs(c, g: _Geometry) -> np.ndarray:
-    """(samples,) MACs of each sample: x times the output columns, dY times the input rows, and
-    the dW pairs, factored over the cores (summed in float64); the counted MACs of a masked
-    weight where `worked`."""
-    x, dy = c.x.sum(axis=1, dtype=np.float64), c.dy.sum(axis=1, dtype=np.float64)
-    pairs = x * dy / c.tokens if c.pairs is None else c.pairs.sum(axis=(1, 2), dtype=np.float64)
-    macs = x * g.n + pairs
-    if g.dx:
-        macs += dy * g.k
-    if c.worked is None:
-        return macs
-    work = c.fwd.sum(axis=(1, 2)) + c.dw.sum(axis=(1, 2)) + (c.dx.sum(axis=(1, 2)) if g.dx else 0.0)
-    return np.where(c.worked, work, macs)
-
-
-def _uniform(tiles: np.ndarray) -> np.ndarray:
-    """The tile sizes, or one of them when every core has the same (a size-1 axis)."""
-    return tiles[:1] if (tiles == tiles[0]).all() else tiles
 
 
 MATMUL = MatmulKind()

@@ -127,7 +127,7 @@ def _every_row(xp, runs, x, dy, nx, ndy, tk, tn, tile) -> Counts:
     if tokens > 1:
         pairs = np.concatenate([np.einsum("str,stc->src", nx, ndy), (tokens * tk[:, None] * tn)[None]])
     counts = MatmulCounts(_with_dense(nx, tk, tokens), _with_dense(ndy, tn, tokens),
-                          np.full(samples + 1, float(tokens), dtype=np.float32), pairs)
+                          _tokens(samples + 1, tokens), pairs)
     if tile is not None:
         work = masked_work(xp, runs.host, x, dy, tile)
         dense = np.zeros((1,) + work["fwd"].shape[1:])
@@ -141,6 +141,13 @@ def _with_dense(counted, tiles, tokens: int) -> np.ndarray:
     out = np.empty((counted.shape[0] + 1, counted.shape[2]), dtype=np.float32)
     counted.sum(axis=1, out=out[:-1])
     np.multiply(tiles, tokens, out=out[-1])
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _tokens(samples: int, tokens: int) -> np.ndarray:
+    out = np.full(samples, float(tokens), dtype=np.float32)
+    out.flags.writeable = False
     return out
 
 

@@ -314,3 +314,44 @@ def test_compressed_memory_counts_values_and_indices():
         # the weight tile is what changes: the bias and the stashed activations are as before
         assert dense - memory(k, m, opt, 2, kept=0) == \
             tk * tn * (T.weight_bytes + 4 * (1 + opt.state_slots)) - (tk + tn) * index_bytes(T)
+
+
+# ---------------------------------------------------------------- the tabulated evaluation
+
+def test_the_table_gives_every_core_the_cycles_of_the_full_evaluation():
+    """One token, no mask: each core's cycles, each sample's busiest core and its sum over the
+    cores are the full per-core evaluation's, looked up in the table of every count."""
+    from compiler import cost
+    from compiler.evaluate import KernelCycles
+    from compiler.kernels import Counts
+    r = rng(13)
+    for _ in range(25):
+        k, n = int(r.integers(1, 200)), int(r.integers(1, 200))
+        rows, cols = int(r.integers(1, min(k, 12) + 1)), int(r.integers(1, min(n, 12) + 1))
+        samples = int(r.integers(1, 6))
+        kernel = matmul_kernel("fc", k, n, samples, dx=bool(r.integers(0, 2)))
+        tk, tn = tile_sizes(k, rows), tile_sizes(n, cols)
+        x = np.floor(r.random((samples, rows)) * (tk + 1)).astype(np.float32)
+        dy = np.floor(r.random((samples, cols)) * (tn + 1)).astype(np.float32)
+        counts = MatmulCounts(x, dy, np.ones(samples, dtype=np.float32))
+        mapping = Mapping(rows, cols)
+        table = MATMUL.tabulate(kernel, counts, mapping, T)
+        assert table is not None
+        c = MATMUL.components(kernel, counts, mapping, T)
+        full = cost.per_core_cycles(c, (samples, 1, rows, cols))
+        np.testing.assert_array_equal(table.cores(), full)
+        np.testing.assert_array_equal(table.busiest(), cost.busiest_core(full))
+        np.testing.assert_allclose(table.sums(), full.reshape(samples, -1).sum(axis=1))
+        evaluated = KernelCycles(kernel, Counts(counts, np.arange(samples)[None]), mapping, T)
+        np.testing.assert_array_equal(evaluated.sample[0], cost.busiest_core(full) + T.kernel_overhead_cycles)
+        np.testing.assert_allclose(evaluated.macs[0], c.macs.sum())
+
+
+def test_counted_pairs_or_a_mask_are_not_tabulated():
+    kernel, m = matmul_kernel(k=16, n=8, samples=2, tokens=3), Mapping(2, 2)
+    x, dy = np.ones((2, 2), np.float32), np.ones((2, 2), np.float32)
+    assert MATMUL.tabulate(kernel, MatmulCounts(x, dy, np.full(2, 3.0, np.float32),
+                                                np.ones((2, 2, 2), np.float32)), m, T) is None
+    worked = MatmulCounts(x, dy, np.ones(2, np.float32), None, *(np.zeros((2, 2, 2)),) * 3,
+                          np.ones(2, dtype=bool))
+    assert MATMUL.tabulate(kernel, worked, m, T) is None
