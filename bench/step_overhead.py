@@ -1,14 +1,17 @@
-"""Simulator step time over eager torch's, for one MLP, both timed in the same run.
+"""Simulator step time over eager torch's, per model, both timed in the same run.
 
     PYTHONPATH=. python bench/step_overhead.py [--steps 50] [--backend auto|numpy|cupy] [--threads N]
+                                               [--models mlp transformer]
 
 For a single-thread comparison run `OPENBLAS_NUM_THREADS=1 ... --threads 1` (NumPy's BLAS reads
 its thread count when it loads; torch's is set by --threads).
 
-The model is 4 Linear layers (hidden 256) with ReLU, batch 64, SGD. Each side gets a warm-up,
-then the median of `--steps` steps (time.perf_counter). The simulator's step is then split into
-its numerics (joint graph + optimizer update) and its timing measurement (counting nonzeros per
-core and running the pipeline recurrence). Prints figures only; asserts nothing about time.
+The models: "mlp", 4 Linear layers (hidden 256) with ReLU, batch 64, SGD; "transformer", 2
+encoder blocks of d_model 128 (4 heads, FFN 512) over 64 tokens, batch 8, SGD. Each side gets a
+warm-up, then the median of `--steps` steps (time.perf_counter). The simulator's step is then
+split into its numerics (joint graph + optimizer update) and its timing measurement (counting
+non-zeros per core, the cost model and the pipeline recurrence). Prints figures only; asserts
+nothing about time.
 """
 from __future__ import annotations
 
@@ -23,14 +26,31 @@ import simulator.training as training
 import wsebench as wb
 
 BATCH, IN, HIDDEN, OUT, DEPTH = 64, 256, 256, 10, 4
+TOKENS, D_MODEL, SEQ_BATCH, VOCAB = 64, 128, 8, 64
 
 
 def setup(seed: int = 0):
+    """The MLP: its model, loss and one batch."""
     torch.manual_seed(seed)
     model = wb.models.mlp(IN, HIDDEN, OUT, DEPTH, activation="relu", dropout=0.0)
     x = torch.randn(BATCH, IN)
     y = torch.randint(0, OUT, (BATCH,))
     return model, torch.nn.CrossEntropyLoss(), x, y
+
+
+def setup_transformer(seed: int = 0):
+    """The 2-layer transformer: its model, loss and one batch of token ids (no padding)."""
+    torch.manual_seed(seed)
+    model = wb.models.transformer(vocab=VOCAB, d_model=D_MODEL, heads=4, layers=2, ffn=4 * D_MODEL,
+                                  max_len=TOKENS, classes=4, seed=seed)
+    x = torch.randint(1, VOCAB, (SEQ_BATCH, TOKENS))
+    y = torch.randint(0, 4, (SEQ_BATCH,))
+    return model, torch.nn.CrossEntropyLoss(), x, y
+
+
+MODELS = {"mlp": (setup, f"MLP {DEPTH} x Linear(hidden {HIDDEN}), ReLU, batch {BATCH}, SGD"),
+          "transformer": (setup_transformer, f"transformer 2 x d_model {D_MODEL}, seq {TOKENS}, "
+                                             f"batch {SEQ_BATCH}, SGD")}
 
 
 def time_rounds(steps_by_name: dict, steps: int, warmup: int, rounds: int = 5) -> dict:
@@ -99,11 +119,19 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before each block")
     parser.add_argument("--backend", default="auto", choices=("auto", "numpy", "cupy"))
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, loss_fn, x, y = setup()
-    sim_model, _, _, _ = setup()
+    for name in args.models:
+        compare(name, args)
+
+
+def compare(name: str, args) -> None:
+    """Eager torch and the simulator on the same model and batch, timed in alternating blocks."""
+    make, title = MODELS[name]
+    model, loss_fn, x, y = make()
+    sim_model, _, _, _ = make()
     opt = torch.optim.SGD(sim_model.parameters(), lr=0.01)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -112,11 +140,10 @@ def main(argv=None) -> None:
     for w in caught:
         print(f"note: {w.message}")
     times = time_rounds({"eager": eager_step_fn(model, loss_fn, x, y),
-                              "sim": lambda: session.step(x, y)}, args.steps, args.warmup)
+                         "sim": lambda: session.step(x, y)}, args.steps, args.warmup)
     eager, sim = statistics.median(times["eager"]), statistics.median(times["sim"])
     split = profile_split(session, x, y, args.steps)
-    print(f"MLP {DEPTH} x Linear(hidden {HIDDEN}), ReLU, batch {BATCH}, SGD; "
-          f"backend {session.backend}; torch threads {torch.get_num_threads()}")
+    print(f"{title}; backend {session.backend}; torch threads {torch.get_num_threads()}")
     n = len(times["eager"])
     print(f"torch eager step:   {1e3 * eager:8.3f} ms (median of {n})")
     print(f"simulator step:     {1e3 * sim:8.3f} ms (median of {n})")
@@ -125,6 +152,7 @@ def main(argv=None) -> None:
     print(f"where the simulator's time goes (mean of {args.steps} more steps, {1e3 * total:.3f} ms):")
     for part, seconds in split.items():
         print(f"  {part:<40}{1e3 * seconds:8.3f} ms  {100 * seconds / total:5.1f}%")
+    print()
 
 
 if __name__ == "__main__":

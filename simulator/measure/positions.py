@@ -111,10 +111,18 @@ class StepPositions:
         self.masks = {"actual": actual,
                       "fixed_depth": {name: self.real for name in actual},
                       "padded": {name: value | pads for name, value in actual.items()}}
+        self._shares: dict = {}
 
     def share(self, governor: Governor | None, run: str):
         """(samples,) share of a governed value's rows that `run` sends (1 where ungoverned):
-        per sample for tokens, the positions any sample uses for a per-position table."""
+        per sample for tokens, the positions any sample uses for a per-position table.
+        Worked out once per governor and run: many values share a mask."""
+        key = (governor, run)
+        if key not in self._shares:
+            self._shares[key] = self._share(governor, run)
+        return self._shares[key]
+
+    def _share(self, governor: Governor | None, run: str):
         if governor is None:
             return np.ones(self.samples)
         mask = self.masks[run][governor[0]]
@@ -150,7 +158,8 @@ class StepPositions:
     def route_shares(self, run: str) -> np.ndarray:
         """(routes,) the share of each sample route's rows that `run` sends: pads and halted
         positions take no link."""
-        return np.array([float(np.mean(self.share(g, run))) for g in self.layout.route_governors])
+        means = {g: float(np.mean(self.share(g, run))) for g in set(self.layout.route_governors)}
+        return np.array([means[g] for g in self.layout.route_governors])
 
     def stats(self) -> DynamicStats:
         real = int(self.real.sum())

@@ -163,27 +163,43 @@ def _every_row_index(harvest: tuple, samples: int) -> np.ndarray:
 def _charged_rows(xp, runs, x, dy, nx, ndy, tk, tn, rows, tile) -> Counts:
     """`rows` (positions -> (S, T) weights) say which token rows each variant charges: a row
     charged but not computed (halted, a pad) has no measured values, so it counts its whole
-    tile. Every (variant, sample) is its own distinct sample."""
-    variants = runs.variants
-    charged = np.stack([rows[v.positions] for v in variants]).astype(np.float32)     # (V, S, T)
-    harvest = np.array([v.harvest for v in variants])[:, None, None]
+    tile. Variants that charge the same rows the same way share their samples."""
+    distinct, which = _distinct_variants(runs.variants, rows)
+    charged = np.stack([rows[v.positions] for v in distinct]).astype(np.float32)     # (D, S, T)
+    harvest = np.array([v.harvest for v in distinct])[:, None, None]
     measured_rows = np.where(harvest, np.minimum(charged, rows["actual"]), np.float32(0))
     dense_rows = (charged - measured_rows)[..., None]
-    a = nx * measured_rows[..., None] + dense_rows * tk                                # (V, S, T, R)
+    a = nx * measured_rows[..., None] + dense_rows * tk                                # (D, S, T, R)
     g = ndy * measured_rows[..., None] + dense_rows * tn
     flat = lambda v: v.reshape((-1,) + v.shape[2:])  # noqa: E731
-    pairs = None if tile is not None or nx.shape[1] == 1 else flat(np.einsum("vstr,vstc->vsrc", a, g))
+    pairs = None if tile is not None or nx.shape[1] == 1 else flat(np.matmul(a.swapaxes(2, 3), g))
     counts = MatmulCounts(flat(a.sum(axis=2)), flat(g.sum(axis=2)), flat(charged.sum(axis=2)), pairs)
     if tile is not None:
-        counts = counts._replace(**_masked_rows(xp, runs, x, dy, tile, charged))
-    return Counts.each(counts, len(variants), nx.shape[0])
+        counts = counts._replace(**_masked_rows(xp, runs, x, dy, tile, charged, distinct))
+    samples = nx.shape[0]
+    return Counts(counts, np.array(which)[:, None] * samples + np.arange(samples))
 
 
-def _masked_rows(xp, runs, x, dy, tile, charged) -> dict:
-    """`MatmulCounts` fields fwd, dx, dw and `worked` of every (variant, sample): a harvested
-    variant skips the masked weights (`masked_work`) of the rows it charges; a dense one
-    multiplies every weight, which the unmasked formulas count."""
-    counted = np.array([v.harvest for v in runs.variants])
+def _distinct_variants(variants, rows) -> tuple[list, list[int]]:
+    """The variants that differ in the rows they charge or in skipping zeros, and the index of
+    each variant among them (a transformer's fixed-depth run charges the run's own rows)."""
+    distinct, which = [], []
+    for v in variants:
+        charged = rows[v.positions]
+        same = next((i for i, d in enumerate(distinct) if d.harvest == v.harvest and
+                     (rows[d.positions] is charged or np.array_equal(rows[d.positions], charged))), None)
+        if same is None:
+            distinct.append(v)
+            same = len(distinct) - 1
+        which.append(same)
+    return distinct, which
+
+
+def _masked_rows(xp, runs, x, dy, tile, charged, variants) -> dict:
+    """`MatmulCounts` fields fwd, dx, dw and `worked` of every (variant, sample) of `variants`:
+    a harvested variant skips the masked weights (`masked_work`) of the rows it charges; a
+    dense one multiplies every weight, which the unmasked formulas count."""
+    counted = np.array([v.harvest for v in variants])
     shape = (len(counted), x.shape[0], tile.rows, tile.cols)
     work = {key: np.zeros(shape) for key in ("fwd", "dx", "dw")}
     for v in np.flatnonzero(counted):
