@@ -3,6 +3,7 @@ rates (`compiler.estimate`), active PEs, and a per-kernel table.
 """
 from __future__ import annotations
 
+from .kernels import KINDS
 from .placement import is_sample_route
 
 
@@ -51,8 +52,8 @@ def format_report(plan) -> str:
         lines.append(f"  {row['name']:<{width}}{row['kind']:<10}{shape:>19}{at:>10}"
                      f"{row['cycles_per_sample']:>11.1f}{row['memory_per_core']:>11,}"
                      f"{row['link_in']:>9,}{row['link_out']:>9,}")
-    lines.append("  (* pinned by the user; kind: matmul, attention = hand-optimized, generated = from "
-                 "its loop nest)")
+    kinds = "; ".join(f"{name}: {kind.origin}" for name, kind in KINDS.items())
+    lines.append(f"  (* pinned by the user; kind {kinds})")
     return "\n".join(lines)
 
 

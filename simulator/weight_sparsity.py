@@ -197,13 +197,14 @@ class WeightSparsity:
             del d["param_filter"]
         return d
 
-    def select(self, param_shapes: dict[str, tuple], matmul_weights=None) -> list[str]:
-        """Names of the parameters to sparsify, in ``param_shapes`` order. ``matmul_weights``
-        (optional) names the parameters that are the resident weight of a matmul kernel."""
+    def select(self, param_shapes: dict[str, tuple], maskable=None) -> list[str]:
+        """Names of the parameters to sparsify, in ``param_shapes`` order. ``maskable``
+        (optional) names the parameters a kernel holds as a maskable weight (its kind's
+        `weight_view`: a matmul's resident weight)."""
         names = list(param_shapes)
         if not self.param_filter:
             chosen = [n for n in names if _default_weight(n, param_shapes[n])
-                      and (matmul_weights is None or n in matmul_weights)]
+                      and (maskable is None or n in maskable)]
             if not chosen:
                 raise ConfigError(f"weight sparsity: no parameter is a multi-dimensional non-"
                                   f"embedding, non-norm weight among {names}; set param_filter")
@@ -248,9 +249,9 @@ def _top(xp, scores, k: int):
 class WeightSparsityEngine:
     """Masks for the selected parameters, updated on the config's schedule, applied in place."""
 
-    def __init__(self, config: WeightSparsity, xp, params: dict, matmul_weights=None):
+    def __init__(self, config: WeightSparsity, xp, params: dict, maskable=None):
         self.config, self.xp = config, xp
-        self.names = config.select({k: tuple(v.shape) for k, v in params.items()}, matmul_weights)
+        self.names = config.select({k: tuple(v.shape) for k, v in params.items()}, maskable)
         self.rng = np.random.default_rng(config.seed)
         s0 = config.sparsity.at(0)
         self.targets = {n: s0 for n in self.names}

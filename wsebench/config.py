@@ -55,7 +55,6 @@ from . import data as _data
 from . import metrics as _metrics
 from . import families as _families
 from . import models as _models
-from . import tasks as _tasks
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 LOSSES = {"cross_entropy": torch.nn.CrossEntropyLoss,

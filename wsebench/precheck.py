@@ -47,7 +47,7 @@ def _key(config: dict) -> str:
     return json.dumps({"model": config["model"], "data": data}, sort_keys=True)
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=32)
 def _fake_model(key: str):
     spec = json.loads(key)
     model_cfg, data_cfg = spec["model"], spec["data"]
@@ -59,7 +59,7 @@ def _fake_model(key: str):
     return model, (mode, shape)
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=32)
 def _kernels(key: str) -> tuple[Kernel, ...]:
     model, (mode, shape) = _fake_model(key)
     batch = json.loads(key)["data"].get("batch_size", 64)

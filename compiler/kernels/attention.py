@@ -40,7 +40,7 @@ import numpy as np
 
 from .. import cost
 from ..passes import is_activation_matmul
-from .base import Access, Counts, Kernel, LoopNest
+from .base import Access, Counts, Kernel, KindDefaults, LoopNest
 
 # Element operations per score, read off the formulas above: forward scale by 1/sqrt(dh), add
 # the mask, compare for the row max, subtract it, exp, add to the row sum, multiply by 1/sum;
@@ -110,14 +110,10 @@ def real_lengths(xp, host, kernel: Kernel, env: dict, probs: str) -> np.ndarray:
     return host(xp.count_nonzero(xp.any(p != 0, axis=1), axis=1)).astype(np.int64)
 
 
-class AttentionKind:
+class AttentionKind(KindDefaults):
     name = "attention"
-    per_call_governors = True
+    origin = "hand-optimized"
     build = staticmethod(build)
-
-    @staticmethod
-    def weight_view(graph, kernel):
-        return None
 
     @staticmethod
     def weights_per_core(kernel: Kernel, mapping, tiles=None) -> int:
@@ -199,10 +195,6 @@ class AttentionKind:
         positions = mask_shape[1]
         return [(call["probs"], "tokens" if graph.type_of[call["probs"]].shape[-2:-1] == (positions,)
                  else None) for call in kernel.calls]
-
-    @staticmethod
-    def streamed(kernel: Kernel) -> dict[str, str]:
-        return {}
 
 
 ATTENTION = AttentionKind()

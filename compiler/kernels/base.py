@@ -125,11 +125,28 @@ class Counts:
         return cls(values, np.arange(variants * samples).reshape(variants, samples))
 
 
+class KindDefaults:
+    """What most kinds share: no maskable weight, no zeros to harvest, calls governed one by one,
+    no tabulated evaluation (`compiler.evaluate`)."""
+
+    per_call_governors = True
+    tabulate = None
+
+    @staticmethod
+    def weight_view(graph, kernel: Kernel):
+        return None
+
+    @staticmethod
+    def streamed(kernel: Kernel) -> dict[str, str]:
+        return {}
+
+
 class KernelKind(Protocol):
     """One kind of kernel: how it is built from the graph, what it holds, what it counts and
     what that costs. `compiler.kernels.KINDS` maps each kind's name to its model."""
 
     name: str
+    origin: str            # for the compile report: "hand-optimized", "generated from its loop nest"
 
     def build(self, graph, name: str, ops: list, context) -> Kernel | None:
         """The kernel of op group `ops`, or None when the group is not of this kind."""
@@ -171,3 +188,6 @@ class KernelKind(Protocol):
 
     def streamed(self, kernel: Kernel) -> dict[str, str]:
         """The streamed values ("x", "dy") whose zeros the kind harvests; empty if none."""
+
+    # optional: `tabulate(kernel, values, mapping, target) -> compiler.cost.Table | None`, the
+    # per-core cycles over every per-core input, when a core's cycles follow from them alone

@@ -22,7 +22,7 @@ import numpy as np
 from .. import cost
 from ..passes import VIEW_OPS, is_elementwise
 from ..steps import axis_kind
-from .base import Access, Counts, Kernel, LoopNest
+from .base import Access, Counts, Kernel, KindDefaults, LoopNest
 
 
 def generated_nest(samples: int, elements: int, flops: int) -> LoopNest:
@@ -73,14 +73,11 @@ def build(graph, name: str, ops: list, context) -> Kernel:
                   context.param_numel(params))
 
 
-class GeneratedKind:
+class GeneratedKind(KindDefaults):
     name = "generated"
+    origin = "generated from its loop nest"
     per_call_governors = False         # one governor per counted op, not per call
     build = staticmethod(build)
-
-    @staticmethod
-    def weight_view(graph, kernel):
-        return None
 
     @staticmethod
     def weights_per_core(kernel: Kernel, mapping, tiles=None) -> int:
@@ -134,10 +131,6 @@ class GeneratedKind:
         ops = [graph.producer[n] for n in kernel.ops if n in graph.producer]
         return [(op.name, axis_kind(graph.type_of[out].shape, *mask_shape))
                 for op, out in _counted(graph, ops)]
-
-    @staticmethod
-    def streamed(kernel: Kernel) -> dict[str, str]:
-        return {}
 
 
 GENERATED = GeneratedKind()

@@ -7,7 +7,6 @@ names the file and line); they fail loudly (XPASS) once the bug is fixed.
 """
 from __future__ import annotations
 
-import inspect
 import json
 from collections import OrderedDict
 
@@ -24,9 +23,9 @@ from compiler.mapping import in_flight
 from compiler.optim_spec import OptimizerSpec
 from compiler.options import kernel_options, pareto
 from compiler.passes import run_pipeline
-from compiler.placement import Edge, Route, occupancy, wire_length
+from compiler.placement import occupancy, wire_length
 from compiler.plan import _search_and_place, candidate_lists, kernel_edges, option_lists, replica_counts
-from compiler.search import min_bottleneck, restrict_replicas
+from compiler.search import min_bottleneck
 from compiler.errors import ConfigError
 
 import wsebench as wb   # the public API, for the checks against the simulator

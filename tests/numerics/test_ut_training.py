@@ -3,12 +3,11 @@ dropout, padded variable-length batches) trained 20 steps on the wafer == 20 eag
 import copy
 import itertools
 
-import pytest
 import torch
 
 import wsebench as wb
 from compiler import op_names
-from wsebench import markers, tasks
+from wsebench import tasks
 from wsebench.universal import universal_transformer, ut_loss
 
 from .torch_oracle import eager_step

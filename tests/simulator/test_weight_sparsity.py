@@ -78,7 +78,7 @@ def test_default_filter_skips_embeddings_norms_and_vectors():
     ws = WeightSparsity.from_dict({"sparsity": 0.5})
     assert ws.select(SHAPES) == ["layers.0.attn.q.weight", "head.weight"]
     # knowing which parameters feed a matmul narrows it further
-    assert ws.select(SHAPES, matmul_weights={"head.weight"}) == ["head.weight"]
+    assert ws.select(SHAPES, maskable={"head.weight"}) == ["head.weight"]
     with pytest.raises(ConfigError, match="no parameter is a multi-dimensional"):
         ws.select({"embed.weight": (5, 4), "b": (3,)})
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import fnmatch
+import json
 
 from .. import ConfigError
 from .. import config as _config
@@ -295,10 +296,26 @@ def mapping_arg(spec):
     return _config.make_mapping(spec)
 
 
+_CHECKED: dict[str, list[str]] = {}
+
+
 def check(config: dict) -> list[str]:
     """Everything that makes `config` fail, checked without compiling: the config's own
     validation, host limits, and whether the compiler's kernels (captured on fake tensors,
-    `wsebench.precheck`) fit the wafer, pins included."""
+    `wsebench.precheck`) fit the wafer, pins included. A config is checked once: the
+    workbench asks again on every refresh."""
+    try:
+        key = json.dumps(config, sort_keys=True)
+    except (TypeError, ValueError):
+        return _check(config)
+    if key not in _CHECKED:
+        if len(_CHECKED) > 256:
+            _CHECKED.clear()
+        _CHECKED[key] = _check(config)
+    return list(_CHECKED[key])
+
+
+def _check(config: dict) -> list[str]:
     try:
         full = validate(config)
     except ConfigError as err:

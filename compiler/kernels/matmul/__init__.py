@@ -27,6 +27,7 @@ from .masked import mask_tiles
 
 class MatmulKind:
     name = "matmul"
+    origin = "hand-optimized"
     per_call_governors = True
 
     build = staticmethod(build)
