@@ -147,7 +147,8 @@ class Table:
         the sample's core rows."""
         cols = _histogram(self.col, self.cycles.shape[1])
         per_row = cols @ self.cycles.T                                   # (U, I)
-        return np.take_along_axis(per_row, self.row, axis=1).sum(axis=1, dtype=np.float64)
+        picked = per_row.take(self.row + _row_starts(*per_row.shape))
+        return picked.sum(axis=1, dtype=np.float64)
 
     def cores(self) -> np.ndarray:
         """(U, rows, cols) every core's cycles."""

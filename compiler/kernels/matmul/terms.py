@@ -115,8 +115,8 @@ def tabulate(kernel: Kernel, c, mapping, target) -> cost.Table | None:
         return None
     grid = _grid(kernel.nest.extent("i"), kernel.nest.extent("j"), mapping.rows, mapping.cols,
                  computes_dx(kernel), target)
-    rows = (grid.row_offset + c.x).astype(np.intp)
-    cols = (grid.col_offset + c.dy).astype(np.intp)
+    rows = np.add(grid.row_offset, c.x, dtype=np.intp, casting="unsafe")
+    cols = np.add(grid.col_offset, c.dy, dtype=np.intp, casting="unsafe")
     return cost.Table(grid.cycles, rows, cols, grid.row_runs, grid.col_runs,
                       lambda: macs(c, geometry(kernel, mapping, target, c.x.dtype)))
 
