@@ -5,28 +5,39 @@ generated from loop nests), each one module implementing `base.KernelKind`:
 - `matmul`: hand-optimized matmul family (nn.Linear and friends);
 - `attention`: hand-optimized scaled dot-product attention, forward and backward of one block;
 - `generated`: any other op group, from an element-wise loop nest.
-`KINDS` is the registry. `build_kernels` asks the kinds in order which one an op group is; the
-last kind takes any group. Nothing else in the tree switches on a kernel's kind: it looks the
-kind's model up with `kind_of(kernel)`.
+`KINDS` is the registry, found here: every module of this package that defines a module-level
+`KIND` registers it, so a new kind is one new module. `build_kernels` asks the kinds in the
+order of their `priority` which one an op group is; the last takes any group. Nothing else in
+the tree switches on a kernel's kind: it looks the kind's model up with `kind_of(kernel)`.
 
 A kernel whose weights are shared by recurrent steps (a Universal Transformer's block) is called
 once per step: its `streams` hold one group per call (`Kernel.calls`).
 """
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from ..ir import Graph, Op
 from ..passes import VIEW_OPS, assign_kernels, attention_regions, param_root, pipeline_order
 from ..steps import markers
-from .attention import ATTENTION, attention_kernel
+from .attention import attention_kernel
 from .base import ASSUMED, Access, Counts, Kernel, KernelKind, LoopNest, Variant
-from .generated import GENERATED, generated_kernel, generated_nest
-from .matmul import MATMUL, matmul_kernel, matmul_nest
+from .generated import generated_kernel, generated_nest
+from .matmul import matmul_kernel, matmul_nest
 
-# The order `build_kernels` asks the kinds in; the last one accepts any op group.
-KINDS: dict[str, KernelKind] = {kind.name: kind for kind in (MATMUL, ATTENTION, GENERATED)}
+
+def _registered() -> dict[str, KernelKind]:
+    """Every `KIND` of this package's modules, in the order `build_kernels` asks them."""
+    found = [getattr(importlib.import_module(f"{__name__}.{m.name}"), "KIND", None)
+             for m in pkgutil.iter_modules(__path__)]
+    kinds = sorted((k for k in found if k is not None), key=lambda k: k.priority)
+    return {kind.name: kind for kind in kinds}
+
+
+KINDS: dict[str, KernelKind] = _registered()
 
 
 def kind_of(kernel: Kernel) -> KernelKind:

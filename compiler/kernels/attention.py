@@ -112,6 +112,7 @@ def real_lengths(xp, host, kernel: Kernel, env: dict, probs: str) -> np.ndarray:
 
 class AttentionKind(KindDefaults):
     name = "attention"
+    priority = 20     # build_kernels asks the kinds by priority
     origin = "hand-optimized"
     build = staticmethod(build)
 
@@ -197,4 +198,4 @@ class AttentionKind(KindDefaults):
                  else None) for call in kernel.calls]
 
 
-ATTENTION = AttentionKind()
+ATTENTION = KIND = AttentionKind()

@@ -147,6 +147,7 @@ class KernelKind(Protocol):
 
     name: str
     origin: str            # for the compile report: "hand-optimized", "generated from its loop nest"
+    priority: int          # `build_kernels` asks the kinds in rising priority; the last takes any group
 
     def build(self, graph, name: str, ops: list, context) -> Kernel | None:
         """The kernel of op group `ops`, or None when the group is not of this kind."""

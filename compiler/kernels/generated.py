@@ -75,6 +75,7 @@ def build(graph, name: str, ops: list, context) -> Kernel:
 
 class GeneratedKind(KindDefaults):
     name = "generated"
+    priority = 100     # build_kernels asks the kinds by priority
     origin = "generated from its loop nest"
     per_call_governors = False         # one governor per counted op, not per call
     build = staticmethod(build)
@@ -133,4 +134,4 @@ class GeneratedKind(KindDefaults):
                 for op, out in _counted(graph, ops)]
 
 
-GENERATED = GeneratedKind()
+GENERATED = KIND = GeneratedKind()

@@ -27,6 +27,7 @@ from .masked import mask_tiles
 
 class MatmulKind:
     name = "matmul"
+    priority = 10     # build_kernels asks the kinds by priority
     origin = "hand-optimized"
     per_call_governors = True
 
@@ -102,6 +103,6 @@ class MatmulKind:
         return {role: kernel.stream[role] for role in ("x", "dy") if role in kernel.stream}
 
 
-MATMUL = MatmulKind()
+MATMUL = KIND = MatmulKind()
 
 __all__ = ["MATMUL", "MatmulKind", "matmul_nest", "matmul_kernel", "computes_dx"]
