@@ -177,6 +177,12 @@ def update_flops(optimizer) -> int:
     return UPDATE_FLOPS[optimizer.kind]
 
 
+def allreduce_share(values, replicas: int):
+    """Values each replica sends in a ring all-reduce of `values` across `replicas` (reduce-scatter
+    then all-gather: 2 (r-1)/r of them, Patarasuk & Yuan 2009)."""
+    return 2 * (replicas - 1) / replicas * values
+
+
 def update_cycles(weights, mapping, target, optimizer):
     """Per core (rows, cols), or one number for `weights` held by every core: the in-place
     update of the weights each core holds, once per step, plus the gradient all-reduce across
@@ -187,7 +193,7 @@ def update_cycles(weights, mapping, target, optimizer):
     if mapping.replicas > 1:
         r = mapping.replicas
         row = weights * mapping.cols if np.ndim(weights) == 0 else weights.sum(axis=1, keepdims=True)
-        ring = -(-(2 * (r - 1) / r * row) // 1) + r * mapping.cols * target.hop_cycles
+        ring = -(-allreduce_share(row, r) // 1) + r * mapping.cols * target.hop_cycles
         cycles = cycles + (row > 0) * ring
     return cycles
 

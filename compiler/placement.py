@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .cost import allreduce_share
 from .errors import PlacementError
 from .kernels import kind_of
 from .mapping import Mapping
@@ -238,7 +239,7 @@ def reduction_routes(kernels, mappings: dict, rects: tuple[Rect, ...], target: T
         rect = where[k.name]
         row = rect.row + rect.height // 2
         tile = kind_of(k).weights_per_core(k, m)
-        load = int(np.ceil(2 * (m.replicas - 1) / m.replicas * tile * m.rows * m.cols))
+        load = int(np.ceil(allreduce_share(tile * m.rows * m.cols, m.replicas)))
         for q in range(m.replicas - 1):
             start = rect.col + q * m.cols + m.cols // 2
             edge = Edge(k.name, k.name, f"{REDUCTION} {q}->{q + 1}", load)

@@ -140,18 +140,18 @@ class Trainer:
     def step(self, x, y, masks=None) -> tuple[StepResult, StepTiming]:
         self._check_batch(x, y)
         env = self.executor.run(self._environment(x, y, self.draw_masks() if masks is None else masks))
+        # timed first, while the step's tensors are fresh, with the masks it computed with
+        used = self.weight_masks if self._sparse is not None else None
+        timing = measure_step(self.context, self.xp, env, self.harvest, weight_masks=used)
+        self.last_timing = timing
         self.step_count += 1
         for fqn, grad_name in self.plan.graph.grads:
             self.params[fqn], self.opt_state[fqn] = optim.update(
                 self.xp, self.plan.optimizer, self.params[fqn], env[grad_name], self.opt_state[fqn],
                 self.step_count)
-        used = None
         if self._sparse is not None:
-            used = self.weight_masks        # the masks this step computed with, before any update
             grads = {fqn: env[g] for fqn, g in self.plan.graph.grads if fqn in used}
             self._sparse.after_update(self.step_count, self.params, self.opt_state, grads)
-        timing = measure_step(self.context, self.xp, env, self.harvest, weight_masks=used)
-        self.last_timing = timing
         return self._result(float(to_numpy(env[self.plan.graph.loss])), timing), timing
 
     def _result(self, loss: float, timing: StepTiming) -> StepResult:

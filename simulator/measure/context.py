@@ -12,6 +12,7 @@ from functools import cached_property
 
 import numpy as np
 
+from compiler import cost, in_flight
 from compiler.kernels import Kernel, Variant, kind_of
 
 from ..backend import to_numpy
@@ -46,6 +47,21 @@ class PlanContext:
     def congestion(self) -> np.ndarray:
         """(1, kernels) congestion with every route at full load."""
         return self.plan.congestion_array()
+
+    @cached_property
+    def schedule(self) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+        """(replicas (K,), entry hops (K,), samples each stage holds (K,)) of the plan."""
+        plan, count = self.plan, len(self.plan.kernels)
+        return (np.array([plan.mapping[k.name].replicas for k in plan.kernels], dtype=np.float64),
+                plan.hops(), tuple(in_flight(i, count, k.samples) for i, k in enumerate(plan.kernels)))
+
+    @cached_property
+    def updates(self) -> dict:
+        """Kernel -> the update (and all-reduce) of the weights its cores hold unmasked."""
+        plan = self.plan
+        return {k.name: cost.update_cycles(kind_of(k).weights_per_core(k, plan.mapping[k.name]),
+                                           plan.mapping[k.name], plan.target, plan.optimizer)
+                for k in plan.kernels}
 
     @cached_property
     def weight_views(self) -> dict[str, tuple]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compiler import cost, in_flight, schedule
+from compiler import cost, schedule
 from compiler.evaluate import evaluate
 from compiler.kernels import kind_of
 
@@ -144,18 +144,18 @@ def measure_step(context: PlanContext, xp, env: dict, harvest: bool = True,
     runs = Runs(xp, variants(harvest, positions is not None), positions,
                 {k.name: t for k in plan.kernels
                  if (t := context.tiles(xp, k, weight_masks or {})) is not None})
-    count = len(plan.kernels)
+    replicas, hops, flights = context.schedule
+    updates = context.updates
     timings = [measure_kernel(k, plan.mapping[k.name], env, runs, plan.target, plan.optimizer,
-                              harvest, in_flight(i, count, k.samples))
-               for i, k in enumerate(plan.kernels)]
+                              harvest, flight, updates[k.name])
+               for k, flight in zip(plan.kernels, flights)]
     if positions is None:
         congestion = np.repeat(context.congestion, len(runs.variants), axis=0)
     else:
         congestion = plan.congestion_array(np.stack([positions.route_shares(v.positions)
                                                      for v in runs.variants]))
     stack = lambda key: np.stack([getattr(t, key) for t in timings], axis=1)  # noqa: E731
-    replicas = np.array([plan.mapping[k.name].replicas for k in plan.kernels], dtype=np.float64)
-    cycles = schedule.step(stack("samples"), replicas, congestion, plan.hops(), stack("updates"))
+    cycles = schedule.step(stack("samples"), replicas, congestion, hops, stack("updates"))
     return StepTiming(tuple(v.name for v in runs.variants), own_variant(harvest), cycles, timings,
                       positions.stats() if positions is not None else None, congestion, replicas,
                       plan.target.clock_hz)
@@ -167,16 +167,18 @@ def own_variant(harvest: bool) -> int:
 
 
 def measure_kernel(kernel, mapping, env: dict, runs: Runs, target, optimizer, harvest: bool = True,
-                   flight: int = 1) -> KernelTiming:
+                   flight: int = 1, dense_update=None) -> KernelTiming:
     """One kernel of a step, every variant of `runs`: its kind's counts from `env`, then the
     one evaluation; its update per variant (the kept weights only where zeros are skipped and
     its weight is masked), and the busy cycles of every core of every replica. `flight`: the
-    samples its stage holds (for the memory of a masked weight)."""
+    samples its stage holds (for the memory of a masked weight); `dense_update`: the update of
+    its weights unmasked, when already worked out (`PlanContext.updates`)."""
     kind, actual = kind_of(kernel), own_variant(harvest)
     counts = kind.measured_counts(kernel, mapping.replica, env, runs)
     cycles = evaluate(kernel, counts, mapping.replica, target)
     tiles = runs.tiles(kernel)
-    dense = cost.update_cycles(kind.weights_per_core(kernel, mapping), mapping, target, optimizer)
+    dense = dense_update if dense_update is not None else \
+        cost.update_cycles(kind.weights_per_core(kernel, mapping), mapping, target, optimizer)
     updates = [dense] * len(runs.variants)
     busiest = np.full(len(updates), float(dense) if np.ndim(dense) == 0 else float(np.max(dense)))
     memory = None
