@@ -119,56 +119,6 @@ def split(c: Components, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray
     return busiest(c.fwd_compute + c.bwd_compute), busiest(c.fwd_link + c.bwd_link)
 
 
-@dataclass(frozen=True, eq=False)
-class Table:
-    """Per-core cycles tabulated over the inputs a core can have: core (r, c) of distinct
-    sample u takes `cycles[row[u, r], col[u, c]]` (forward + backward). The core rows (columns)
-    fall into contiguous runs starting at `row_runs` (`col_runs`) whose indices run through one
-    block of the table along which the cycles never fall (more non-zeros never cost less), so a
-    sample's busiest core is at the largest index it uses in each run. `count_macs()` gives
-    the MACs (U,) each sample executes."""
-    cycles: np.ndarray
-    row: np.ndarray
-    col: np.ndarray
-    row_runs: np.ndarray
-    col_runs: np.ndarray
-    count_macs: Any
-
-    def busiest(self) -> np.ndarray:
-        """(U,) each sample's busiest core."""
-        rows = np.maximum.reduceat(self.row, self.row_runs, axis=1)
-        cols = np.maximum.reduceat(self.col, self.col_runs, axis=1)
-        found = self.cycles[rows[:, :, None], cols[:, None, :]]
-        return found.reshape(len(found), -1).max(axis=1)
-
-    def sums(self) -> np.ndarray:
-        """(U,) each sample's cycles summed over its cores: for each table row, its cycles
-        summed over the sample's core columns (how many use each table column), then those of
-        the sample's core rows."""
-        cols = _histogram(self.col, self.cycles.shape[1])
-        per_row = cols @ self.cycles.T                                   # (U, I)
-        picked = per_row.take(self.row + _row_starts(*per_row.shape))
-        return picked.sum(axis=1, dtype=np.float64)
-
-    def cores(self) -> np.ndarray:
-        """(U, rows, cols) every core's cycles."""
-        return self.cycles[self.row[:, :, None], self.col[:, None, :]]
-
-
-def _histogram(index: np.ndarray, size: int) -> np.ndarray:
-    """(U, size) float32: how many entries of each row of `index` (U, n) take each value."""
-    samples = len(index)
-    flat = np.add(index, _row_starts(samples, size)).ravel()
-    return np.bincount(flat, minlength=samples * size).reshape(samples, size).astype(np.float32)
-
-
-@functools.lru_cache(maxsize=256)
-def _row_starts(samples: int, size: int) -> np.ndarray:
-    starts = np.arange(samples)[:, None] * size
-    starts.flags.writeable = False
-    return starts
-
-
 # ------------------------------------------------------------------------------ the update
 
 def update_flops(optimizer) -> int:

@@ -3,9 +3,10 @@
 The static estimate (`compiler.estimate`, assumed counts) and the measurement
 (`simulator.measure`, counts from the tensors) both come here; only their counts differ. Each
 distinct counted sample is evaluated once (`Counts.rows` maps every variant's samples to them).
-A kind whose cores' cycles follow from small per-core inputs may tabulate them (`cost.Table`):
-the same components, evaluated on each distinct input once; every core of every sample is then
-evaluated only when the report asks for the cores (`KernelCycles.busy`, `split`).
+A kind whose cores' cycles follow from small per-core inputs may tabulate them
+(`compiler.table`): the same components, evaluated on each distinct input once, and a step's
+tables looked up together (`evaluate_all`); every core of every sample is then evaluated only
+when the report asks for the cores (`KernelCycles.busy`, `split`).
 """
 from __future__ import annotations
 
@@ -15,22 +16,23 @@ import numpy as np
 
 from . import cost
 from .kernels import Counts, Kernel, kind_of
+from .table import Table, evaluate_tables
 
 
 class KernelCycles:
     """A kernel evaluated on `Counts`, per variant and sample (`rows` (V, S), the distinct
     sample of each): `sample` (V, S) the kernel's time (busiest core + overhead); `macs` (V,)
-    executed in the step."""
+    executed in the step; `sums` (distinct,) each distinct sample's cycles summed over its
+    cores. `looked_up`: its table's (busiest, sums), when evaluated with other tables."""
 
-    def __init__(self, kernel: Kernel, counts: Counts, mapping, target):
+    def __init__(self, kernel: Kernel, counts: Counts, mapping, target, table: Table | None = None,
+                 looked_up: tuple | None = None):
         self.kernel, self.counts, self.mapping, self.target = kernel, counts, mapping, target
-        self.rows = counts.rows
-        kind = kind_of(kernel)
-        tabulate = getattr(kind, "tabulate", None)
-        # a table pays for itself over many samples; one (the static estimate) is evaluated whole
-        several = tabulate is not None and int(self.rows.max(initial=0)) > 0
-        self.table = tabulate(kernel, counts.values, mapping, target) if several else None
-        busiest = self.table.busiest() if self.table is not None else cost.busiest_core(self.core)
+        self.rows, self.table = counts.rows, table
+        if table is not None:
+            busiest, self.sums = looked_up or evaluate_tables([table])[0]
+        else:
+            busiest = cost.busiest_core(self.core)
         self.sample = (busiest + target.kernel_overhead_cycles)[self.rows]
 
     @cached_property
@@ -41,9 +43,6 @@ class KernelCycles:
 
     @cached_property
     def sums(self) -> np.ndarray:
-        """(distinct,) each distinct sample's cycles summed over its cores."""
-        if self.table is not None:
-            return self.table.sums()
         return self.core.reshape(len(self.core), -1).sum(axis=1, dtype=np.float64)
 
     @cached_property
@@ -68,13 +67,30 @@ class KernelCycles:
         """(rows, cols * replicas) busy cycles in the step of `variant`'s samples."""
         return cost.replica_busy(self.core, self.rows[variant], mapping, update)
 
-    def busy_total(self, variant: int, mapping, update) -> float:
-        """`busy` summed over every core of every replica."""
-        cores = mapping.rows * mapping.cols
-        updates = float(update) * cores if np.ndim(update) == 0 else float(np.sum(update))
-        return float(self.sums[self.rows[variant]].sum()) + mapping.replicas * updates
+    def busy_total(self, variant: int, replicas: int, update_total: float) -> float:
+        """`busy` summed over every core of every replica, the update summing to
+        `update_total` over the cores of one replica."""
+        return float(self.sums[self.rows[variant]].sum()) + replicas * update_total
 
 
 def evaluate(kernel: Kernel, counts: Counts, mapping, target) -> KernelCycles:
     """`counts` (of the kernel's kind, on one replica's `mapping`) through the one evaluation."""
-    return KernelCycles(kernel, counts, mapping, target)
+    return evaluate_all([(kernel, counts, mapping)], target)[0]
+
+
+def evaluate_all(kernels: list[tuple[Kernel, Counts, object]], target) -> list[KernelCycles]:
+    """(kernel, counts, mapping) triples through the one evaluation, the tables of those whose
+    kind tabulates looked up together (`compiler.table.evaluate_tables`)."""
+    tables = [_table(*item, target) for item in kernels]
+    looked_up = iter(evaluate_tables([t for t in tables if t is not None]))
+    return [KernelCycles(*item, target, t, next(looked_up) if t is not None else None)
+            for item, t in zip(kernels, tables)]
+
+
+def _table(kernel: Kernel, counts: Counts, mapping, target) -> Table | None:
+    """The kind's table of `counts`, when it has one and several distinct samples use it (one,
+    as in the static estimate, is cheaper evaluated whole)."""
+    tabulate = getattr(kind_of(kernel), "tabulate", None)
+    if tabulate is None or not counts.rows.any():
+        return None
+    return tabulate(kernel, counts.values, mapping, target)

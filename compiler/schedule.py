@@ -30,17 +30,20 @@ from .placement import Route, is_sample_route, route_segments
 
 def pipeline_finish(stage_cycles: np.ndarray, hops: np.ndarray) -> np.ndarray:
     """finish[..., k, s] for stage times `stage_cycles` (..., stages, samples) and entry `hops`
-    (stages,); leading axes (the timing variants) are evaluated together."""
+    (stages,); leading axes (the timing variants) are evaluated together. Written as
+    finish[k] = C_k + start[k], each stage's scan is start[k] = max-accumulate(start[k - 1] +
+    gap[k]) with gap[k][j] = C_{k-1}[j] + hops[k] - C_k[j - 1], known for every stage up front."""
     t = np.asarray(stage_cycles, dtype=np.float64)
-    hops = np.asarray(hops, dtype=np.float64)
-    running = np.cumsum(t, axis=-1)              # C[s] of every stage at once
-    before = running - t                         # C[s - 1]
-    finish = np.empty_like(t)
-    arrival = np.zeros(t.shape[:-2] + t.shape[-1:])
-    for k in range(t.shape[-2]):
-        start = np.maximum.accumulate(arrival + hops[k] - before[..., k, :], axis=-1)
-        arrival = finish[..., k, :] = running[..., k, :] + start
-    return finish
+    running = np.cumsum(t, axis=-1)                                     # C_k[s] of every stage
+    gap = t - running + np.asarray(hops, dtype=np.float64)[:, None]     # hops[k] - C_k[s - 1]
+    gap[..., 1:, :] += running[..., :-1, :]
+    start = np.empty_like(t)
+    if t.shape[-2]:
+        np.maximum.accumulate(gap[..., 0, :], axis=-1, out=start[..., 0, :])
+    for k in range(1, t.shape[-2]):
+        np.add(start[..., k - 1, :], gap[..., k, :], out=start[..., k, :])
+        np.maximum.accumulate(start[..., k, :], axis=-1, out=start[..., k, :])
+    return np.add(running, start, out=start)
 
 
 def step_cycles(stage_cycles: np.ndarray, hops: np.ndarray, return_hops: float,
@@ -52,7 +55,8 @@ def step_cycles(stage_cycles: np.ndarray, hops: np.ndarray, return_hops: float,
     if stage_cycles.size == 0:
         return np.zeros(stage_cycles.shape[:-2]) if stage_cycles.ndim > 2 else 0.0
     finish = pipeline_finish(stage_cycles, hops)
-    cycles = finish[..., -1, -1] + return_hops + np.max(update_cycles, axis=-1, initial=0.0)
+    slowest_update = np.asarray(update_cycles, dtype=np.float64).max(axis=-1, initial=0.0)
+    cycles = finish[..., -1, -1] + return_hops + slowest_update
     return float(cycles) if np.ndim(cycles) == 0 else cycles
 
 
@@ -64,10 +68,10 @@ def stage_times(per_sample: np.ndarray, replicas: np.ndarray, congestion_cycles:
 def step(per_sample, replicas, congestion, hops, updates) -> np.ndarray:
     """(V,) cycles of the step of kernels with per-sample times `per_sample` (V, K, S),
     `replicas` (K,), per-sample `congestion` (V, K), entry `hops` (K,) and `updates` (V, K)."""
-    replicas = np.asarray(replicas, dtype=np.float64)
+    replicas, hops = np.asarray(replicas, dtype=np.float64), np.asarray(hops, dtype=np.float64)
     stage = stage_times(np.asarray(per_sample, dtype=np.float64), replicas[:, None],
                         np.asarray(congestion, dtype=np.float64)[..., None])
-    return np.atleast_1d(step_cycles(stage, hops, float(np.sum(hops)), updates))
+    return np.atleast_1d(step_cycles(stage, hops, float(hops.sum()), updates))
 
 
 @dataclass(frozen=True)

@@ -190,5 +190,5 @@ class KernelKind(Protocol):
     def streamed(self, kernel: Kernel) -> dict[str, str]:
         """The streamed values ("x", "dy") whose zeros the kind harvests; empty if none."""
 
-    # optional: `tabulate(kernel, values, mapping, target) -> compiler.cost.Table | None`, the
+    # optional: `tabulate(kernel, values, mapping, target) -> compiler.table.Table | None`, the
     # per-core cycles over every per-core input, when a core's cycles follow from them alone

@@ -15,6 +15,8 @@ sample costs the share of the kernel's elements its ops' positions make up
 """
 from __future__ import annotations
 
+import functools
+
 import math
 
 import numpy as np
@@ -110,8 +112,7 @@ class GeneratedKind(KindDefaults):
         elements, variants = kernel.nest.extent("e"), runs.variants
         shares = runs.fraction(kernel)
         if shares is None:
-            return Counts(np.full(1, float(elements)),
-                          np.zeros((len(variants), kernel.samples), dtype=np.intp))
+            return _every_element(elements, len(variants), kernel.samples)
         order = list(dict.fromkeys(v.positions for v in variants))
         values = np.concatenate([np.ceil(elements * np.asarray(shares[p])) for p in order])
         rows = np.stack([order.index(v.positions) * kernel.samples + np.arange(kernel.samples)
@@ -132,6 +133,15 @@ class GeneratedKind(KindDefaults):
         ops = [graph.producer[n] for n in kernel.ops if n in graph.producer]
         return [(op.name, axis_kind(graph.type_of[out].shape, *mask_shape))
                 for op, out in _counted(graph, ops)]
+
+
+@functools.lru_cache(maxsize=256)
+def _every_element(elements: int, variants: int, samples: int) -> Counts:
+    """The counts of a step without markers: the same object every step, so the measurement
+    reuses its evaluation (`simulator.measure.step.measure_kernel`)."""
+    values, rows = np.full(1, float(elements)), np.zeros((variants, samples), dtype=np.intp)
+    values.flags.writeable = rows.flags.writeable = False
+    return Counts(values, rows)
 
 
 GENERATED = KIND = GeneratedKind()

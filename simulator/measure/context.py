@@ -9,6 +9,7 @@ variants, the positions each variant charges, and the masked tiles.
 from __future__ import annotations
 
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 
@@ -32,12 +33,30 @@ def variants(harvest: bool, dynamic: bool) -> tuple[Variant, ...]:
     return out
 
 
+class Update(NamedTuple):
+    """A kernel's update per core (`cost.update_cycles`: (rows, cols), or one number for
+    every core), on its busiest core, and summed over the cores of one replica."""
+    per_core: np.ndarray | float
+    busiest: float
+    total: float
+
+
+def update_of(kernel: Kernel, mapping, target, optimizer, tiles=None) -> Update:
+    """The update of the weights `kernel`'s cores hold (only the kept ones of masked `tiles`)."""
+    per_core = cost.update_cycles(kind_of(kernel).weights_per_core(kernel, mapping, tiles), mapping,
+                                  target, optimizer)
+    if np.ndim(per_core) == 0:
+        return Update(float(per_core), float(per_core), float(per_core) * mapping.rows * mapping.cols)
+    return Update(per_core, float(np.max(per_core)), float(np.sum(per_core)))
+
+
 class PlanContext:
     """Per-plan caches of the measurement, owned by the trainer."""
 
     def __init__(self, plan):
         self.plan = plan
         self._tiles: dict[str, tuple] = {}
+        self.timings: dict = {}        # kernel -> its `KernelTiming` of the last step measured
 
     @cached_property
     def layout(self):
@@ -49,18 +68,23 @@ class PlanContext:
         return self.plan.congestion_array()
 
     @cached_property
-    def schedule(self) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
-        """(replicas (K,), entry hops (K,), samples each stage holds (K,)) of the plan."""
-        plan, count = self.plan, len(self.plan.kernels)
+    def schedule(self) -> tuple[np.ndarray, np.ndarray]:
+        """(replicas (K,), entry hops (K,)) of the plan's kernels."""
+        plan = self.plan
         return (np.array([plan.mapping[k.name].replicas for k in plan.kernels], dtype=np.float64),
-                plan.hops(), tuple(in_flight(i, count, k.samples) for i, k in enumerate(plan.kernels)))
+                plan.hops())
 
     @cached_property
-    def updates(self) -> dict:
+    def in_flight(self) -> dict[str, int]:
+        """Kernel -> the samples its stage holds."""
+        kernels = self.plan.kernels
+        return {k.name: in_flight(i, len(kernels), k.samples) for i, k in enumerate(kernels)}
+
+    @cached_property
+    def updates(self) -> dict[str, "Update"]:
         """Kernel -> the update (and all-reduce) of the weights its cores hold unmasked."""
         plan = self.plan
-        return {k.name: cost.update_cycles(kind_of(k).weights_per_core(k, plan.mapping[k.name]),
-                                           plan.mapping[k.name], plan.target, plan.optimizer)
+        return {k.name: update_of(k, plan.mapping[k.name], plan.target, plan.optimizer)
                 for k in plan.kernels}
 
     @cached_property
@@ -115,6 +139,8 @@ class Runs:
     def __init__(self, xp, variants_: tuple[Variant, ...], positions: StepPositions | None,
                  tiles: dict):
         self.xp, self.variants, self.positions, self._tiles = xp, variants_, positions, tiles
+        self.names = tuple(v.name for v in variants_)
+        self.harvests = tuple(v.harvest for v in variants_)
 
     def rows(self, kernel: Kernel, tokens: list[int]):
         return None if self.positions is None else self.positions.rows(kernel, tokens)

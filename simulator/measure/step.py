@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from compiler import cost, schedule
-from compiler.evaluate import evaluate
+from compiler.evaluate import evaluate_all
 from compiler.kernels import kind_of
 
-from .context import DENSE, HARVESTED, PlanContext, Runs, variants
+from .context import DENSE, HARVESTED, PlanContext, Runs, Update, update_of, variants
 from .positions import DynamicStats, step_positions
 
 
@@ -144,19 +144,18 @@ def measure_step(context: PlanContext, xp, env: dict, harvest: bool = True,
     runs = Runs(xp, variants(harvest, positions is not None), positions,
                 {k.name: t for k in plan.kernels
                  if (t := context.tiles(xp, k, weight_masks or {})) is not None})
-    replicas, hops, flights = context.schedule
-    updates = context.updates
-    timings = [measure_kernel(k, plan.mapping[k.name], env, runs, plan.target, plan.optimizer,
-                              harvest, flight, updates[k.name])
-               for k, flight in zip(plan.kernels, flights)]
+    replicas, hops = context.schedule
+    timings = measure_kernels(plan.kernels, [plan.mapping[k.name] for k in plan.kernels], env, runs,
+                              plan.target, plan.optimizer, harvest, context)
+    context.timings = {t.name: t for t in timings}
     if positions is None:
-        congestion = np.repeat(context.congestion, len(runs.variants), axis=0)
+        congestion = np.broadcast_to(context.congestion, (len(runs.variants),) + context.congestion.shape[1:])
     else:
         congestion = plan.congestion_array(np.stack([positions.route_shares(v.positions)
                                                      for v in runs.variants]))
     stack = lambda key: np.stack([getattr(t, key) for t in timings], axis=1)  # noqa: E731
     cycles = schedule.step(stack("samples"), replicas, congestion, hops, stack("updates"))
-    return StepTiming(tuple(v.name for v in runs.variants), own_variant(harvest), cycles, timings,
+    return StepTiming(runs.names, own_variant(harvest), cycles, timings,
                       positions.stats() if positions is not None else None, congestion, replicas,
                       plan.target.clock_hz)
 
@@ -166,31 +165,55 @@ def own_variant(harvest: bool) -> int:
     return 0 if harvest else 1
 
 
-def measure_kernel(kernel, mapping, env: dict, runs: Runs, target, optimizer, harvest: bool = True,
-                   flight: int = 1, dense_update=None) -> KernelTiming:
-    """One kernel of a step, every variant of `runs`: its kind's counts from `env`, then the
-    one evaluation; its update per variant (the kept weights only where zeros are skipped and
-    its weight is masked), and the busy cycles of every core of every replica. `flight`: the
-    samples its stage holds (for the memory of a masked weight); `dense_update`: the update of
-    its weights unmasked, when already worked out (`PlanContext.updates`)."""
-    kind, actual = kind_of(kernel), own_variant(harvest)
-    counts = kind.measured_counts(kernel, mapping.replica, env, runs)
-    cycles = evaluate(kernel, counts, mapping.replica, target)
-    tiles = runs.tiles(kernel)
-    dense = dense_update if dense_update is not None else \
-        cost.update_cycles(kind.weights_per_core(kernel, mapping), mapping, target, optimizer)
+def measure_kernel(kernel, mapping, env: dict, runs: Runs, target, optimizer,
+                   harvest: bool = True) -> KernelTiming:
+    """One kernel of a step (`measure_kernels`)."""
+    return measure_kernels([kernel], [mapping], env, runs, target, optimizer, harvest)[0]
+
+
+def measure_kernels(kernels: list, mappings: list, env: dict, runs: Runs, target, optimizer,
+                    harvest: bool = True, context: PlanContext | None = None) -> list[KernelTiming]:
+    """Kernels of a step, every variant of `runs`: their kinds' counts from `env`, then the one
+    evaluation (`compiler.evaluate.evaluate_all`); each one's update per variant (the kept
+    weights only where zeros are skipped and its weight is masked), and the busy cycles of
+    every core of every replica. With the plan's `context`: the updates of unmasked weights
+    and the samples each stage holds are taken from it, and a kernel whose kind counted this
+    step with the very same `Counts` object as the last (counts that do not depend on the
+    data) keeps its last timing."""
+    actual = own_variant(harvest)
+    counts = [kind_of(k).measured_counts(k, m.replica, env, runs) for k, m in zip(kernels, mappings)]
+    last = context.timings if context is not None else {}
+    fresh = [i for i, (k, c) in enumerate(zip(kernels, counts))
+             if not _unchanged(last.get(k.name), c, runs, actual)]
+    cycles = dict(zip(fresh, evaluate_all([(kernels[i], counts[i], mappings[i].replica)
+                                            for i in fresh], target)))
+    return [_timing(k, m, cycles[i], runs, target, optimizer, harvest, context) if i in cycles
+            else last[k.name] for i, (k, m) in enumerate(zip(kernels, mappings))]
+
+
+def _unchanged(previous: KernelTiming | None, counts, runs: Runs, actual: int) -> bool:
+    return previous is not None and previous.cycles.counts is counts and \
+        runs.tiles(previous.cycles.kernel) is None and previous.actual == actual and \
+        previous.variants == runs.names
+
+
+def _timing(kernel, mapping, cycles, runs: Runs, target, optimizer, harvest: bool,
+            context: PlanContext | None) -> KernelTiming:
+    """A kernel's timing from its evaluated `cycles` and its update per variant."""
+    kind, actual, tiles = kind_of(kernel), own_variant(harvest), runs.tiles(kernel)
+    dense = context.updates[kernel.name] if context is not None else \
+        update_of(kernel, mapping, target, optimizer)
     updates = [dense] * len(runs.variants)
-    busiest = np.full(len(updates), float(dense) if np.ndim(dense) == 0 else float(np.max(dense)))
     memory = None
     if tiles is not None:                      # the kept weights where zeros are skipped
-        held = cost.update_cycles(kind.weights_per_core(kernel, mapping, tiles), mapping, target,
-                                  optimizer)
+        held = update_of(kernel, mapping, target, optimizer, tiles)
         updates = [held if v.harvest else dense for v in runs.variants]
-        busiest = np.array([float(np.max(u)) for u in updates])
         if harvest:                            # stored compressed
+            flight = context.in_flight[kernel.name] if context is not None else 1
             memory = kind.memory_per_core(kernel, mapping, target, optimizer, flight,
                                           kept=int(tiles.kept.max()))
-    return KernelTiming(kernel.name, tuple(v.name for v in runs.variants), actual, cycles.sample,
-                        busiest,
-                        cycles.busy_total(actual, mapping, updates[actual]), cycles, memory,
-                        mapping, updates[actual])
+    own = updates[actual]
+    return KernelTiming(kernel.name, runs.names, actual, cycles.sample,
+                        np.array([u.busiest for u in updates]),
+                        cycles.busy_total(actual, mapping.replicas, own.total), cycles, memory,
+                        mapping, own.per_core)

@@ -133,15 +133,13 @@ def _every_row(xp, runs, x, dy, nx, ndy, tk, tn, tile) -> Counts:
         dense = np.zeros((1,) + work["fwd"].shape[1:])
         counts = counts._replace(**{k: np.concatenate([w, dense]) for k, w in work.items()},
                                  worked=np.arange(samples + 1) < samples)
-    return Counts(counts, _every_row_index(tuple(v.harvest for v in runs.variants), samples))
+    return Counts(counts, _every_row_index(runs.harvests, samples))
 
 
 def _with_dense(counted, tiles, tokens: int) -> np.ndarray:
     """(samples + 1, parts): each sample's counts summed over its tokens, then the whole tile."""
-    out = np.empty((counted.shape[0] + 1, counted.shape[2]), dtype=np.float32)
-    counted.sum(axis=1, out=out[:-1])
-    np.multiply(tiles, tokens, out=out[-1])
-    return out
+    per_sample = counted[:, 0] if tokens == 1 else counted.sum(axis=1)
+    return np.concatenate([per_sample, (tiles * np.float32(tokens))[None]])
 
 
 @functools.lru_cache(maxsize=64)

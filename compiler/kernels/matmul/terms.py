@@ -7,7 +7,7 @@ summed over the tokens a sample sends (dW from the counted pairs when it sends s
 
 `tabulate`: when every core's cycles follow from its own two counts (one token per sample, no
 masked weight), the cycles of every count a core can have are worked out once per mapping, and
-a sample's cores are looked up in that table (`compiler.cost.Table`): the same components,
+a sample's cores are looked up in that table (`compiler.table.Table`): the same components,
 evaluated on each distinct per-core input once instead of on every core of every sample.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ... import cost
+from ...table import Grid, Table
 from ..base import Kernel
 from . import counts as _counts
 
@@ -108,33 +109,19 @@ def macs(c, g: Geometry) -> np.ndarray:
     return np.where(c.worked, work, out)
 
 
-def tabulate(kernel: Kernel, c, mapping, target) -> cost.Table | None:
-    """`c` as a `cost.Table` when each core's cycles follow from its own x and dY counts (one
+def tabulate(kernel: Kernel, c, mapping, target) -> Table | None:
+    """`c` as a `Table` when each core's cycles follow from its own x and dY counts (one
     token per sample, no counted pairs, no masked weight); None otherwise."""
     if c.pairs is not None or c.worked is not None or not (c.tokens == 1).all():
         return None
     grid = _grid(kernel.nest.extent("i"), kernel.nest.extent("j"), mapping.rows, mapping.cols,
                  computes_dx(kernel), target)
-    rows = np.add(grid.row_offset, c.x, dtype=np.intp, casting="unsafe")
-    cols = np.add(grid.col_offset, c.dy, dtype=np.intp, casting="unsafe")
-    return cost.Table(grid.cycles, rows, cols, grid.row_runs, grid.col_runs,
-                      lambda: macs(c, geometry(kernel, mapping, target, c.x.dtype)))
-
-
-class _Grid(NamedTuple):
-    """The cycles (I, J) of a core for every count it can have: a row of cores of tile size t
-    can count 0..t non-zeros of x (one token), its table rows are `row_offset` + count;
-    `row_runs`: where each run of core rows of one tile size starts (the table rises along
-    each; tiles are contiguous: full ones, then a partial one, then empty ones)."""
-    cycles: np.ndarray
-    row_offset: np.ndarray
-    col_offset: np.ndarray
-    row_runs: np.ndarray
-    col_runs: np.ndarray
+    return Table(grid, c.x, c.dy, lambda: macs(c, geometry(kernel, mapping, target, c.x.dtype)))
 
 
 @functools.lru_cache(maxsize=256)
-def _grid(k: int, n: int, rows: int, cols: int, dx: bool, target) -> _Grid:
+def _grid(k: int, n: int, rows: int, cols: int, dx: bool, target) -> Grid:
+    """The table of every count a core of each tile size can have (one token)."""
     full_k, full_n = _counts.tile_arrays(k, n, rows, cols, np.dtype(np.float32))
     row_values, row_tiles, row_offset, row_runs = _values(full_k)
     col_values, col_tiles, col_offset, col_runs = _values(full_n)
@@ -144,13 +131,13 @@ def _grid(k: int, n: int, rows: int, cols: int, dx: bool, target) -> _Grid:
     c = _terms(g, x, dy, one, x * g.tn, x * dy, dy * g.tk if dx else None, np.zeros(1))
     cycles = cost.per_core_cycles(c, (1, 1, len(row_values), len(col_values)))[0]
     cycles.flags.writeable = False
-    return _Grid(cycles, row_offset, col_offset, row_runs, col_runs)
+    return Grid(cycles, row_offset, col_offset, row_runs, col_runs)
 
 
 def _values(tiles: np.ndarray):
     """For the tile sizes of each core row (or column): every count 0..t each size allows,
     the tile size of each, the table offset of each core's size, and where each run of equal
-    sizes starts."""
+    sizes starts (tiles are contiguous: full ones, then a partial one, then empty ones)."""
     sizes, which = np.unique(tiles, return_inverse=True)
     starts = np.concatenate([[0], np.cumsum(sizes + 1)[:-1]]).astype(np.float32)
     values = np.concatenate([np.arange(t + 1, dtype=np.float32) for t in sizes])

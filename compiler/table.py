@@ -1,0 +1,183 @@
+"""Tabulated evaluation: per-core cycles looked up in a table of every input a core can have.
+
+When each core's cycles follow from a couple of small counts of its own (a matmul core with one
+token: the non-zeros of its x tile and of its dY tile), a kind evaluates its components once on
+every count a core can have (`Grid.cycles`) and each core of each sample is a lookup. The
+numbers are those of the full evaluation (`compiler.cost.per_core_cycles`); only the work
+differs. A step's tables with as many samples are evaluated together (`evaluate_tables`): a
+handful of array operations for all its kernels instead of a handful for each, which is most of
+what a small model's step costs to measure.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import numpy as np
+
+
+class Grid(NamedTuple):
+    """A kind's table: `cycles` (I, J) of a core for every pair of inputs it can have; a core
+    row's table rows start at `row_offset` (one per core row), a core column's at
+    `col_offset`. The core rows (columns) fall into contiguous runs starting at `row_runs`
+    (`col_runs`) whose indices run through one block of the table along which the cycles never
+    fall (more non-zeros never cost less), so a sample's busiest core is at the largest index
+    it uses in each run. Kinds cache their grids: a step's joint table is kept while the same
+    grids come back."""
+    cycles: np.ndarray
+    row_offset: np.ndarray
+    col_offset: np.ndarray
+    row_runs: np.ndarray
+    col_runs: np.ndarray
+
+
+class Table(NamedTuple):
+    """Core (r, c) of distinct sample u takes `grid.cycles[row[u, r], col[u, c]]` (forward +
+    backward): table row `row_offset[r] + x[u, r]` and column `col_offset[c] + dy[u, c]` for its
+    counts `x` (U, rows) and `dy` (U, cols), exact small integers. `count_macs()` gives the
+    MACs (U,) each sample executes."""
+    grid: Grid
+    x: np.ndarray
+    dy: np.ndarray
+    count_macs: Any
+
+    @property
+    def row(self) -> np.ndarray:
+        return _index(self.x, self.grid.row_offset)
+
+    @property
+    def col(self) -> np.ndarray:
+        return _index(self.dy, self.grid.col_offset)
+
+    def busiest(self) -> np.ndarray:
+        """(U,) each sample's busiest core."""
+        return evaluate_tables([self])[0][0]
+
+    def sums(self) -> np.ndarray:
+        """(U,) each sample's cycles summed over its cores."""
+        return evaluate_tables([self])[0][1]
+
+    def cores(self) -> np.ndarray:
+        """(U, rows, cols) every core's cycles."""
+        return self.grid.cycles[self.row[:, :, None], self.col[:, None, :]]
+
+
+def _index(counts: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """Table indices: counts (exact small integers, as floats) plus offsets."""
+    return (counts + offset).astype(np.int32)
+
+
+def evaluate_tables(tables: list[Table]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each table's (busiest core (U,), cycles summed over its cores (U,)), the tables with as
+    many samples evaluated together as one block-diagonal table."""
+    groups: dict[int, list[int]] = {}
+    for i, t in enumerate(tables):
+        groups.setdefault(len(t.x), []).append(i)
+    out: list = [None] * len(tables)
+    for members in groups.values():
+        busiest, sums = _evaluate([tables[i] for i in members])
+        for n, i in enumerate(members):
+            out[i] = busiest[:, n], sums[:, n]
+    return out
+
+
+def _evaluate(tables: list[Table]) -> tuple[np.ndarray, np.ndarray]:
+    """(U, K) busiest and summed cycles of `tables`. Busiest: the largest index each sample
+    uses in each run, every pair of a row run and a column run of a table looked up, the
+    largest pair per table. Sums: how many of a sample's cores use each table column, times
+    the table, gives each table row's cycles summed over the sample's columns; those of the
+    sample's core rows are summed per table."""
+    joint = _joint(tuple(t.grid for t in tables))
+    row = _index(_joined([t.x for t in tables]), joint.row_base)
+    col = _index(_joined([t.dy for t in tables]), joint.col_base)
+    samples, (height, width) = len(row), joint.cycles.shape
+    top = np.maximum.reduceat(row, joint.row_runs, axis=1)
+    right = np.maximum.reduceat(col, joint.col_runs, axis=1)
+    corners = joint.cycles.take(top[:, joint.pair_row] * width + right[:, joint.pair_col])
+    busiest = np.maximum.reduceat(corners, joint.pair_starts, axis=1)
+    per_row = _histogram(col, width) @ joint.transposed                     # (U, I)
+    picked = per_row.take(row + _row_starts(samples, height))
+    return busiest, np.add.reduceat(picked, joint.row_starts, axis=1, dtype=np.float64)
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+
+class _Joint(NamedTuple):
+    """Tables as one block-diagonal table (and its transpose, contiguous): the table offset of
+    each core row and column (`row_base`, `col_base`: its own table's offset plus where that
+    table's block starts), the runs of every table in the joined core rows and
+    columns, the (row run, column run) pairs of each table, and where each table's pairs and
+    core rows start."""
+    cycles: np.ndarray
+    transposed: np.ndarray
+    row_base: np.ndarray
+    col_base: np.ndarray
+    row_runs: np.ndarray
+    col_runs: np.ndarray
+    pair_row: np.ndarray
+    pair_col: np.ndarray
+    pair_starts: np.ndarray
+    row_starts: np.ndarray
+
+
+_JOINTS: dict = {}
+
+
+def _joint(grids: tuple[Grid, ...]) -> _Joint:
+    """Cached while the same grids come back: keyed by their identity, holding them so an
+    identity is never reused."""
+    key = tuple(map(id, grids))
+    hit = _JOINTS.get(key)
+    if hit is not None:
+        return hit[1]
+    if len(_JOINTS) > 64:
+        _JOINTS.clear()
+    joint = _build(grids)
+    _JOINTS[key] = (grids, joint)
+    return joint
+
+
+def _build(grids: tuple[Grid, ...]) -> _Joint:
+    """The joint table of `grids` (see `_Joint`)."""
+    heights = np.array([g.cycles.shape[0] for g in grids])
+    widths = np.array([g.cycles.shape[1] for g in grids])
+    top, left = _starts(heights), _starts(widths)
+    table = np.zeros((heights.sum(), widths.sum()), dtype=np.result_type(*(g.cycles for g in grids)))
+    for g, i, j in zip(grids, top, left):
+        table[i:i + g.cycles.shape[0], j:j + g.cycles.shape[1]] = g.cycles
+    first_row = _starts(np.array([len(g.row_offset) for g in grids]))
+    first_col = _starts(np.array([len(g.col_offset) for g in grids]))
+    pair_row, pair_col, pair_starts, run_row, run_col = [], [], [], 0, 0
+    for g in grids:
+        pair_starts.append(len(pair_row))
+        pair_row += [run_row + i for i in range(len(g.row_runs)) for _ in range(len(g.col_runs))]
+        pair_col += [run_col + j for _ in range(len(g.row_runs)) for j in range(len(g.col_runs))]
+        run_row, run_col = run_row + len(g.row_runs), run_col + len(g.col_runs)
+    transposed = np.ascontiguousarray(table.T)
+    table.flags.writeable = transposed.flags.writeable = False
+    return _Joint(table, transposed,
+                  np.concatenate([g.row_offset + s for g, s in zip(grids, top)]).astype(np.float32),
+                  np.concatenate([g.col_offset + s for g, s in zip(grids, left)]).astype(np.float32),
+                  np.concatenate([g.row_runs + s for g, s in zip(grids, first_row)]),
+                  np.concatenate([g.col_runs + s for g, s in zip(grids, first_col)]),
+                  np.array(pair_row), np.array(pair_col), np.array(pair_starts), first_row)
+
+
+def _starts(sizes: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
+
+
+def _histogram(index: np.ndarray, size: int) -> np.ndarray:
+    """(U, size) float32: how many entries of each row of `index` (U, n) take each value."""
+    samples = len(index)
+    flat = np.add(index, _row_starts(samples, size)).ravel()
+    return np.bincount(flat, minlength=samples * size).reshape(samples, size).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=256)
+def _row_starts(samples: int, size: int) -> np.ndarray:
+    starts = np.arange(samples)[:, None] * size
+    starts.flags.writeable = False
+    return starts
