@@ -8,6 +8,7 @@ variants, the positions each variant charges, and the masked tiles.
 """
 from __future__ import annotations
 
+import functools
 from functools import cached_property
 from typing import NamedTuple
 
@@ -23,6 +24,7 @@ from .positions import StepPositions, layout
 HARVESTED, DENSE = "harvested", "dense"
 
 
+@functools.lru_cache(maxsize=4)
 def variants(harvest: bool, dynamic: bool) -> tuple[Variant, ...]:
     """The timing variants of a step, as rows of one array: skipping zeros and not (the run's own
     is the one `harvest` says), and with `running` markers the fixed-depth and padded
@@ -56,6 +58,7 @@ class PlanContext:
     def __init__(self, plan):
         self.plan = plan
         self._tiles: dict[str, tuple] = {}
+        self._full_load: dict[int, np.ndarray] = {}
         self.timings: dict = {}        # kernel -> its `KernelTiming` of the last step measured
 
     @cached_property
@@ -66,6 +69,14 @@ class PlanContext:
     def congestion(self) -> np.ndarray:
         """(1, kernels) congestion with every route at full load."""
         return self.plan.congestion_array()
+
+    def full_load(self, variants_: int) -> np.ndarray:
+        """(variants_, kernels) `congestion` for each timing variant (read-only)."""
+        out = self._full_load.get(variants_)
+        if out is None:
+            out = self._full_load[variants_] = np.repeat(self.congestion, variants_, axis=0)
+            out.flags.writeable = False
+        return out
 
     @cached_property
     def schedule(self) -> tuple[np.ndarray, np.ndarray]:

@@ -149,7 +149,7 @@ def measure_step(context: PlanContext, xp, env: dict, harvest: bool = True,
                               plan.target, plan.optimizer, harvest, context)
     context.timings = {t.name: t for t in timings}
     if positions is None:
-        congestion = np.broadcast_to(context.congestion, (len(runs.variants),) + context.congestion.shape[1:])
+        congestion = context.full_load(len(runs.variants))
     else:
         congestion = plan.congestion_array(np.stack([positions.route_shares(v.positions)
                                                      for v in runs.variants]))

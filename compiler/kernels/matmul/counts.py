@@ -66,22 +66,24 @@ def assumed(kernel, mapping, density, harvest: bool) -> Counts:
                                np.full(1, float(tokens))), np.zeros((1, 1), dtype=np.intp))
 
 
-def tile_nonzeros(xp, values, parts: int):
+def tile_nonzeros(xp, values, parts: int, dense: bool = False):
     """(samples, tokens, parts) non-zero counts of `values` (samples, tokens, features) split
-    into `parts` contiguous tiles of ceil(features / parts): the non-zero indicators times a
-    0/1 tile-membership matrix (one BLAS call; float32 is exact, as every partial sum is a
-    count below 2**24)."""
+    into `parts` contiguous tiles of ceil(features / parts): the non-zero indicators, padded
+    with zeros to whole tiles, one tile per row, times a vector of ones (one BLAS call over the
+    values once; float32 is exact, as every count is below 2**24). `dense`: one more sample
+    after them whose every value counts (harvesting off)."""
     samples, tokens, features = values.shape
-    nonzero = (values != 0).reshape(-1, features).astype(xp.float32)
-    return (nonzero @ _membership(xp, features, parts)).reshape(samples, tokens, parts)
-
-
-@functools.lru_cache(maxsize=256)
-def _membership(xp, features: int, parts: int):
-    """(features, parts) float32: 1 where feature f lies in tile p."""
     step = -(-features // parts)
-    member = np.arange(features)[:, None] // step == np.arange(parts)[None, :]
-    return xp.asarray(member.astype(np.float32))
+    nonzero = xp.zeros((samples + dense, tokens, parts * step), dtype=xp.float32)
+    nonzero[:samples, :, :features] = values != 0
+    if dense:
+        nonzero[samples, :, :features] = 1
+    return (nonzero.reshape(-1, step) @ _ones(xp, step)).reshape(samples + dense, tokens, parts)
+
+
+@functools.lru_cache(maxsize=64)
+def _ones(xp, size: int):
+    return xp.ones(size, dtype=xp.float32)
 
 
 def streams(xp, kernel, env: dict):
@@ -109,37 +111,32 @@ def measured(kernel, mapping, env: dict, runs) -> Counts:
     """Counts of every variant of `runs` from the step's tensors."""
     xp = runs.xp
     x, dy, call_tokens = streams(xp, kernel, env)
-    # float32 is exact: a count is at most tokens x a tile, and a core's tile fits its SRAM
-    nx = runs.host(tile_nonzeros(xp, x, mapping.rows)).astype(np.float32, copy=False)
-    ndy = runs.host(tile_nonzeros(xp, dy, mapping.cols)).astype(np.float32, copy=False)
-    tk, tn = tiles(kernel, mapping, np.float32)
     rows = runs.rows(kernel, call_tokens)
-    if rows is None:
-        return _every_row(xp, runs, x, dy, nx, ndy, tk, tn, runs.tiles(kernel))
+    every = rows is None         # every row charged: the dense counts are one more sample
+
+    def counted(values, parts):
+        return runs.host(tile_nonzeros(xp, values, parts, every)).astype(np.float32, copy=False)
+    nx, ndy = counted(x, mapping.rows), counted(dy, mapping.cols)
+    if every:
+        return _every_row(xp, runs, x, dy, nx, ndy, runs.tiles(kernel))
+    tk, tn = tiles(kernel, mapping, np.float32)
     return _charged_rows(xp, runs, x, dy, nx, ndy, tk, tn, rows, runs.tiles(kernel))
 
 
-def _every_row(xp, runs, x, dy, nx, ndy, tk, tn, tile) -> Counts:
+def _every_row(xp, runs, x, dy, nx, ndy, tile) -> Counts:
     """Every token row charged and computed: one distinct sample per sample for the variants
-    that skip zeros (their non-zeros), one for those that do not (every value)."""
-    samples, tokens = nx.shape[:2]
-    pairs = None
-    if tokens > 1:
-        pairs = np.concatenate([np.einsum("str,stc->src", nx, ndy), (tokens * tk[:, None] * tn)[None]])
-    counts = MatmulCounts(_with_dense(nx, tk, tokens), _with_dense(ndy, tn, tokens),
-                          _tokens(samples + 1, tokens), pairs)
+    that skip zeros (their non-zeros), one for those that do not (every value: the last of
+    `nx`, `ndy`)."""
+    samples, tokens = x.shape[:2]
+    pairs = np.einsum("str,stc->src", nx, ndy) if tokens > 1 else None
+    per_sample = (lambda n: n[:, 0]) if tokens == 1 else (lambda n: n.sum(axis=1))
+    counts = MatmulCounts(per_sample(nx), per_sample(ndy), _tokens(samples + 1, tokens), pairs)
     if tile is not None:
         work = masked_work(xp, runs.host, x, dy, tile)
         dense = np.zeros((1,) + work["fwd"].shape[1:])
         counts = counts._replace(**{k: np.concatenate([w, dense]) for k, w in work.items()},
                                  worked=np.arange(samples + 1) < samples)
     return Counts(counts, _every_row_index(runs.harvests, samples))
-
-
-def _with_dense(counted, tiles, tokens: int) -> np.ndarray:
-    """(samples + 1, parts): each sample's counts summed over its tokens, then the whole tile."""
-    per_sample = counted[:, 0] if tokens == 1 else counted.sum(axis=1)
-    return np.concatenate([per_sample, (tiles * np.float32(tokens))[None]])
 
 
 @functools.lru_cache(maxsize=64)

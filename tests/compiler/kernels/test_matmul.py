@@ -14,7 +14,7 @@ import pytest
 from compiler.cost import compressed_weight_bytes, index_bytes, tile_sizes
 from compiler.kernels import matmul_kernel
 from compiler.kernels.matmul import MATMUL
-from compiler.kernels.matmul.counts import MatmulCounts, assumed
+from compiler.kernels.matmul.counts import MatmulCounts, assumed, tile_nonzeros
 from compiler.mapping import Mapping
 from compiler.optim_spec import OptimizerSpec
 from compiler.target import wafer
@@ -196,6 +196,21 @@ def test_dense_macs_match_the_loop_nest():
         assert components(dense, harvest=True)["macs"] == pytest.approx(expected)
         assert MATMUL.dense_macs(matmul_kernel(k=case["k"], n=case["n"], tokens=case["tokens"])) * \
             samples == pytest.approx(expected)
+
+
+def test_tile_nonzeros_counts_each_contiguous_tile():
+    """Against a loop over the tiles of `tile_sizes`: whole tiles, a short last one, and
+    empty trailing ones (more parts than a whole number of tiles needs)."""
+    r = rng(21)
+    for features, parts in [(256, 32), (256, 11), (10, 4), (5, 4), (7, 7), (1, 1), (3, 1)]:
+        values = r.standard_normal((3, 2, features)).astype(np.float32)
+        values[r.random(values.shape) < 0.5] = 0
+        got = tile_nonzeros(np, values, parts)
+        sizes, start, expected = tile_sizes(features, parts), 0, []
+        for size in sizes:
+            expected.append(np.count_nonzero(values[..., start:start + size], axis=-1))
+            start += size
+        np.testing.assert_array_equal(got, np.stack(expected, axis=-1))
 
 
 def test_assumed_counts_scale_with_density_and_ignore_it_without_harvest():
