@@ -177,7 +177,8 @@ class KernelKind(Protocol):
 
     def measured_counts(self, kernel: Kernel, mapping, env: dict, runs) -> Counts:
         """`Counts` per sample and core from the step's tensors in `env`, for every variant of
-        `runs` (`simulator.measure.context.Runs`)."""
+        `runs` (`simulator.measure.context.Runs`). Counts that cannot depend on the tensors may
+        be the same object every step: the measurement then keeps the kernel's last timing."""
 
     def components(self, kernel: Kernel, values, mapping, target):
         """The cost components (`compiler.cost.Components`, distinct samples first) of the

@@ -2,8 +2,8 @@
 
 Each kernel's kind counts, per sample and per core, what the step's tensors made it receive and
 compute (`KernelKind.measured_counts`: non-zeros of the streamed operands, real tokens, running
-positions, masked weights); the counts go through the same evaluation (`compiler.estimate.
-evaluate`, `compiler.cost`) and the same schedule (`compiler.schedule.step`) as the static
+positions, masked weights); the counts go through the same evaluation (`compiler.evaluate`,
+`compiler.cost`) and the same schedule (`compiler.schedule.step`) as the static
 estimate's assumed counts, so the two differ only in where the counts come from.
 
 The timing variants of the step are one axis through all of it (`context.variants`): the run
@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compiler import cost, schedule
+from compiler import schedule
 from compiler.evaluate import evaluate_all
 from compiler.kernels import kind_of
 
-from .context import DENSE, HARVESTED, PlanContext, Runs, Update, update_of, variants
+from .context import DENSE, HARVESTED, PlanContext, Runs, update_of, variants
 from .positions import DynamicStats, step_positions
 
 
