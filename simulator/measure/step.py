@@ -70,26 +70,16 @@ class KernelTiming:
     def dense_sample_cycles(self) -> np.ndarray:
         return self.variant_cycles(DENSE)
 
-    @property
-    def update_cycles(self) -> float:
-        return float(self.updates[self.actual])
+    def at(self, values: np.ndarray, variant: str | None = None) -> float:
+        """`values` (V,) of `variant` (the run's own when None)."""
+        return float(values[self.actual if variant is None else self.variants.index(variant)])
 
-    @property
-    def dense_update_cycles(self) -> float:
-        return float(self.updates[self.variants.index(DENSE)])
-
-    @property
-    def executed_macs(self) -> float:
-        return float(self.macs[self.actual])
-
-    @property
-    def dense_macs(self) -> float:
-        return float(self.macs[self.variants.index(DENSE)])
-
-    @property
-    def useful_macs(self) -> float:
-        """MACs on non-zero operands: the work that changes the result."""
-        return float(self.macs[self.variants.index(HARVESTED)])
+    update_cycles = property(lambda self: self.at(self.updates))
+    dense_update_cycles = property(lambda self: self.at(self.updates, DENSE))
+    executed_macs = property(lambda self: self.at(self.macs))
+    dense_macs = property(lambda self: self.at(self.macs, DENSE))
+    useful_macs = property(lambda self: self.at(self.macs, HARVESTED),
+                           doc="MACs on non-zero operands: the work that changes the result.")
 
 
 @dataclass
