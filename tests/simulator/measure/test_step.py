@@ -169,3 +169,14 @@ def test_a_kernel_counted_without_the_data_keeps_its_timing_and_the_others_are_r
     fresh = measure_step(type(trainer.context)(trainer.plan), np, env, True)
     np.testing.assert_array_equal(second.step_cycles, fresh.step_cycles)
     assert [t.busy_total for t in second.kernels] == [t.busy_total for t in fresh.kernels]
+
+
+@pytest.mark.parametrize("sparsity", [None, 0.5])
+def test_busy_total_is_every_cores_busy_cycles_summed(sparsity):
+    """The trainer's utilization sums each kernel's busy cycles from the per-sample sums; the
+    report's per-core map (`core_busy`) must add up to the same."""
+    ws = WeightSparsity.from_dict({"sparsity": sparsity, "seed": 4}) if sparsity else None
+    trainer, x, y = _trainer(ws)
+    timing = _measure(trainer, _env(trainer, x, y), weight_masks=trainer.weight_masks if sparsity else None)
+    for kt in timing.kernels:
+        assert kt.busy_total == pytest.approx(float(kt.core_busy.sum()), rel=1e-9)
