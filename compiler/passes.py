@@ -260,8 +260,18 @@ def _claim_gradient_chain(graph: Graph, value: str, module: str, kernel: dict) -
             todo.extend(op.refs())
 
 
+def _newest(graph: Graph, op: Op, kernel: dict, position: dict) -> str:
+    """The kernel of the most recently computed of `op`'s inputs. A residual add (`h + f(h)`)
+    joins f's kernel, not the kernel where `h` began: otherwise every layer's residual stream
+    stays with the first kernel (the embedding), a hub that every layer's routes fan into."""
+    inputs = [graph.producer[r].name for r in op.refs()
+              if r in graph.producer and graph.producer[r].name in kernel]
+    return kernel[max(inputs, key=position.__getitem__)]
+
+
 def _fuse_forward(graph: Graph, kernel: dict, param_kernels: set, matmul_kernels: set) -> None:
     names: dict[str, int] = {}
+    position = {op.name: i for i, op in enumerate(graph.ops)}
     for op in graph.ops:
         if op.name in kernel:
             continue
@@ -269,7 +279,7 @@ def _fuse_forward(graph: Graph, kernel: dict, param_kernels: set, matmul_kernels
                      if r in graph.producer and graph.producer[r].name in kernel]
         if is_elementwise(op) or op.op in VIEW_OPS or op.op in MARKER_OPS or op.op in SENDER_OPS:
             if producers:
-                kernel[op.name] = producers[0]
+                kernel[op.name] = _newest(graph, op, kernel, position)
             continue
         # a reduction over a norm's or embedding's values (the row sums of a decomposed layer
         # norm backward) stays with that layer; after a matmul layer, or a matmul itself, it

@@ -6,7 +6,7 @@ the centroid of the kernels they talk to while total wire length falls. (`compil
 chooses between this placer and a shape-choosing shelf packer; both compile_plan and the ISPD
 contest solver go through it.) Routing: every producer
 -> consumer edge gets a dimension-ordered (X then Y) Manhattan route between rectangle centres,
-as a bundle of parallel lanes; the wavelets each edge moves per step are summed per link.
+as a bundle of parallel lanes, one per boundary core; `compiler.links` sums their loads per link.
 """
 from __future__ import annotations
 
@@ -48,16 +48,26 @@ class Edge:
 
 @dataclass(frozen=True)
 class Route:
-    """A bundle of `lanes` parallel Manhattan routes along `path` (drawn through the centres):
-    a region sends and receives over every row (or column) of cores facing the other one, so
-    each link of the bundle carries `edge.wavelets / lanes`."""
+    """A bundle of parallel Manhattan lanes along `path` (drawn through the centres). `bands`
+    has, per segment of the path, the [first, last) row (an east/west segment) or column (a
+    north/south one) its lanes run along: one lane per boundary core that holds the data, and
+    each link of the band carries `edge.wavelets / lanes` (`compiler.links`). No bands: the
+    centre line alone, one lane."""
     edge: Edge
     path: tuple[tuple[int, int], ...]   # corner points, Manhattan segments between them
-    lanes: int = 1
+    bands: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def lanes(self) -> int:
+        """The lanes of the route's narrowest segment."""
+        widths = [hi - lo for (lo, hi), (a, b) in zip(self.bands, zip(self.path, self.path[1:]))
+                  if a != b]
+        return min(widths, default=1)
 
     @property
     def load(self) -> float:
-        return self.edge.wavelets / max(self.lanes, 1)
+        """Wavelets per step on each link of the narrowest segment."""
+        return self.edge.wavelets / self.lanes
 
     @property
     def hops(self) -> int:
@@ -205,16 +215,53 @@ def refine(rects: tuple[Rect, ...], pairs: list[tuple[str, str]], target: Target
 
 
 def route(edges: list[Edge], rects: tuple[Rect, ...]) -> tuple[Route, ...]:
-    """X-then-Y route from producer centre to consumer centre for every edge, as a bundle as
-    wide as the two regions' facing sides allow."""
+    """A dimension-ordered route from producer centre to consumer centre for every edge: the
+    data leaves the producer over every boundary core on the side it travels out of, one lane
+    each, and enters the consumer over every core of the side it arrives on. Of X-then-Y,
+    Y-then-X and, where the two regions face each other, a straight route over the rows (or
+    columns) they share, the route takes the one with the most lanes at its narrowest (in that
+    order on a tie)."""
     where = {r.name: r for r in rects}
     routes = []
     for e in edges:
         a, b = where[e.src], where[e.dst]
-        (r0, c0), (r1, c1) = a.center, b.center
-        lanes = min(a.height, b.height) if abs(c1 - c0) >= abs(r1 - r0) else min(a.width, b.width)
-        routes.append(Route(e, ((r0, c0), (r0, c1), (r1, c1)), max(1, lanes)))
+        candidates = [_dimension_ordered(e, a, b, True), _dimension_ordered(e, a, b, False)]
+        candidates += _straight(e, a, b)
+        routes.append(max(candidates, key=lambda rt: rt.lanes))
     return tuple(routes)
+
+
+def _straight(edge: Edge, a: Rect, b: Rect) -> list[Route]:
+    """The straight routes between two regions that share rows (east/west, over the shared rows)
+    or columns (north/south, over the shared columns), drawn along the middle of what they share."""
+    routes = []
+    lo, hi = max(a.row, b.row), min(a.row + a.height, b.row + b.height)
+    if lo < hi and a.center[1] != b.center[1]:
+        mid = (lo + hi - 1) // 2
+        routes.append(Route(edge, ((mid, a.center[1]), (mid, b.center[1])), ((lo, hi),)))
+    lo, hi = max(a.col, b.col), min(a.col + a.width, b.col + b.width)
+    if lo < hi and a.center[0] != b.center[0]:
+        mid = (lo + hi - 1) // 2
+        routes.append(Route(edge, ((a.center[0], mid), (b.center[0], mid)), ((lo, hi),)))
+    return routes
+
+
+def _dimension_ordered(edge: Edge, a: Rect, b: Rect, x_first: bool) -> Route:
+    """X-then-Y (or Y-then-X) from a's centre to b's: the first segment's lanes are a's rows (or
+    columns), the second's b's columns (or rows); a route with one segment is as wide as the
+    narrower of the two sides it joins."""
+    (r0, c0), (r1, c1) = a.center, b.center
+    rows = lambda r: (r.row, r.row + r.height)           # noqa: E731
+    cols = lambda r: (r.col, r.col + r.width)            # noqa: E731
+    narrower = lambda x, y: min(x, y, key=lambda band: band[1] - band[0])   # noqa: E731
+    if x_first:
+        path, first, second = ((r0, c0), (r0, c1), (r1, c1)), rows, cols
+    else:
+        path, first, second = ((r0, c0), (r1, c0), (r1, c1)), cols, rows
+    moves_first, moves_second = path[0] != path[1], path[1] != path[2]
+    band_first = first(a) if moves_second else narrower(first(a), first(b))
+    band_second = second(b) if moves_first else narrower(second(a), second(b))
+    return Route(edge, path, (band_first, band_second))
 
 
 REDUCTION = "gradient all-reduce"     # the value every reduction route's edge is named after
@@ -243,46 +290,9 @@ def reduction_routes(kernels, mappings: dict, rects: tuple[Rect, ...], target: T
         for q in range(m.replicas - 1):
             start = rect.col + q * m.cols + m.cols // 2
             edge = Edge(k.name, k.name, f"{REDUCTION} {q}->{q + 1}", load)
-            routes.append(Route(edge, ((row, start), (row, start + m.cols)), lanes=m.rows))
+            routes.append(Route(edge, ((row, start), (row, start + m.cols)),
+                                ((rect.row, rect.row + m.rows),)))
     return tuple(routes)
-
-
-def link_loads(routes: tuple[Route, ...], target: Target) -> tuple[np.ndarray, np.ndarray]:
-    """Wavelets per step on each horizontal link (rows, cols-1) and vertical link (rows-1, cols)."""
-    horizontal = np.zeros((target.rows, max(target.cols - 1, 0)))
-    vertical = np.zeros((max(target.rows - 1, 0), target.cols))
-    for rt in routes:
-        for (ra, ca), (rb, cb) in zip(rt.path, rt.path[1:]):
-            if ra == rb and ca != cb:
-                horizontal[ra, min(ca, cb):max(ca, cb)] += rt.load
-            elif ca == cb and ra != rb:
-                vertical[min(ra, rb):max(ra, rb), ca] += rt.load
-    return horizontal, vertical
-
-
-def directed_link_loads(routes: tuple[Route, ...], target: Target) -> dict[str, np.ndarray]:
-    """Per-lane wavelets per step on each link, per direction: a link moves one wavelet per
-    cycle each way, so traffic going east does not slow traffic going west."""
-    loads = {"east": np.zeros((target.rows, max(target.cols - 1, 0))),
-             "west": np.zeros((target.rows, max(target.cols - 1, 0))),
-             "south": np.zeros((max(target.rows - 1, 0), target.cols)),
-             "north": np.zeros((max(target.rows - 1, 0), target.cols))}
-    for rt in routes:
-        for (ra, ca), (rb, cb) in zip(rt.path, rt.path[1:]):
-            if ra == rb and ca != cb:
-                loads["east" if cb > ca else "west"][ra, min(ca, cb):max(ca, cb)] += rt.load
-            elif ca == cb and ra != rb:
-                loads["south" if rb > ra else "north"][min(ra, rb):max(ra, rb), ca] += rt.load
-    return loads
-
-
-def route_segments(rt: Route):
-    """(direction, row slice, col slice) of each segment of a route's path."""
-    for (ra, ca), (rb, cb) in zip(rt.path, rt.path[1:]):
-        if ra == rb and ca != cb:
-            yield ("east" if cb > ca else "west"), slice(ra, ra + 1), slice(min(ca, cb), max(ca, cb))
-        elif ca == cb and ra != rb:
-            yield ("south" if rb > ra else "north"), slice(min(ra, rb), max(ra, rb)), slice(ca, ca + 1)
 
 
 def occupancy(rects: tuple[Rect, ...], target: Target) -> np.ndarray:

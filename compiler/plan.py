@@ -23,11 +23,12 @@ from .packing import search_and_pack
 from .search import STRATEGIES
 from .optim_spec import OptimizerSpec
 from .passes import run_pipeline
-from .placement import Edge, Rect, Route, link_loads, reduction_routes, refine, route, wire_length
-from .schedule import route_links
+from .links import link_loads, route_links
+from .placement import (Edge, Rect, Route, is_sample_route, reduction_routes, refine, route,
+                        wire_length)
 from .target import Target
 
-PLAN_FORMAT = 2
+PLAN_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,14 @@ class Plan:
         return {r.name: r for r in self.rects}
 
     @cached_property
+    def sample_routes(self) -> tuple[Route, ...]:
+        """The routes samples travel (not the gradient all-reduce), in plan order."""
+        return tuple(rt for rt in self.routes if is_sample_route(rt))
+
+    @cached_property
     def links(self):
-        """The sample routes as directed-link indices (`schedule.RouteLinks`), for congestion."""
-        return route_links(self.routes, [k.name for k in self.kernels], self.target)
+        """The sample routes as rectangles of directed links (`links.RouteLinks`), for congestion."""
+        return route_links(self.sample_routes, [k.name for k in self.kernels], self.target)
 
     def hops(self) -> np.ndarray:
         """Hops from the previous region's centre to each region's centre (pipeline order)."""

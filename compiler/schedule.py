@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .placement import Route, is_sample_route, route_segments
 
 
 def pipeline_finish(stage_cycles: np.ndarray, hops: np.ndarray) -> np.ndarray:
@@ -94,67 +93,3 @@ def rates(compute, link, replicas, congestion, clock_hz) -> Rates:
         busiest = per.max(axis=-1, initial=0.0)
         return np.where(busiest > 0, clock_hz / np.where(busiest > 0, busiest, 1.0), np.inf)
     return Rates(rate(compute), rate(link))
-
-
-# ------------------------------------------------------------------------------ congestion
-
-@dataclass(frozen=True, eq=False)
-class RouteLinks:
-    """The sample routes as flat directed-link indices, built once per plan: a step's link loads
-    are then one weighted bincount, whatever share of its rows each route carries."""
-    link: np.ndarray          # link index of each (route, link) entry
-    route: np.ndarray         # route index of each entry
-    starts: np.ndarray        # first entry of each route that crosses links
-    routed: np.ndarray        # those routes' indices
-    load: np.ndarray          # per route: per-lane wavelets per step at full length
-    values: tuple[str, ...]   # per route: the graph value it carries
-    kernels: tuple[np.ndarray, ...]    # per kernel (plan order): the routes it sends or receives on
-    links: int
-
-    def congestion(self, shares=None, samples: int = 1) -> np.ndarray:
-        """(variants, kernels): per sample, the load of the busiest link (in its direction of
-        travel) that any of a kernel's routes crosses; `shares` (variants, routes) scales each
-        route's load by the share of its rows a variant sends (None: all of them)."""
-        shares = np.ones((1, len(self.load))) if shares is None else np.atleast_2d(shares)
-        out = np.zeros((shares.shape[0], len(self.kernels)))
-        for v, share in enumerate(shares):
-            loads = np.bincount(self.link, weights=(self.load * share)[self.route], minlength=self.links)
-            peak = np.zeros(len(self.load))
-            if self.link.size:
-                peak[self.routed] = np.maximum.reduceat(loads[self.link], self.starts)
-            out[v] = [peak[routes].max(initial=0.0) for routes in self.kernels]
-        return out / max(samples, 1)
-
-
-def sample_routes(routes) -> list[Route]:
-    """The routes samples travel (not the gradient all-reduce), in plan order."""
-    return [rt for rt in routes if is_sample_route(rt)]
-
-
-def _link_grids(target) -> tuple[dict, dict, int]:
-    sizes = {"east": (target.rows, max(target.cols - 1, 0)), "west": (target.rows, max(target.cols - 1, 0)),
-             "south": (max(target.rows - 1, 0), target.cols), "north": (max(target.rows - 1, 0), target.cols)}
-    offsets, total = {}, 0
-    for direction, (rows, cols) in sizes.items():
-        offsets[direction], total = total, total + rows * cols
-    return sizes, offsets, total
-
-
-def route_links(routes, kernel_names, target) -> RouteLinks:
-    """`RouteLinks` of the sample routes among `routes`, for the kernels `kernel_names`."""
-    sizes, offsets, total = _link_grids(target)
-    routes = sample_routes(routes)
-    link, route = [], []
-    for i, rt in enumerate(routes):
-        for direction, rows, cols in route_segments(rt):
-            grid = np.arange(sizes[direction][0] * sizes[direction][1]).reshape(sizes[direction])
-            cells = grid[rows, cols].ravel() + offsets[direction]
-            link.append(cells)
-            route.append(np.full(cells.size, i))
-    link = np.concatenate(link) if link else np.zeros(0, dtype=np.int64)
-    route = np.concatenate(route) if route else np.zeros(0, dtype=np.int64)
-    routed, starts = np.unique(route, return_index=True)
-    kernels = tuple(np.array([i for i, rt in enumerate(routes) if name in (rt.edge.src, rt.edge.dst)],
-                             dtype=np.int64) for name in kernel_names)
-    return RouteLinks(link, route, starts, routed, np.array([rt.load for rt in routes], dtype=np.float64),
-                      tuple(rt.edge.value for rt in routes), kernels, total)

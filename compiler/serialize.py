@@ -10,7 +10,7 @@ from .ir import Graph, Op, Ref, TensorType
 from .kernels.base import Access, Kernel, LoopNest
 from .mapping import Mapping
 from .optim_spec import OptimizerSpec
-from .placement import Edge, Rect, Route
+from .placement import Edge, Rect, Route, is_sample_route
 from .target import Target
 
 
@@ -65,25 +65,37 @@ def plan_to_dict(plan, format_: int) -> dict:
             "optimizer": plan.optimizer.to_dict(),
             "mappings": [[n, asdict(m)] for n, m in plan.mappings], "pinned": list(plan.pinned),
             "rects": [asdict(r) for r in plan.rects],
-            "routes": [{"edge": asdict(r.edge), "path": r.path, "lanes": r.lanes} for r in plan.routes],
+            "routes": [{"edge": asdict(r.edge), "path": r.path, "bands": r.bands} for r in plan.routes],
             "density": plan.density, "meta": [list(m) for m in plan.meta],
             "densities": [[n, list(d)] for n, d in plan.densities],
             "harvest": plan.harvest, "precision": plan.precision}
 
 
 def plan_fields(d: dict, format_: int) -> dict:
-    """The `Plan(**fields)` of a dict written by `plan_to_dict` (this format or format 1)."""
-    if d.get("format") not in (1, format_):
+    """The `Plan(**fields)` of a dict written by `plan_to_dict` (this format or an older one)."""
+    if d.get("format") not in range(1, format_ + 1):
         raise ValueError(f"plan format {d.get('format')!r} is not supported (expected {format_})")
     target = Target(**d["target"])
+    rects = tuple(Rect(**r) for r in d["rects"])
     return dict(target=target, graph=graph_from_dict(d["graph"]),
                 kernels=tuple(_kernel_from_dict(k) for k in d["kernels"]),
                 kernel_of=tuple(tuple(p) for p in d["kernel_of"]),
                 optimizer=OptimizerSpec.from_dict(d["optimizer"]),
                 mappings=tuple((n, Mapping(**m)) for n, m in d["mappings"]),
-                pinned=tuple(d["pinned"]), rects=tuple(Rect(**r) for r in d["rects"]),
-                routes=tuple(Route(Edge(**r["edge"]), tuple(tuple(p) for p in r["path"]), r.get("lanes", 1))
-                             for r in d["routes"]),
+                pinned=tuple(d["pinned"]), rects=rects, routes=tuple(_route(r, rects) for r in d["routes"]),
                 density=d["density"], meta=tuple(tuple(m) for m in d["meta"]),
                 densities=tuple((n, tuple(v)) for n, v in d.get("densities", [])),
                 harvest=bool(d.get("harvest", True)), precision=d.get("precision", target.precision))
+
+
+def _route(r: dict, rects: tuple) -> Route:
+    """A stored route. Plans before format 3 kept a lane count, not bands: their bands are
+    rebuilt from the rectangles as `placement.route` and `reduction_routes` lay them."""
+    edge, path = Edge(**r["edge"]), tuple(tuple(p) for p in r["path"])
+    if "bands" in r:
+        return Route(edge, path, tuple(tuple(b) for b in r["bands"]))
+    where = {rect.name: rect for rect in rects}
+    a, b = where[edge.src], where[edge.dst]
+    if not is_sample_route(Route(edge, path)):
+        return Route(edge, path, ((a.row, a.row + r.get("lanes", 1)),))
+    return Route(edge, path, ((a.row, a.row + a.height), (b.col, b.col + b.width)))

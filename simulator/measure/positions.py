@@ -13,7 +13,7 @@ each kernel, as its kind says (`KernelKind.governed`: a matmul call's forward ma
 attention call's softmax, each op a generated kernel's loop nest counts), and how the mask
 applies (`compiler.axis_kind`: one row per sample and position, or a per-position table such as
 a position embedding, of which only the positions some sample uses are read).
-- links: each route carries its value's share of rows (`compiler.schedule.RouteLinks`).
+- links: each route carries its value's share of rows (`compiler.links.RouteLinks`).
 Per step (`StepPositions`): the masks' values, and three runs timed from the same tensors:
 - "actual": each span charges its own mask's positions (what the wafer did);
 - "fixed_depth": every span charges every real position (the first marker's mask): the same
@@ -33,7 +33,6 @@ import numpy as np
 
 from compiler import Markers, axis_kind, markers
 from compiler.kernels import Kernel, kind_of
-from compiler.schedule import sample_routes
 
 from ..backend import to_numpy
 
@@ -73,7 +72,7 @@ def layout(plan) -> Layout | None:
         segments[kernel.name] = tuple(found.segment.get(op, 0) for op, _ in entries)
         if kind.per_call_governors and kernel.steps > 1:
             recurrent.update(segments[kernel.name])
-    values = [rt.edge.value for rt in sample_routes(plan.routes)]
+    values = [rt.edge.value for rt in plan.sample_routes]
     return Layout(found, governors, segments, tuple(sorted(recurrent)),
                   tuple(_value_governor(graph, found, v, shape) for v in values))
 

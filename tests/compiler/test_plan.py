@@ -181,7 +181,7 @@ def test_routes_connect_kernels(plan):
     edges = kernel_edges(plan.graph, dict(plan.kernel_of), plan.target)
     assert [rt.edge for rt in sample] == edges
     h, v = plan.link_loads()
-    assert h.sum() + v.sum() == pytest.approx(sum(rt.load * rt.hops for rt in plan.routes))
+    assert h.sum() + v.sum() == pytest.approx(sum(rt.edge.wavelets * rt.hops for rt in plan.routes))
 
 
 def test_kernel_edges_cross_kernels(plan):

@@ -5,11 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compiler.placement import Edge, Route
-from compiler.schedule import pipeline_finish, rates, route_links, step, step_cycles
-from compiler.target import wafer
+from compiler.schedule import pipeline_finish, rates, step, step_cycles
 
-T = wafer("classroom")
 
 
 def reference_finish(t, hops):
@@ -111,32 +108,6 @@ def test_step_adds_return_hops_and_slowest_update():
 
 def test_empty_step():
     assert step_cycles(np.zeros((0, 0)), np.zeros(0), 5.0, np.zeros(0)) == 0.0
-
-
-def test_congestion_slows_the_kernels_on_a_busy_link():
-    """Two routes in the same direction over the same links add up; a link moves one wavelet
-    per cycle, so the per-sample congestion is the busiest link's load over the samples."""
-    one = Route(Edge("a", "b", "x", 40), ((0, 0), (0, 10)))
-    two = Route(Edge("c", "b", "y", 20), ((0, 5), (0, 10)))
-    jam = route_links((one, two), "abc", T).congestion(samples=4)
-    np.testing.assert_array_equal(jam, [[15.0, 15.0, 15.0]])     # (40 + 20) / 4 on links 5..9
-    wide = Route(Edge("a", "b", "x", 40), ((0, 0), (0, 10)), lanes=4)
-    assert route_links((wide,), "abc", T).congestion(samples=4)[0, 0] == 2.5
-
-
-def test_links_carry_each_direction_separately():
-    there = Route(Edge("a", "b", "x", 40), ((0, 0), (0, 10)))
-    back = Route(Edge("b", "a", "dx", 40), ((0, 10), (0, 0)))
-    np.testing.assert_array_equal(route_links((there, back), "ab", T).congestion(samples=4),
-                                  [[10.0, 10.0]])
-
-
-def test_route_shares_scale_each_route_per_variant():
-    """A variant that sends half of a route's rows loads its links half as much."""
-    one = Route(Edge("a", "b", "x", 40), ((0, 0), (0, 10)))
-    two = Route(Edge("c", "b", "y", 20), ((0, 5), (0, 10)))
-    jam = route_links((one, two), "abc", T).congestion([[1.0, 1.0], [0.5, 0.5], [1.0, 0.0]], samples=4)
-    np.testing.assert_array_equal(jam, [[15, 15, 15], [7.5, 7.5, 7.5], [10, 10, 10]])
 
 
 def test_variants_run_through_the_recurrence_together():
