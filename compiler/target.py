@@ -73,6 +73,37 @@ class Target:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def describe(self) -> str:
+        """Print (and return) the table of this wafer's constants with the source of each."""
+        rows = [(f.name, repr(getattr(self, f.name)), SOURCES[f.name]) for f in dataclasses.fields(self)
+                if f.name != "name"]
+        width = max(len(n) for n, _, _ in rows), max(len(v) for _, v, _ in rows)
+        lines = [f"{self.name}: {self.rows} x {self.cols} = {self.cores:,} cores, "
+                 f"{self.cores * self.sram_bytes / 2**30:.1f} GiB SRAM, "
+                 f"{self.peak_flops / 1e15:.2f} PFLOP/s {self.precision} peak"]
+        lines += [f"  {n:<{width[0]}}  {v:>{width[1]}}  {src}" for n, v, src in rows]
+        text = "\n".join(lines)
+        print(text)
+        return text
+
+
+ASSUMPTION = "assumption (not published)"
+# Where each constant comes from. A preset's value differs from the default only where a
+# source gives another one (wse3's SIMD width).
+SOURCES: dict[str, str] = {
+    "rows": "fabric rows: ISPD 2020 contest (wse1: 633), Cerebras SDK fabric dims (wse2: 757, wse3: 762)",
+    "cols": "fabric cols: ISPD 2020 contest (wse1: 633), Cerebras SDK fabric dims (wse2: 996, wse3: 1172)",
+    "sram_bytes": "48 KB SRAM per core: Hot Chips 2019 (18 GB / 400k cores), ISPD 2020 contest",
+    "clock_hz": ASSUMPTION + ": 1.1 GHz",
+    "simd": "FP16 FMACs per core per cycle: Hot Chips 2020 (4-wide), Cerebras WSE-3 brief (8-wide)",
+    "link_bits": "32-bit wavelet per link per cycle each way: Hot Chips 2020, Cerebras SDK docs",
+    "value_bits": "FP16 values on the fabric: Hot Chips 2019/2020 (FP16 with FP32 accumulate)",
+    "weight_bytes": ASSUMPTION + ": weights held in FP32 (master copy)",
+    "activation_bytes": "FP16 activations: Hot Chips 2019/2020",
+    "hop_cycles": "one cycle per router hop: Hot Chips 2020 (single-cycle neighbour links)",
+    "kernel_overhead_cycles": ASSUMPTION + ": fixed task start-up per kernel per sample",
+}
+
 
 PRESETS: dict[str, Target] = {
     "wse1": Target("wse1", rows=633, cols=633),

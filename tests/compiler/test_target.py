@@ -151,3 +151,15 @@ def test_value_bits_must_divide_link_bits():
     with pytest.raises(ConfigError, match="link_bits"):
         wafer("classroom", value_bits=12)
     assert wafer("classroom", value_bits=8).dense_values_per_wavelet == 4
+
+
+def test_every_constant_has_a_source_and_describe_lists_them(capsys):
+    from compiler.target import SOURCES
+    fields = {f.name for f in dataclasses.fields(Target)} - {"name"}
+    assert set(SOURCES) == fields and all(SOURCES.values())
+    text = wafer("wse2").describe()
+    assert capsys.readouterr().out.strip() == text.strip()
+    assert "757 x 996" in text
+    for name in fields:
+        line = next(ln for ln in text.splitlines() if ln.split()[:1] == [name])
+        assert SOURCES[name] in line and repr(getattr(wafer("wse2"), name)) in line
