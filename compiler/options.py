@@ -26,6 +26,7 @@ class Option:
     sample_cycles: float      # forward + backward for one sample, on one replica
     step_cycles: float        # update + gradient all-reduce, once per step
     memory: int               # bytes on the most loaded core
+    boundary_cycles: float = 0.0   # per sample: its routes' wavelets over the region's wider side
 
     @property
     def area(self) -> int:
@@ -33,8 +34,10 @@ class Option:
 
     def stage_time(self, samples: int) -> float:
         """Per-sample occupancy of the stage: replicas share the samples, and the once-per-step
-        work is spread over the step's samples (what bounds samples/s in steady state)."""
-        return self.sample_cycles / self.mapping.replicas + self.step_cycles / max(samples, 1)
+        work is spread over the step's samples (what bounds samples/s in steady state). A
+        region cannot take in or send out its samples faster than its boundary allows."""
+        busy = max(self.sample_cycles, self.boundary_cycles)
+        return busy / self.mapping.replicas + self.step_cycles / max(samples, 1)
 
 
 def unroll_counts(extent: int, limit: int) -> list[int]:
@@ -58,8 +61,9 @@ def _thin(counts: list[int], keep: int) -> list[int]:
 
 def kernel_options(kernel: Kernel, target: Target, optimizer: OptimizerSpec, in_flight: int,
                    density: tuple[float, float] = (1.0, 1.0), replicas=(1,),
-                   per_dim: int = 24, harvest: bool = True) -> list[Option]:
-    """Valid, non-dominated options of `kernel` (sorted by area)."""
+                   per_dim: int = 24, harvest: bool = True, boundary: float = 0.0) -> list[Option]:
+    """Valid, non-dominated options of `kernel` (sorted by area). `boundary`: the wavelets per
+    sample the kernel's routes bring in or take out, whichever is more (`boundary_cycles`)."""
     rows_extent, cols_extent = kernel.nest.extents
     rows = _thin(unroll_counts(rows_extent, target.rows), per_dim)
     cols = _thin(unroll_counts(cols_extent, target.cols), per_dim)
@@ -78,14 +82,25 @@ def kernel_options(kernel: Kernel, target: Target, optimizer: OptimizerSpec, in_
                     continue
                 m = Mapping(r, c, rep)
                 options.append(Option(m, sample, estimate.update_cycles(kernel, m, target, optimizer),
-                                      memory))
+                                      memory, boundary_cycles(boundary, m)))
     return pareto(options, kernel.samples)
 
 
+def boundary_cycles(wavelets: float, mapping: Mapping) -> float:
+    """Cycles per sample to move `wavelets` across one replica's boundary: a route leaves or
+    enters over the side it travels through, one lane (one wavelet per cycle) per core of that
+    side (`placement.route`), at best the wider side."""
+    return wavelets / max(mapping.rows, mapping.cols)
+
+
 def pareto(options: list[Option], samples: int) -> list[Option]:
-    """Drop every option that another beats (or ties) on both area and stage time."""
+    """Drop every option that another beats (or ties) on both area and stage time. Of options
+    that tie on both, the squarest region stays: its narrower side is the lanes its routes
+    leave and arrive over (`placement.route`), so a one-row region would send everything over
+    one link."""
     best: list[Option] = []
-    for opt in sorted(options, key=lambda o: (o.area, o.stage_time(samples))):
+    narrow = lambda o: min(o.mapping.rows, o.mapping.width)       # noqa: E731
+    for opt in sorted(options, key=lambda o: (o.area, o.stage_time(samples), -narrow(o))):
         if not best or opt.stage_time(samples) < best[-1].stage_time(samples):
             best.append(opt)
     return best
@@ -96,17 +111,17 @@ _CACHE: dict = {}
 
 def cached_options(kernel: Kernel, target: Target, optimizer: OptimizerSpec, in_flight: int,
                    density: tuple[float, float], replicas: tuple[int, ...],
-                   harvest: bool = True) -> list[Option]:
+                   harvest: bool = True, boundary: float = 0.0) -> list[Option]:
     """Repeated layers (a 12-layer stack) share one option list: the options depend on the
     nest and the streams' roles, not on the kernel's name."""
     roles = tuple(role for role, _ in kernel.streams)
     key = (kernel.kind, kernel.nest, kernel.samples, kernel.param_numel, roles,
-           target, optimizer, in_flight, density, replicas, harvest)
+           target, optimizer, in_flight, density, replicas, harvest, boundary)
     if key not in _CACHE:
         if len(_CACHE) > 4096:
             _CACHE.clear()
         _CACHE[key] = kernel_options(kernel, target, optimizer, in_flight, density, replicas,
-                                     harvest=harvest)
+                                     harvest=harvest, boundary=boundary)
     return _CACHE[key]
 
 

@@ -218,17 +218,40 @@ def route(edges: list[Edge], rects: tuple[Rect, ...]) -> tuple[Route, ...]:
     """A dimension-ordered route from producer centre to consumer centre for every edge: the
     data leaves the producer over every boundary core on the side it travels out of, one lane
     each, and enters the consumer over every core of the side it arrives on. Of X-then-Y,
-    Y-then-X and, where the two regions face each other, a straight route over the rows (or
-    columns) they share, the route takes the one with the most lanes at its narrowest (in that
+    Y-then-X, a straight route over the rows (or columns) two facing regions share, and
+    X-Y-X or Y-X-Y (leaving and arriving over the same kind of side: two flat regions talk
+    over their columns), the route takes the one with the most lanes at its narrowest (in that
     order on a tie)."""
     where = {r.name: r for r in rects}
     routes = []
     for e in edges:
         a, b = where[e.src], where[e.dst]
         candidates = [_dimension_ordered(e, a, b, True), _dimension_ordered(e, a, b, False)]
-        candidates += _straight(e, a, b)
+        candidates += _straight(e, a, b) + [_three_legs(e, a, b, True), _three_legs(e, a, b, False)]
         routes.append(max(candidates, key=lambda rt: rt.lanes))
     return tuple(routes)
+
+
+def _three_legs(edge: Edge, a: Rect, b: Rect, x_outer: bool) -> Route:
+    """X-Y-X (`x_outer`: out over a's rows, in over b's rows) or Y-X-Y, turning half way; the
+    middle leg spreads over as many lanes as the narrower end has, within the span of rows
+    (or columns) the two regions cover."""
+    (r0, c0), (r1, c1) = a.center, b.center
+    if x_outer:
+        cm = (c0 + c1) // 2
+        path = ((r0, c0), (r0, cm), (r1, cm), (r1, c1))
+        ends = (a.row, a.row + a.height), (b.row, b.row + b.height)
+        span = (min(a.col, b.col), max(a.col + a.width, b.col + b.width))
+        turn = cm
+    else:
+        rm = (r0 + r1) // 2
+        path = ((r0, c0), (rm, c0), (rm, c1), (r1, c1))
+        ends = (a.col, a.col + a.width), (b.col, b.col + b.width)
+        span = (min(a.row, b.row), max(a.row + a.height, b.row + b.height))
+        turn = rm
+    lanes = min(hi - lo for lo, hi in ends)
+    lo = min(max(span[0], turn - lanes // 2), span[1] - lanes)
+    return Route(edge, path, (ends[0], (max(lo, span[0]), min(lo + lanes, span[1])), ends[1]))
 
 
 def _straight(edge: Edge, a: Rect, b: Rect) -> list[Route]:

@@ -16,14 +16,16 @@ import numpy as np
 from . import compile_report, cost, estimate as _estimate, serialize
 from .errors import ConfigError, WaferFitError
 from .ir import Graph, format_graph, verify
-from .kernels import Kernel, build_kernels
+from .kernels import Kernel, build_kernels, kind_of
 from .mapping import Mapping, in_flight, pinned_mappings
-from .options import Option, cached_options, minimal_mapping
+from .options import Option, boundary_cycles, cached_options, minimal_mapping
 from .packing import search_and_pack
 from .search import STRATEGIES
 from .optim_spec import OptimizerSpec
 from .passes import run_pipeline
 from .links import link_loads, route_links
+from .schedule import Streaming
+from .steps import sequence_length
 from .placement import (Edge, Rect, Route, is_sample_route, reduction_routes, refine, route,
                         wire_length)
 from .target import Target
@@ -59,6 +61,16 @@ class Plan:
     @cached_property
     def rect(self) -> dict[str, Rect]:
         return {r.name: r for r in self.rects}
+
+    @cached_property
+    def streaming(self) -> Streaming:
+        """How samples move through the pipeline (`schedule.Streaming`): a sequence model's
+        token by token, each kernel passing tokens on unless its kind needs whole samples."""
+        tokens = sequence_length(self.graph)
+        if tokens <= 1:
+            return Streaming()
+        return Streaming(tokens, tuple(not kind_of(k).passes_tokens_on(self.graph, k, tokens)
+                                       for k in self.kernels))
 
     @cached_property
     def sample_routes(self) -> tuple[Route, ...]:
@@ -157,8 +169,9 @@ def compile_plan(graph: Graph, target: Target, optimizer: OptimizerSpec, mapping
     _check_pinned_memory(kernels, pinned, target, optimizer)
     densities = {k.name: (densities or {}).get(k.name, (density, density)) for k in kernels}
     samples = kernels[0].samples
-    candidates = candidate_lists(kernels, target, optimizer, pinned, densities, strategy, harvest)
     edges = kernel_edges(graph, kernel_of, target)
+    candidates = candidate_lists(kernels, target, optimizer, pinned, densities, strategy, harvest,
+                                 boundary_wavelets(edges, samples))
     pairs = sorted({tuple(sorted((e.src, e.dst))) for e in edges})
     finalists = _search_and_place(kernels, candidates, target, samples)
 
@@ -195,13 +208,22 @@ def replica_counts(samples: int, target: Target, strategy: str) -> tuple[int, ..
     return tuple(counts)
 
 
+def boundary_wavelets(edges: list[Edge], samples: int) -> dict[str, float]:
+    """Kernel -> wavelets per sample its routes bring in or take out, whichever is more."""
+    into, out = {}, {}
+    for e in edges:
+        into[e.dst] = into.get(e.dst, 0) + e.wavelets
+        out[e.src] = out.get(e.src, 0) + e.wavelets
+    return {k: max(into.get(k, 0), out.get(k, 0)) / max(samples, 1) for k in set(into) | set(out)}
+
+
 def candidate_lists(kernels, target, optimizer, pinned, densities, strategy,
-                    harvest: bool = True) -> list[dict]:
+                    harvest: bool = True, boundary: dict | None = None) -> list[dict]:
     """The option lists to search: "model" one replica each; "data" one list per whole-network
     replica count (each built for that count, so its Pareto front is exact); "auto" a list where
     each kernel picks its own count, plus the "model" and "data" lists, best of all kept."""
     samples = kernels[0].samples
-    data = [option_lists(kernels, target, optimizer, pinned, densities, (r,), harvest)
+    data = [option_lists(kernels, target, optimizer, pinned, densities, (r,), harvest, boundary)
             for r in replica_counts(samples, target, "data")]
     model = data[:1]
     if strategy == "model":
@@ -209,25 +231,28 @@ def candidate_lists(kernels, target, optimizer, pinned, densities, strategy,
     if strategy == "data":
         return data
     mixed = option_lists(kernels, target, optimizer, pinned, densities,
-                         replica_counts(samples, target, "auto"), harvest)
+                         replica_counts(samples, target, "auto"), harvest, boundary)
     return [mixed] + data
 
 
 def option_lists(kernels, target, optimizer, pinned, densities, replicas: tuple[int, ...],
-                 harvest: bool = True) -> dict:
-    """Each kernel's valid options; a pinned kernel has exactly its pinned mapping."""
+                 harvest: bool = True, boundary: dict | None = None) -> dict:
+    """Each kernel's valid options; a pinned kernel has exactly its pinned mapping. `boundary`:
+    kernel -> the wavelets per sample its routes carry in or out (`boundary_wavelets`)."""
     lists, n = {}, len(kernels)
+    boundary = boundary or {}
     for i, k in enumerate(kernels):
         flight = in_flight(i, n, k.samples)
         if k.name in pinned:
             m = pinned[k.name]
             opt = Option(m, _estimate.sample_cycles(k, m.replica, target, densities[k.name], harvest),
                          _estimate.update_cycles(k, m, target, optimizer),
-                         _estimate.memory_per_core(k, m, target, optimizer, flight))
+                         _estimate.memory_per_core(k, m, target, optimizer, flight),
+                         boundary_cycles(boundary.get(k.name, 0.0), m))
             lists[k.name] = [opt]
             continue
         opts = cached_options(k, target, optimizer, flight, tuple(densities[k.name]), replicas,
-                              harvest)
+                              harvest, boundary.get(k.name, 0.0))
         if not opts and replicas == (1,):
             minimal_mapping(k, i, n, target, optimizer)   # raises WaferFitError with the figures
             raise WaferFitError(f"kernel {k.name!r} has no mapping that fits the {target.name} wafer")

@@ -27,33 +27,66 @@ import numpy as np
 
 
 
-def pipeline_finish(stage_cycles: np.ndarray, hops: np.ndarray) -> np.ndarray:
-    """finish[..., k, s] for stage times `stage_cycles` (..., stages, samples) and entry `hops`
-    (stages,); leading axes (the timing variants) are evaluated together. Written as
-    finish[k] = C_k + start[k], each stage's scan is start[k] = max-accumulate(start[k - 1] +
-    gap[k]) with gap[k][j] = C_{k-1}[j] + hops[k] - C_k[j - 1], known for every stage up front."""
+@dataclass(frozen=True)
+class Streaming:
+    """How a sample moves through the pipeline. A sequence model streams each sample in
+    `chunks` pieces (one per token: Hot Chips 2020, layer-pipelined execution streams the
+    tokens through the layers), so the pipeline fills in token time, not sample time; a stage
+    that `waits` for the whole sample (attention needs every key before its first query; a
+    pooled head needs every token) starts when the last piece has arrived, then streams out."""
+    chunks: int = 1
+    waits: tuple[bool, ...] = ()
+
+
+def pipeline_finish(stage_cycles: np.ndarray, hops: np.ndarray,
+                    streaming: Streaming | None = None, token_shares=None) -> np.ndarray:
+    """finish[..., k, j] for stage times `stage_cycles` (..., stages, samples) and entry `hops`
+    (stages,); leading axes (the timing variants) are evaluated together. With `streaming`, j
+    runs over the chunks of every sample, each taking its share of the sample's time:
+    `token_shares` (..., samples, chunks), each sample's summing to 1 (a pad token's is 0: it
+    is never sent), or equal shares when None. Written
+    as finish[k] = C_k + start[k], each stage's scan is start[k] = max-accumulate(start[k - 1] +
+    gap[k]) with gap[k][j] = C_{k-1}[j] + hops[k] - C_k[j - 1], known for every stage up front;
+    a stage that waits for whole samples reads finish[k - 1] at each sample's last chunk."""
     t = np.asarray(stage_cycles, dtype=np.float64)
-    running = np.cumsum(t, axis=-1)                                     # C_k[s] of every stage
-    gap = t - running + np.asarray(hops, dtype=np.float64)[:, None]     # hops[k] - C_k[s - 1]
+    chunks = streaming.chunks if streaming is not None else 1
+    if chunks > 1:
+        share = np.full(chunks, 1.0 / chunks) if token_shares is None else \
+            np.asarray(token_shares, dtype=np.float64)[..., None, :, :]
+        t = t[..., None] * share
+        t = t.reshape(t.shape[:-2] + (-1,))
+    running = np.cumsum(t, axis=-1)                                     # C_k[j] of every stage
+    own = t - running + np.asarray(hops, dtype=np.float64)[:, None]     # hops[k] - C_k[j - 1]
+    gap = own.copy()
     gap[..., 1:, :] += running[..., :-1, :]
     start = np.empty_like(t)
     if t.shape[-2]:
         np.maximum.accumulate(gap[..., 0, :], axis=-1, out=start[..., 0, :])
     for k in range(1, t.shape[-2]):
-        np.add(start[..., k - 1, :], gap[..., k, :], out=start[..., k, :])
+        if chunks > 1 and streaming.waits[k]:
+            ready = _whole_samples(running[..., k - 1, :] + start[..., k - 1, :], chunks)
+            np.add(ready, own[..., k, :], out=start[..., k, :])
+        else:
+            np.add(start[..., k - 1, :], gap[..., k, :], out=start[..., k, :])
         np.maximum.accumulate(start[..., k, :], axis=-1, out=start[..., k, :])
     return np.add(running, start, out=start)
 
 
+def _whole_samples(finish: np.ndarray, chunks: int) -> np.ndarray:
+    """Each chunk's time replaced by its sample's last chunk's."""
+    last = finish.reshape(finish.shape[:-1] + (-1, chunks))[..., -1:]
+    return np.broadcast_to(last, last.shape[:-1] + (chunks,)).reshape(finish.shape)
+
+
 def step_cycles(stage_cycles: np.ndarray, hops: np.ndarray, return_hops: float,
-                update_cycles: np.ndarray):
+                update_cycles: np.ndarray, streaming: Streaming | None = None, token_shares=None):
     """Cycles of one training step, per leading (variant) axis: the last sample leaves the last
     stage, its gradient travels back through the regions (`return_hops`), then every region
     updates its weights in place (all regions in parallel, so the slowest update counts)."""
     stage_cycles = np.asarray(stage_cycles, dtype=np.float64)
     if stage_cycles.size == 0:
         return np.zeros(stage_cycles.shape[:-2]) if stage_cycles.ndim > 2 else 0.0
-    finish = pipeline_finish(stage_cycles, hops)
+    finish = pipeline_finish(stage_cycles, hops, streaming, token_shares)
     slowest_update = np.asarray(update_cycles, dtype=np.float64).max(axis=-1, initial=0.0)
     cycles = finish[..., -1, -1] + return_hops + slowest_update
     return float(cycles) if np.ndim(cycles) == 0 else cycles
@@ -64,13 +97,17 @@ def stage_times(per_sample: np.ndarray, replicas: np.ndarray, congestion_cycles:
     return np.maximum(per_sample / replicas, congestion_cycles)
 
 
-def step(per_sample, replicas, congestion, hops, updates) -> np.ndarray:
+def step(per_sample, replicas, congestion, hops, updates, streaming: Streaming | None = None,
+         token_shares=None) -> np.ndarray:
     """(V,) cycles of the step of kernels with per-sample times `per_sample` (V, K, S),
-    `replicas` (K,), per-sample `congestion` (V, K), entry `hops` (K,) and `updates` (V, K)."""
+    `replicas` (K,), per-sample `congestion` (V, K), entry `hops` (K,) and `updates` (V, K),
+    samples moving as `streaming` says (None: whole samples), each token taking its
+    `token_shares` (V, S, chunks) of its sample's time."""
     replicas, hops = np.asarray(replicas, dtype=np.float64), np.asarray(hops, dtype=np.float64)
     stage = stage_times(np.asarray(per_sample, dtype=np.float64), replicas[:, None],
                         np.asarray(congestion, dtype=np.float64)[..., None])
-    return np.atleast_1d(step_cycles(stage, hops, float(hops.sum()), updates))
+    return np.atleast_1d(step_cycles(stage, hops, float(hops.sum()), updates, streaming,
+                                     token_shares))
 
 
 @dataclass(frozen=True)

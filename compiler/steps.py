@@ -90,3 +90,15 @@ def axis_kind(shape, batch: int, positions: int) -> str | None:
     if positions != batch and 1 <= len(shape) <= 2 and shape[0] == positions:
         return "positions"
     return None
+
+
+def sequence_length(graph: Graph) -> int:
+    """Tokens per sample of a sequence model, read off its first input: token ids [B, T]
+    (integers) or features [B, T, d]; 1 for anything else (an MLP's [B, features])."""
+    if not graph.inputs:
+        return 1
+    first = graph.type_of[graph.inputs[0]]
+    integer = first.dtype.startswith(("int", "uint"))
+    if (integer and len(first.shape) == 2) or (not integer and len(first.shape) == 3):
+        return first.shape[1]
+    return 1

@@ -140,6 +140,10 @@ class KindDefaults:
     def streamed(kernel: Kernel) -> dict[str, str]:
         return {}
 
+    @staticmethod
+    def passes_tokens_on(graph, kernel: Kernel, tokens: int) -> bool:
+        return False
+
 
 class KernelKind(Protocol):
     """One kind of kernel: how it is built from the graph, what it holds, what it counts and
@@ -159,6 +163,10 @@ class KernelKind(Protocol):
     def weight_view(self, graph, kernel: Kernel):
         """(fqn, view ops) of the parameter whose mask (weight sparsity) reaches the kernel's
         resident tiles, or None when the kind keeps no maskable weight."""
+
+    def passes_tokens_on(self, graph, kernel: Kernel, tokens: int) -> bool:
+        """Whether a sample of `tokens` tokens can stream through the kernel token by token
+        (`schedule.Streaming`); False: it needs the whole sample before it starts."""
 
     def mask_tiles(self, xp, host, mask, mapping):
         """The kind's per-core tiles of a (weight_view-shaped) keep-mask, with `.kept`

@@ -83,6 +83,13 @@ class GeneratedKind(KindDefaults):
     build = staticmethod(build)
 
     @staticmethod
+    def passes_tokens_on(graph, kernel: Kernel, tokens: int) -> bool:
+        """Element-wise work on a value with a token axis streams token by token (a layer norm
+        normalizes each token on its own); on a pooled or per-sample value it waits."""
+        value = graph.type_of.get(kernel.streams[0][1]) if kernel.streams else None
+        return value is not None and axis_kind(value.shape, kernel.samples, tokens) == "tokens"
+
+    @staticmethod
     def weights_per_core(kernel: Kernel, mapping, tiles=None) -> int:
         return math.ceil(kernel.param_numel / (mapping.rows * mapping.cols))
 

@@ -129,6 +129,16 @@ class StepPositions:
             return np.full(self.samples, float(mask.any(axis=0).mean()))
         return mask.mean(axis=1)
 
+    def token_shares(self, run: str, chunks: int) -> np.ndarray | None:
+        """(samples, chunks) share of each sample's time each of its tokens takes as it streams
+        through the pipeline (`compiler.schedule.Streaming`): pads take none unless `run`
+        charges them; None when the marked positions are not the streamed tokens."""
+        if self.real.shape != (self.samples, chunks):
+            return None
+        sent = np.ones_like(self.real) if run == "padded" else self.real
+        count = sent.sum(axis=1, keepdims=True)
+        return np.where(count > 0, sent / np.maximum(count, 1), 1.0 / chunks)
+
     def rows(self, kernel: Kernel, tokens: list[int]) -> dict[str, np.ndarray] | None:
         """Matmul: run -> (samples, sum of `tokens`) float32 weights of the token rows each run
         charges, the calls' rows one after another; None when no mask applies."""

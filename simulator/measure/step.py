@@ -144,10 +144,21 @@ def measure_step(context: PlanContext, xp, env: dict, harvest: bool = True,
         congestion = plan.congestion_array(np.stack([positions.route_shares(v.positions)
                                                      for v in runs.variants]))
     stack = lambda key: np.stack([getattr(t, key) for t in timings], axis=1)  # noqa: E731
-    cycles = schedule.step(stack("samples"), replicas, congestion, hops, stack("updates"))
+    cycles = schedule.step(stack("samples"), replicas, congestion, hops, stack("updates"),
+                           plan.streaming, _token_shares(plan, positions, runs))
     return StepTiming(runs.names, own_variant(harvest), cycles, timings,
                       positions.stats() if positions is not None else None, congestion, replicas,
                       plan.target.clock_hz)
+
+
+def _token_shares(plan, positions, runs: Runs):
+    """(variants, samples, chunks) of a streamed sequence model whose pads are marked, else
+    None (every token an equal share)."""
+    chunks = plan.streaming.chunks
+    if positions is None or chunks <= 1:
+        return None
+    shares = [positions.token_shares(v.positions, chunks) for v in runs.variants]
+    return None if any(s is None for s in shares) else np.stack(shares)
 
 
 def own_variant(harvest: bool) -> int:

@@ -208,3 +208,23 @@ def test_lower_density_gives_faster_options(make_matmul):
     dense = kernel_options(kern, T, SGD, 2, (1.0, 1.0))
     sparse = kernel_options(kern, T, SGD, 2, (0.2, 0.2))
     assert min(o.stage_time(4) for o in sparse) < min(o.stage_time(4) for o in dense)
+
+
+# ---------------------------------------------------------------- the region's boundary
+
+
+def test_a_region_cannot_move_its_samples_faster_than_its_boundary(make_generated):
+    """Routes leave and enter over one lane per core of a side: with a kernel's route traffic
+    given, every option's stage time covers the wavelets over its wider side, and among
+    options of equal area and time the squarest region is kept."""
+    kern = make_generated(elements=256, samples=4)
+    quiet = kernel_options(kern, T, SGD, 2)
+    loud = kernel_options(kern, T, SGD, 2, boundary=4096.0)
+    for o in loud:
+        assert o.boundary_cycles == 4096.0 / max(o.mapping.rows, o.mapping.cols)
+        assert o.stage_time(4) >= o.boundary_cycles / o.mapping.replicas
+    smallest = lambda opts: min(o.area for o in opts)        # noqa: E731
+    assert smallest(loud) >= smallest(quiet)
+    assert min(o.stage_time(4) for o in loud) >= min(o.stage_time(4) for o in quiet)
+    tie = [Option(Mapping(1, 16), 10.0, 0.0, 100), Option(Mapping(4, 4), 10.0, 0.0, 100)]
+    assert [o.mapping for o in pareto(tie, 4)] == [Mapping(4, 4)]

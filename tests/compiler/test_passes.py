@@ -309,6 +309,22 @@ def test_layer_norm_backward_sums_stay_with_the_norm(transformer_graph):
     assert not any(n.startswith(("sum", "mean", "bmm")) for n in names), sorted(names)
 
 
+def _receivers_of_first_kernel(layers: int) -> set[str]:
+    g = _transformer_graph("manual", layers=layers, dropout=0.0)
+    kernel_of = assign_kernels(g)
+    first = pipeline_order(g, kernel_of)[0]
+    return {kernel_of[c.name] for op in g.ops if kernel_of[op.name] == first
+            for out in op.outputs for c in g.consumers.get(out, []) if kernel_of[c.name] != first}
+
+
+def test_residual_stream_passes_from_layer_to_layer():
+    """A residual add joins the kernel of its newest input, so the embedding's kernel feeds the
+    first layer and no more: the residual stream is not a hub every layer fans into."""
+    two, four = _receivers_of_first_kernel(2), _receivers_of_first_kernel(4)
+    assert len(four) == len(two)
+    assert not any(name.startswith(("layers.1.", "layers.2.", "layers.3.")) for name in four)
+
+
 def test_padding_mask_is_static_and_shared():
     g = _transformer_graph("manual", layers=2, dropout=0.0)
     static = static_values(g)

@@ -227,15 +227,19 @@ def test_every_link_of_a_band_carries_its_share():
 
 
 def test_route_lanes_are_the_boundary_cores():
-    """Regions that share rows talk straight over the shared rows; otherwise the route leaves
-    over the producer's side and enters over the consumer's, as wide as its narrower part; the
-    per-link load falls by the lanes."""
+    """A route leaves over the producer's side and enters over the consumer's (straight over
+    the rows or columns two regions share, where that is widest), as wide as its narrower part;
+    the per-link load falls by the lanes."""
     left, right = Rect("a", 0, 0, 6, 2), Rect("b", 1, 20, 4, 3)
     (rt,) = route([Edge("a", "b", "v", 120)], (left, right))
     assert rt.lanes == 4 and rt.load == 30
     top, bottom = Rect("a", 0, 0, 2, 5), Rect("b", 20, 1, 2, 8)
     (rt,) = route([Edge("a", "b", "v", 120)], (top, bottom))
-    assert rt.lanes == 4 and rt.load == 30 and rt.bands == ((1, 5),)    # the shared columns
+    # straight down over the 4 shared columns, or Y-X-Y: out over a's 5 columns, in over b's 8
+    assert rt.lanes == 5 and rt.load == 24 and len(rt.path) == 4 and rt.bands[0] == (0, 5)
+    narrow = Rect("b", 20, 1, 2, 3)
+    (rt,) = route([Edge("a", "b", "v", 120)], (top, narrow))
+    assert rt.lanes == 3 and rt.bands[-1] == (1, 4)          # straight down b's (narrower) columns
     one = Rect("c", 10, 10, 1, 1)
     (rt,) = route([Edge("a", "c", "v", 7)], (left, one))
     assert rt.lanes == 1 and rt.load == 7

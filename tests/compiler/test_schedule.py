@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compiler.schedule import pipeline_finish, rates, step, step_cycles
-
+from compiler.schedule import Streaming, pipeline_finish, rates, step, step_cycles
 
 
 def reference_finish(t, hops):
@@ -30,6 +29,66 @@ def test_matches_reference_on_random_inputs():
             t = r.exponential(10.0, size=(stages, samples))
         hops = r.integers(0, 10, size=stages).astype(float)
         np.testing.assert_allclose(pipeline_finish(t, hops), reference_finish(t.tolist(), hops.tolist()))
+
+
+def reference_streamed(t, hops, chunks, waits, shares):
+    """The recurrence over every (sample, chunk) as a double loop: a chunk takes its share of
+    its sample's stage time; a stage that waits starts a sample's chunks only once the stage
+    before has finished the sample's last one."""
+    stages, samples = len(t), len(t[0])
+    items = samples * chunks
+    finish = np.zeros((stages, items))
+    for k in range(stages):
+        for j in range(items):
+            s, c = divmod(j, chunks)
+            above = 0.0
+            if k > 0:
+                above = finish[k - 1][s * chunks + chunks - 1] if waits[k] else finish[k - 1][j]
+            left = finish[k][j - 1] if j > 0 else 0.0
+            finish[k][j] = max(above + hops[k], left) + t[k][s] * shares[s][c]
+    return finish
+
+
+def test_streamed_chunks_match_reference():
+    r = np.random.default_rng(4)
+    for _ in range(100):
+        stages, samples, chunks = int(r.integers(1, 7)), int(r.integers(1, 6)), int(r.integers(2, 6))
+        t = r.integers(0, 60, size=(stages, samples)).astype(float)
+        hops = r.integers(0, 5, size=stages).astype(float)
+        waits = tuple(bool(w) for w in r.random(stages) < 0.4)
+        real = r.random((samples, chunks)) < 0.7
+        real[:, 0] = True
+        shares = real / real.sum(axis=1, keepdims=True)
+        got = pipeline_finish(t, hops, Streaming(chunks, waits), shares)
+        np.testing.assert_allclose(got, reference_streamed(t, hops, chunks, waits, shares), atol=1e-9)
+        even = np.full((samples, chunks), 1.0 / chunks)
+        np.testing.assert_allclose(pipeline_finish(t, hops, Streaming(chunks, waits)),
+                                   reference_streamed(t, hops, chunks, waits, even), atol=1e-9)
+
+
+def test_streaming_tokens_shortens_the_fill_and_waiting_lengthens_it():
+    """Deep pipeline, few samples: streaming 16 tokens fills the pipeline in token time; a stage
+    that needs whole samples adds back a sample's time; one chunk is the unstreamed step."""
+    t = np.full((12, 4), 160.0)
+    hops = np.zeros(12)
+    whole = step_cycles(t, hops, 0.0, np.zeros(12))
+    streamed = step_cycles(t, hops, 0.0, np.zeros(12), Streaming(16, (False,) * 12))
+    barrier = step_cycles(t, hops, 0.0, np.zeros(12), Streaming(16, (False,) * 6 + (True,) + (False,) * 5))
+    assert whole == 160.0 * (12 + 3)
+    assert streamed == pytest.approx(160.0 * 4 + 10.0 * 11)       # the steady rate, plus 11 tokens
+    assert streamed < barrier < whole
+    assert step_cycles(t, hops, 0.0, np.zeros(12), Streaming(1, (False,) * 12)) == whole
+
+
+def test_pads_that_take_no_time_change_nothing():
+    """Doubling the chunks with pads that take no share of the time leaves every finish as it was
+    when there are no hops (a zero-time chunk passes at once)."""
+    t = np.random.default_rng(2).integers(1, 50, size=(5, 3)).astype(float)
+    waits = (False, True, False, False, True)
+    short = pipeline_finish(t, np.zeros(5), Streaming(4, waits))
+    padded = np.concatenate([np.full((3, 4), 0.25), np.zeros((3, 4))], axis=1)
+    long = pipeline_finish(t, np.zeros(5), Streaming(8, waits), padded)
+    assert short[-1, -1] == pytest.approx(long[-1, -1])
 
 
 def test_shape_and_monotonicity():

@@ -102,6 +102,12 @@ class MatmulKind:
     def streamed(kernel: Kernel) -> dict[str, str]:
         return {role: kernel.stream[role] for role in ("x", "dy") if role in kernel.stream}
 
+    @staticmethod
+    def passes_tokens_on(graph, kernel: Kernel, tokens: int) -> bool:
+        """Each token's row of x is multiplied on its own: a layer applied to every token once
+        streams them (a pooled head, with one row per sample, waits for the pooling)."""
+        return kernel.nest.extent("t") == tokens
+
 
 MATMUL = KIND = MatmulKind()
 
