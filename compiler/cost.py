@@ -6,9 +6,12 @@ the backward pass. Everything after that is the same for every kind, and the sta
 (`compiler.estimate`, assumed counts) and the measurement (`simulator.measure`, counts from the
 tensors) both go through this module (DESIGN.md, "Cost model"):
 
-- a pass takes max(compute, link): the core streams while it computes (Hot Chips 2020, dataflow);
-- a sample costs forward + backward on the same cores, summed over the kernel's calls, plus
-  `Target.kernel_overhead_cycles`; the kernel's time for a sample is its busiest core's;
+- a core's work in a pass is its compute, or its SRAM traffic where the ports are slower
+  (`sram_factor`), plus one task activation per wavelet it receives (`Target.task_cycles`);
+- a pass takes max(work, link in, link out): the core streams while it computes (Hot Chips
+  2020, dataflow);
+- a sample costs forward + backward on the same cores, summed over the kernel's calls; the
+  kernel's time for a sample is its busiest core's;
 - the once-per-step update of the weights each core holds, plus the ring all-reduce of the
   gradients across data-parallel replicas (`update_cycles`);
 - the compute-only and link-only times behind Compute and Transmission Samples/s (`split`);
@@ -58,13 +61,31 @@ def wavelets(nonzeros, dense):
 
 # ------------------------------------------------------------------------------- evaluation
 
+def sram_factor(target) -> float:
+    """SRAM cycles per cycle of SIMD work: each lane of a fused multiply-add reads two operands
+    and writes one, `value_bits` wide, through ports of `Target.sram_read_bytes` and
+    `sram_write_bytes` per cycle (Hot Chips 2019: two 64-bit reads and one 64-bit write per
+    core per cycle, which four FP16 lanes exactly use; FP32 values take twice the cycles)."""
+    value = target.value_bits / 8
+    return max(2 * target.simd * value / target.sram_read_bytes,
+               target.simd * value / target.sram_write_bytes)
+
+
+def core_terms(target) -> dict:
+    """The per-core constants every kind hands `Components`: task activation cycles per
+    wavelet received and the SRAM factor."""
+    return {"task": float(target.task_cycles), "sram": sram_factor(target)}
+
+
 @dataclass(frozen=True)
 class Components:
     """Per-core cycle terms of one kernel, each broadcastable to (samples, calls, rows, cols)
     (the distinct counted samples, `kernels.base.Counts`) and as small as its own dependencies
     allow: each pass's compute (MACs / SIMD width, plus element work), the wavelets its busiest
     link in carries and those its busiest link out carries; `macs` (samples,) the MACs each
-    sample executes. A kernel called once per recurrent step has one entry per call."""
+    sample executes. A kernel called once per recurrent step has one entry per call. `task`
+    and `sram` (`core_terms`): activation cycles per wavelet received, SRAM cycles per compute
+    cycle."""
     fwd_compute: Any
     fwd_in: Any
     fwd_out: Any
@@ -72,6 +93,13 @@ class Components:
     bwd_in: Any
     bwd_out: Any
     macs: np.ndarray
+    task: float = 0.0
+    sram: float = 1.0
+
+    def work(self, compute, link_in):
+        """A core's busy cycles in a pass: compute (or SRAM traffic, if slower) plus a task
+        activation per wavelet received."""
+        return compute * max(1.0, self.sram) + self.task * link_in
 
     @property
     def fwd_link(self):
@@ -88,35 +116,36 @@ class Components:
                             self.bwd_in, self.bwd_out).shape
 
 
-def _pass(compute, link_in, link_out):
-    """A pass is as slow as its compute or its busiest link: the core streams while it computes
-    (Hot Chips 2020, dataflow)."""
-    return np.maximum(compute, np.maximum(link_in, link_out))
+def _pass(work, link_in, link_out):
+    """A pass is as slow as the core's work or its busiest link: the core streams while it
+    computes (Hot Chips 2020, dataflow)."""
+    return np.maximum(work, np.maximum(link_in, link_out))
 
 
 def per_core_cycles(c: Components, shape: tuple[int, ...]) -> np.ndarray:
     """(samples, rows, cols) cycles of each core for each sample: forward + backward on the
     same cores, summed over the calls. `shape` is (samples, calls, rows, cols)."""
-    total = np.add(_pass(c.fwd_compute, c.fwd_in, c.fwd_out), _pass(c.bwd_compute, c.bwd_in, c.bwd_out))
+    total = np.add(_pass(c.work(c.fwd_compute, c.fwd_in), c.fwd_in, c.fwd_out),
+                   _pass(c.work(c.bwd_compute, c.bwd_in), c.bwd_in, c.bwd_out))
     if total.shape != shape:
         total = np.broadcast_to(total, shape)
     return total[:, 0] if shape[1] == 1 else total.sum(axis=1)
 
 
 def busiest_core(core: np.ndarray) -> np.ndarray:
-    """(samples,): the busiest core's cycles; a kernel's time for a sample adds
-    `Target.kernel_overhead_cycles` to it."""
+    """(samples,): the busiest core's cycles, the kernel's time for a sample."""
     return core.reshape(core.shape[0], -1).max(axis=1)
 
 
 def split(c: Components, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """(samples,) cycles if only compute, or only the links, limited the kernel: the busiest
-    core's forward + backward compute, and its forward + backward link time."""
+    """(samples,) cycles if only the cores' work, or only the links, limited the kernel: the
+    busiest core's forward + backward work, and its forward + backward link time."""
     def busiest(term):
         total = np.broadcast_to(term, shape)
         total = total[:, 0] if shape[1] == 1 else total.sum(axis=1)
         return total.reshape(shape[0], -1).max(axis=1)
-    return busiest(c.fwd_compute + c.bwd_compute), busiest(c.fwd_link + c.bwd_link)
+    return (busiest(c.work(c.fwd_compute, c.fwd_in) + c.work(c.bwd_compute, c.bwd_in)),
+            busiest(c.fwd_link + c.bwd_link))
 
 
 # ------------------------------------------------------------------------------ the update

@@ -33,7 +33,7 @@ class KernelCycles:
             busiest, self.sums = looked_up or evaluate_tables([table])[0]
         else:
             busiest = cost.busiest_core(self.core)
-        self.sample = (busiest + target.kernel_overhead_cycles)[self.rows]
+        self.sample = busiest[self.rows]
 
     @cached_property
     def macs(self) -> np.ndarray:

@@ -261,9 +261,10 @@ def _claim_gradient_chain(graph: Graph, value: str, module: str, kernel: dict) -
 
 
 def _newest(graph: Graph, op: Op, kernel: dict, position: dict) -> str:
-    """The kernel of the most recently computed of `op`'s inputs. A residual add (`h + f(h)`)
-    joins f's kernel, not the kernel where `h` began: otherwise every layer's residual stream
-    stays with the first kernel (the embedding), a hub that every layer's routes fan into."""
+    """The kernel of the most recently computed of `op`'s inputs, where a residual add
+    (`h + f(h)`) goes: to f's kernel, not the kernel where `h` began; otherwise every layer's
+    residual stream stays with the first kernel (the embedding), a hub that every layer's
+    routes fan into. Other element-wise ops join their first input's kernel."""
     inputs = [graph.producer[r].name for r in op.refs()
               if r in graph.producer and graph.producer[r].name in kernel]
     return kernel[max(inputs, key=position.__getitem__)]
@@ -279,7 +280,8 @@ def _fuse_forward(graph: Graph, kernel: dict, param_kernels: set, matmul_kernels
                      if r in graph.producer and graph.producer[r].name in kernel]
         if is_elementwise(op) or op.op in VIEW_OPS or op.op in MARKER_OPS or op.op in SENDER_OPS:
             if producers:
-                kernel[op.name] = _newest(graph, op, kernel, position)
+                kernel[op.name] = _newest(graph, op, kernel, position) if op.op in _ACCUMULATE \
+                    else producers[0]
             continue
         # a reduction over a norm's or embedding's values (the row sums of a decomposed layer
         # norm backward) stays with that layer; after a matmul layer, or a matmul itself, it

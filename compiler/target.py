@@ -33,15 +33,17 @@ class Target:
     weight_bytes: int = 4
     activation_bytes: int = 2
     hop_cycles: int = 1
-    kernel_overhead_cycles: int = 8
+    task_cycles: int = 1
+    sram_read_bytes: int = 16
+    sram_write_bytes: int = 8
 
     def __post_init__(self) -> None:
         for field in ("rows", "cols", "sram_bytes", "simd", "link_bits", "value_bits",
-                      "weight_bytes", "activation_bytes"):
+                      "weight_bytes", "activation_bytes", "sram_read_bytes", "sram_write_bytes"):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"Target.{field} must be a positive integer, got {value!r}")
-        for field in ("hop_cycles", "kernel_overhead_cycles"):
+        for field in ("hop_cycles", "task_cycles"):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"Target.{field} must be a non-negative integer, got {value!r}")
@@ -101,7 +103,10 @@ SOURCES: dict[str, str] = {
     "weight_bytes": ASSUMPTION + ": weights held in FP32 (master copy)",
     "activation_bytes": "FP16 activations: Hot Chips 2019/2020",
     "hop_cycles": "one cycle per router hop: Hot Chips 2020 (single-cycle neighbour links)",
-    "kernel_overhead_cycles": ASSUMPTION + ": fixed task start-up per kernel per sample",
+    "task_cycles": ASSUMPTION + ": cycles a wavelet-triggered task costs beyond its work, per "
+                   "wavelet received (Cerebras SDK: data arriving on a colour activates a task)",
+    "sram_read_bytes": "SRAM read bandwidth per core per cycle, 2 x 64 bit: Hot Chips 2019",
+    "sram_write_bytes": "SRAM write bandwidth per core per cycle, 1 x 64 bit: Hot Chips 2019",
 }
 
 

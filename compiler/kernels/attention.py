@@ -188,7 +188,7 @@ class AttentionKind(KindDefaults):
         return cost.Components(np.ceil((2 * q * k * width + FORWARD_SCORE_FLOPS * scores) / simd),
                                fwd_in, fwd_out,
                                np.ceil((4 * q * k * width + BACKWARD_SCORE_FLOPS * scores) / simd),
-                               bwd_in, bwd_out, macs)
+                               bwd_in, bwd_out, macs, **cost.core_terms(target))
 
     @staticmethod
     def governed(graph, kernel: Kernel, mask_shape) -> list:

@@ -132,7 +132,8 @@ class GeneratedKind(KindDefaults):
         per_core = per_core[:, None, None, None]                     # (U, 1, 1, 1)
         compute = np.ceil(per_core * kernel.nest.flops_per_point / target.simd)
         link = cost.dense_wavelets(per_core, target)
-        return cost.Components(compute, link, link, compute, link, link, np.zeros(len(per_core)))
+        return cost.Components(compute, link, link, compute, link, link, np.zeros(len(per_core)),
+                               **cost.core_terms(target))
 
     @staticmethod
     def governed(graph, kernel: Kernel, mask_shape) -> list:

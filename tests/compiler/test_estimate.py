@@ -101,12 +101,26 @@ def test_estimate_falls_with_density_and_area():
     assert all(a > b for a, b in zip(cycles, cycles[1:])), cycles
 
 
-def test_estimate_includes_overhead():
+def test_every_wavelet_received_activates_a_task():
+    """A core pays `task_cycles` per wavelet it receives: with links fast enough not to bound
+    the pass, one more cycle per task adds each pass's received wavelets on the busiest core."""
     k, m = matmul_kernel(k=64, n=64), Mapping(2, 2)
     a = estimate.dense_sample_cycles(k, m, T)
-    b = estimate.dense_sample_cycles(k, m, wafer("classroom",
-                                                 kernel_overhead_cycles=T.kernel_overhead_cycles + 100))
-    assert b - a == 100
+    b = estimate.dense_sample_cycles(k, m, wafer("classroom", task_cycles=T.task_cycles + 1))
+    received = 2 * (32 / T.dense_values_per_wavelet)   # x rows forward, dY columns backward
+    assert b - a == received
+
+
+def test_sram_ports_bound_the_core_when_values_are_wider():
+    """Four FP16 lanes use the two 64-bit read ports and the 64-bit write port exactly; FP32
+    values need twice the SRAM cycles, so compute-bound work takes twice as long."""
+    from compiler.cost import sram_factor
+    assert sram_factor(T) == 1.0
+    wide = wafer("classroom", value_bits=32, link_bits=32)
+    assert sram_factor(wide) == 2.0
+    k, m = matmul_kernel(k=512, n=512), Mapping(1, 1)
+    c = estimate.kernel_cycles(k, m, T).split()[0]
+    assert estimate.kernel_cycles(k, m, wide).split()[0] > 1.9 * c
 
 
 def test_parameter_free_kernels_have_no_update():

@@ -111,19 +111,19 @@ def test_bad_positive_int_is_refused(field, value):
     assert "positive integer" in msg
 
 
-@pytest.mark.parametrize("field", ["hop_cycles", "kernel_overhead_cycles"])
+@pytest.mark.parametrize("field", ["hop_cycles", "task_cycles"])
 def test_negative_latency_is_refused(field):
     with pytest.raises(ConfigError) as err:
         wafer("classroom", **{field: -1})
     assert field in str(err.value) and "-1" in str(err.value) and "non-negative" in str(err.value)
 
 
-@pytest.mark.parametrize("field", ["hop_cycles", "kernel_overhead_cycles"])
+@pytest.mark.parametrize("field", ["hop_cycles", "task_cycles"])
 def test_zero_latency_is_allowed(field):
     assert getattr(wafer("classroom", **{field: 0}), field) == 0
 
 
-@pytest.mark.parametrize("field", ["hop_cycles", "kernel_overhead_cycles"])
+@pytest.mark.parametrize("field", ["hop_cycles", "task_cycles"])
 def test_bool_latency_is_refused(field):
     with pytest.raises(ConfigError):
         wafer("classroom", **{field: True})

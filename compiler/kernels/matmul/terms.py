@@ -27,7 +27,7 @@ class Geometry(NamedTuple):
     """What a matmul's cost needs of its mapping, worked out once: tile sizes over rows `tk`
     (R or 1, 1) and over cols `tn` (C or 1,) (one when every core has the same), the dense
     wavelets of a token's tile `dense_k`, `dense_n`, the sum of the tiles (K, N), whether it
-    has a dX pass, and the SIMD width."""
+    has a dX pass, the SIMD width, and the target's per-core terms."""
     tk: np.ndarray
     tn: np.ndarray
     dense_k: np.ndarray
@@ -36,6 +36,7 @@ class Geometry(NamedTuple):
     n: float
     dx: bool
     simd: int
+    core: tuple          # `cost.core_terms` of the target, as (name, value) pairs
 
 
 def computes_dx(kernel: Kernel) -> bool:
@@ -57,7 +58,8 @@ def _geometry(k: int, n: int, rows: int, cols: int, dx: bool, target, dtype) -> 
 def _tiles_geometry(tk, tn, k: float, n: float, dx: bool, target) -> Geometry:
     dtype = tk.dtype
     return Geometry(tk[:, None], tn, cost.dense_wavelets(tk[:, None], target).astype(dtype),
-                    cost.dense_wavelets(tn, target).astype(dtype), k, n, dx, target.simd)
+                    cost.dense_wavelets(tn, target).astype(dtype), k, n, dx, target.simd,
+                    tuple(cost.core_terms(target).items()))
 
 
 def _uniform(tiles: np.ndarray) -> np.ndarray:
@@ -90,7 +92,7 @@ def _terms(g: Geometry, x, dy, tokens, fwd, dw, dx, macs_) -> cost.Components:
         bwd_compute += np.ceil(dx / g.simd)
     return cost.Components(np.ceil(fwd, out=fwd), cost.wavelets(x, tokens * g.dense_k),
                            tokens * g.tn, bwd_compute, cost.wavelets(dy, tokens * g.dense_n),
-                           tokens * g.tk if g.dx else 0, macs_)
+                           tokens * g.tk if g.dx else 0, macs_, **dict(g.core))
 
 
 def macs(c, g: Geometry) -> np.ndarray:

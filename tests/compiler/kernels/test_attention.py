@@ -28,7 +28,7 @@ from simulator.measure import Runs, measure_kernel, variants
 TARGET = wafer("classroom")
 SGD = from_hyperparameters("sgd", {"lr": 0.1})
 ADAM = from_hyperparameters("adam", {"lr": 1e-3})
-PER_CORE = ("fwd_compute", "fwd_link", "bwd_compute", "bwd_link")
+PER_CORE = ("fwd_compute", "fwd_link", "bwd_compute", "bwd_link", "fwd_in", "bwd_in")
 
 
 def _kernel(samples=4, heads=2, length=16, head_dim=8):
@@ -46,7 +46,10 @@ def components(kernel, lengths, mapping):
 
 
 def per_core(c: dict) -> np.ndarray:
-    return np.maximum(c["fwd_compute"], c["fwd_link"]) + np.maximum(c["bwd_compute"], c["bwd_link"])
+    """Each pass: the core's compute plus a task per wavelet received (FP16: the SRAM ports
+    keep up), or its busiest link."""
+    work = lambda p: c[f"{p}_compute"] + TARGET.task_cycles * c[f"{p}_in"]     # noqa: E731
+    return np.maximum(work("fwd"), c["fwd_link"]) + np.maximum(work("bwd"), c["bwd_link"])
 
 
 def _one_core(kernel, lengths):
@@ -120,8 +123,7 @@ def test_estimate_is_a_full_length_sample():
     kernel = _kernel()
     for mapping in (Mapping(1, 1), Mapping(4, 2)):
         c = components(kernel, [16], mapping)
-        assert sample_cycles(kernel, mapping, TARGET) == \
-            per_core(c).max() + TARGET.kernel_overhead_cycles
+        assert sample_cycles(kernel, mapping, TARGET) == per_core(c).max()
 
 
 def test_memory_holds_blocks_and_the_stash_no_weights():
@@ -199,7 +201,7 @@ def test_real_lengths_come_from_the_zero_probabilities():
 def test_cycles_grow_with_the_square_of_the_real_length():
     """Head dim 64 on one core: compute (L^2) outweighs the links (L), so the time ~ L^2."""
     t = _measure([16, 32, 64, 128], padded=128, head_dim=64)
-    work = t.sample_cycles - TARGET.kernel_overhead_cycles
+    work = t.sample_cycles
     np.testing.assert_allclose(work[1:] / work[:-1], 4.0, rtol=0.03)
 
 
@@ -270,7 +272,7 @@ def test_halted_queries_cost_nothing_but_their_keys_are_read():
     some = measure(kernel, env, positions=_Queries([8, 3, 0]))
     assert some.sample_cycles[0] == every.sample_cycles[0]
     assert some.sample_cycles[1] < every.sample_cycles[1]
-    assert some.sample_cycles[2] == TARGET.kernel_overhead_cycles     # nothing runs: nothing sent
+    assert some.sample_cycles[2] == 0                          # nothing runs: nothing sent
     # 3 running queries still read all 8 keys: more than a 3-token sample
     short = _measure([8, 3, 3], padded)
     assert some.sample_cycles[1] > short.sample_cycles[1]
@@ -283,11 +285,9 @@ def test_a_block_called_at_every_step_sums_its_calls():
     env = {"p0": _probs([8, 5], 2, 8), "p1": _probs([8, 5], 2, 8, seed=1),
            "p2": _probs([8, 5], 2, 8, seed=2), "probs": _probs([8, 5], 2, 8)}
     three, single = measure(kernel, env, Mapping(2, 2)), measure(one, env, Mapping(2, 2))
-    overhead = TARGET.kernel_overhead_cycles
-    np.testing.assert_allclose(three.sample_cycles - overhead, 3 * (single.sample_cycles - overhead))
+    np.testing.assert_allclose(three.sample_cycles, 3 * single.sample_cycles)
     assert three.executed_macs == 3 * single.executed_macs
-    assert sample_cycles(kernel, Mapping(2, 2), TARGET) - overhead == \
-        3 * (sample_cycles(one, Mapping(2, 2), TARGET) - overhead)
+    assert sample_cycles(kernel, Mapping(2, 2), TARGET) == 3 * sample_cycles(one, Mapping(2, 2), TARGET)
     assert ATTENTION.dense_macs(kernel) == 3 * ATTENTION.dense_macs(one)
 
 
@@ -296,5 +296,5 @@ def test_split_separates_compute_and_links():
     c = ATTENTION.components(kernel, ATTENTION.assumed_counts(kernel, mapping, TARGET, 1.0, True).values,
                              mapping, TARGET)
     compute, link = cost.split(c, (1, 1, 4, 2))
-    sample = sample_cycles(kernel, mapping, TARGET) - TARGET.kernel_overhead_cycles
+    sample = sample_cycles(kernel, mapping, TARGET)
     assert max(compute[0], link[0]) <= sample <= compute[0] + link[0]
