@@ -42,6 +42,16 @@ def memory_per_core(kernel: Kernel, mapping, target, optimizer, in_flight: int) 
     return kind_of(kernel).memory_per_core(kernel, mapping, target, optimizer, in_flight)
 
 
+def assumed_route_shares(plan):
+    """(routes,) the share of its dense wavelets each route is assumed to send: with harvesting,
+    the plan's density's non-zeros as (value, index) wavelets where fewer (`cost.wavelets`);
+    None (all) when every route sends densely."""
+    if not plan.harvest or plan.density >= 1.0:
+        return None
+    dense = plan.target.dense_values_per_wavelet
+    return np.full(len(plan.sample_routes), min(1.0, plan.density * dense))
+
+
 def estimate(plan) -> dict:
     """The plan's step at its assumed densities and harvest setting (`Plan.assumed`)."""
     names = [k.name for k in plan.kernels]
@@ -54,7 +64,7 @@ def estimate(plan) -> dict:
     compute = np.stack([c[:, 0] for c, _ in splits], axis=1) if splits else per_sample
     link = np.stack([lk[:, 0] for _, lk in splits], axis=1) if splits else per_sample
     replicas = np.array([plan.mapping[n].replicas for n in names], dtype=np.float64)
-    congestion = plan.congestion_array()
+    congestion = plan.congestion_array(assumed_route_shares(plan))
     updates = np.array([[update_cycles(k, plan.mapping[k.name], target, plan.optimizer)
                          for k in plan.kernels]])
     cycles = float(schedule.step(np.repeat(per_sample[..., None], samples, axis=-1), replicas,

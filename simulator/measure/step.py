@@ -21,6 +21,7 @@ from compiler import schedule
 from compiler.evaluate import evaluate_all
 from compiler.kernels import kind_of
 
+from ..backend import to_numpy
 from .context import DENSE, HARVESTED, PlanContext, Runs, update_of, variants
 from .positions import DynamicStats, step_positions
 
@@ -138,17 +139,54 @@ def measure_step(context: PlanContext, xp, env: dict, harvest: bool = True,
     timings = measure_kernels(plan.kernels, [plan.mapping[k.name] for k in plan.kernels], env, runs,
                               plan.target, plan.optimizer, harvest, context)
     context.timings = {t.name: t for t in timings}
-    if positions is None:
-        congestion = context.full_load(len(runs.variants))
-    else:
-        congestion = plan.congestion_array(np.stack([positions.route_shares(v.positions)
-                                                     for v in runs.variants]))
+    congestion = _congestion(context, xp, env, runs, positions, harvest)
     stack = lambda key: np.stack([getattr(t, key) for t in timings], axis=1)  # noqa: E731
     cycles = schedule.step(stack("samples"), replicas, congestion, hops, stack("updates"),
                            plan.streaming, _token_shares(plan, positions, runs))
     return StepTiming(runs.names, own_variant(harvest), cycles, timings,
                       positions.stats() if positions is not None else None, congestion, replicas,
                       plan.target.clock_hz)
+
+
+def _congestion(context: PlanContext, xp, env: dict, runs: Runs, positions, harvest: bool):
+    """(variants, kernels) per-sample congestion: each route carries what its sender sends,
+    the rows its positions run (pads and halted positions take no link) and, in a variant
+    that skips zeros, only the non-zeros as (value, index) wavelets where that is fewer. The
+    density of a route's value is read off this step's tensors over the rows that ran, and
+    every variant that skips zeros sends its own rows at that density. A recurrent block's
+    tensors hold the state of positions that halted, not what a fixed-depth run would send,
+    so with recurrent steps the links are charged by positions alone."""
+    plan = context.plan
+    routes = len(plan.sample_routes)
+    ran = positions.route_shares("actual") if positions is not None else np.ones(routes)
+    recurrent = positions is not None and bool(positions.layout.recurrent)
+    filtering = (harvest or any(runs.harvests)) and not recurrent
+    sent = sent_shares(plan, xp, env, ran) if filtering else None
+    if positions is None and sent is None:
+        return context.full_load(len(runs.variants))
+    rows = [positions.route_shares(v.positions) if positions is not None else np.ones(routes)
+            for v in runs.variants]
+    shares = np.stack([r * (sent if sent is not None and v.harvest else 1.0)
+                       for r, v in zip(rows, runs.variants)])
+    distinct, which = np.unique(shares, axis=0, return_inverse=True)
+    return plan.congestion_array(distinct)[np.ravel(which)]
+
+
+def sent_shares(plan, xp, env: dict, ran=None) -> np.ndarray | None:
+    """(routes,) the share of the dense wavelets of the rows it sends that each sample route's
+    sender sends when zeros are filtered (`compiler.cost.wavelets`), from the non-zeros of
+    the value it carries over the `ran` (routes,) share of its rows that ran (all when None;
+    1 where the value is not in `env`); None when every route sends densely."""
+    per_wavelet = plan.target.dense_values_per_wavelet
+    nonzero = {}
+    for rt in plan.sample_routes:
+        value = env.get(rt.edge.value)
+        if rt.edge.value not in nonzero and value is not None and getattr(value, "size", 0):
+            nonzero[rt.edge.value] = float(to_numpy(xp.count_nonzero(value))) / value.size
+    ran = np.ones(len(plan.sample_routes)) if ran is None else ran
+    shares = np.array([min(1.0, nonzero.get(rt.edge.value, 1.0) * per_wavelet / max(share, 1e-12))
+                       for rt, share in zip(plan.sample_routes, ran)])
+    return None if (shares == 1.0).all() else shares
 
 
 def _token_shares(plan, positions, runs: Runs):

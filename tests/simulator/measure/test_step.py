@@ -180,3 +180,30 @@ def test_busy_total_is_every_cores_busy_cycles_summed(sparsity):
     timing = _measure(trainer, _env(trainer, x, y), weight_masks=trainer.weight_masks if sparsity else None)
     for kt in timing.kernels:
         assert kt.busy_total == pytest.approx(float(kt.core_busy.sum()), rel=1e-9)
+
+
+# ------------------------------------------------------------------ what the links carry
+
+
+def test_the_sender_filters_zeros_so_link_load_falls_with_density():
+    """A route carries its value's non-zeros as (value, index) wavelets where that is fewer
+    than two dense values to a wavelet: half zeros still fill every dense wavelet, a quarter
+    of non-zeros sends half of them; the dense variant's congestion is the full load."""
+    from simulator.measure.step import sent_shares
+    trainer, x, y = _trainer(None)
+    plan = trainer.plan
+    values = [rt.edge.value for rt in plan.sample_routes]
+    shapes = {v: plan.graph.type_of[v].shape for v in values}
+
+    def env_with(density):
+        rng = np.random.default_rng(0)
+        return {v: (rng.random(shape) < density).astype(np.float32) for v, shape in shapes.items()}
+
+    for density in (0.6, 0.25, 0.1):
+        env = env_with(density)
+        expected = [min(1.0, 2 * np.count_nonzero(env[v]) / env[v].size) for v in values]
+        got = sent_shares(plan, np, env)
+        np.testing.assert_allclose(got if got is not None else 1.0, expected)
+    assert sent_shares(plan, np, env_with(1.0)) is None            # nothing to filter
+    loads = [plan.congestion_array(sent_shares(plan, np, env_with(d)))[0].max() for d in (0.4, 0.2, 0.05)]
+    assert loads[0] > loads[1] > loads[2]
