@@ -23,6 +23,12 @@ def _seed_torch():
     yield
 
 
+def pytest_collection_modifyitems(items):
+    """The notebook tests run last, so that the notebooks have the whole run to execute in the
+    background (`notebook_runs`); the other tests keep their order."""
+    items.sort(key=lambda item: item.path.name == "test_notebooks.py")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def notebook_runs(request):
     """The notebooks this run checks (tests/test_notebooks.py), started with its first test on

@@ -4,6 +4,7 @@
     w                                               # shows it in Jupyter
     w.compile(); w.run()                            # what the buttons do, from code (blocking)
     w.config                                        # the whole state: `wsebench run` replays it
+    with w.hold(): w.set(...); w.set(...)           # several changes, checked once at the end
     wb.Workbench(preset="lesson-harvest")           # a lesson: its config, controls hidden
 
 Every control writes its value into the state and re-runs the checks; a combination the wafer
