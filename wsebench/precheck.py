@@ -63,8 +63,9 @@ def _spec(config: dict, stand_ins: bool) -> dict:
     the data (not its seed, size or the lengths drawn) and the batch size."""
     model, data = config["model"], config["data"]
     shape = _data.shape(data.get("name", "spirals"), **_config._data_kwargs(data, model))
-    if stand_ins:
-        model = {**model, **{k: v for k, v in STAND_INS.items() if k in model}}
+    if stand_ins:                     # the seed too: the fake model draws no weights
+        model = {**{k: v for k, v in model.items() if k != "seed"},
+                 **{k: v for k, v in STAND_INS.items() if k in model}}
         if model.get("dropout"):
             model["dropout"] = DROPOUT_STAND_IN
     return {"model": model, "batch_size": data.get("batch_size", 64),
