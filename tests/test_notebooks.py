@@ -1,34 +1,17 @@
 """Every notebook runs top to bottom, headless, and shows what it promises (figures, reports).
 
-The kernel gets WSEBENCH_FAST=1, which the notebooks read to shrink their runs."""
+The kernel gets WSEBENCH_FAST=1, which the notebooks read to shrink their runs. The notebooks
+execute in the background from the run's first test on, in kernels of their own on the cores
+the tests leave idle (`notebook_runs`, tests/conftest.py); each test checks its own notebook."""
 from __future__ import annotations
-
-import os
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+from tests.notebook_runs import NOTEBOOKS
 
 nbformat = pytest.importorskip("nbformat", reason="nbformat is not installed: pip install -e .[dev]")
 nbclient = pytest.importorskip("nbclient", reason="nbclient is not installed: pip install -e .[dev]")
 pytest.importorskip("ipykernel", reason="ipykernel is not installed: pip install -e .[dev]")
-
-
-def _execute(path: Path):
-    nb = nbformat.read(path, as_version=4)
-    # The kernel runs this interpreter from the repository root, so `import wsebench` resolves
-    # to this checkout whether or not it is pip-installed.
-    env = {**os.environ, "WSEBENCH_FAST": "1", "PYTHONPATH": os.pathsep.join(
-        [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
-    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
-                                     resources={"metadata": {"path": str(ROOT)}})
-    client.km = client.create_kernel_manager()
-    client.km.kernel_cmd = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    client.execute(env=env)
-    return nb
 
 
 def _outputs(nb, mime: str) -> int:
@@ -51,11 +34,11 @@ def test_notebook_says_what_it_teaches_and_sums_up(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_runs_headless(path):
+def test_notebook_runs_headless(path, notebook_runs):
     stored = nbformat.read(path, as_version=4)
     assert all(not c.get("outputs") for c in stored.cells if c.cell_type == "code"), \
         f"{path.name} is committed with outputs; strip them"
-    nb = _execute(path)
+    nb = notebook_runs[path].result()
     errors = [out for cell in nb.cells if cell.cell_type == "code"
               for out in cell.get("outputs", []) if out.get("output_type") == "error"]
     assert not errors

@@ -5,11 +5,13 @@ shapes and dtypes, no storage), its training step is captured and grouped by the
 kernel library, and each kernel's kind says how much memory it needs on a mapping. So the
 workbench's checks (does the model fit the wafer? can a pinned mapping hold its kernel?) use the
 compiler's real kernel models, the same ones `compile` sizes kernels with, not a table of layers.
-A capture costs about a second; the kernels of a model are cached, so changing the wafer or a
-pin re-checks at once.
+A capture costs about a second; the kernels are cached by the model's structure and the data's
+shape, so changing the wafer, a pin, the data's seed or a constant such as the ponder cost's
+weight re-checks at once.
 """
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import functools
 import json
@@ -35,34 +37,63 @@ def parameter_count(config: dict) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def kernels(config: dict) -> tuple[Kernel, ...]:
+def kernels(config: dict, exact: bool = False) -> tuple[Kernel, ...]:
     """The kernels, in pipeline order, that `compile` builds for a validated `config`'s model
-    and batch (before sparsity, which changes what kernels compute, not which exist)."""
+    and batch (before sparsity, which changes what kernels compute, not which exist). Cached
+    by structure (`STAND_INS`); `exact` captures the config as it is, uncached."""
+    if exact:
+        return _capture(json.dumps(_spec(config, stand_ins=False), sort_keys=True), cached=False)
     return _kernels(_key(config))
 
 
+# Model keys the captured graph holds as constants, not as structure (the ponder cost's weight,
+# the halting threshold): any value gives the same kernels, so the cache keys them on a stand-in
+# and changing one re-checks at once. A dropout rate is one too, above 0 (at 0 no mask is drawn).
+# tests/widgets/test_precheck.py captures both sides of each and finds the same kernels.
+STAND_INS = {"tau": 0.01, "epsilon": 0.01}
+DROPOUT_STAND_IN = 0.5
+
+
 def _key(config: dict) -> str:
-    """What the kernels depend on: the model, the data and the batch size."""
-    data = {k: v for k, v in config["data"].items() if k not in ("seed", "samples")}
-    return json.dumps({"model": config["model"], "data": data}, sort_keys=True)
+    return json.dumps(_spec(config, stand_ins=True), sort_keys=True)
 
 
-@functools.lru_cache(maxsize=32)
-def _fake_model(key: str):
+def _spec(config: dict, stand_ins: bool) -> dict:
+    """What the kernels depend on: the model (its structure, with `stand_ins`), the shape of
+    the data (not its seed, size or the lengths drawn) and the batch size."""
+    model, data = config["model"], config["data"]
+    shape = _data.shape(data.get("name", "spirals"), **_config._data_kwargs(data, model))
+    if stand_ins:                     # the seed too: the fake model draws no weights
+        model = {**{k: v for k, v in model.items() if k != "seed"},
+                 **{k: v for k, v in STAND_INS.items() if k in model}}
+        if model.get("dropout"):
+            model["dropout"] = DROPOUT_STAND_IN
+    return {"model": model, "batch_size": data.get("batch_size", 64),
+            "shape": {**dataclasses.asdict(shape), "name": None}}
+
+
+def _fake_model_uncached(key: str):
     spec = json.loads(key)
-    model_cfg, data_cfg = spec["model"], spec["data"]
-    shape = _data.shape(data_cfg.get("name", "spirals"), **_config._data_kwargs(data_cfg, model_cfg))
-    kwargs = {k: v for k, v in _families.model_kwargs(model_cfg, shape).items() if k != "seed"}
+    shape = _data.TaskShape(**spec["shape"])
+    kwargs = {k: v for k, v in _families.model_kwargs(spec["model"], shape).items() if k != "seed"}
     mode = FakeTensorMode()
     with mode:
-        model = _families.builder(model_cfg.get("family", "mlp"))(**kwargs)
+        model = _families.builder(spec["model"].get("family", "mlp"))(**kwargs)
     return model, (mode, shape)
+
+
+_fake_model = functools.lru_cache(maxsize=32)(_fake_model_uncached)
 
 
 @functools.lru_cache(maxsize=32)
 def _kernels(key: str) -> tuple[Kernel, ...]:
-    model, (mode, shape) = _fake_model(key)
-    batch = json.loads(key)["data"].get("batch_size", 64)
+    return _capture(key, cached=True)
+
+
+def _capture(key: str, cached: bool) -> tuple[Kernel, ...]:
+    model, (mode, shape) = (_fake_model if cached else _fake_model_uncached)(key)
+    spec = json.loads(key)
+    batch = spec["batch_size"]
     with mode:
         if shape.tokens:
             x = torch.zeros((batch, shape.max_len), dtype=torch.long)
@@ -70,8 +101,7 @@ def _kernels(key: str) -> tuple[Kernel, ...]:
                             dtype=torch.long)
         else:
             x, y = torch.zeros((batch, shape.features)), torch.zeros((batch,), dtype=torch.long)
-    family = json.loads(key)["model"].get("family", "mlp")
-    loss = _families.loss_for(family, model, shape)
+    loss = _families.loss_for(spec["model"].get("family", "mlp"), model, shape)
     graph = run_pipeline(capture(model, loss, (x, y), method="aot"))
     return build_kernels(graph)[0]
 

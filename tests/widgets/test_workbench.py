@@ -67,6 +67,32 @@ def test_widget_values_write_the_config(bench):
     json.dumps(c)
 
 
+def test_hold_checks_once_when_the_block_ends(bench, monkeypatch):
+    """Inside `hold()` the controls write the config and the others follow it, but nothing is
+    checked (no capture of the model) until the block ends; then the verdict, notice and
+    buttons are those of the config the block ended with."""
+    from wsebench import precheck
+    w = bench()
+    before, asked = w.message, []
+    for name in ("kernels", "parameter_count"):               # what captures the model
+        real = getattr(precheck, name)
+        monkeypatch.setattr(precheck, name,
+                            lambda *a, real=real, **k: asked.append(a) or real(*a, **k))
+    with w.hold():
+        w.controls["model.family"].value = "transformer"
+        assert w.controls["model.d_model"].layout.display is None          # followed at once
+        assert w.controls["model.d_model"].value == w.state.get("model.d_model") == 32
+        w.controls["data.name"].value = "blobs"          # a transformer reads tokens: refused
+        assert w.config["data"]["name"] == "blobs"
+        assert asked == [] and w.message == before and not w.buttons["compile"].disabled
+    assert "reads token ids" in w.message and "✗" in w.notice.value
+    assert w.buttons["compile"].disabled and w.buttons["train"].disabled
+    w.controls["data.name"].value = "copy"              # outside a hold: checked at once
+    assert asked and w.problems() == [] and not w.buttons["compile"].disabled
+    again = bench(config=w.config)
+    assert (again.message, again.notice.value) == (w.message, w.notice.value)
+
+
 def test_one_change_updates_the_controls_it_moves(bench):
     w = bench()
     assert w.controls["wafer.rows"].layout.display == "none"

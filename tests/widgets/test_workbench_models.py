@@ -26,16 +26,17 @@ def displayed(w: Workbench, panel: str) -> list[str]:
 def transformer_run():
     """A transformer on the copy task (tag), set through the widgets, compiled and trained once."""
     w = Workbench.from_config(tiny_config(steps=3))
-    w.controls["model.family"].value = "transformer"
-    w.controls["data.name"].value = "copy"
-    for key, value in (("model.d_model", 16), ("model.heads", 2), ("model.ffn", 32),
-                       ("model.layers", 1), ("model.activation", "gelu"), ("data.samples", 64),
-                       ("data.batch_size", 8), ("data.max_len", 6), ("data.min_len", 2),
-                       ("sparsity.relu.on", True), ("sparsity.drop.fraction", 0.5),
-                       ("sparsity.drop.where", "both"),
-                       ("sparsity.weights.algorithm", "static"),
-                       ("sparsity.weights.sparsity", 0.25)):
-        w.controls[key].value = value
+    with w.hold():                                     # checked once, when the block ends
+        w.controls["model.family"].value = "transformer"
+        w.controls["data.name"].value = "copy"
+        for key, value in (("model.d_model", 16), ("model.heads", 2), ("model.ffn", 32),
+                           ("model.layers", 1), ("model.activation", "gelu"),
+                           ("data.samples", 64), ("data.batch_size", 8), ("data.max_len", 6),
+                           ("data.min_len", 2), ("sparsity.relu.on", True),
+                           ("sparsity.drop.fraction", 0.5), ("sparsity.drop.where", "both"),
+                           ("sparsity.weights.algorithm", "static"),
+                           ("sparsity.weights.sparsity", 0.25)):
+            w.controls[key].value = value
     assert w.problems() == [], w.message
     w.compile()
     losses = w.run(timeout=300).losses
@@ -116,13 +117,14 @@ def test_depth_panel_shows_for_the_universal_transformer_only():
         notes = [child.value for box in w.panels.values() for child in box.children
                  if isinstance(child, W.HTML)]
         assert notes and not any("arrives with" in n for n in notes)
-        w.controls["model.family"].value = "universal_transformer"
-        assert w.panels["depth"].layout.display is None
-        assert displayed(w, "depth") == ["model.act", "model.max_steps", "model.tau"]
+        with w.hold():                                 # checked once, when the block ends
+            w.controls["model.family"].value = "universal_transformer"
+            assert w.panels["depth"].layout.display is None
+            assert displayed(w, "depth") == ["model.act", "model.max_steps", "model.tau"]
+            w.controls["model.act"].value = False
+            w.controls["model.max_steps"].value = 3
+            w.controls["model.tau"].value = 0.05
         assert not any(w.controls[k].disabled for k in displayed(w, "depth"))
-        w.controls["model.act"].value = False
-        w.controls["model.max_steps"].value = 3
-        w.controls["model.tau"].value = 0.05
         m = w.config["model"]
         assert (m["act"], m["max_steps"], m["tau"]) == (False, 3, 0.05)
         assert w.config["data"]["name"] == "parity"       # the UT's default task

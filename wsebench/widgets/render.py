@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+from html import escape
 from types import SimpleNamespace
 
 import numpy as np
@@ -150,8 +151,6 @@ def loss_png(history) -> bytes:
 def plan_html(plan) -> str:
     """The compile report before any step: each kernel's mapping, place and memory, and the
     compiler's static estimate (the measurement replaces it once a step has run)."""
-    from html import escape
-
     from ..html import _STYLE, fmt
     memory = plan.memory_per_core()
     est = plan.estimate()
@@ -171,3 +170,24 @@ def plan_html(plan) -> str:
             f"({t.rows} x {t.cols} cores)</h4><table>{head}{body}</table>"
             f"<p>Static estimate: {fmt(float(est['cycles']))} cycles/step, "
             f"{fmt(float(est['samples_per_s']))} samples/s. Train or Step to measure.</p></div>")
+
+
+def dynamic_parts(result) -> list[str]:
+    """Dynamic execution in the status line: ponder steps (ACT) and skipped padding."""
+    parts = []
+    ponder = getattr(result, "mean_ponder_steps", None)
+    if ponder is not None:
+        parts.append(f"mean ponder steps {ponder:.2f} ({result.speedup_vs_fixed_depth:.2f}x vs "
+                     f"fixed depth)")
+    padding = getattr(result, "padding_fraction", None)
+    if padding:
+        parts.append(f"padding {100 * padding:.0f}% not sent ({result.speedup_vs_padded:.2f}x vs "
+                     f"padded)")
+    return parts
+
+
+def heatmap_caption(rep, steps: int) -> str:
+    s = rep.summary
+    return (f"<span style='font-size:0.85em'>busy / step cycles, 0 (dark) to 1 (yellow); grey: "
+            f"free cores. {escape(str(s.get('wafer')))} {escape(str(s.get('fabric')))}, "
+            f"{s.get('active_pes_pct', 0):.0f}% of cores allocated, step {steps}</span>")

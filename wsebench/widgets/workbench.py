@@ -4,6 +4,7 @@
     w                                               # shows it in Jupyter
     w.compile(); w.run()                            # what the buttons do, from code (blocking)
     w.config                                        # the whole state: `wsebench run` replays it
+    with w.hold(): w.set(...); w.set(...)           # several changes, checked once at the end
     wb.Workbench(preset="lesson-harvest")           # a lesson: its config, controls hidden
 
 Every control writes its value into the state and re-runs the checks; a combination the wafer
@@ -13,6 +14,7 @@ Training runs in a background thread, so Pause and Step respond while it trains;
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from html import escape
@@ -44,6 +46,7 @@ class Workbench:
         self.runner = Runner(on_step=self._on_step, on_status=self._on_status)
         self.message = ""              # the last problem/notice shown, as text
         self._syncing = False
+        self._held = 0                 # > 0 inside `hold()`: the checks wait for its end
         self._draw_lock = threading.RLock()
         self._last_draw = 0.0
         self._draw_cost = 0.0
@@ -72,6 +75,24 @@ class Workbench:
 
     def problems(self) -> list[str]:
         return self.state.problems()
+
+    @contextlib.contextmanager
+    def hold(self):
+        """Change several controls, check once: inside the block every control still writes
+        the config and the others follow it (options, visibility), but the checks, which
+        capture the model to see that it fits the wafer, run once, when the block ends.
+
+            with w.hold():
+                w.set("model.d_model", 64)
+                w.set("model.ffn", 256)
+        """
+        self._held += 1
+        try:
+            yield self
+        finally:
+            self._held -= 1
+            if not self._held:
+                self._refresh()
 
     # building the widgets -------------------------------------------------------------------------
     def _build(self) -> None:
@@ -156,6 +177,8 @@ class Workbench:
             keys = [c.key for c in CONTROLS if c.panel == panel]
             empty = all(self.controls[k].layout.display == "none" for k in keys)
             box.layout.display = "none" if panel in self.hidden or empty else None
+        if self._held:
+            return
         notes = self.state.warnings()
         if self.runner.compiled and self._stale():
             notes.append("settings changed since the last compile: Compile, Train or Step "
@@ -334,7 +357,7 @@ class Workbench:
             self.loss_image.value = self._loss_plot.png(history)
             self.loss_caption.value = ""
             self.heatmap.value = render.heatmap_png(rep.core_utilization, rep.kernel_grid)
-            self.heatmap_caption.value = _caption(rep, len(history))
+            self.heatmap_caption.value = render.heatmap_caption(rep, len(history))
             self.report_html.value = rep._repr_html_()
             self._last_draw = time.monotonic()
             self._draw_cost = self._last_draw - now
@@ -351,7 +374,7 @@ class Workbench:
             last = history[-1]
             parts += [f"step {last.step}", f"loss {last.loss:.4f}",
                       f"{last.samples_per_s:,.0f} samples/s (simulated)",
-                      f"harvest speedup {last.harvest_speedup:.3f}x"] + _dynamic(last)
+                      f"harvest speedup {last.harvest_speedup:.3f}x", *render.dynamic_parts(last)]
         if r.session is not None:
             parts.append(f"backend {r.session.backend}")
         if r.status == "error" and r.error is not None:
@@ -379,27 +402,6 @@ class Workbench:
             self.heatmap_caption.value = "<i>no step yet</i>"
             notes = "".join(f"<div style='color:#777'>{escape(n)}</div>" for n in self.runner.notes)
             self.report_html.value = notes + render.plan_html(plan)
-
-
-def _dynamic(result) -> list[str]:
-    """Dynamic execution in the status line: ponder steps (ACT) and skipped padding."""
-    parts = []
-    ponder = getattr(result, "mean_ponder_steps", None)
-    if ponder is not None:
-        parts.append(f"mean ponder steps {ponder:.2f} ({result.speedup_vs_fixed_depth:.2f}x vs "
-                     f"fixed depth)")
-    padding = getattr(result, "padding_fraction", None)
-    if padding:
-        parts.append(f"padding {100 * padding:.0f}% not sent ({result.speedup_vs_padded:.2f}x vs "
-                     f"padded)")
-    return parts
-
-
-def _caption(rep, steps: int) -> str:
-    s = rep.summary
-    return (f"<span style='font-size:0.85em'>busy / step cycles, 0 (dark) to 1 (yellow); grey: "
-            f"free cores. {escape(str(s.get('wafer')))} {escape(str(s.get('fabric')))}, "
-            f"{s.get('active_pes_pct', 0):.0f}% of cores allocated, step {steps}</span>")
 
 
 __all__ = ["Workbench", "PANELS"]
