@@ -143,3 +143,14 @@ def test_a_dense_model_measures_its_estimate(activation):
     assert summary["transmission_samples_per_s"] == pytest.approx(est["transmission_samples_per_s"],
                                                                   rel=0.01)
     assert summary["compute_samples_per_s"] == pytest.approx(est["compute_samples_per_s"], rel=0.01)
+
+
+def test_speedup_follows_density_on_a_compute_bound_chain():
+    """A matmul chain whose cores are compute bound: the forward and dW work scale with the
+    density of x, the dX work does not, so the cycles are linear in the density and the
+    speedup over dense is (a + b) / (a d + b), the mechanism behind every harvest figure."""
+    k, m = matmul_kernel(k=1024, n=1024), Mapping(2, 2)
+    at = {d: estimate.sample_cycles(k, m, T, (d, 1.0)) for d in (1.0, 0.75, 0.5, 0.25, 0.0)}
+    assert at[1.0] > at[0.75] > at[0.5] > at[0.25] > at[0.0] > 0
+    for d in (0.75, 0.5, 0.25):
+        assert at[d] == pytest.approx(at[0.0] + d * (at[1.0] - at[0.0]), rel=0.01)
