@@ -118,14 +118,28 @@ PRESETS: dict[str, Target] = {
 }
 
 
-def wafer(name: "str | Target" = "classroom", **overrides) -> Target:
-    """Look up a preset by name and apply keyword overrides, e.g. ``wafer("wse2", rows=100)``."""
+PRECISIONS = {"fp16": 16, "fp32": 32}
+
+
+def wafer(name: "str | Target" = "classroom", precision: str | None = None, **overrides) -> Target:
+    """Look up a preset by name and apply keyword overrides, e.g. ``wafer("wse2", rows=100)``.
+
+    `precision` is the number format on the fabric: "fp16" (the CS-1 default: FP16 values,
+    FP32 accumulation and master weights) or "fp32". It sets the width of the values on the
+    links and in SRAM, so wavelet packing, SRAM traffic (and so the SIMD rate) and activation
+    memory follow it. Numerics stay those of the user's torch model: precision only changes
+    cost and memory."""
     if isinstance(name, Target):
         base = name
     elif name not in PRESETS:
         raise ConfigError(f"unknown wafer preset {name!r}; allowed: {', '.join(PRESETS)}")
     else:
         base = PRESETS[name]
+    if precision is not None:
+        if precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
+        bits = PRECISIONS[precision]
+        overrides = {"value_bits": bits, "activation_bytes": bits // 8, **overrides}
     fields = {f.name for f in dataclasses.fields(Target)} - {"name"}
     unknown = set(overrides) - fields
     if unknown:

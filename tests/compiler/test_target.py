@@ -163,3 +163,16 @@ def test_every_constant_has_a_source_and_describe_lists_them(capsys):
     for name in fields:
         line = next(ln for ln in text.splitlines() if ln.split()[:1] == [name])
         assert SOURCES[name] in line and repr(getattr(wafer("wse2"), name)) in line
+
+
+def test_precision_sets_the_width_of_values_on_the_fabric():
+    """fp32 halves the values a wavelet packs, doubles SRAM cycles per SIMD op and activation
+    bytes; fp16 is the default; anything else is refused by name."""
+    from compiler.cost import sram_factor
+    half, full = wafer("wse2"), wafer("wse2", precision="fp32")
+    assert half == wafer("wse2", precision="fp16") and half.precision == "fp16"
+    assert full.precision == "fp32" and full.activation_bytes == 4
+    assert full.dense_values_per_wavelet == 1 and half.dense_values_per_wavelet == 2
+    assert sram_factor(full) == 2 * sram_factor(half)
+    with pytest.raises(ConfigError, match="bf16"):
+        wafer("wse2", precision="bf16")
