@@ -50,18 +50,38 @@ def capture(model: nn.Module, loss_fn: Callable, example: tuple, method: str = "
         raise ConfigError("example must be a tuple (x, y) of one batch of inputs and targets")
     _check_trainable(model)
     step = _TrainingStep(model, loss_fn).train()
+    with math_attention():
+        return _capture_with(step, tuple(example), method)
+
+
+@contextlib.contextmanager
+def math_attention():
+    """Trace `F.scaled_dot_product_attention` through its math decomposition (bmm, softmax,
+    dropout, the causal or given mask as `where`/`add`), whatever backend torch would pick.
+
+    At dropout 0 on CPU, torch picks the flash kernel, whose forward core ATen decomposes but
+    whose backward (`_scaled_dot_product_flash_attention_for_cpu_backward`) stays one opaque op
+    with no wafer kernel. The math path's ops are ones the compiler already groups into an
+    attention kernel and the simulator already computes; it gives the same values as flash up
+    to float32 rounding (the summation order of the softmax)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    with sdpa_kernel(SDPBackend.MATH):
+        yield
+
+
+def _capture_with(step: nn.Module, example: tuple, method: str) -> Graph:
     if method == "aot":
-        return _capture_aot(step, tuple(example))
+        return _capture_aot(step, example)
     try:
-        return _capture_export(step, tuple(example))
+        return _capture_export(step, example)
     except CaptureError:
         raise
     except Exception as err:  # the experimental API may reject a model the fallback accepts
         if method == "export":
             raise CaptureError(f"torch.export could not capture the training step: {err}") from err
         warnings.warn(f"torch.export capture failed ({type(err).__name__}: {err}); "
-                      "falling back to aot_export_joint_with_descriptors", stacklevel=2)
-        return _capture_aot(step, tuple(example))
+                      "falling back to aot_export_joint_with_descriptors", stacklevel=3)
+        return _capture_aot(step, example)
 
 
 def _check_trainable(model: nn.Module) -> None:
@@ -237,7 +257,7 @@ def module_of_ops(model: nn.Module, loss_fn: Callable, example: tuple) -> dict[s
     The joint graph drops `nn_module_stack`, but the decomposed forward program keeps it and
     uses the same node names.
     """
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), math_attention():
         warnings.simplefilter("ignore")
         ep = torch.export.export(_TrainingStep(model, loss_fn).train(), tuple(example))
         ep = ep.run_decompositions()

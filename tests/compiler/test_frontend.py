@@ -301,3 +301,35 @@ def test_optimizer_spec_reads_the_current_group(params):
     opt = torch.optim.SGD(params, lr=0.1)
     opt.param_groups[0]["lr"] = 0.01
     assert optimizer_spec(opt).lr == 0.01
+
+
+# ---------------------------------------------------------------- attention
+
+
+class _Sdpa(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.qkv = nn.Linear(8, 24)
+
+    def forward(self, x):
+        q, k, v = (t.view(2, 5, 2, 4).transpose(1, 2) for t in self.qkv(x).split(8, -1))
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+
+@pytest.mark.parametrize("method", ["export", "aot"])
+def test_sdpa_at_dropout_0_captures_its_math_decomposition(method):
+    """CPU flash attention's backward is one opaque op; the capture traces the math path."""
+    graph = capture(_Sdpa(), lambda out, y: (out - y).pow(2).mean(),
+                    (torch.randn(2, 5, 8), torch.randn(2, 2, 5, 4)), method=method)
+    ops = {op.short for op in graph.ops}
+    assert not any("scaled_dot_product" in name for name in ops)
+    assert {"softmax", "bmm"} <= ops
+
+
+def test_math_attention_restores_the_backends():
+    from torch.backends.cuda import flash_sdp_enabled, math_sdp_enabled
+    from compiler.frontend import math_attention
+    before = flash_sdp_enabled(), math_sdp_enabled()
+    with math_attention():
+        assert not flash_sdp_enabled() and math_sdp_enabled()
+    assert (flash_sdp_enabled(), math_sdp_enabled()) == before
