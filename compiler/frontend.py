@@ -20,6 +20,7 @@ import torch.nn as nn
 from .ir import Graph, Op, Ref, TensorType, verify
 from .optim_spec import OptimizerSpec
 from .errors import ConfigError
+from .op_names import CONSTANT_OP
 
 WRAPPER_PREFIX = "model."
 CAPTURE_METHODS = ("auto", "export", "aot")
@@ -49,9 +50,52 @@ def capture(model: nn.Module, loss_fn: Callable, example: tuple, method: str = "
     if not isinstance(example, (tuple, list)) or len(example) != 2:
         raise ConfigError("example must be a tuple (x, y) of one batch of inputs and targets")
     _check_trainable(model)
+    tied = tied_parameters(model)
+    if tied and method == "export":
+        raise CaptureError(f"parameters {sorted(tied)} are tied to {sorted(set(tied.values()))}; "
+                           "torch.export's joint capture rejects tied parameters, so use "
+                           "capture_method='aot' (or 'auto', which picks it)")
     step = _TrainingStep(model, loss_fn).train()
     with math_attention():
-        return _capture_with(step, tuple(example), method)
+        graph = _capture_with(step, tuple(example), "aot" if tied else method)
+    return merge_tied(graph, tied)
+
+
+def tied_parameters(model: nn.Module) -> dict[str, str]:
+    """Alias fqn -> the fqn `named_parameters()` gives the same Parameter (nanoGPT's
+    `lm_head.weight` -> `transformer.wte.weight`): the name the optimizer and the session hold."""
+    first: dict[int, str] = {}
+    aliases = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        canonical = first.setdefault(id(param), name)
+        if canonical != name:
+            aliases[name] = canonical
+    return aliases
+
+
+def merge_tied(graph: Graph, tied: dict[str, str]) -> Graph:
+    """One parameter input per Parameter, and one gradient: the sum over its uses.
+
+    The capture gives each name of a tied Parameter its own input and its own partial gradient.
+    Each alias input becomes an `alias` view of the canonical input (so the alias's uses still
+    read one value, and `param_root` still finds the parameter), and the canonical gradient
+    becomes the sum of every name's gradient, as torch's autograd accumulates them."""
+    if not tied:
+        return graph
+    value_of = {fqn: name for name, fqn in graph.params}
+    grads = dict(graph.grads)
+    types = dict(graph.types)
+    views, sums = [], []
+    for alias, canonical in tied.items():
+        views.append(Op("aten.alias.default", (Ref(value_of[canonical]),), (), (value_of[alias],)))
+        total = f"{grads[canonical]}_tied_{len(sums)}"
+        sums.append(Op("aten.add.Tensor", (Ref(grads[canonical]), Ref(grads.pop(alias))), (), (total,)))
+        types[total] = types[grads[canonical]]
+        grads[canonical] = total
+    return verify(graph.replace(
+        params=tuple((n, f) for n, f in graph.params if f not in tied),
+        ops=tuple(views) + graph.ops + tuple(sums), types=tuple(types.items()),
+        grads=tuple(grads.items()), meta=graph.meta + (("tied", tuple(sorted(tied.items()))),)))
 
 
 @contextlib.contextmanager
@@ -105,7 +149,7 @@ def _capture_export(step: nn.Module, example: tuple) -> Graph:
     kinds: dict[str, tuple[str, str | None]] = {}
     for spec in sig.input_specs:
         kind = {InputKind.PARAMETER: "param", InputKind.BUFFER: "buffer",
-                InputKind.USER_INPUT: "input"}.get(spec.kind)
+                InputKind.USER_INPUT: "input", InputKind.CONSTANT_TENSOR: "constant"}.get(spec.kind)
         if kind is None:
             raise CaptureError(f"unsupported graph input kind {spec.kind} for {spec.target}")
         kinds[spec.arg.name] = (kind, spec.target)
@@ -118,7 +162,8 @@ def _capture_export(step: nn.Module, example: tuple) -> Graph:
         elif spec.kind == OutputKind.BUFFER_MUTATION:
             raise CaptureError(f"the model mutates buffer {spec.target!r} during training "
                                "(e.g. BatchNorm running stats), which wsebench does not support yet")
-    return _to_ir(joint.graph_module.graph, kinds, loss, grads, method="export")
+    return _to_ir(joint.graph_module.graph, kinds, loss, grads, method="export",
+                  constants=joint.constants)
 
 
 def _capture_aot(step: nn.Module, example: tuple) -> Graph:
@@ -180,8 +225,10 @@ def _strip(fqn: str | None) -> str:
     return fqn.removeprefix(WRAPPER_PREFIX) if fqn else fqn
 
 
-def _to_ir(fx_graph, kinds: dict, loss: str | None, grads: list, method: str) -> Graph:
-    """Walk the fx graph once; getitem nodes become names for a tuple op's outputs."""
+def _to_ir(fx_graph, kinds: dict, loss: str | None, grads: list, method: str,
+           constants: dict | None = None) -> Graph:
+    """Walk the fx graph once; getitem nodes become names for a tuple op's outputs, and tensor
+    constants (lifted to inputs by export, module attributes for aot) constant ops."""
     if loss is None:
         raise CaptureError("the captured graph has no loss output; loss_fn must return a scalar")
     rename: dict[str, str] = {}
@@ -191,6 +238,9 @@ def _to_ir(fx_graph, kinds: dict, loss: str | None, grads: list, method: str) ->
         if node.op == "placeholder":
             kind, target = kinds[node.name]
             types[node.name] = _tensor_type(node.meta["val"])
+            if kind == "constant":
+                ops.append(_constant_op(node.name, constants[target], types))
+                continue
             if kind == "tangent":  # d(loss)/d(loss) = 1, seeded by a constant op
                 ops.append(Op("aten.ones_like.default", (Ref(loss),), (), (node.name,)))
                 continue
@@ -203,6 +253,8 @@ def _to_ir(fx_graph, kinds: dict, loss: str | None, grads: list, method: str) ->
             continue
         elif node.op == "call_function":
             ops.append(_convert_node(node, rename, types))
+        elif node.op == "get_attr":
+            ops.append(_constant_op(node.name, getattr(fx_graph.owning_module, node.target), types))
         elif node.op != "output":
             raise CaptureError(f"unsupported fx node {node.op} {node.target}")
     if method == "aot":  # the tangent placeholder refers to the loss: move it after its producer
@@ -217,6 +269,27 @@ def _to_ir(fx_graph, kinds: dict, loss: str | None, grads: list, method: str) ->
         raise CaptureError(f"parameters {sorted(missing)} get no gradient from the loss; every "
                            "parameter must take part in computing it")
     return verify(graph)
+
+
+MAX_CONSTANT_NUMEL = 1 << 16
+
+
+def _constant_op(name: str, tensor, types: dict) -> Op:
+    """A tensor the forward makes from Python data (`torch.tensor([])` for HuggingFace's empty
+    KV cache, a mask value), which torch leaves as a module attribute: the IR carries its
+    values in an op of its own, so the plan stays self-contained."""
+    from torch._subclasses.fake_tensor import unset_fake_temporarily
+    with unset_fake_temporarily():   # the aot capture reads the graph under its fake mode
+        value = tensor.detach().cpu()
+        values = tuple(value.reshape(-1).tolist())
+    if value.numel() > MAX_CONSTANT_NUMEL:
+        raise CaptureError(f"the model makes a {tuple(value.shape)} tensor from Python data in "
+                           f"its forward ({name}); wsebench carries at most "
+                           f"{MAX_CONSTANT_NUMEL} such values: register it as a buffer instead "
+                           "(`self.register_buffer(name, tensor)` in `__init__`)")
+    types[name] = _tensor_type(value)
+    return Op(CONSTANT_OP, (values, tuple(value.shape)), (("dtype", _dtype_name(value.dtype)),),
+              (name,))
 
 
 def _is_assertion(node) -> bool:

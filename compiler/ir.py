@@ -99,6 +99,11 @@ class Graph:
     def param_fqn(self) -> dict[str, str]:
         return dict(self.params)
 
+    @cached_property
+    def tied(self) -> dict[str, str]:
+        """Alias fqn -> the fqn of the parameter it is tied to (`frontend.merge_tied`)."""
+        return dict(dict(self.meta).get("tied", ()))
+
     @property
     def placeholders(self) -> tuple[str, ...]:
         return (self.inputs + tuple(n for n, _ in self.params) + tuple(n for n, _ in self.buffers)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from compiler.op_names import CONSTANT_OP
 from simulator.backend import add_at
 from simulator.ops.registry import (
     SCALAR_DEFAULT, Meta, category, constant, dtype_of, fast_path, is_array, op, result_dtype,
@@ -98,6 +99,8 @@ def _default_dtype(value, dtype):
     return dtype_of(dtype) or SCALAR_DEFAULT[category(value)]
 
 
+op(CONSTANT_OP, kind="elementwise")(
+    lambda xp, values, shape, dtype: xp.asarray(values, dtype=dtype).reshape(shape))
 op("aten.full.default", kind="elementwise")(
     lambda xp, size, value, dtype=None: xp.full(tuple(size), value, dtype=_default_dtype(value, dtype)))
 op("aten.zeros.default", "aten.empty.memory_format", kind="elementwise")(
@@ -254,6 +257,13 @@ def _split(xp, x, sizes, dim=0):
 def _slice_backward(xp, g, input_sizes, dim, start, end, step):
     out = xp.zeros(tuple(input_sizes), dtype=g.dtype)
     out[(slice(None),) * (dim % out.ndim) + (slice(start, end, step),)] = g
+    return out
+
+
+@op("aten.slice_scatter.default")
+def _slice_scatter(xp, x, src, dim=0, start=None, end=None, step=1):
+    out = x.copy()
+    out[(slice(None),) * (dim % out.ndim) + (slice(start, end, step),)] = src
     return out
 
 

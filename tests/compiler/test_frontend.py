@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+import compiler.frontend as compiler_frontend
 from compiler.frontend import CAPTURE_METHODS, CaptureError, capture, module_of_ops, optimizer_spec
 from compiler.ir import verify
 from compiler.passes import owner_module, param_root
@@ -333,3 +334,83 @@ def test_math_attention_restores_the_backends():
     with math_attention():
         assert not flash_sdp_enabled() and math_sdp_enabled()
     assert (flash_sdp_enabled(), math_sdp_enabled()) == before
+
+
+# ---------------------------------------------------------------- tied parameters
+
+
+class _Tied(nn.Module):
+    """An embedding whose weight is also the output layer's (nanoGPT's wte / lm_head)."""
+
+    def __init__(self):
+        super().__init__()
+        self.wte = nn.Embedding(6, 4)
+        self.lm_head = nn.Linear(4, 6, bias=False)
+        self.lm_head.weight = self.wte.weight
+
+    def forward(self, x):
+        return self.lm_head(self.wte(x))
+
+
+def _tied_case():
+    x = torch.randint(0, 6, (3,))
+    return _Tied(), lambda out, y: nn.functional.cross_entropy(out, y), (x, x)
+
+
+def test_tied_parameters_name_each_alias():
+    assert compiler_frontend.tied_parameters(_Tied()) == {"lm_head.weight": "wte.weight"}
+    assert compiler_frontend.tied_parameters(nn.Linear(2, 2)) == {}
+
+
+@pytest.mark.parametrize("method", ["auto", "aot"])
+def test_tied_weight_is_one_input_with_the_summed_gradient(method):
+    model, loss_fn, example = _tied_case()
+    graph = capture(model, loss_fn, example, method=method)
+    assert [f for _, f in graph.params] == ["wte.weight"]
+    assert [f for f, _ in graph.grads] == ["wte.weight"]
+    total = graph.producer[dict(graph.grads)["wte.weight"]]
+    assert total.op == "aten.add.Tensor" and len(set(total.refs())) == 2
+    # the lm_head's use reads the same input, through a view
+    (weight,) = [n for n, _ in graph.params]
+    readers = [op for op in graph.ops if weight in op.refs()]
+    assert any(op.op == "aten.alias.default" for op in readers)
+    roots = param_root(graph)
+    assert {roots[op.name] for op in readers if op.name in roots} == {"wte.weight"}
+
+
+def test_tied_weight_refused_on_the_export_path_with_the_fix():
+    model, loss_fn, example = _tied_case()
+    with pytest.raises(CaptureError, match="capture_method='aot'"):
+        capture(model, loss_fn, example, method="export")
+
+
+# ---------------------------------------------------------------- tensor constants
+
+
+class _WithConstant(nn.Module):
+    """Builds tensors from Python data in forward, as HuggingFace's empty KV cache does."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+
+    def forward(self, x):
+        cache = torch.tensor([])
+        return torch.cat([cache, self.fc(x).reshape(-1)]) * torch.tensor([0.5, 2.0, -1.0]).repeat(2)
+
+
+@pytest.mark.parametrize("method", ["export", "aot"])
+def test_tensor_constants_are_carried_in_the_graph(method):
+    from compiler.op_names import CONSTANT_OP
+    graph = capture(_WithConstant(), lambda out, y: (out - y).pow(2).sum(),
+                    (torch.randn(2, 3), torch.randn(6)), method=method)
+    constants = {op.args[0] for op in graph.ops if op.op == CONSTANT_OP}
+    assert (0.5, 2.0, -1.0) in constants and () in constants
+    assert all(graph.type_of[op.name].dtype == "float32" for op in graph.ops if op.op == CONSTANT_OP)
+
+
+def test_a_large_tensor_constant_is_refused_with_the_fix(monkeypatch):
+    monkeypatch.setattr(compiler_frontend, "MAX_CONSTANT_NUMEL", 2)
+    with pytest.raises(CaptureError, match="register_buffer"):
+        capture(_WithConstant(), lambda out, y: (out - y).pow(2).sum(),
+                (torch.randn(2, 3), torch.randn(6)), method="aot")

@@ -56,8 +56,14 @@ def assert_same_parameters(session, eager, tolerance: float) -> None:
         assert worst <= tolerance, f"{key}: max |wafer - torch| = {worst:.3g} > {tolerance:g}"
 
 
+def parameters_of(model) -> dict:
+    """A copy of the model's parameters, to check later that training moved each of them."""
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
 def assert_trained(session, initial: dict) -> None:
-    """Guards the comparison against a vacuous pass: every parameter moved from its start."""
+    """Guards the comparison against a vacuous pass: every parameter of `initial`
+    (`parameters_of`) moved from its start."""
     trained = session.state_dict()
     for key, value in initial.items():
         assert not torch.equal(trained[key], value), f"{key} never changed"

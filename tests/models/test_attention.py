@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .oracle import (ADAM_TOLERANCE, SGD_TOLERANCE, adamw, assert_same_parameters, assert_trained,
-                     sgd, token_batches, train_both)
+                     parameters_of, sgd, token_batches, train_both)
 
 VOCAB, WIDTH, HEADS, BATCH, LENGTH = 16, 16, 2, 3, 6
 
@@ -72,7 +72,7 @@ def token_loss(logits, y):
 
 
 def _check(model, make_optimizer, tolerance):
-    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    initial = parameters_of(model)
     session, eager = train_both(model, token_loss, make_optimizer,
                                 token_batches(VOCAB, BATCH, LENGTH))
     assert_same_parameters(session, eager, tolerance)
