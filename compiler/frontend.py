@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import operator
+import os
+import traceback
 import warnings
 from typing import Any, Callable
 
@@ -18,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from .ir import Graph, Op, Ref, TensorType, verify
+from .passes import merge_tied
 from .optim_spec import OptimizerSpec
 from .errors import ConfigError
 from .op_names import CONSTANT_OP
@@ -40,7 +43,25 @@ class _TrainingStep(nn.Module):
         self.loss_fn = loss_fn
 
     def forward(self, x, y):
-        return (self.loss_fn(self.model(x), y),)
+        return (self.loss_fn(loss_input(self.model(x), self.loss_fn), y),)
+
+
+def loss_input(output: Any, loss_fn: Callable) -> Any:
+    """What the loss is given: the model's output as it is, except that a loss module (torch's
+    `nn.CrossEntropyLoss`, `wb.models.TokenCrossEntropy`: modules take tensors) gets the logits
+    of an output object or dict (HuggingFace's `.logits`) or the first item of a tuple
+    (nanoGPT's `(logits, loss)`). A loss function gets the object and reads what it needs."""
+    if isinstance(output, torch.Tensor) or not isinstance(loss_fn, nn.Module):
+        return output
+    if isinstance(getattr(output, "logits", None), torch.Tensor):
+        return output.logits
+    if isinstance(output, dict) and isinstance(output.get("logits"), torch.Tensor):
+        return output["logits"]
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise ConfigError(f"the model returns a {type(output).__name__} with no logits tensor, and "
+                      f"the loss {type(loss_fn).__name__} takes tensors; return the logits from "
+                      "the model, or pass a loss function that reads them from the output")
 
 
 def capture(model: nn.Module, loss_fn: Callable, example: tuple, method: str = "auto") -> Graph:
@@ -56,9 +77,44 @@ def capture(model: nn.Module, loss_fn: Callable, example: tuple, method: str = "
                            "torch.export's joint capture rejects tied parameters, so use "
                            "capture_method='aot' (or 'auto', which picks it)")
     step = _TrainingStep(model, loss_fn).train()
-    with math_attention():
-        graph = _capture_with(step, tuple(example), "aot" if tied else method)
+    try:
+        with math_attention():
+            graph = _capture_with(step, tuple(example), "aot" if tied else method)
+    except Exception as err:
+        cause = _data_dependent(err)
+        if cause is None:
+            raise
+        raise CaptureError(_data_dependent_message(cause, model)) from err
     return merge_tied(graph, tied)
+
+
+def _data_dependent(err: BaseException) -> BaseException | None:
+    """The torch exception, in `err`'s chain, that says the forward branched on tensor values."""
+    from torch._subclasses.fake_tensor import DataDependentOutputException
+    from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode
+    while err is not None:
+        if isinstance(err, (DataDependentOutputException, GuardOnDataDependentSymNode)):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _data_dependent_message(err: BaseException, model: nn.Module) -> str:
+    """Names the op (or the guarded expression), the module and the line, and the fix."""
+    names = {id(m): name or type(model).__name__ for name, m in model.named_modules()}
+    torch_dir = os.path.dirname(torch.__file__)
+    where, module = "", "the loss function"
+    for frame, line in traceback.walk_tb(err.__traceback__):   # outermost first: keep the last
+        code = frame.f_code
+        owner = frame.f_locals.get(code.co_varnames[0]) if code.co_argcount else None
+        file = code.co_filename
+        if isinstance(owner, nn.Module) and id(owner) in names and not file.startswith(torch_dir):
+            module, where = names[id(owner)], f" ({file}:{line})"
+    what = getattr(err, "func", None) or str(err).splitlines()[0]
+    return (f"module {module!r}{where} makes a Python decision from tensor values ({what}: "
+            "`if tensor`, `.item()`, `.tolist()`, a shape taken from data). wsebench captures one "
+            "fixed training step, so the step cannot depend on the values of the batch. Compute it "
+            "with tensor ops instead (`torch.where`, a mask), or decide it once outside the model")
 
 
 def tied_parameters(model: nn.Module) -> dict[str, str]:
@@ -71,31 +127,6 @@ def tied_parameters(model: nn.Module) -> dict[str, str]:
         if canonical != name:
             aliases[name] = canonical
     return aliases
-
-
-def merge_tied(graph: Graph, tied: dict[str, str]) -> Graph:
-    """One parameter input per Parameter, and one gradient: the sum over its uses.
-
-    The capture gives each name of a tied Parameter its own input and its own partial gradient.
-    Each alias input becomes an `alias` view of the canonical input (so the alias's uses still
-    read one value, and `param_root` still finds the parameter), and the canonical gradient
-    becomes the sum of every name's gradient, as torch's autograd accumulates them."""
-    if not tied:
-        return graph
-    value_of = {fqn: name for name, fqn in graph.params}
-    grads = dict(graph.grads)
-    types = dict(graph.types)
-    views, sums = [], []
-    for alias, canonical in tied.items():
-        views.append(Op("aten.alias.default", (Ref(value_of[canonical]),), (), (value_of[alias],)))
-        total = f"{grads[canonical]}_tied_{len(sums)}"
-        sums.append(Op("aten.add.Tensor", (Ref(grads[canonical]), Ref(grads.pop(alias))), (), (total,)))
-        types[total] = types[grads[canonical]]
-        grads[canonical] = total
-    return verify(graph.replace(
-        params=tuple((n, f) for n, f in graph.params if f not in tied),
-        ops=tuple(views) + graph.ops + tuple(sums), types=tuple(types.items()),
-        grads=tuple(grads.items()), meta=graph.meta + (("tied", tuple(sorted(tied.items()))),)))
 
 
 @contextlib.contextmanager
@@ -121,7 +152,7 @@ def _capture_with(step: nn.Module, example: tuple, method: str) -> Graph:
     except CaptureError:
         raise
     except Exception as err:  # the experimental API may reject a model the fallback accepts
-        if method == "export":
+        if method == "export" or _data_dependent(err) is not None:   # the fallback fails too
             raise CaptureError(f"torch.export could not capture the training step: {err}") from err
         warnings.warn(f"torch.export capture failed ({type(err).__name__}: {err}); "
                       "falling back to aot_export_joint_with_descriptors", stacklevel=3)

@@ -101,7 +101,7 @@ class Graph:
 
     @cached_property
     def tied(self) -> dict[str, str]:
-        """Alias fqn -> the fqn of the parameter it is tied to (`frontend.merge_tied`)."""
+        """Alias fqn -> the fqn of the parameter it is tied to (`passes.merge_tied`)."""
         return dict(dict(self.meta).get("tied", ()))
 
     @property

@@ -414,3 +414,28 @@ def test_a_large_tensor_constant_is_refused_with_the_fix(monkeypatch):
     with pytest.raises(CaptureError, match="register_buffer"):
         capture(_WithConstant(), lambda out, y: (out - y).pow(2).sum(),
                 (torch.randn(2, 3), torch.randn(6)), method="aot")
+
+
+# ---------------------------------------------------------------- what the loss is given
+
+
+class _Output:
+    def __init__(self, logits):
+        self.logits = logits
+
+
+@pytest.mark.parametrize("wrap", [lambda t: t, _Output, lambda t: {"logits": t},
+                                  lambda t: (t, None)])
+def test_a_loss_module_gets_the_logits_of_any_output(wrap):
+    logits = torch.randn(2, 3)
+    assert compiler_frontend.loss_input(wrap(logits), nn.CrossEntropyLoss()) is logits
+
+
+def test_a_loss_function_gets_the_output_object_itself():
+    out = _Output(torch.randn(2, 3))
+    assert compiler_frontend.loss_input(out, lambda o, y: o.logits.sum()) is out
+
+
+def test_an_output_without_logits_is_refused_for_a_loss_module():
+    with pytest.raises(ConfigError, match="no logits"):
+        compiler_frontend.loss_input({"hidden": torch.randn(2)}, nn.MSELoss())

@@ -32,15 +32,17 @@ def token_batches(vocab: int, batch: int, length: int, steps: int = STEPS, seed:
              torch.randint(0, vocab, (batch, length), generator=gen)) for _ in range(steps)]
 
 
-def train_both(model, loss_fn, make_optimizer, batches, capture_method="aot"):
-    """(session, eager model) after training on `batches`; every step's loss must agree too."""
+def train_both(model, loss_fn, make_optimizer, batches, capture_method="aot", eager_loss=None):
+    """(session, eager model) after training on `batches`; every step's loss must agree too.
+    `eager_loss` (default `loss_fn`) is what the eager loop computes the loss with."""
+    eager_loss = eager_loss or loss_fn
     eager = copy.deepcopy(model).train()
     optimizer = make_optimizer(eager.parameters())
     session = wb.compile(model, loss_fn, example=batches[0],
                          optimizer=make_optimizer(model.parameters()), backend="numpy",
                          capture_method=capture_method)
     for x, y in batches:
-        loss, masks = eager_step(eager, loss_fn, optimizer, x, y)
+        loss, masks = eager_step(eager, eager_loss, optimizer, x, y)
         result = session.step(x, y, dropout_masks=masks)
         assert abs(result.loss - loss.item()) <= 1e-5 * max(1.0, abs(loss.item()))
     return session, eager
