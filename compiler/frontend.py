@@ -191,10 +191,16 @@ def _capture_export(step: nn.Module, example: tuple) -> Graph:
         elif spec.kind == OutputKind.GRADIENT_TO_PARAMETER:
             grads.append((spec.target, spec.arg.name))
         elif spec.kind == OutputKind.BUFFER_MUTATION:
-            raise CaptureError(f"the model mutates buffer {spec.target!r} during training "
-                               "(e.g. BatchNorm running stats), which wsebench does not support yet")
+            raise CaptureError(_buffer_mutation_message(spec.target))
     return _to_ir(joint.graph_module.graph, kinds, loss, grads, method="export",
                   constants=joint.constants)
+
+
+def _buffer_mutation_message(target: str) -> str:
+    fqn = _strip(target)
+    return (f"module {fqn.rsplit('.', 1)[0]!r} updates its buffer {fqn!r} in the training step "
+            "(BatchNorm's running statistics), and wsebench does not update buffers yet; replace "
+            "that layer with nn.LayerNorm, or remove it")
 
 
 def _capture_aot(step: nn.Module, example: tuple) -> Graph:
@@ -225,6 +231,8 @@ def _capture_aot(step: nn.Module, example: tuple) -> Graph:
                 loss = node.name
             elif name == "GradAOTOutput":
                 grads.append((desc.grad_of.target, node.name))
+            elif name == "InputMutationAOTOutput" and hasattr(desc.mutated_input, "target"):
+                raise CaptureError(_buffer_mutation_message(desc.mutated_input.target))
             elif node is not None and name not in ("PlainAOTOutput",):
                 raise CaptureError(f"unsupported graph output {desc} (buffer mutation?)")
         return _to_ir(graph, kinds, loss, grads, method="aot")

@@ -439,3 +439,21 @@ def test_a_loss_function_gets_the_output_object_itself():
 def test_an_output_without_logits_is_refused_for_a_loss_module():
     with pytest.raises(ConfigError, match="no logits"):
         compiler_frontend.loss_input({"hidden": torch.randn(2)}, nn.MSELoss())
+
+
+# ---------------------------------------------------------------- outputs torch does not compute
+
+
+def test_an_output_torch_leaves_out_has_no_type_and_nothing_reads_it():
+    """The first convolution's backward computes no input gradient (None): the capture names
+    that output without a type, and `verify` only requires types of values that are read."""
+    from compiler.ir import IRError, Op, Ref
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 2))
+    graph = capture(model, nn.CrossEntropyLoss(), (torch.randn(2, 1, 4, 4), torch.tensor([0, 1])),
+                    method="aot")
+    untyped = [out for op in graph.ops for out in op.outputs if out not in graph.type_of]
+    assert untyped and not any(name in graph.consumers for name in untyped)
+    reader = Op("aten.neg.default", (Ref(untyped[0]),), (), ("reads_it",))
+    types = graph.types + (("reads_it", graph.type_of[graph.loss]),)
+    with pytest.raises(IRError, match="without a type"):
+        verify(graph.replace(ops=graph.ops + (reader,), types=types))
