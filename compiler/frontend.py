@@ -205,9 +205,14 @@ def _buffer_mutation_message(target: str) -> str:
 
 def _capture_aot(step: nn.Module, example: tuple) -> Graph:
     from torch._decomp import core_aten_decompositions
+    from torch._export.utils import _compiling_state_context
     from torch._functorch.aot_autograd import aot_export_joint_with_descriptors
 
     with contextlib.ExitStack() as stack:
+        # what torch.export sets while it traces: model code that asks `torch.compiler.
+        # is_compiling()` (HuggingFace's `is_tracing`) skips its data-dependent checks, as it
+        # does under export
+        stack.enter_context(_compiling_state_context())
         joint = aot_export_joint_with_descriptors(
             stack, step, example, decompositions=core_aten_decompositions())
         graph = joint.graph_module.graph

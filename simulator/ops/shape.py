@@ -105,6 +105,9 @@ op("aten.full.default", kind="elementwise")(
     lambda xp, size, value, dtype=None: xp.full(tuple(size), value, dtype=_default_dtype(value, dtype)))
 op("aten.zeros.default", "aten.empty.memory_format", kind="elementwise")(
     lambda xp, size, dtype=None: xp.zeros(tuple(size), dtype=dtype_of(dtype) or np.float32))
+# memory layout means nothing to a NumPy array: an uninitialized tensor of `size` is zeros
+op("aten.empty_permuted.default", kind="elementwise")(
+    lambda xp, size, physical_layout, dtype=None: xp.zeros(tuple(size), dtype=dtype_of(dtype) or np.float32))
 op("aten.ones.default", kind="elementwise")(
     lambda xp, size, dtype=None: xp.ones(tuple(size), dtype=dtype_of(dtype) or np.float32))
 op("aten.scalar_tensor.default", kind="elementwise")(

@@ -457,3 +457,24 @@ def test_an_output_torch_leaves_out_has_no_type_and_nothing_reads_it():
     types = graph.types + (("reads_it", graph.type_of[graph.loss]),)
     with pytest.raises(IRError, match="without a type"):
         verify(graph.replace(ops=graph.ops + (reader,), types=types))
+
+
+class _ChecksUnlessTraced(nn.Module):
+    """HuggingFace's `warn_if_padding_and_no_attention_mask`: a data-dependent check that the
+    model skips when `torch.compiler.is_compiling()` says it is being traced."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x):
+        if not torch.compiler.is_compiling() and (x == 0).any():
+            warnings.warn("padding without an attention mask")
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("method", ["export", "aot"])
+def test_model_code_sees_it_is_traced_on_both_paths(method):
+    graph = capture(_ChecksUnlessTraced(), nn.CrossEntropyLoss(),
+                    (torch.randn(4, 3), torch.tensor([0, 1, 1, 0])), method=method)
+    assert {f for _, f in graph.params} == {"fc.weight", "fc.bias"}

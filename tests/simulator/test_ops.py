@@ -12,7 +12,8 @@ from simulator.ops import (
 )
 
 _DTYPES = {"float32", "float64", "int64", "int32", "bool"}
-_UNINITIALIZED = {"aten.empty.memory_format", "aten.empty_like.default", "aten.new_empty.default"}
+_UNINITIALIZED = {"aten.empty.memory_format", "aten.empty_like.default", "aten.new_empty.default",
+                  "aten.empty_permuted.default"}
 # torch's vectorized tanh saturates to exactly +-1 a little earlier than NumPy's; gelu's tanh backward
 # multiplies that last-ulp difference by ~x^2, so near |x| = 5 the two differ by a few 1e-6.
 _ATOL = {"gelu_backward_tanh": 5e-6}
@@ -84,7 +85,8 @@ def _build_cases():  # noqa: PLR0915 - one flat table reads best
         ("aten._to_copy.default", (m,), {"dtype": "float32"}),
         ("aten.full.default", ([2, 3], 1.5), {"dtype": "float32"}), ("aten.full.default", ([2, 3], 7)),
         ("aten.zeros.default", ([2, 3],)), ("aten.ones.default", ([2, 3],), {"dtype": "int64"}),
-        ("aten.empty.memory_format", ([2, 3],)), ("aten.scalar_tensor.default", (0,), {"dtype": "int64"}),
+        ("aten.empty.memory_format", ([2, 3],)), ("aten.empty_permuted.default", ([2, 3], [1, 0])),
+        ("aten.scalar_tensor.default", (0,), {"dtype": "int64"}),
         ("aten.scalar_tensor.default", (2.5,)), ("aten.full_like.default", (x, 3.0)),
         ("aten.full_like.default", (x, 1), {"dtype": "int64"}), ("aten.fill.Scalar", (x, 2.0)),
         ("aten.zeros_like.default", (x,)), ("aten.ones_like.default", (x,)), ("aten.empty_like.default", (x,)),
