@@ -263,6 +263,9 @@ def _slice_backward(xp, g, input_sizes, dim, start, end, step):
     return out
 
 
+op("aten.flip.default")(lambda xp, x, dims: xp.flip(x, axis=axes_of(dims, x.ndim)))
+
+
 @op("aten.slice_scatter.default")
 def _slice_scatter(xp, x, src, dim=0, start=None, end=None, step=1):
     out = x.copy()

@@ -80,3 +80,20 @@ def test_data_dependent_python_is_refused_at_compile_naming_module_and_fix(metho
     message = str(caught.value)
     assert "BranchesOnData" in message and "test_hf_style.py" in message
     assert "torch.where" in message
+
+
+def test_a_float_cumsum_trains_equal_to_torch():
+    """cumsum's gradient is flip, cumsum, flip: all three run on the wafer."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 8), RunningSum(), nn.Linear(8, 3))
+    gen = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(4, 8, generator=gen), torch.randint(0, 3, (4,), generator=gen))
+               for _ in range(20)]
+    session, eager = train_both(model, nn.CrossEntropyLoss(), sgd, batches)
+    assert_same_parameters(session, eager, SGD_TOLERANCE)
+    assert "aten.flip.default" in {op.op for op in session.plan.graph.ops}
+
+
+class RunningSum(nn.Module):
+    def forward(self, x):
+        return torch.cumsum(x, dim=-1)

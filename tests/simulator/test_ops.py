@@ -170,6 +170,7 @@ def _build_cases():  # noqa: PLR0915 - one flat table reads best
         ("aten.select_backward.default", (g[:, 0], [4, 5], 1, 2)),
         ("aten.slice_scatter.default", (x, g[:, :3], 1, 1, 4)),
         ("aten.slice_scatter.default", (x, g[:2], 0, 0, 9223372036854775807, 2)),
+        ("aten.flip.default", (x, [1])), ("aten.flip.default", (x3, [0, -1])),
         ("aten.cumsum.default", (x, 1)), ("aten.cumsum.default", (ints, -1)),
         ("aten.cumsum.default", (m, 0)), ("aten.cumsum.default", (x, 0), {"dtype": "float64"}),
         *[("aten.nll_loss_forward.default", (lsm, target, w, red, -100)) for w in (None, weight) for red in (0, 1, 2)],
