@@ -14,9 +14,7 @@ from wsebench.session import UnsupportedOpError
 CASES = {  # layer under test (as `body.layer`), its input, the op the message names
     "Conv2d": (lambda: nn.Conv2d(2, 2, 3, padding=1), (4, 2, 4, 4), "aten.convolution"),
     "MaxPool2d": (lambda: nn.MaxPool2d(2), (4, 2, 4, 4), "aten.max_pool2d_with_indices"),
-    "AvgPool2d": (lambda: nn.AvgPool2d(2), (4, 2, 4, 4), "aten.avg_pool2d"),
     "AdaptiveAvgPool2d": (lambda: nn.AdaptiveAvgPool2d(2), (4, 2, 4, 4), "aten._adaptive_avg_pool2d"),
-    "GroupNorm": (lambda: nn.GroupNorm(1, 2), (4, 2, 4, 4), "aten.native_group_norm"),
     "BatchNorm2d without stats": (lambda: nn.BatchNorm2d(2, track_running_stats=False),
                                   (4, 2, 4, 4), "aten._native_batch_norm_legit"),
 }
@@ -44,8 +42,7 @@ def test_unsupported_layer_fails_at_compile_naming_op_and_module(case):
     assert op in message and "'body" in message and "Replace that layer" in message
 
 
-@pytest.mark.parametrize("norm, shape", [(nn.BatchNorm2d(2), (4, 2, 4, 4)),
-                                          (nn.BatchNorm1d(4), (4, 4))])
+@pytest.mark.parametrize("norm, shape", [(nn.BatchNorm1d(4), (4, 4))])
 def test_batchnorm_running_statistics_are_refused_at_compile(norm, shape):
     model = nn.Sequential(nn.Linear(shape[-1], shape[-1]))
     model.add_module("bn", norm)
