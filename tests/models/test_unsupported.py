@@ -11,7 +11,7 @@ import wsebench as wb
 from compiler.frontend import CaptureError
 from wsebench.session import UnsupportedOpError
 
-CASES = {  # layer under test (as `body.layer`), its input, the op the message names
+CASES = {  # layer under test (module `body`), its input shape, the op the message names
     "Conv2d": (lambda: nn.Conv2d(2, 2, 3, padding=1), (4, 2, 4, 4), "aten.convolution"),
     "MaxPool2d": (lambda: nn.MaxPool2d(2), (4, 2, 4, 4), "aten.max_pool2d_with_indices"),
     "AdaptiveAvgPool2d": (lambda: nn.AdaptiveAvgPool2d(2), (4, 2, 4, 4), "aten._adaptive_avg_pool2d"),
