@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import operator
+import os
+import traceback
 import warnings
 from typing import Any, Callable
 
@@ -18,8 +20,10 @@ import torch
 import torch.nn as nn
 
 from .ir import Graph, Op, Ref, TensorType, verify
+from .passes import merge_tied
 from .optim_spec import OptimizerSpec
 from .errors import ConfigError
+from .op_names import CONSTANT_OP
 
 WRAPPER_PREFIX = "model."
 CAPTURE_METHODS = ("auto", "export", "aot")
@@ -39,7 +43,25 @@ class _TrainingStep(nn.Module):
         self.loss_fn = loss_fn
 
     def forward(self, x, y):
-        return (self.loss_fn(self.model(x), y),)
+        return (self.loss_fn(loss_input(self.model(x), self.loss_fn), y),)
+
+
+def loss_input(output: Any, loss_fn: Callable) -> Any:
+    """What the loss is given: the model's output as it is, except that a loss module (torch's
+    `nn.CrossEntropyLoss`, `wb.models.TokenCrossEntropy`: modules take tensors) gets the logits
+    of an output object or dict (HuggingFace's `.logits`) or the first item of a tuple
+    (nanoGPT's `(logits, loss)`). A loss function gets the object and reads what it needs."""
+    if isinstance(output, torch.Tensor) or not isinstance(loss_fn, nn.Module):
+        return output
+    if isinstance(getattr(output, "logits", None), torch.Tensor):
+        return output.logits
+    if isinstance(output, dict) and isinstance(output.get("logits"), torch.Tensor):
+        return output["logits"]
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise ConfigError(f"the model returns a {type(output).__name__} with no logits tensor, and "
+                      f"the loss {type(loss_fn).__name__} takes tensors; return the logits from "
+                      "the model, or pass a loss function that reads them from the output")
 
 
 def capture(model: nn.Module, loss_fn: Callable, example: tuple, method: str = "auto") -> Graph:
@@ -49,19 +71,92 @@ def capture(model: nn.Module, loss_fn: Callable, example: tuple, method: str = "
     if not isinstance(example, (tuple, list)) or len(example) != 2:
         raise ConfigError("example must be a tuple (x, y) of one batch of inputs and targets")
     _check_trainable(model)
+    tied = tied_parameters(model)
+    if tied and method == "export":
+        raise CaptureError(f"parameters {sorted(tied)} are tied to {sorted(set(tied.values()))}; "
+                           "torch.export's joint capture rejects tied parameters, so use "
+                           "capture_method='aot' (or 'auto', which picks it)")
     step = _TrainingStep(model, loss_fn).train()
-    if method == "aot":
-        return _capture_aot(step, tuple(example))
     try:
-        return _capture_export(step, tuple(example))
+        with math_attention():
+            graph = _capture_with(step, tuple(example), "aot" if tied else method)
+    except Exception as err:
+        cause = _data_dependent(err)
+        if cause is None:
+            raise
+        raise CaptureError(_data_dependent_message(cause, model)) from err
+    return merge_tied(graph, tied)
+
+
+def _data_dependent(err: BaseException) -> BaseException | None:
+    """The torch exception, in `err`'s chain, that says the forward branched on tensor values."""
+    from torch._subclasses.fake_tensor import DataDependentOutputException
+    from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode
+    while err is not None:
+        if isinstance(err, (DataDependentOutputException, GuardOnDataDependentSymNode)):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _data_dependent_message(err: BaseException, model: nn.Module) -> str:
+    """Names the op (or the guarded expression), the module and the line, and the fix."""
+    names = {id(m): name or type(model).__name__ for name, m in model.named_modules()}
+    torch_dir = os.path.dirname(torch.__file__)
+    where, module = "", "the loss function"
+    for frame, line in traceback.walk_tb(err.__traceback__):   # outermost first: keep the last
+        code = frame.f_code
+        owner = frame.f_locals.get(code.co_varnames[0]) if code.co_argcount else None
+        file = code.co_filename
+        if isinstance(owner, nn.Module) and id(owner) in names and not file.startswith(torch_dir):
+            module, where = names[id(owner)], f" ({file}:{line})"
+    what = getattr(err, "func", None) or str(err).splitlines()[0]
+    return (f"module {module!r}{where} makes a Python decision from tensor values ({what}: "
+            "`if tensor`, `.item()`, `.tolist()`, a shape taken from data). wsebench captures one "
+            "fixed training step, so the step cannot depend on the values of the batch. Compute it "
+            "with tensor ops instead (`torch.where`, a mask), or decide it once outside the model")
+
+
+def tied_parameters(model: nn.Module) -> dict[str, str]:
+    """Alias fqn -> the fqn `named_parameters()` gives the same Parameter (nanoGPT's
+    `lm_head.weight` -> `transformer.wte.weight`): the name the optimizer and the session hold."""
+    first: dict[int, str] = {}
+    aliases = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        canonical = first.setdefault(id(param), name)
+        if canonical != name:
+            aliases[name] = canonical
+    return aliases
+
+
+@contextlib.contextmanager
+def math_attention():
+    """Trace `F.scaled_dot_product_attention` through its math decomposition (bmm, softmax,
+    dropout, the causal or given mask as `where`/`add`), whatever backend torch would pick.
+
+    At dropout 0 on CPU, torch picks the flash kernel, whose forward core ATen decomposes but
+    whose backward (`_scaled_dot_product_flash_attention_for_cpu_backward`) stays one opaque op
+    with no wafer kernel. The math path's ops are ones the compiler already groups into an
+    attention kernel and the simulator already computes; it gives the same values as flash up
+    to float32 rounding (the summation order of the softmax)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    with sdpa_kernel(SDPBackend.MATH):
+        yield
+
+
+def _capture_with(step: nn.Module, example: tuple, method: str) -> Graph:
+    if method == "aot":
+        return _capture_aot(step, example)
+    try:
+        return _capture_export(step, example)
     except CaptureError:
         raise
     except Exception as err:  # the experimental API may reject a model the fallback accepts
-        if method == "export":
+        if method == "export" or _data_dependent(err) is not None:   # the fallback fails too
             raise CaptureError(f"torch.export could not capture the training step: {err}") from err
         warnings.warn(f"torch.export capture failed ({type(err).__name__}: {err}); "
-                      "falling back to aot_export_joint_with_descriptors", stacklevel=2)
-        return _capture_aot(step, tuple(example))
+                      "falling back to aot_export_joint_with_descriptors", stacklevel=3)
+        return _capture_aot(step, example)
 
 
 def _check_trainable(model: nn.Module) -> None:
@@ -85,7 +180,7 @@ def _capture_export(step: nn.Module, example: tuple) -> Graph:
     kinds: dict[str, tuple[str, str | None]] = {}
     for spec in sig.input_specs:
         kind = {InputKind.PARAMETER: "param", InputKind.BUFFER: "buffer",
-                InputKind.USER_INPUT: "input"}.get(spec.kind)
+                InputKind.USER_INPUT: "input", InputKind.CONSTANT_TENSOR: "constant"}.get(spec.kind)
         if kind is None:
             raise CaptureError(f"unsupported graph input kind {spec.kind} for {spec.target}")
         kinds[spec.arg.name] = (kind, spec.target)
@@ -96,16 +191,28 @@ def _capture_export(step: nn.Module, example: tuple) -> Graph:
         elif spec.kind == OutputKind.GRADIENT_TO_PARAMETER:
             grads.append((spec.target, spec.arg.name))
         elif spec.kind == OutputKind.BUFFER_MUTATION:
-            raise CaptureError(f"the model mutates buffer {spec.target!r} during training "
-                               "(e.g. BatchNorm running stats), which wsebench does not support yet")
-    return _to_ir(joint.graph_module.graph, kinds, loss, grads, method="export")
+            raise CaptureError(_buffer_mutation_message(spec.target))
+    return _to_ir(joint.graph_module.graph, kinds, loss, grads, method="export",
+                  constants=joint.constants)
+
+
+def _buffer_mutation_message(target: str) -> str:
+    fqn = _strip(target)
+    return (f"module {fqn.rsplit('.', 1)[0]!r} updates its buffer {fqn!r} in the training step "
+            "(BatchNorm's running statistics), and wsebench does not update buffers yet; replace "
+            "that layer with nn.LayerNorm, or remove it")
 
 
 def _capture_aot(step: nn.Module, example: tuple) -> Graph:
     from torch._decomp import core_aten_decompositions
+    from torch._export.utils import _compiling_state_context
     from torch._functorch.aot_autograd import aot_export_joint_with_descriptors
 
     with contextlib.ExitStack() as stack:
+        # what torch.export sets while it traces: model code that asks `torch.compiler.
+        # is_compiling()` (HuggingFace's `is_tracing`) skips its data-dependent checks, as it
+        # does under export
+        stack.enter_context(_compiling_state_context())
         joint = aot_export_joint_with_descriptors(
             stack, step, example, decompositions=core_aten_decompositions())
         graph = joint.graph_module.graph
@@ -129,6 +236,8 @@ def _capture_aot(step: nn.Module, example: tuple) -> Graph:
                 loss = node.name
             elif name == "GradAOTOutput":
                 grads.append((desc.grad_of.target, node.name))
+            elif name == "InputMutationAOTOutput" and hasattr(desc.mutated_input, "target"):
+                raise CaptureError(_buffer_mutation_message(desc.mutated_input.target))
             elif node is not None and name not in ("PlainAOTOutput",):
                 raise CaptureError(f"unsupported graph output {desc} (buffer mutation?)")
         return _to_ir(graph, kinds, loss, grads, method="aot")
@@ -160,8 +269,10 @@ def _strip(fqn: str | None) -> str:
     return fqn.removeprefix(WRAPPER_PREFIX) if fqn else fqn
 
 
-def _to_ir(fx_graph, kinds: dict, loss: str | None, grads: list, method: str) -> Graph:
-    """Walk the fx graph once; getitem nodes become names for a tuple op's outputs."""
+def _to_ir(fx_graph, kinds: dict, loss: str | None, grads: list, method: str,
+           constants: dict | None = None) -> Graph:
+    """Walk the fx graph once; getitem nodes become names for a tuple op's outputs, and tensor
+    constants (lifted to inputs by export, module attributes for aot) constant ops."""
     if loss is None:
         raise CaptureError("the captured graph has no loss output; loss_fn must return a scalar")
     rename: dict[str, str] = {}
@@ -171,6 +282,9 @@ def _to_ir(fx_graph, kinds: dict, loss: str | None, grads: list, method: str) ->
         if node.op == "placeholder":
             kind, target = kinds[node.name]
             types[node.name] = _tensor_type(node.meta["val"])
+            if kind == "constant":
+                ops.append(_constant_op(node.name, constants[target], types))
+                continue
             if kind == "tangent":  # d(loss)/d(loss) = 1, seeded by a constant op
                 ops.append(Op("aten.ones_like.default", (Ref(loss),), (), (node.name,)))
                 continue
@@ -183,6 +297,8 @@ def _to_ir(fx_graph, kinds: dict, loss: str | None, grads: list, method: str) ->
             continue
         elif node.op == "call_function":
             ops.append(_convert_node(node, rename, types))
+        elif node.op == "get_attr":
+            ops.append(_constant_op(node.name, getattr(fx_graph.owning_module, node.target), types))
         elif node.op != "output":
             raise CaptureError(f"unsupported fx node {node.op} {node.target}")
     if method == "aot":  # the tangent placeholder refers to the loss: move it after its producer
@@ -197,6 +313,27 @@ def _to_ir(fx_graph, kinds: dict, loss: str | None, grads: list, method: str) ->
         raise CaptureError(f"parameters {sorted(missing)} get no gradient from the loss; every "
                            "parameter must take part in computing it")
     return verify(graph)
+
+
+MAX_CONSTANT_NUMEL = 1 << 16
+
+
+def _constant_op(name: str, tensor, types: dict) -> Op:
+    """A tensor the forward makes from Python data (`torch.tensor([])` for HuggingFace's empty
+    KV cache, a mask value), which torch leaves as a module attribute: the IR carries its
+    values in an op of its own, so the plan stays self-contained."""
+    from torch._subclasses.fake_tensor import unset_fake_temporarily
+    with unset_fake_temporarily():   # the aot capture reads the graph under its fake mode
+        value = tensor.detach().cpu()
+        values = tuple(value.reshape(-1).tolist())
+    if value.numel() > MAX_CONSTANT_NUMEL:
+        raise CaptureError(f"the model makes a {tuple(value.shape)} tensor from Python data in "
+                           f"its forward ({name}); wsebench carries at most "
+                           f"{MAX_CONSTANT_NUMEL} such values: register it as a buffer instead "
+                           "(`self.register_buffer(name, tensor)` in `__init__`)")
+    types[name] = _tensor_type(value)
+    return Op(CONSTANT_OP, (values, tuple(value.shape)), (("dtype", _dtype_name(value.dtype)),),
+              (name,))
 
 
 def _is_assertion(node) -> bool:
@@ -237,7 +374,7 @@ def module_of_ops(model: nn.Module, loss_fn: Callable, example: tuple) -> dict[s
     The joint graph drops `nn_module_stack`, but the decomposed forward program keeps it and
     uses the same node names.
     """
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), math_attention():
         warnings.simplefilter("ignore")
         ep = torch.export.export(_TrainingStep(model, loss_fn).train(), tuple(example))
         ep = ep.run_decompositions()

@@ -99,6 +99,11 @@ class Graph:
     def param_fqn(self) -> dict[str, str]:
         return dict(self.params)
 
+    @cached_property
+    def tied(self) -> dict[str, str]:
+        """Alias fqn -> the fqn of the parameter it is tied to (`passes.merge_tied`)."""
+        return dict(dict(self.meta).get("tied", ()))
+
     @property
     def placeholders(self) -> tuple[str, ...]:
         return (self.inputs + tuple(n for n, _ in self.params) + tuple(n for n, _ in self.buffers)
@@ -111,21 +116,25 @@ class Graph:
 
 
 def verify(graph: Graph) -> Graph:
-    """Check SSA form, def-before-use, types for every value, and that outputs exist."""
+    """Check SSA form, def-before-use, types for every value read, and that outputs exist."""
     defined: set[str] = set()
     for name in graph.placeholders:
         if name in defined:
             raise IRError(f"placeholder {name!r} is defined twice")
         defined.add(name)
+    used = {graph.loss, *(g for _, g in graph.grads), *graph.placeholders}
     for op in graph.ops:
         for ref in op.refs():
             if ref not in defined:
                 raise IRError(f"op {op.name} ({op.op}) reads {ref!r} before it is defined")
+            used.add(ref)
         for out in op.outputs:
             if out in defined:
                 raise IRError(f"value {out!r} is defined twice")
             defined.add(out)
-    missing = [name for name in defined if name not in graph.type_of]
+    # an output torch does not compute (None: `convolution_backward` without an input gradient)
+    # has no type, and nothing may read it
+    missing = [name for name in defined if name not in graph.type_of and name in used]
     if missing:
         raise IRError(f"values without a type: {missing[:5]}")
     for name in [graph.loss] + [g for _, g in graph.grads]:

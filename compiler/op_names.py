@@ -27,8 +27,12 @@ RUNNING_GRAD = "running_grad"
 # Drop small values per sample: runs on its producer's cores, filtering what it sends.
 DROP_SMALL = "drop_small"
 
+# A tensor the forward builds from Python data, its values carried in the op (frontend).
+CONSTANT = "constant"
+
 RUNNING_OP = ir_name(RUNNING)
 RUNNING_GRAD_OP = ir_name(RUNNING_GRAD)
 MARKER_OPS = frozenset({RUNNING_OP, RUNNING_GRAD_OP})
 DROP_SMALL_OP = ir_name(DROP_SMALL)
 SENDER_OPS = frozenset({DROP_SMALL_OP})
+CONSTANT_OP = ir_name(CONSTANT)

@@ -1,4 +1,5 @@
-"""Pure graph passes, run as a straight pipeline (see `PIPELINE`).
+"""Pure graph passes, run as a straight pipeline (see `PIPELINE`), and `merge_tied`, which
+the frontend runs on every capture (it needs the model's tied names).
 
 1. `rewrite_dropout`: `native_dropout(x, p, train)` becomes a multiply by a mask *input*, so the
    host draws masks (and a test can feed the masks torch drew).
@@ -95,6 +96,33 @@ def _rescale_backward(op: Op, mask_p: dict[str, float]) -> Op:
     args = tuple(dropout_scale(p) if isinstance(a, float) and abs(a - exact) < 1e-12 else a
                  for a in op.args)
     return Op(op.op, args, op.kwargs, op.outputs)
+
+
+def merge_tied(graph: Graph, tied: dict[str, str]) -> Graph:
+    """One parameter input per Parameter, and one gradient: the sum over its uses.
+
+    The capture gives each name of a tied Parameter its own input and its own partial gradient.
+    Each alias input becomes an `alias` view of the canonical input (so the alias's uses still
+    read one value, and `param_root` still finds the parameter), and the canonical gradient
+    becomes the sum of every name's gradient, as torch's autograd accumulates them."""
+    if not tied:
+        return graph
+    value_of = {fqn: name for name, fqn in graph.params}
+    grads = dict(graph.grads)
+    types = dict(graph.types)
+    views, sums = [], []
+    for alias, canonical in tied.items():
+        if alias not in value_of:      # captured as one input already: nothing to merge
+            continue
+        views.append(Op("aten.alias.default", (Ref(value_of[canonical]),), (), (value_of[alias],)))
+        total = f"{grads[canonical]}_tied_{len(sums)}"
+        sums.append(Op("aten.add.Tensor", (Ref(grads[canonical]), Ref(grads.pop(alias))), (), (total,)))
+        types[total] = types[grads[canonical]]
+        grads[canonical] = total
+    return verify(graph.replace(
+        params=tuple((n, f) for n, f in graph.params if f not in tied),
+        ops=tuple(views) + graph.ops + tuple(sums), types=tuple(types.items()),
+        grads=tuple(grads.items()), meta=graph.meta + (("tied", tuple(sorted(tied.items()))),)))
 
 
 def param_root(graph: Graph) -> dict[str, str]:

@@ -108,11 +108,25 @@ class Session:
         return done
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """Parameters and buffers as torch tensors, same keys and shapes as model.state_dict()."""
+        """Parameters and buffers as torch tensors, same keys and shapes as model.state_dict().
+        A tied name (nanoGPT's `lm_head.weight`) gets the trained value of the parameter it
+        names; a parameter or buffer the session does not hold is an error, never its
+        untrained value (only what training does not touch, e.g. `_extra_state`, is copied)."""
         arrays = self._trainer.state_numpy()
-        reference = self._model.state_dict()
-        return {k: torch.from_numpy(np.array(arrays[k])).to(v.dtype).reshape(v.shape)
-                if k in arrays else v.detach().clone() for k, v in reference.items()}
+        tied = self.plan.graph.tied
+        trained = _trained_names(self._model)
+        out = {}
+        for key, value in self._model.state_dict().items():
+            name = tied.get(key, key)
+            if name in arrays:
+                out[key] = torch.from_numpy(np.array(arrays[name])).to(value.dtype).reshape(value.shape)
+            elif key in trained:
+                raise RuntimeError(f"the session holds no trained value for {key!r}; returning "
+                                   "the model's would give it back untrained. This is a wsebench "
+                                   "bug: please report it with the model")
+            else:
+                out[key] = value.detach().clone()
+        return out
 
     def save(self, path):
         """Write a checkpoint (plan, parameters, optimizer state, step count, RNG state) to
@@ -143,6 +157,16 @@ class Session:
         the ignore index, the padding, are left out), as `wsebench.metrics.accuracy` says."""
         return accuracy(self._model, self.state_dict(), x, y, self.sparsity,
                         max(self._trainer.step_count - 1, 0))
+
+
+def _trained_names(model) -> set[str]:
+    """Every name of the model's parameters and buffers, aliases included (none for the saved
+    state a checkpoint loaded without its model stands in with)."""
+    names = set()
+    for method in ("named_parameters", "named_buffers"):
+        if hasattr(model, method):
+            names.update(n for n, _ in getattr(model, method)(remove_duplicate=False))
+    return names
 
 
 def _numpy(value) -> np.ndarray:

@@ -36,6 +36,13 @@ def _sum_fast(xp, x, dim=None, keepdim=False, dtype=None):
     return lambda t: xp.sum(t, axis=axes, keepdims=keepdim, dtype=dt)
 
 
+@op("aten.cumsum.default")
+def _cumsum(xp, x, dim, dtype=None):
+    """Running sums in order along `dim` (position ids from an attention mask); integers and
+    bools sum as int64, as torch's do."""
+    return xp.cumsum(x, axis=dim % max(x.ndim, 1), dtype=_sum_dtype(x, dtype))
+
+
 @op("aten.mean.dim", "aten.mean.default")
 def _mean(xp, x, dim=None, keepdim=False, dtype=None):
     """CPU mean is ``sum(...).div_(count)`` (ReduceOps.cpp), not a running mean."""

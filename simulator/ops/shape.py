@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from compiler.op_names import CONSTANT_OP
 from simulator.backend import add_at
 from simulator.ops.registry import (
     SCALAR_DEFAULT, Meta, category, constant, dtype_of, fast_path, is_array, op, result_dtype,
@@ -98,10 +99,15 @@ def _default_dtype(value, dtype):
     return dtype_of(dtype) or SCALAR_DEFAULT[category(value)]
 
 
+op(CONSTANT_OP, kind="elementwise")(
+    lambda xp, values, shape, dtype: xp.asarray(values, dtype=dtype).reshape(shape))
 op("aten.full.default", kind="elementwise")(
     lambda xp, size, value, dtype=None: xp.full(tuple(size), value, dtype=_default_dtype(value, dtype)))
 op("aten.zeros.default", "aten.empty.memory_format", kind="elementwise")(
     lambda xp, size, dtype=None: xp.zeros(tuple(size), dtype=dtype_of(dtype) or np.float32))
+# memory layout means nothing to a NumPy array: an uninitialized tensor of `size` is zeros
+op("aten.empty_permuted.default", kind="elementwise")(
+    lambda xp, size, physical_layout, dtype=None: xp.zeros(tuple(size), dtype=dtype_of(dtype) or np.float32))
 op("aten.ones.default", kind="elementwise")(
     lambda xp, size, dtype=None: xp.ones(tuple(size), dtype=dtype_of(dtype) or np.float32))
 op("aten.scalar_tensor.default", kind="elementwise")(
@@ -254,6 +260,16 @@ def _split(xp, x, sizes, dim=0):
 def _slice_backward(xp, g, input_sizes, dim, start, end, step):
     out = xp.zeros(tuple(input_sizes), dtype=g.dtype)
     out[(slice(None),) * (dim % out.ndim) + (slice(start, end, step),)] = g
+    return out
+
+
+op("aten.flip.default")(lambda xp, x, dims: xp.flip(x, axis=axes_of(dims, x.ndim)))
+
+
+@op("aten.slice_scatter.default")
+def _slice_scatter(xp, x, src, dim=0, start=None, end=None, step=1):
+    out = x.copy()
+    out[(slice(None),) * (dim % out.ndim) + (slice(start, end, step),)] = src
     return out
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+import compiler.frontend as compiler_frontend
 from compiler.frontend import CAPTURE_METHODS, CaptureError, capture, module_of_ops, optimizer_spec
 from compiler.ir import verify
 from compiler.passes import owner_module, param_root
@@ -301,3 +302,179 @@ def test_optimizer_spec_reads_the_current_group(params):
     opt = torch.optim.SGD(params, lr=0.1)
     opt.param_groups[0]["lr"] = 0.01
     assert optimizer_spec(opt).lr == 0.01
+
+
+# ---------------------------------------------------------------- attention
+
+
+class _Sdpa(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.qkv = nn.Linear(8, 24)
+
+    def forward(self, x):
+        q, k, v = (t.view(2, 5, 2, 4).transpose(1, 2) for t in self.qkv(x).split(8, -1))
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+
+@pytest.mark.parametrize("method", ["export", "aot"])
+def test_sdpa_at_dropout_0_captures_its_math_decomposition(method):
+    """CPU flash attention's backward is one opaque op; the capture traces the math path."""
+    graph = capture(_Sdpa(), lambda out, y: (out - y).pow(2).mean(),
+                    (torch.randn(2, 5, 8), torch.randn(2, 2, 5, 4)), method=method)
+    ops = {op.short for op in graph.ops}
+    assert not any("scaled_dot_product" in name for name in ops)
+    assert {"softmax", "bmm"} <= ops
+
+
+def test_math_attention_restores_the_backends():
+    from torch.backends.cuda import flash_sdp_enabled, math_sdp_enabled
+    from compiler.frontend import math_attention
+    before = flash_sdp_enabled(), math_sdp_enabled()
+    with math_attention():
+        assert not flash_sdp_enabled() and math_sdp_enabled()
+    assert (flash_sdp_enabled(), math_sdp_enabled()) == before
+
+
+# ---------------------------------------------------------------- tied parameters
+
+
+class _Tied(nn.Module):
+    """An embedding whose weight is also the output layer's (nanoGPT's wte / lm_head)."""
+
+    def __init__(self):
+        super().__init__()
+        self.wte = nn.Embedding(6, 4)
+        self.lm_head = nn.Linear(4, 6, bias=False)
+        self.lm_head.weight = self.wte.weight
+
+    def forward(self, x):
+        return self.lm_head(self.wte(x))
+
+
+def _tied_case():
+    x = torch.randint(0, 6, (3,))
+    return _Tied(), lambda out, y: nn.functional.cross_entropy(out, y), (x, x)
+
+
+def test_tied_parameters_name_each_alias():
+    assert compiler_frontend.tied_parameters(_Tied()) == {"lm_head.weight": "wte.weight"}
+    assert compiler_frontend.tied_parameters(nn.Linear(2, 2)) == {}
+
+
+@pytest.mark.parametrize("method", ["auto", "aot"])
+def test_tied_weight_is_one_input_with_the_summed_gradient(method):
+    model, loss_fn, example = _tied_case()
+    graph = capture(model, loss_fn, example, method=method)
+    assert [f for _, f in graph.params] == ["wte.weight"]
+    assert [f for f, _ in graph.grads] == ["wte.weight"]
+    total = graph.producer[dict(graph.grads)["wte.weight"]]
+    assert total.op == "aten.add.Tensor" and len(set(total.refs())) == 2
+    # the lm_head's use reads the same input, through a view
+    (weight,) = [n for n, _ in graph.params]
+    readers = [op for op in graph.ops if weight in op.refs()]
+    assert any(op.op == "aten.alias.default" for op in readers)
+    roots = param_root(graph)
+    assert {roots[op.name] for op in readers if op.name in roots} == {"wte.weight"}
+
+
+def test_tied_weight_refused_on_the_export_path_with_the_fix():
+    model, loss_fn, example = _tied_case()
+    with pytest.raises(CaptureError, match="capture_method='aot'"):
+        capture(model, loss_fn, example, method="export")
+
+
+# ---------------------------------------------------------------- tensor constants
+
+
+class _WithConstant(nn.Module):
+    """Builds tensors from Python data in forward, as HuggingFace's empty KV cache does."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+
+    def forward(self, x):
+        cache = torch.tensor([])
+        return torch.cat([cache, self.fc(x).reshape(-1)]) * torch.tensor([0.5, 2.0, -1.0]).repeat(2)
+
+
+@pytest.mark.parametrize("method", ["export", "aot"])
+def test_tensor_constants_are_carried_in_the_graph(method):
+    from compiler.op_names import CONSTANT_OP
+    graph = capture(_WithConstant(), lambda out, y: (out - y).pow(2).sum(),
+                    (torch.randn(2, 3), torch.randn(6)), method=method)
+    constants = {op.args[0] for op in graph.ops if op.op == CONSTANT_OP}
+    assert (0.5, 2.0, -1.0) in constants and () in constants
+    assert all(graph.type_of[op.name].dtype == "float32" for op in graph.ops if op.op == CONSTANT_OP)
+
+
+def test_a_large_tensor_constant_is_refused_with_the_fix(monkeypatch):
+    monkeypatch.setattr(compiler_frontend, "MAX_CONSTANT_NUMEL", 2)
+    with pytest.raises(CaptureError, match="register_buffer"):
+        capture(_WithConstant(), lambda out, y: (out - y).pow(2).sum(),
+                (torch.randn(2, 3), torch.randn(6)), method="aot")
+
+
+# ---------------------------------------------------------------- what the loss is given
+
+
+class _Output:
+    def __init__(self, logits):
+        self.logits = logits
+
+
+@pytest.mark.parametrize("wrap", [lambda t: t, _Output, lambda t: {"logits": t},
+                                  lambda t: (t, None)])
+def test_a_loss_module_gets_the_logits_of_any_output(wrap):
+    logits = torch.randn(2, 3)
+    assert compiler_frontend.loss_input(wrap(logits), nn.CrossEntropyLoss()) is logits
+
+
+def test_a_loss_function_gets_the_output_object_itself():
+    out = _Output(torch.randn(2, 3))
+    assert compiler_frontend.loss_input(out, lambda o, y: o.logits.sum()) is out
+
+
+def test_an_output_without_logits_is_refused_for_a_loss_module():
+    with pytest.raises(ConfigError, match="no logits"):
+        compiler_frontend.loss_input({"hidden": torch.randn(2)}, nn.MSELoss())
+
+
+# ---------------------------------------------------------------- outputs torch does not compute
+
+
+def test_an_output_torch_leaves_out_has_no_type_and_nothing_reads_it():
+    """The first convolution's backward computes no input gradient (None): the capture names
+    that output without a type, and `verify` only requires types of values that are read."""
+    from compiler.ir import IRError, Op, Ref
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 2))
+    graph = capture(model, nn.CrossEntropyLoss(), (torch.randn(2, 1, 4, 4), torch.tensor([0, 1])),
+                    method="aot")
+    untyped = [out for op in graph.ops for out in op.outputs if out not in graph.type_of]
+    assert untyped and not any(name in graph.consumers for name in untyped)
+    reader = Op("aten.neg.default", (Ref(untyped[0]),), (), ("reads_it",))
+    types = graph.types + (("reads_it", graph.type_of[graph.loss]),)
+    with pytest.raises(IRError, match="without a type"):
+        verify(graph.replace(ops=graph.ops + (reader,), types=types))
+
+
+class _ChecksUnlessTraced(nn.Module):
+    """HuggingFace's `warn_if_padding_and_no_attention_mask`: a data-dependent check that the
+    model skips when `torch.compiler.is_compiling()` says it is being traced."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x):
+        if not torch.compiler.is_compiling() and (x == 0).any():
+            warnings.warn("padding without an attention mask")
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("method", ["export", "aot"])
+def test_model_code_sees_it_is_traced_on_both_paths(method):
+    graph = capture(_ChecksUnlessTraced(), nn.CrossEntropyLoss(),
+                    (torch.randn(4, 3), torch.tensor([0, 1, 1, 0])), method=method)
+    assert {f for _, f in graph.params} == {"fc.weight", "fc.bias"}

@@ -1,6 +1,7 @@
 """compiler.passes: dropout -> mask inputs, and op -> kernel assignment."""
 from __future__ import annotations
 
+import json
 import math
 import warnings
 
@@ -13,7 +14,8 @@ from compiler.frontend import capture
 from compiler.ir import Graph, Op, Ref, TensorType, verify
 from compiler.passes import (MATMUL_OPS, VIEW_OPS, assign_kernels, attention_regions,
                              is_activation_matmul, is_elementwise, owner_module, param_root,
-                             pipeline_order, rewrite_dropout, run_pipeline, static_values)
+                             merge_tied, pipeline_order, rewrite_dropout, run_pipeline,
+                             static_values)
 from compiler.serialize import graph_from_dict, graph_to_dict
 
 # ---------------------------------------------------------------- rewrite_dropout
@@ -386,3 +388,40 @@ def test_owner_module(fqn, module):
 ])
 def test_is_elementwise(op, expected):
     assert is_elementwise(Op(op, (), (), ("o",))) is expected
+
+
+# ---------------------------------------------------------------- merge_tied
+
+
+def _two_names_of_one_weight() -> Graph:
+    """x @ W, then @ W again under a second name (the capture's view of a tied weight)."""
+    square = TensorType((2, 2), "float32")
+    ops = (Op("aten.mm.default", (Ref("x"), Ref("w1")), (), ("h",)),
+           Op("aten.mm.default", (Ref("h"), Ref("w2")), (), ("o",)),
+           Op("aten.sum.default", (Ref("o"),), (), ("loss",)),
+           Op("aten.ones_like.default", (Ref("w1"),), (), ("g1",)),
+           Op("aten.ones_like.default", (Ref("w2"),), (), ("g2",)))
+    types = tuple((n, square) for n in ("x", "y", "w1", "w2", "h", "o", "g1", "g2"))
+    return verify(Graph(inputs=("x", "y"), params=(("w1", "emb.weight"), ("w2", "head.weight")),
+                        buffers=(), masks=(), ops=ops,
+                        types=types + (("loss", TensorType((), "float32")),), loss="loss",
+                        grads=(("emb.weight", "g1"), ("head.weight", "g2"))))
+
+
+def test_merge_tied_gives_one_input_and_the_summed_gradient():
+    graph = merge_tied(_two_names_of_one_weight(), {"head.weight": "emb.weight"})
+    assert graph.params == (("w1", "emb.weight"),)
+    assert graph.producer["w2"].op == "aten.alias.default"
+    assert [r for r in graph.producer["w2"].refs()] == ["w1"]
+    (fqn, total), = graph.grads
+    assert fqn == "emb.weight" and graph.producer[total].op == "aten.add.Tensor"
+    assert sorted(graph.producer[total].refs()) == ["g1", "g2"]
+    assert graph.tied == {"head.weight": "emb.weight"}
+    assert param_root(graph)["w2"] == "emb.weight"
+    saved = json.loads(json.dumps(graph_to_dict(graph)))                # as a plan's JSON holds it
+    assert graph_from_dict(saved).tied == graph.tied
+
+
+def test_merge_tied_without_aliases_is_the_identity():
+    graph = _two_names_of_one_weight()
+    assert merge_tied(graph, {}) is graph and graph.tied == {}

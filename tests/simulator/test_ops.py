@@ -12,7 +12,8 @@ from simulator.ops import (
 )
 
 _DTYPES = {"float32", "float64", "int64", "int32", "bool"}
-_UNINITIALIZED = {"aten.empty.memory_format", "aten.empty_like.default", "aten.new_empty.default"}
+_UNINITIALIZED = {"aten.empty.memory_format", "aten.empty_like.default", "aten.new_empty.default",
+                  "aten.empty_permuted.default"}
 # torch's vectorized tanh saturates to exactly +-1 a little earlier than NumPy's; gelu's tanh backward
 # multiplies that last-ulp difference by ~x^2, so near |x| = 5 the two differ by a few 1e-6.
 _ATOL = {"gelu_backward_tanh": 5e-6}
@@ -84,7 +85,8 @@ def _build_cases():  # noqa: PLR0915 - one flat table reads best
         ("aten._to_copy.default", (m,), {"dtype": "float32"}),
         ("aten.full.default", ([2, 3], 1.5), {"dtype": "float32"}), ("aten.full.default", ([2, 3], 7)),
         ("aten.zeros.default", ([2, 3],)), ("aten.ones.default", ([2, 3],), {"dtype": "int64"}),
-        ("aten.empty.memory_format", ([2, 3],)), ("aten.scalar_tensor.default", (0,), {"dtype": "int64"}),
+        ("aten.empty.memory_format", ([2, 3],)), ("aten.empty_permuted.default", ([2, 3], [1, 0])),
+        ("aten.scalar_tensor.default", (0,), {"dtype": "int64"}),
         ("aten.scalar_tensor.default", (2.5,)), ("aten.full_like.default", (x, 3.0)),
         ("aten.full_like.default", (x, 1), {"dtype": "int64"}), ("aten.fill.Scalar", (x, 2.0)),
         ("aten.zeros_like.default", (x,)), ("aten.ones_like.default", (x,)), ("aten.empty_like.default", (x,)),
@@ -166,6 +168,11 @@ def _build_cases():  # noqa: PLR0915 - one flat table reads best
         ("aten.cat.default", ([x, np.zeros(0, f32)],)), ("aten.split.Tensor", (x, 2, 1)),
         ("aten.split_with_sizes.default", (x, [1, 3])), ("aten.slice_backward.default", (g[:, :3], [4, 5], 1, 1, 4, 1)),
         ("aten.select_backward.default", (g[:, 0], [4, 5], 1, 2)),
+        ("aten.slice_scatter.default", (x, g[:, :3], 1, 1, 4)),
+        ("aten.slice_scatter.default", (x, g[:2], 0, 0, 9223372036854775807, 2)),
+        ("aten.flip.default", (x, [1])), ("aten.flip.default", (x3, [0, -1])),
+        ("aten.cumsum.default", (x, 1)), ("aten.cumsum.default", (ints, -1)),
+        ("aten.cumsum.default", (m, 0)), ("aten.cumsum.default", (x, 0), {"dtype": "float64"}),
         *[("aten.nll_loss_forward.default", (lsm, target, w, red, -100)) for w in (None, weight) for red in (0, 1, 2)],
         *[("aten.nll_loss_backward.default",
            (go if red else g[:, 0], lsm, target, w, red, -100, total_weight(w, red)))
@@ -391,3 +398,13 @@ def test_masked_attention_softmax_gives_pad_keys_exactly_nothing():
     grad = run_op(np, "aten._softmax_backward_data.default",
                   (r.standard_normal(probs.shape).astype(np.float32), probs, -1, "float32"))
     assert not grad[1, ..., 3:].any()
+
+
+def test_constant_op_rebuilds_the_captured_tensor():
+    """wsebench's constant (compiler/op_names.py) carries a tensor's values, shape and dtype."""
+    from compiler.op_names import CONSTANT_OP
+    values = torch.arange(6, dtype=torch.float32).reshape(2, 3) / 7
+    out = run_op(np, CONSTANT_OP, (tuple(values.reshape(-1).tolist()), (2, 3)), {"dtype": "float32"})
+    assert out.dtype == np.float32 and np.array_equal(out, values.numpy())
+    empty = run_op(np, CONSTANT_OP, ((), (0,)), {"dtype": "int64"})
+    assert empty.shape == (0,) and empty.dtype == np.int64
