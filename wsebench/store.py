@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import UserError
+
 FORMAT = 1
 KIND = "wsebench-result"
 LIST_COLUMNS = ("losses", "cycles")
@@ -34,7 +36,7 @@ _REQUIRED = ("format", "kind", "key", "config", "seed", "point", "versions", "hi
              "arrays")
 
 
-class StoreEntryError(ValueError):
+class StoreEntryError(UserError, ValueError):
     """A stored entry that cannot be read; `file` is its file name, and the message starts with it."""
 
     def __init__(self, file: str, problem: str):

@@ -37,13 +37,14 @@ from dataclasses import asdict, dataclass
 
 from compiler import ConfigError
 
+from .errors import UserError
 from .store import KIND, FORMAT, Results, Store, StoreEntryError, canonical, config_key, dumps, row_of
 
 SEED_MODES = ("derived", "base")
 ERROR_MODES = ("record", "raise")
 
 
-class SweepError(RuntimeError):
+class SweepError(UserError, RuntimeError):
     """A point of a sweep failed and the sweep was asked to stop (errors="raise")."""
 
 
