@@ -153,11 +153,15 @@ def with_defaults(config: dict) -> dict:
 
 def validate(config: dict) -> dict:
     """Check `config` (missing top-level keys take defaults); return the completed config."""
+    _limits.check_config_size(config)        # before anything copies it (YAML alias bombs)
     full = with_defaults(config)
     unknown = sorted(set(full) - set(TOP_LEVEL))
     if unknown:
         raise ConfigError(f"unknown config key(s) {unknown}; allowed: {', '.join(TOP_LEVEL)}")
     model = _section(full, "model")
+    if not isinstance(model.get("family", "mlp"), str):
+        raise ConfigError(f"model.family must be a name ({', '.join(FAMILIES)}), got "
+                          f"{model['family']!r}")
     _families.builder(model.get("family", "mlp"))
     shape = _check_data(_section(full, "data"), model)
     _families.check(model, shape)
