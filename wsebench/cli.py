@@ -164,7 +164,7 @@ def sweep_grid(grid_file: str | None, sets: list[str]) -> dict:
     """The grid from --grid FILE and --set KEY=V1,V2 (values parsed as YAML; --set wins)."""
     import yaml
     from compiler import ConfigError
-    from .config import _parse
+    from .config import _parse, read_text
     grid = {}
     if grid_file is not None:
         path = Path(grid_file)
@@ -173,7 +173,7 @@ def sweep_grid(grid_file: str | None, sets: list[str]) -> dict:
             raise ConfigError(f"{where}: unknown extension {path.suffix!r}; allowed: .json, .yaml, .yml")
         if not path.is_file():
             raise ConfigError(f"{where} does not exist")
-        grid = _parse(path.read_text(), path.suffix.lower(), where)
+        grid = _parse(read_text(path, where), path.suffix.lower(), where)
         if not isinstance(grid, dict):
             raise ConfigError(f"{where} must map dotted config keys to lists of values")
     for item in sets:

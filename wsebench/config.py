@@ -117,18 +117,22 @@ def load_config(path) -> dict:
         raise ConfigError(f"{where}: unknown extension {path.suffix!r}; allowed: .json, .yaml, .yml")
     if not path.is_file():
         raise ConfigError(f"{where} does not exist")
+    loaded = _parse(read_text(path, where), suffix, where)
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{where} must hold a mapping with keys {', '.join(TOP_LEVEL)}; "
+                          f"got {type(loaded).__name__}")
+    return loaded
+
+
+def read_text(path: Path, where: str) -> str:
+    """The UTF-8 text of a config or grid file; a binary or unreadable file is a ConfigError."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as err:
         raise ConfigError(f"{where} is not UTF-8 text (a binary file?): {err}; give a .json or "
                           f".yaml text file") from None
     except OSError as err:
         raise ConfigError(f"{where} cannot be read: {err.strerror or err}") from None
-    loaded = _parse(text, suffix, where)
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"{where} must hold a mapping with keys {', '.join(TOP_LEVEL)}; "
-                          f"got {type(loaded).__name__}")
-    return loaded
 
 
 def _parse(text: str, suffix: str, where: str):

@@ -139,3 +139,10 @@ def test_ispd_binary_file_is_refused(tmp_path, capsys):
     path.write_bytes(b"\xff\xfe\x00\x81")
     assert cli.main(["ispd", str(path)]) == 2
     _one_line_error(capsys, "not UTF-8")
+
+
+def test_a_binary_grid_file_is_refused(tmp_path, capsys, no_training):
+    grid = tmp_path / "grid.yaml"
+    grid.write_bytes(b"\xff\xfe\x00\x81")
+    assert cli.main(["sweep", _config_file(tmp_path), "--grid", str(grid)]) == 2
+    _one_line_error(capsys, "grid file", "not UTF-8")

@@ -118,3 +118,15 @@ def test_json_configs_with_a_non_finite_number_are_refused(tmp_path):
     path.write_text(json.dumps(tiny_config(optimizer={"name": "sgd", "lr": float("inf")})))
     with pytest.raises(ConfigError, match="lr=inf"):
         cfg.validate(cfg.load_config(path))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: __import__("wsebench").data.blobs(samples=10**12),
+    lambda: __import__("wsebench").data.spirals(samples=10**12, features=64),
+    lambda: __import__("wsebench").tasks.parity(samples=10**12),
+    lambda: __import__("wsebench").tasks.copy(samples=10**12),
+    lambda: __import__("wsebench").tasks.longtail(samples=10**12),
+])
+def test_the_data_generators_refuse_huge_sizes_before_allocating(make):
+    with pytest.raises(ConfigError, match="needs at least .* is available"):
+        make()

@@ -125,14 +125,12 @@ ARG = st.one_of(st.text(max_size=8), st.sampled_from(
 
 @st.composite
 def argvs(draw, paths: dict) -> list[str]:
-    command = draw(st.sampled_from(["run", "sweep", "ispd", "demo"]))
-    argv = [command]
-    if command != "demo":
-        argv.append(draw(st.sampled_from(sorted(paths[command]))))
+    command = draw(st.sampled_from(["run", "sweep", "ispd"]))   # demo trains a full config
+    argv = [command, draw(st.sampled_from(sorted(paths[command])))]
     flags = {"run": ["--out", "--steps", "--checkpoint", "--resume", "--no-progress"],
              "sweep": ["--set", "--store", "--csv", "--steps", "--repeats", "--workers",
                        "--same-seed", "--no-progress", "--grid"],
-             "ispd": ["--out", "--time-limit"], "demo": ["--steps", "--out"]}[command]
+             "ispd": ["--out", "--time-limit"]}[command]
     for flag in draw(st.lists(st.sampled_from(flags), max_size=3)):
         argv.append(flag)
         if flag in ("--resume", "--no-progress", "--same-seed"):
@@ -167,9 +165,6 @@ def fuzz_paths(tmp_path_factory) -> dict:
 def test_cli_arguments_end_in_a_status_never_an_exception(fuzz_paths, monkeypatch):
     # the CLI's handling is under test, not the pool: points run in this process
     monkeypatch.setattr("wsebench.sweeps.process_pool", lambda workers: InlineExecutor())
-    monkeypatch.setattr("wsebench.cli.demo_runs", lambda steps, progress: (_ for _ in ()).throw(
-        AssertionError("demo must not start: it trains the full default config")) if steps is None
-        or not isinstance(steps, int) or steps > 0 else {})
 
     @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck),
               derandomize=True)
@@ -177,8 +172,6 @@ def test_cli_arguments_end_in_a_status_never_an_exception(fuzz_paths, monkeypatc
     def check(argv):
         if argv[0] == "ispd" and "--time-limit" not in argv:
             argv += ["--time-limit", "0.2"]          # a valid kgraph solves within the limit
-        if argv[0] == "demo":
-            return                                  # the demo trains a full config: too slow
         try:
             status = cli.main(argv + ["--no-progress"] if argv[0] in ("run", "sweep") else argv)
         except SystemExit as err:                   # argparse: usage error, status 2
