@@ -120,3 +120,26 @@ def test_a_config_run_with_a_nan_stops_with_the_step():
     config["data"]["spread"] = 1e30
     with pytest.raises(NonFiniteError, match="step 1"):
         wb.config.run(config, progress=False)
+
+
+def _step_tensors(x, grad, update):
+    from types import SimpleNamespace
+    import numpy as np
+    graph = SimpleNamespace(inputs=("x", "y"), loss="loss", grads=(("fc.weight", "g"),))
+    env = {"x": np.asarray(x, np.float32), "y": np.zeros(2, np.int64),
+           "loss": np.float32(0.5), "g": np.asarray(grad, np.float32)}
+    return graph, env, {"fc.weight": (np.asarray(update, np.float32), {})}
+
+
+def test_a_sum_that_overflows_is_not_mistaken_for_a_non_finite_tensor():
+    import numpy as np
+    from simulator.training import first_nonfinite
+    big = [3e38, 3e38]                               # finite, but their float32 sum is inf
+    assert first_nonfinite(np, *_step_tensors(big, [1.0, 2.0], big)) is None
+
+
+def test_the_first_non_finite_gradient_is_named_before_its_update():
+    import numpy as np
+    from simulator.training import first_nonfinite
+    named = first_nonfinite(np, *_step_tensors([1.0, 2.0], [np.inf, 0.0], [np.nan, 0.0]))
+    assert named == "gradient of parameter 'fc.weight'"
