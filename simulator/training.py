@@ -14,6 +14,7 @@ handed to the timing so the wafer skips and compresses the masked weights.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,10 +22,12 @@ import numpy as np
 from compiler.plan import Plan
 
 from . import optim
-from .backend import Backend, to_numpy
+from .backend import Backend, is_cupy, to_numpy
 from .executor import Executor
 from .measure import PlanContext, StepTiming, measure_step
 from .weight_sparsity import WeightSparsity, WeightSparsityEngine
+
+NONFINITE_POLICIES = ("raise", "warn", "skip")
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,8 @@ class StepResult:
     padded_cycles: float | None = None        # pad tokens streamed like real ones
     mean_ponder_steps: float | None = None    # recurrent steps a real position ran (None: none)
     padding_fraction: float | None = None     # share of the batch's positions that are pads
+    # the first non-finite tensor of the step ("loss", "gradient of 'fc1.weight'", ...), or None
+    nonfinite: str | None = None
 
     @property
     def harvest_speedup(self) -> float:
@@ -63,9 +68,17 @@ class Trainer:
     def __init__(self, plan: Plan, params: dict[str, np.ndarray], buffers: dict[str, np.ndarray],
                  backend: Backend, harvest: bool = True, seed: int = 0,
                  weight_sparsity: WeightSparsity | None = None,
-                 weight_sparsity_state: tuple[dict, dict] | None = None):
+                 weight_sparsity_state: tuple[dict, dict] | None = None,
+                 on_nonfinite: str = "raise"):
         """`weight_sparsity_state`: what `weight_sparsity_state()` returned for a checkpoint;
-        the masks, targets and RNG resume from it instead of drawing initial masks."""
+        the masks, targets and RNG resume from it instead of drawing initial masks.
+        `on_nonfinite`: a step with a non-finite input, loss, gradient or update is applied
+        only under "warn"; under "raise" the trainer is left as before the step (RNG included),
+        under "skip" the update is dropped. Its StepResult names the tensor (`nonfinite`)."""
+        if on_nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f"on_nonfinite must be one of {', '.join(NONFINITE_POLICIES)}, "
+                             f"got {on_nonfinite!r}")
+        self.on_nonfinite = on_nonfinite
         self.plan, self.backend, self.harvest = plan, backend, harvest
         self.context = PlanContext(plan)       # the measurement's per-plan caches
         xp = self.xp = backend.xp
@@ -139,37 +152,74 @@ class Trainer:
 
     def step(self, x, y, masks=None) -> tuple[StepResult, StepTiming]:
         self._check_batch(x, y)
+        rng_state = self.rng.bit_generator.state
         env = self.executor.run(self._environment(x, y, self.draw_masks() if masks is None else masks))
         # timed first, while the step's tensors are fresh, with the masks it computed with
         used = self.weight_masks if self._sparse is not None else None
         timing = measure_step(self.context, self.xp, env, self.harvest, weight_masks=used)
+        updated = {fqn: optim.update(self.xp, self.plan.optimizer, self.params[fqn], env[grad_name],
+                                     self.opt_state[fqn], self.step_count + 1)
+                   for fqn, grad_name in self.plan.graph.grads}
+        problem = first_nonfinite(self.xp, self.plan.graph, env, updated)
+        loss = float(to_numpy(env[self.plan.graph.loss]))
+        if problem is not None and self.on_nonfinite != "warn":
+            if self.on_nonfinite == "raise":          # as if the step had not been asked for
+                self.rng.bit_generator.state = rng_state
+            else:
+                self.last_timing = timing
+            return self._result(loss, timing, self.step_count + 1, problem), timing
         self.last_timing = timing
         self.step_count += 1
-        for fqn, grad_name in self.plan.graph.grads:
-            self.params[fqn], self.opt_state[fqn] = optim.update(
-                self.xp, self.plan.optimizer, self.params[fqn], env[grad_name], self.opt_state[fqn],
-                self.step_count)
+        for fqn, (param, state) in updated.items():
+            self.params[fqn], self.opt_state[fqn] = param, state
         if self._sparse is not None:
             grads = {fqn: env[g] for fqn, g in self.plan.graph.grads if fqn in used}
             self._sparse.after_update(self.step_count, self.params, self.opt_state, grads)
-        return self._result(float(to_numpy(env[self.plan.graph.loss])), timing), timing
+        return self._result(loss, timing, self.step_count, problem), timing
 
-    def _result(self, loss: float, timing: StepTiming) -> StepResult:
+    def _result(self, loss: float, timing: StepTiming, step: int, nonfinite: str | None) -> StepResult:
         clock = self.plan.target.clock_hz
         samples = self.plan.kernels[0].samples
         busy = sum(t.busy_total for t in timing.kernels)
         cores = sum(self.plan.mapping[t.name].cores for t in timing.kernels)
         seconds = timing.cycles / clock
-        return StepResult(self.step_count, loss, timing.cycles, timing.dense_cycles, seconds,
+        return StepResult(step, loss, timing.cycles, timing.dense_cycles, seconds,
                           samples / seconds if seconds else 0.0,
                           busy / (cores * timing.cycles) if cores and timing.cycles else 0.0,
                           _or(timing.fixed_depth_cycles, timing.cycles),
                           _or(timing.padded_cycles, timing.cycles),
                           timing.dynamic.mean_ponder_steps if timing.dynamic else None,
-                          timing.dynamic.padding_fraction if timing.dynamic else None)
+                          timing.dynamic.padding_fraction if timing.dynamic else None, nonfinite)
 
     def state_numpy(self) -> dict[str, np.ndarray]:
         return {fqn: to_numpy(v) for fqn, v in {**self.params, **self.buffers}.items()}
+
+
+def first_nonfinite(xp, graph, env: dict, updated: dict) -> str | None:
+    """The first non-finite tensor of a step, in the order a NaN spreads (float inputs, loss,
+    gradients, updated parameters), or None.
+
+    The common, finite case costs one sum per tensor and one device sync: a non-finite
+    gradient always makes its update non-finite (lr * NaN and 0 * inf are NaN), so only the
+    inputs, the loss and the updates are summed, and `0 * sum` is NaN exactly when a sum is not
+    finite (a sum that overflows only sends the step to the exact search below)."""
+    inputs = [(f"input {n}", env[v]) for n, v in zip("xy", graph.inputs)
+              if xp.asarray(env[v]).dtype.kind == "f"]
+    updates = [(f"update of parameter {fqn!r}", p) for fqn, (p, _) in updated.items()]
+    if _sums_finite(xp, [t for _, t in inputs] + [env[graph.loss]] + [p for _, p in updates]):
+        return None
+    tensors = inputs + [("loss", env[graph.loss])]
+    tensors += [(f"gradient of parameter {fqn!r}", env[g]) for fqn, g in graph.grads] + updates
+    return next((what for what, t in tensors if not bool(xp.isfinite(t).all())), None)
+
+
+def _sums_finite(xp, tensors) -> bool:
+    """Whether every tensor's sum is finite: host floats on NumPy (the cheapest), one stacked
+    reduction on CuPy (one device sync)."""
+    if is_cupy(xp):
+        return bool(xp.isfinite(xp.sum(xp.stack([xp.sum(t) for t in tensors])) * 0))
+    with np.errstate(over="ignore", invalid="ignore"):   # the NaN or inf is the answer here
+        return math.isfinite(sum(float(t.sum()) for t in tensors) * 0)
 
 
 def _or(value, default):

@@ -8,13 +8,18 @@ A checkpoint is one .npz file (written atomically: temporary file, then `os.repl
 arrays are the parameters, buffers and optimizer state; its "__meta__" member holds JSON: the
 format name and version, the plan (`Plan.to_json`), the step count, the dropout RNG's
 `bit_generator.state`, the sparsity (harvest) setting and backend, the model's state_dict keys,
-shapes and dtypes, the step history, a fingerprint of the captured graph and a SHA-256 over
-the arrays. Loading refuses, with an error naming the file: damaged files (truncated, corrupted,
-checksum mismatch), other format versions, and, when `model=` is given, a checkpoint saved from
-a different model (other parameter names or shapes, or for a Session, another captured graph).
+shapes and dtypes, a signature of its forward graph, the step history and the last step's
+report, the run's config (when a config run saved it), a fingerprint of the captured graph, a
+SHA-256 over the arrays, and a SHA-256 over all of that metadata (so an edited step count is
+caught like a flipped bit). Loading refuses, with an error naming the file: damaged files
+(truncated, corrupted, checksum mismatch), other format versions, and, when `model=` is given,
+a checkpoint saved from a different model (other parameter names or shapes, another forward
+graph, e.g. another activation or dropout; for a Session, another captured training graph).
 
-The data is the caller's: resume with the batches that come after `session.step_count` steps
-(e.g. `itertools.islice(batches, s.step_count, None)` for a fresh `wb.data.batches` iterator).
+The data is the caller's: resume with the batches that come after the `len(s.history)` steps
+already taken (e.g. `itertools.islice(batches, len(s.history), None)` for a fresh
+`wb.data.batches` iterator); `s.step_count` counts the updates applied (a step skipped under
+`on_nonfinite="skip"` took a batch but applied none).
 """
 from __future__ import annotations
 
@@ -22,8 +27,12 @@ import datetime
 import hashlib
 import io
 import json
+import warnings
 from dataclasses import asdict
 from pathlib import Path
+
+from .errors import UserError
+from .store import canonical
 
 import numpy as np
 import torch
@@ -31,9 +40,12 @@ import torch
 FORMAT = "wsebench-checkpoint"
 VERSION = 1
 _META = "__meta__"
+_REQUIRED = ("plan", "graph_sha256", "step_count", "rng", "harvest", "sparsity", "backend",
+             "model_state", "params", "buffers", "optimizer_state", "history")
+_REPORT_ARRAYS = ("core_utilization", "sram_per_core", "kernel_grid")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be used; the message names the file and the reason."""
 
     def __init__(self, path, problem: str):
@@ -52,6 +64,29 @@ def state_spec(model) -> dict:
             for k, v in model.state_dict().items()}
 
 
+def meta_digest(meta: dict) -> str:
+    """SHA-256 of the metadata (itself left out), which holds the arrays' SHA-256 too."""
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def forward_signature(model, x_type) -> str | None:
+    """SHA-256 of the model's forward graph (ATen ops and their constant arguments, in order)
+    on an input of `x_type`: two models with the same parameter shapes but another activation
+    or dropout rate differ. None when torch.export cannot trace the forward alone."""
+    dtype = getattr(torch, x_type.dtype)
+    x = torch.zeros(x_type.shape, dtype=dtype)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            graph = torch.export.export(model, (x,)).graph
+    except Exception:  # noqa: BLE001 - a model export cannot trace: no signature, said on load
+        return None
+    ops = [f"{node.target}{[a for a in node.args if not isinstance(a, torch.fx.Node)]}"
+           for node in graph.nodes if node.op == "call_function"]
+    return hashlib.sha256("\n".join(ops).encode()).hexdigest()
+
+
 def _digest(arrays: dict) -> str:
     h = hashlib.sha256()
     for name in sorted(arrays):
@@ -61,8 +96,9 @@ def _digest(arrays: dict) -> str:
     return h.hexdigest()
 
 
-def save_session(session, path) -> Path:
-    """Write `session`'s checkpoint to `path` (the exact file name given); return the path."""
+def save_session(session, path, config: dict | None = None) -> Path:
+    """Write `session`'s checkpoint to `path` (the exact file name given); return the path.
+    `config`: the run's config, kept so that a resume can check it is the same run."""
     from simulator.backend import to_numpy
 
     from . import __version__
@@ -93,7 +129,11 @@ def save_session(session, path) -> Path:
             "backend": session.backend, "model_state": state_spec(session._model),
             "params": list(trainer.params), "buffers": list(trainer.buffers),
             "optimizer_state": slots, "history": [asdict(r) for r in session.history],
-            "arrays_sha256": _digest(arrays)}
+            "forward_sha256": session._forward_signature(),
+            "config": None if config is None else canonical(config)}
+    meta["report"] = _report_meta(session, arrays)
+    meta["arrays_sha256"] = _digest(arrays)
+    meta["meta_sha256"] = meta_digest(meta)
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays, **{_META: np.frombuffer(json.dumps(meta).encode(), np.uint8)})
     if path.parent != Path(""):
@@ -124,8 +164,16 @@ def _read(path: Path) -> tuple[dict, dict]:
         raise CheckpointError(path, f"checkpoint format version {meta.get('version')!r} (written "
                                     f"by wsebench {meta.get('wsebench', '?')}) is incompatible: this "
                                     f"wsebench {__version__} reads version {VERSION}")
+    if "meta_sha256" not in meta:
+        warnings.warn(f"checkpoint {str(path)!r} was written before its metadata had a checksum; "
+                      f"save it again to protect it", UserWarning, stacklevel=4)
+    elif meta["meta_sha256"] != meta_digest(meta):
+        raise CheckpointError(path, "corrupted or edited: the metadata does not match its checksum")
     if meta.get("arrays_sha256") != _digest(arrays):
         raise CheckpointError(path, "corrupted: the arrays do not match their checksum")
+    missing = [k for k in _REQUIRED if k not in meta]
+    if missing:
+        raise CheckpointError(path, f"incomplete metadata, missing {', '.join(missing)}")
     return meta, arrays
 
 
@@ -151,8 +199,9 @@ def _check_plan(path: Path, plan, meta: dict, arrays: dict) -> None:
                 raise CheckpointError(path, f"optimizer state {fqn}/{slot} is missing or misshapen")
 
 
-def _check_model(path: Path, meta: dict, model, graph=None) -> None:
-    """Refuse a checkpoint of another model: other state_dict keys, shapes or dtypes."""
+def _check_model(path: Path, meta: dict, model, graph=None, x_type=None) -> None:
+    """Refuse a checkpoint of another model: other state_dict keys, shapes or dtypes, another
+    forward graph, or (`graph`, for a Session) another captured training graph."""
     if graph is not None and graph_fingerprint(graph) != meta["graph_sha256"]:
         raise CheckpointError(path, "saved from a different model: the captured training graph "
                                     "differs from this session's")
@@ -165,6 +214,41 @@ def _check_model(path: Path, meta: dict, model, graph=None) -> None:
     if problems:
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         raise CheckpointError(path, f"saved from a different model: {'; '.join(problems[:5])}{more}")
+    saved_forward = meta.get("forward_sha256")
+    if graph is None and x_type is not None and saved_forward is not None:
+        here_forward = forward_signature(model, x_type)
+        if here_forward is None:
+            warnings.warn(f"checkpoint {str(path)!r}: the model's forward cannot be traced, so "
+                          f"only its parameter shapes were compared", UserWarning, stacklevel=4)
+        elif here_forward != saved_forward:
+            raise CheckpointError(path, "saved from a different model: same parameter shapes, "
+                                        "but another forward graph (activation, dropout or "
+                                        "layer order differ)")
+
+
+def _report_meta(session, arrays: dict) -> dict | None:
+    """The last step's report: JSON parts for the metadata, its arrays added to `arrays`."""
+    if session._trainer.last_timing is None and session._saved_report is None:
+        return None
+    report = session.report()
+    for name in _REPORT_ARRAYS:
+        arrays[f"report/{name}"] = np.asarray(getattr(report, name))
+    for i, load in enumerate(report.link_load):
+        arrays[f"report/link_load/{i}"] = np.asarray(load)
+    return canonical({"kernels": report.kernels, "summary": report.summary,
+                      "kernel_names": list(report.kernel_names), "tensors": report.tensors,
+                      "link_loads": len(report.link_load)})
+
+
+def _restore_report(meta: dict, arrays: dict):
+    from .report import Report
+    saved = meta.get("report")
+    if saved is None:
+        return None
+    loads = tuple(arrays[f"report/link_load/{i}"] for i in range(saved["link_loads"]))
+    return Report(**{name: arrays[f"report/{name}"] for name in _REPORT_ARRAYS},
+                  kernels=saved["kernels"], summary=saved["summary"],
+                  kernel_names=saved["kernel_names"], tensors=saved["tensors"], link_load=loads)
 
 
 class SavedModelState:
@@ -190,6 +274,7 @@ def restore(path, model=None, graph=None, backend: str | None = None) -> dict:
     from simulator.backend import get_backend
     from simulator.training import StepResult, Trainer
 
+    from . import sparsity as _sparsity
     from .sparsity import Sparsity, weight_sparsity
     path = Path(path)
     meta, arrays = _read(path)
@@ -198,15 +283,21 @@ def restore(path, model=None, graph=None, backend: str | None = None) -> dict:
     except (ValueError, KeyError, TypeError) as err:
         raise CheckpointError(path, f"its plan cannot be read by this wsebench: {err}") from None
     _check_plan(path, plan, meta, arrays)
+    sparsity = Sparsity.parse(meta["sparsity"])
     if model is not None:
-        _check_model(path, meta, model, graph=graph)
+        trained = _sparsity.apply(model, sparsity) if sparsity.relu or sparsity.drop else model
+        _check_model(path, meta, trained, graph=graph,
+                     x_type=plan.graph.type_of[plan.graph.inputs[0]])
     else:
         model = SavedModelState(meta["model_state"], {k[len("extra/"):]: v for k, v in
                                                       arrays.items() if k.startswith("extra/")})
-    chosen = get_backend(backend or meta["backend"])
+    try:
+        chosen = get_backend(backend or meta["backend"])
+    except RuntimeError as err:
+        raise CheckpointError(path, f"{' '.join(str(err).split())} (or load with "
+                                    f"backend='numpy')") from None
     params = {k: arrays[f"param/{k}"] for k in meta["params"]}
     buffers = {k: arrays[f"buffer/{k}"] for k in meta["buffers"]}
-    sparsity = Sparsity.parse(meta["sparsity"])
     saved_masks = meta.get("weight_sparsity")
     mask_state = None if saved_masks is None else (
         saved_masks, {k[len("wmask/"):]: v for k, v in arrays.items() if k.startswith("wmask/")})
@@ -220,7 +311,9 @@ def restore(path, model=None, graph=None, backend: str | None = None) -> dict:
     trainer.step_count = int(meta["step_count"])
     trainer.rng = _generator(path, meta["rng"])
     return {"plan": plan, "trainer": trainer, "model": model, "sparsity": sparsity,
-            "history": [StepResult(**h) for h in meta["history"]]}
+            "history": [StepResult(**h) for h in meta["history"]],
+            "report": _restore_report(meta, arrays), "config": meta.get("config"),
+            "forward": meta.get("forward_sha256")}
 
 
 def _generator(path: Path, state: dict) -> np.random.Generator:

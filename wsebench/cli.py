@@ -1,14 +1,16 @@
 """The `wsebench` command: `demo`, `run CONFIG`, `sweep CONFIG` and `lab`, headless versions of
 the notebooks.
 
-Configuration mistakes (a bad config value, a model that does not fit the wafer, an op without
-a kernel) end with one line on stderr and exit status 2; anything else is a bug and keeps its
-traceback.
+Every wsebench error (a bad config value, a model that does not fit the wafer, an op without
+a kernel, a non-finite step, an output path that cannot be written, ...: `errors.user_errors`)
+ends with one line on stderr and exit status 2, with the traceback only under `--debug`;
+anything else is a bug and keeps its traceback. Output paths are checked before any work.
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="out", help="folder for report.html and its PNGs (out)")
     run.add_argument("--steps", type=int, default=None, help="override the config's steps")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--checkpoint", default=None, metavar="FILE", help="save the session to "
+                     "FILE when the run stops (finished, interrupted or refused a NaN step)")
+    run.add_argument("--resume", action="store_true", help="continue the run saved in "
+                     "--checkpoint FILE (if it exists) up to the config's steps")
     sweep = sub.add_parser("sweep", help="run one experiment per point of a grid over a config, "
                            "locally or on a Dask cluster; results go to a store")
     sweep.add_argument("config", help="path to a .json, .yaml or .yml base config")
@@ -57,24 +63,16 @@ def _parser() -> argparse.ArgumentParser:
     ispd.add_argument("--time-limit", type=float, default=60.0, help="seconds (60)")
     ispd.add_argument("--out", default=None, help="solution file (default: FILE.solution next to "
                       "the working directory); the floorplan PNG goes beside it")
+    for command in (demo, run, sweep, ispd):
+        command.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from compiler import ConfigError, WaferFitError
-    from compiler.errors import PlacementError
-    from compiler.ispd.reader import KGraphError
-    from compiler.ispd.validator import InvalidSolution
-    from .session import UnsupportedOpError
-    return (ConfigError, WaferFitError, PlacementError, UnsupportedOpError, KGraphError,
-            InvalidSolution)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "lab":
         return lab()
-    errors = _user_errors()
+    from .errors import user_errors
     try:
         if args.command == "demo":
             return demo(Path(args.out), args.steps, progress=not args.no_progress)
@@ -82,13 +80,19 @@ def main(argv: list[str] | None = None) -> int:
             return sweep_command(args)
         if args.command == "ispd":
             return ispd_command(args.kgraph, args.time_limit, args.out)
-        return run_file(args.config, Path(args.out), args.steps, progress=not args.no_progress)
-    except errors as err:
+        return run_file(args.config, Path(args.out), args.steps, progress=not args.no_progress,
+                        checkpoint=args.checkpoint, resume=args.resume)
+    except user_errors() as err:
+        if args.debug:
+            import traceback
+            traceback.print_exc()
         print(f"wsebench: error: {' '.join(str(err).split())}", file=sys.stderr)
         return USAGE_ERROR
 
 
 def demo(out: Path, steps: int | None, progress: bool = True) -> int:
+    from .outputs import writable_folder
+    writable_folder(out, "--out")
     runs = demo_runs(steps, progress)
     return _finish(out, runs, "wsebench demo: ReLU MLP with dropout on the classroom wafer")
 
@@ -107,12 +111,26 @@ def demo_runs(steps: int | None = None, progress: bool = True) -> dict:
     return runs
 
 
-def run_file(path: str, out: Path, steps: int | None, progress: bool = True) -> int:
+def run_file(path: str, out: Path, steps: int | None, progress: bool = True,
+             checkpoint: str | None = None, resume: bool = False) -> int:
+    from compiler import ConfigError
     from .config import load_config, run
+    from .outputs import writable_file, writable_folder
+    from .resume import run as run_resumable
     config = load_config(path)
+    writable_folder(out, "--out")
+    if resume and checkpoint is None:
+        raise ConfigError("--resume needs --checkpoint FILE: the checkpoint to continue from")
+    if checkpoint is not None:
+        writable_file(checkpoint, "--checkpoint")
     if steps is not None:
         config["steps"] = steps
-    return _finish(out, {Path(path).stem: run(config, progress=progress)}, f"wsebench run {path}")
+    result = run(config, progress=progress) if checkpoint is None else \
+        run_resumable(config, checkpoint, resume=resume, progress=progress)
+    if checkpoint is not None:
+        print(f"saved the session to {checkpoint} after step {len(result['history'])}"
+              + (f" (resumed at step {result['resumed_at']})" if result["resumed_at"] else ""))
+    return _finish(out, {Path(path).stem: result}, f"wsebench run {path}")
 
 
 def _finish(out: Path, runs: dict, title: str) -> int:
@@ -146,7 +164,7 @@ def sweep_grid(grid_file: str | None, sets: list[str]) -> dict:
     """The grid from --grid FILE and --set KEY=V1,V2 (values parsed as YAML; --set wins)."""
     import yaml
     from compiler import ConfigError
-    from .config import _parse
+    from .config import _parse, read_text
     grid = {}
     if grid_file is not None:
         path = Path(grid_file)
@@ -155,7 +173,7 @@ def sweep_grid(grid_file: str | None, sets: list[str]) -> dict:
             raise ConfigError(f"{where}: unknown extension {path.suffix!r}; allowed: .json, .yaml, .yml")
         if not path.is_file():
             raise ConfigError(f"{where} does not exist")
-        grid = _parse(path.read_text(), path.suffix.lower(), where)
+        grid = _parse(read_text(path, where), path.suffix.lower(), where)
         if not isinstance(grid, dict):
             raise ConfigError(f"{where} must map dotted config keys to lists of values")
     for item in sets:
@@ -175,8 +193,13 @@ def sweep_command(args) -> int:
     import signal
     from compiler import ConfigError
     from .config import load_config
+    from .outputs import writable_file, writable_folder
     from .sweeps import sweep
     config = load_config(args.config)
+    if args.store is not None:
+        writable_folder(args.store, "--store")
+    if args.csv is not None:
+        writable_file(args.csv, "--csv")
     if args.steps is not None:
         config["steps"] = args.steps
     grid = sweep_grid(args.grid, args.set)
@@ -233,8 +256,13 @@ def _dask_client(address: str):
 def ispd_command(kgraph: str, time_limit: float, out: str | None) -> int:
     """`wsebench ispd`: solve, validate independently, write the solution and the floorplan."""
     from .ispd import format_solution, plot_floorplan, read_kgraph, solve, validate, write_solution
+    from compiler import ConfigError
+    from .outputs import writable_file
     from .plots import save_png
+    if not (math.isfinite(time_limit) and time_limit > 0):
+        raise ConfigError(f"--time-limit must be a finite number of seconds > 0, got {time_limit:g}")
     graph = read_kgraph(kgraph)
+    writable_file(Path(out) if out else Path(Path(kgraph).stem + ".solution"), "--out")
     solution = solve(graph, time_limit=time_limit)
     verdict = validate(graph, format_solution(solution), t_star=solution.t_star)
     path = write_solution(solution, Path(out) if out else Path(Path(kgraph).stem + ".solution"))

@@ -51,7 +51,12 @@ from compiler import wafer as _wafer
 from compiler.search import STRATEGIES  # noqa: F401 (the mapping strategies a config may name)
 from simulator.weight_sparsity import ALGORITHMS  # noqa: F401 (sparsity.weights.algorithm)
 
+from simulator.training import NONFINITE_POLICIES
+
+from . import contracts as _contracts
 from . import data as _data
+from . import limits as _limits
+from .yaml_strict import unique_keys_loader
 from . import metrics as _metrics
 from . import families as _families
 from . import models as _models
@@ -60,7 +65,9 @@ OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.o
 LOSSES = {"cross_entropy": torch.nn.CrossEntropyLoss,
           "token_cross_entropy": _models.TokenCrossEntropy}
 BACKENDS = ("auto", "numpy", "cupy")
-TOP_LEVEL = ("model", "data", "optimizer", "wafer", "sparsity", "mapping", "backend", "steps", "seed")
+TOP_LEVEL = ("model", "data", "optimizer", "wafer", "sparsity", "mapping", "backend", "steps", "seed",
+             "on_nonfinite")      # on_nonfinite is optional (compile's default: "raise")
+MAX_SEED = 2**63 - 1              # seeds go to torch.manual_seed and NumPy as int64
 FAMILIES = tuple(_families.FAMILIES)
 _DATA_LOADER_KEYS = ("name", "batch_size")   # the rest of "data" goes to the generator
 
@@ -110,11 +117,22 @@ def load_config(path) -> dict:
         raise ConfigError(f"{where}: unknown extension {path.suffix!r}; allowed: .json, .yaml, .yml")
     if not path.is_file():
         raise ConfigError(f"{where} does not exist")
-    loaded = _parse(path.read_text(), suffix, where)
+    loaded = _parse(read_text(path, where), suffix, where)
     if not isinstance(loaded, dict):
         raise ConfigError(f"{where} must hold a mapping with keys {', '.join(TOP_LEVEL)}; "
                           f"got {type(loaded).__name__}")
     return loaded
+
+
+def read_text(path: Path, where: str) -> str:
+    """The UTF-8 text of a config or grid file; a binary or unreadable file is a ConfigError."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{where} is not UTF-8 text (a binary file?): {err}; give a .json or "
+                          f".yaml text file") from None
+    except OSError as err:
+        raise ConfigError(f"{where} cannot be read: {err.strerror or err}") from None
 
 
 def _parse(text: str, suffix: str, where: str):
@@ -125,7 +143,7 @@ def _parse(text: str, suffix: str, where: str):
             raise ConfigError(f"{where} is not valid JSON: {err}") from None
     import yaml
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=unique_keys_loader())
     except yaml.YAMLError as err:
         raise ConfigError(f"{where} is not valid YAML: {' '.join(str(err).split())}") from None
 
@@ -139,23 +157,30 @@ def with_defaults(config: dict) -> dict:
 
 def validate(config: dict) -> dict:
     """Check `config` (missing top-level keys take defaults); return the completed config."""
+    _limits.check_config_size(config)        # before anything copies it (YAML alias bombs)
     full = with_defaults(config)
     unknown = sorted(set(full) - set(TOP_LEVEL))
     if unknown:
         raise ConfigError(f"unknown config key(s) {unknown}; allowed: {', '.join(TOP_LEVEL)}")
     model = _section(full, "model")
+    if not isinstance(model.get("family", "mlp"), str):
+        raise ConfigError(f"model.family must be a name ({', '.join(FAMILIES)}), got "
+                          f"{model['family']!r}")
     _families.builder(model.get("family", "mlp"))
     shape = _check_data(_section(full, "data"), model)
     _families.check(model, shape)
     _check_optimizer(_section(full, "optimizer"))
-    make_wafer(full["wafer"])
+    target = make_wafer(full["wafer"])
     sparsity = make_sparsity(full["sparsity"])
     make_mapping(full["mapping"])
     if full["backend"] not in BACKENDS:
         raise ConfigError(f"backend {full['backend']!r} is unknown; allowed: {', '.join(BACKENDS)}")
     _integer("steps", full["steps"], minimum=1)
     _integer("seed", full["seed"], minimum=0)
-    _check_on_model(model, shape, sparsity)
+    if full.get("on_nonfinite", "raise") not in NONFINITE_POLICIES:
+        raise ConfigError(f"on_nonfinite {full['on_nonfinite']!r} is unknown; allowed: "
+                          f"{', '.join(NONFINITE_POLICIES)}")
+    _check_on_model(model, shape, sparsity, target)
     return full
 
 
@@ -166,9 +191,9 @@ def _section(config: dict, key: str) -> dict:
     return value
 
 
-def _integer(key: str, value, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(f"config {key} must be an integer >= {minimum}, got {value!r}")
+def _integer(key: str, value, minimum: int, maximum: int = MAX_SEED) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+        raise ConfigError(f"config {key} must be an integer in [{minimum}, {maximum}], got {value!r}")
     return value
 
 
@@ -209,22 +234,25 @@ def _check_data(data: dict, model: dict) -> "_data.TaskShape":
         raise ConfigError(f"data.batch_size must be an integer in [1, samples={samples}], got {batch!r}")
     if "seed" in kwargs:
         _integer("data.seed", kwargs["seed"], minimum=0)
-    if not _data.is_sequence(name) and kwargs.get("features") != model.get(
-            "in_features", kwargs.get("features")):
-        raise ConfigError(f"data.features={kwargs['features']} differs from "
-                          f"model.in_features={model['in_features']}")
+    for key, model_key in (("features", "in_features"), ("classes", "out_features")):
+        if not _data.is_sequence(name) and kwargs.get(key) != model.get(model_key, kwargs.get(key)):
+            raise ConfigError(f"data.{key}={kwargs[key]} differs from model.{model_key}="
+                              f"{model[model_key]}; set them equal")
     try:
-        return _data.shape(name, **kwargs)
+        shape = _data.shape(name, **kwargs)
     except ConfigError as err:
         raise ConfigError(f"data ({name}): {err}") from None
+    _limits.check_data(shape.tokens, samples, shape.features or 0, shape.max_len or 0)
+    return shape
 
 
-def _check_on_model(model: dict, shape, sparsity) -> None:
-    """Build the model on the meta device: the builder's own checks, and the sparsity's module
-    and parameter globs against the real module names (a glob that matches nothing is refused
-    here, before anything is compiled)."""
+def _check_on_model(model: dict, shape, sparsity, target) -> None:
+    """Build the model on the meta device: the builder's own checks, its size against host
+    memory and the wafer's SRAM, and the sparsity's module and parameter globs against the real
+    module names (a glob that matches nothing is refused here, before anything is compiled)."""
     from . import sparsity as _sparsity
     module = _families.meta_model(model, shape)
+    _limits.check_model(sum(p.numel() for p in module.parameters()), target)
     if sparsity.relu or sparsity.drop:
         _sparsity.apply(module, sparsity)
     masks = _sparsity.weight_sparsity(sparsity.weights)
@@ -234,7 +262,7 @@ def _check_on_model(model: dict, shape, sparsity) -> None:
 
 def _check_optimizer(opt: dict) -> None:
     name = opt.get("name")
-    if name not in OPTIMIZERS:
+    if not isinstance(name, str) or name not in OPTIMIZERS:
         raise ConfigError(f"optimizer.name {name!r} is unknown; allowed: {', '.join(OPTIMIZERS)}")
     kwargs = {k: v for k, v in opt.items() if k != "name"}
     params = set(inspect.signature(OPTIMIZERS[name]).parameters) - {"params"}
@@ -242,9 +270,7 @@ def _check_optimizer(opt: dict) -> None:
     if unknown:
         raise ConfigError(f"unknown optimizer key(s) {unknown} for {name}; allowed: "
                           f"{', '.join(sorted(params))}")
-    lr = kwargs.get("lr", 1e-3)
-    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr < 0:
-        raise ConfigError(f"optimizer.lr must be a number >= 0, got {lr!r}")
+    _contracts.check_optimizer_settings(name, OPTIMIZERS[name], kwargs)
 
 
 def make_wafer(spec):
@@ -254,6 +280,9 @@ def make_wafer(spec):
     if isinstance(spec, dict):
         overrides = dict(spec)
         preset = overrides.pop("preset", "classroom")
+        if not isinstance(preset, str):
+            raise ConfigError(f"wafer.preset must be a preset name ({', '.join(PRESETS)}), "
+                              f"got {preset!r}")
         return _wafer(preset, **overrides)
     raise ConfigError(f"wafer must be a preset name or a mapping with 'preset' and overrides, "
                       f"got {spec!r}")
@@ -340,7 +369,7 @@ def compile_built(parts: dict):
                     optimizer=parts["optimizer"], wafer=make_wafer(config["wafer"]),
                     sparsity=make_sparsity(config["sparsity"]),
                     mapping=make_mapping(config["mapping"]), backend=config["backend"],
-                    seed=config["seed"])
+                    seed=config["seed"], on_nonfinite=config.get("on_nonfinite", "raise"))
 
 
 def session_accuracy(session, history, x: torch.Tensor, y: torch.Tensor) -> float:

@@ -19,6 +19,7 @@ import torch
 
 from compiler.errors import ConfigError
 
+from . import limits as _limits
 from . import tasks as _tasks
 
 VECTOR_DATASETS = ("blobs", "spirals")
@@ -30,6 +31,7 @@ DATASETS = VECTOR_DATASETS + SEQUENCE_TASKS
 def blobs(samples: int = 1024, features: int = 16, classes: int = 4, seed: int = 0,
           spread: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Gaussian clusters, one per class, with centres drawn on a sphere of radius 3."""
+    _limits.check_data(False, samples, features)
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(classes, features))
     centres *= 3.0 / np.linalg.norm(centres, axis=1, keepdims=True)
@@ -42,6 +44,7 @@ def spirals(samples: int = 1024, features: int = 16, classes: int = 4, seed: int
             noise: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
     """Interleaved 2-D spiral arms (one per class) embedded in `features` dims by a fixed
     random rotation, so the first layer has to undo the embedding."""
+    _limits.check_data(False, samples, features)
     rng = np.random.default_rng(seed)
     y = rng.integers(0, classes, samples)
     radius = rng.uniform(0.1, 1.0, samples)

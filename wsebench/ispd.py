@@ -19,11 +19,20 @@ __all__ = ["read_kgraph", "write_solution", "solve", "validate", "format_solutio
 def read_kgraph(path) -> KGraph:
     """Read and parse a contest `.kgraph` file; errors name the file (and line)."""
     path = Path(path)
+    if path.exists() and not path.is_file():     # a FIFO or device would block the read forever
+        raise KGraphError(f"{path}: not a regular file; give the path of a .kgraph file")
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise KGraphError(f"{path}: not UTF-8 text ({err}); give a .kgraph text file") from None
     except OSError as err:
         raise KGraphError(f"{path}: cannot read: {err.strerror or err}") from None
-    return parse_kgraph(text, str(path))
+    graph = parse_kgraph(text, str(path))
+    loops = [e for e in graph.edges if e.src == e.dst]
+    if loops:
+        raise KGraphError(f"{path}:{loops[0].line}: edge from {loops[0].src!r} to itself; a "
+                          f"kernel cannot feed itself: remove the self-loop")
+    return graph
 
 
 def write_solution(solution, path) -> Path:

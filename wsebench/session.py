@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -14,17 +15,19 @@ from simulator.backend import get_backend
 from simulator.executor import unsupported_ops
 from simulator.ops import UnsupportedOpError as _KernelMissing
 from simulator.report import build_report
-from simulator.training import StepResult, Trainer
+from simulator.training import NONFINITE_POLICIES, StepResult, Trainer
 
 from . import checkpoint as _checkpoint
+from . import contracts as _contracts
 from . import sparsity as _sparsity
+from .errors import NonFiniteError, NonFiniteWarning, UserError
 from .metrics import accuracy
 from .report import Report
 from .sparsity import Sparsity
 from .sparsity_report import DensityProbe, tracked_tensors, tensor_rows, weight_rows
 
 
-class UnsupportedOpError(_KernelMissing):
+class UnsupportedOpError(UserError, _KernelMissing):
     """The model uses an ATen op the wafer has no kernel for; names the op and its module."""
 
     def __init__(self, op: str, module: str):
@@ -55,6 +58,10 @@ class Session:
     def __init__(self, plan: Plan, trainer: Trainer, model: torch.nn.Module, sparsity: Sparsity):
         self.plan, self._trainer, self._model, self.sparsity = plan, trainer, model, sparsity
         self.history = History()
+        self._saved_report = None      # the last step's report, for a session loaded from disk
+        self._forward = None           # its forward graph's signature (checkpoint.forward_signature)
+        self._config = None            # the run's config, for a session loaded from a config run
+        self._labels = _contracts.label_rule(plan.graph)
         self._tracked = tracked_tensors(plan)
         # counts the followed tensors' non-zeros on each step's own values (for the report)
         trainer.executor = DensityProbe(trainer.executor, trainer.context,
@@ -74,6 +81,17 @@ class Session:
             self._trainer.buffers[fqn] = xp.asarray(value)
 
     @property
+    def step_count(self) -> int:
+        """Optimizer updates applied so far (a step refused or skipped as non-finite applies none)."""
+        return self._trainer.step_count
+
+    def _forward_signature(self) -> str | None:
+        if self._forward is None and isinstance(self._model, torch.nn.Module):
+            graph = self.plan.graph
+            self._forward = _checkpoint.forward_signature(self._model, graph.type_of[graph.inputs[0]])
+        return self._forward
+
+    @property
     def backend(self) -> str:
         return self._trainer.backend.name
 
@@ -81,10 +99,26 @@ class Session:
         """One training step on the batch (x, y). `dropout_masks` (keep-masks in forward order)
         replaces the host's own draw, e.g. to replay the masks torch drew."""
         masks = None if dropout_masks is None else [_numpy(m) for m in dropout_masks]
+        x, y = _numpy(x), _numpy(y)
+        _contracts.check_batch(self.plan.graph, x, y, self._labels, self._trainer.step_count + 1)
         self._set_schedule()
-        result, _ = self._trainer.step(_numpy(x), _numpy(y), masks)
+        result, _ = self._trainer.step(x, y, masks)
+        if result.nonfinite is not None:
+            self._nonfinite(result)
         self.history.append(result)
         return result
+
+    def _nonfinite(self, result: StepResult) -> None:
+        """Say what the trainer's on_nonfinite policy did with a non-finite step."""
+        policy = self._trainer.on_nonfinite
+        what = f"step {result.step}: the {result.nonfinite} is not finite (NaN or inf)"
+        fix = ("clean the batch (e.g. torch.nan_to_num) or lower the learning rate / clip "
+               "gradients; compile(..., on_nonfinite='skip') drops such steps, 'warn' applies them")
+        if policy == "raise":
+            raise NonFiniteError(f"{what}; the step was not applied and the session is as before "
+                                 f"it. {fix}")
+        done = "the update was skipped" if policy == "skip" else "the update was applied"
+        warnings.warn(f"{what}; {done}", NonFiniteWarning, stacklevel=3)
 
     def train(self, batches: Iterable, steps: int | None = None, progress: bool = True) -> History:
         """Train on `batches` ((x, y) pairs) for `steps` steps or until they run out. An
@@ -128,12 +162,15 @@ class Session:
                 out[key] = value.detach().clone()
         return out
 
-    def save(self, path):
-        """Write a checkpoint (plan, parameters, optimizer state, step count, RNG state) to
-        `path`; `wb.load_session(path)` resumes it exactly. Returns the path."""
-        return _checkpoint.save_session(self, path)
+    def save(self, path, config: dict | None = None):
+        """Write a checkpoint (plan, parameters, optimizer state, step count, RNG state, last
+        report; `config`: the run's config) to `path`; `wb.load_session(path)` resumes it
+        exactly. Returns the path."""
+        return _checkpoint.save_session(self, path, config=config)
 
     def report(self) -> Report:
+        if self._trainer.last_timing is None and self._saved_report is not None:
+            return self._saved_report          # loaded from a checkpoint: its last step
         if self._trainer.last_timing is None:
             raise RuntimeError("no step has run yet: call session.step(x, y) or session.train(...) "
                                "before session.report()")
@@ -178,24 +215,39 @@ def _numpy(value) -> np.ndarray:
 def compile(model: torch.nn.Module, loss_fn: Callable, example: tuple, optimizer: Any,
             wafer: "str | Target" = "classroom", sparsity=None, mapping="auto", backend: str = "auto",
             seed: int = 0, capture_method: str = "auto", density: float = 1.0,
-            densities=None) -> Session:
+            densities=None, on_nonfinite: str = "raise") -> Session:
     """Capture, compile, map and place `model`'s training step; return a Session to train it.
 
     `densities="calibrate"` runs the step once on the example batch, measures each matmul
     kernel's operand densities, and sizes the kernels for the work they will really do (a
-    dict of kernel name -> (x density, dY density) gives them directly)."""
+    dict of kernel name -> (x density, dY density) gives them directly).
+    `on_nonfinite`: what a step whose input, loss, gradient or update is NaN/inf does:
+    "raise" (NonFiniteError naming the step and the tensor; the step is not applied),
+    "warn" (applied, with a NonFiniteWarning) or "skip" (not applied, with a warning)."""
     target = _wafer(wafer)
     sparsity = Sparsity.parse(sparsity)
-    if not isinstance(seed, int):
-        raise ConfigError(f"seed must be an integer, got {seed!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        raise ConfigError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+    if on_nonfinite not in NONFINITE_POLICIES:
+        raise ConfigError(f"on_nonfinite must be one of {', '.join(NONFINITE_POLICIES)}, got "
+                          f"{on_nonfinite!r}")
+    _contracts.check_example(example)
+    _contracts.check_optimizer_covers(model, optimizer)
+    if isinstance(optimizer, torch.optim.Optimizer) and len(optimizer.param_groups) == 1:
+        _contracts.check_hyperparameters(optimizer.param_groups[0])
     spec = optimizer_spec(optimizer)
-    chosen = get_backend(backend)
+    chosen = _backend(backend)
     if sparsity.relu or sparsity.drop:
         applied = _sparsity.apply(model, sparsity)   # what the wafer trains; the original stays as is
         loss_fn = _follow(loss_fn, model, applied)
         model = applied
-    graph = run_pipeline(capture(model, loss_fn, example, method=capture_method))
+    with _contracts.capturing(example):
+        graph = run_pipeline(capture(model, loss_fn, example, method=capture_method))
     _refuse_unsupported(graph, model, loss_fn, example)
+    labels = _contracts.label_rule(graph)
+    _contracts.check_classes(labels)
+    if labels is not None:
+        labels.check(_numpy(example[1]), "example batch")
     if densities not in (None, "calibrate") and not isinstance(densities, dict):
         raise ConfigError(f"densities must be None, 'calibrate' or a dict of kernel name -> "
                           f"(x density, dY density), got {densities!r}")
@@ -204,12 +256,12 @@ def compile(model: torch.nn.Module, loss_fn: Callable, example: tuple, optimizer
                         harvest=sparsity.harvest)
     params = {k: v.detach().cpu().numpy().copy() for k, v in model.named_parameters()}
     buffers = {k: v.detach().cpu().numpy().copy() for k, v in model.named_buffers()}
-    trainer = _trainer(plan, params, buffers, chosen, sparsity, seed)
+    trainer = _trainer(plan, params, buffers, chosen, sparsity, seed, on_nonfinite)
     if densities == "calibrate":
         measured = trainer.calibrate_densities(_numpy(example[0]), _numpy(example[1]))
         plan = compile_plan(graph, target, spec, mapping=mapping, density=density, densities=measured,
                             harvest=sparsity.harvest)
-        trainer = _trainer(plan, params, buffers, chosen, sparsity, seed)
+        trainer = _trainer(plan, params, buffers, chosen, sparsity, seed, on_nonfinite)
     return Session(plan, trainer, model, sparsity)
 
 
@@ -226,6 +278,8 @@ def load_session(path, model=None, backend: str | None = None) -> Session:
     saved = _checkpoint.restore(path, module, graph, backend)
     session = Session(saved["plan"], saved["trainer"], saved["model"], saved["sparsity"])
     session.history = History(saved["history"])
+    session._saved_report, session._forward = saved["report"], saved["forward"]
+    session._config = saved["config"]
     return session
 
 
@@ -238,12 +292,24 @@ def _follow(loss_fn, original, applied):
     return loss_fn
 
 
-def _trainer(plan, params, buffers, backend, sparsity: Sparsity, seed: int) -> Trainer:
+def _trainer(plan, params, buffers, backend, sparsity: Sparsity, seed: int,
+             on_nonfinite: str) -> Trainer:
     masks = _sparsity.weight_sparsity(sparsity.weights)
     if masks is None:
-        return Trainer(plan, params, buffers, backend, harvest=sparsity.harvest, seed=seed)
+        return Trainer(plan, params, buffers, backend, harvest=sparsity.harvest, seed=seed,
+                       on_nonfinite=on_nonfinite)
     return Trainer(plan, params, buffers, backend, harvest=sparsity.harvest, seed=seed,
-                   weight_sparsity=masks)
+                   weight_sparsity=masks, on_nonfinite=on_nonfinite)
+
+
+def _backend(name):
+    """The array backend; one that cannot run here (CuPy without a GPU) is a ConfigError."""
+    if not isinstance(name, str):
+        raise ConfigError(f"backend must be 'auto', 'numpy' or 'cupy', got {name!r}")
+    try:
+        return get_backend(name)
+    except (RuntimeError, ImportError, OSError) as err:
+        raise ConfigError(f"backend {name!r}: {' '.join(str(err).split())}") from None
 
 
 def _refuse_unsupported(graph, model, loss_fn, example) -> None:

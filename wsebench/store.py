@@ -7,9 +7,11 @@
 The file name is the experiment's key: a hash of its full config, seed included (`config_key`),
 so a re-run finds the points it already has and two runs that differ in anything, their seed
 included, never share an entry. Both files are written atomically (a temporary file in the same
-folder, then `os.replace`): the .npz first, then the JSON, which records the .npz's SHA-256. An
+folder, then `os.replace`): the .npz first, then the JSON, which records the .npz's SHA-256,
+both under the store's lock, so they come from one writer even when sweeps share the store
+(`wsebench.store_claims`: claims, the lock, the clean-up of what a crashed writer left). An
 entry exists once its JSON does, so a sweep killed at any moment leaves only complete entries
-(and perhaps an orphan .npz or temporary file, which readers ignore and the re-run replaces).
+(and perhaps an orphan .npz or temporary file, which readers ignore and the next sweep removes).
 
 `load_results(path)` reads every entry back into a `Results` table. A damaged entry (truncated
 or corrupted JSON, a missing or altered .npz, an unknown format) is listed in `results.errors`
@@ -27,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import UserError
+
 FORMAT = 1
 KIND = "wsebench-result"
 LIST_COLUMNS = ("losses", "cycles")
@@ -34,7 +38,7 @@ _REQUIRED = ("format", "kind", "key", "config", "seed", "point", "versions", "hi
              "arrays")
 
 
-class StoreEntryError(ValueError):
+class StoreEntryError(UserError, ValueError):
     """A stored entry that cannot be read; `file` is its file name, and the message starts with it."""
 
     def __init__(self, file: str, problem: str):
@@ -71,7 +75,8 @@ def config_key(config: dict) -> str:
 def atomic_write(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that `path` is either absent, the old file, or all of `data`."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # the writer's pid in the name lets a clean-up tell a crashed writer's file from a live one's
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), 0o644)      # mkstemp's 0600 would hide results from a team
@@ -97,10 +102,16 @@ class Store:
     """A folder of finished experiments (created if missing)."""
 
     def __init__(self, path):
+        from compiler import ConfigError
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
-            raise NotADirectoryError(f"results store {str(self.path)!r} is a file, not a folder")
-        self.path.mkdir(parents=True, exist_ok=True)
+            raise ConfigError(f"results store {str(self.path)!r} is a file, not a folder; give "
+                              f"a folder path")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"results store {str(self.path)!r} cannot be created: "
+                              f"{err.strerror or err}; give a folder you can write to") from None
 
     def json_path(self, key: str) -> Path:
         return self.path / f"{key}.json"
@@ -110,12 +121,15 @@ class Store:
 
     def put(self, record: dict, arrays: dict) -> Path:
         """Store one finished experiment atomically; returns the JSON's path."""
+        from .store_claims import locked
         key = record["key"]
         blob = _npz_bytes(arrays)
-        atomic_write(self.npz_path(key), blob)
         record = {**record, "arrays": {"file": self.npz_path(key).name, "names": sorted(arrays),
                                        "sha256": hashlib.sha256(blob).hexdigest()}}
-        atomic_write(self.json_path(key), dumps(record, indent=1).encode())
+        text = dumps(record, indent=1).encode()
+        with locked(self.path):         # the .npz and the JSON of one entry from one writer
+            atomic_write(self.npz_path(key), blob)
+            atomic_write(self.json_path(key), text)
         return self.json_path(key)
 
     def keys(self) -> list[str]:

@@ -16,7 +16,12 @@ across points, e.g. to compare harvesting on and off). A point's store key is th
 full config, seed included, so nothing stochastic is reused because its arguments look alike.
 Each finished point is written to the store by this process (workers need no shared disk) as
 soon as it arrives, so an interrupted sweep keeps every point it finished, and a re-run with the
-same store runs only the points that are missing.
+same store runs only the points that are missing. Sweeps that share a store claim each point
+before running it (`wsebench.store_claims`), so two at once run every point once between them:
+a point another live sweep holds is waited for and read from the store when it lands.
+
+The config and the grid are checked before anything is expanded: their size (a YAML alias
+bomb is small on disk and huge once copied), the number of points, and every point's config.
 """
 from __future__ import annotations
 
@@ -32,18 +37,24 @@ import threading
 import time
 import warnings
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, CancelledError, Executor, Future, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Executor, wait
 from dataclasses import asdict, dataclass
 
 from compiler import ConfigError
 
+from .errors import UserError
+from . import store_claims as claims
+from .limits import check_config_size
 from .store import KIND, FORMAT, Results, Store, StoreEntryError, canonical, config_key, dumps, row_of
+from .sweep_pool import InlineExecutor, default_workers, process_pool, stop_pool  # noqa: F401
 
 SEED_MODES = ("derived", "base")
+MAX_POINTS = 10_000            # points (grid points x repeats) one sweep may hold
+POLL_SECONDS = 0.5             # how often a sweep looks for points another sweep runs
 ERROR_MODES = ("record", "raise")
 
 
-class SweepError(RuntimeError):
+class SweepError(UserError, RuntimeError):
     """A point of a sweep failed and the sweep was asked to stop (errors="raise")."""
 
 
@@ -66,6 +77,7 @@ def expand_grid(grid: dict | None) -> list[dict]:
     if not isinstance(grid, dict):
         raise ConfigError(f"a grid must be a mapping of dotted config keys to lists of values, "
                           f"got {type(grid).__name__}")
+    check_config_size(grid, "the grid")
     for key, values in grid.items():
         if not isinstance(key, str) or not key:
             raise ConfigError(f"grid keys must be dotted config keys like 'model.hidden', got {key!r}")
@@ -76,6 +88,12 @@ def expand_grid(grid: dict | None) -> list[dict]:
             raise ConfigError(f"grid[{key!r}] repeats a value ({list(values)!r}); use repeats=N "
                               "for several runs of one point")
     keys = list(grid)
+    count = 1
+    for k in keys:
+        count *= len(grid[k])
+    if count > MAX_POINTS:
+        raise ConfigError(f"the grid has {count:,} points, more than the {MAX_POINTS:,} one sweep "
+                          f"may hold; split it into several sweeps")
     return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
 
 
@@ -115,12 +133,16 @@ def plan_points(base_config: dict | None, grid: dict | None, repeats: int = 1,
     """Every point of the sweep with its full config, seed and key; checks every config."""
     from .config import default_config, validate
     base = default_config() if base_config is None else base_config
+    check_config_size(base, "the base config")     # before anything copies it
     base = validate(canonical(base))
     if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
         raise ConfigError(f"repeats must be an integer >= 1, got {repeats!r}")
     if seeds not in SEED_MODES:
         raise ConfigError(f"seeds must be one of {', '.join(SEED_MODES)}, got {seeds!r}")
     grid_points = expand_grid(grid)
+    if len(grid_points) * repeats > MAX_POINTS:
+        raise ConfigError(f"{len(grid_points):,} grid points x {repeats} repeats is more than the "
+                          f"{MAX_POINTS:,} points one sweep may hold; split the sweep")
     if repeats > 1 and (seeds == "base" or "seed" in grid_points[0]):
         raise ConfigError("repeats > 1 needs a seed per repeat: leave 'seed' out of the grid "
                           "and use seeds='derived'")
@@ -205,58 +227,6 @@ def run_point(config: dict) -> dict:
 
 # ----------------------------------------------------------------------------- executors
 
-class InlineExecutor(Executor):
-    """Runs each call in this process as it is submitted: for debugging and tiny sweeps."""
-    max_in_flight = 1
-
-    def submit(self, fn, /, *args, **kwargs) -> Future:
-        future = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except Exception as err:  # noqa: BLE001 - delivered through the future
-            future.set_exception(err)
-        return future
-
-
-def default_workers() -> int:
-    return max(1, os.cpu_count() or 1)
-
-
-def _watch_parent(ppid: int) -> None:
-    while True:
-        time.sleep(0.5)
-        if os.getppid() != ppid:      # the sweep's process died: do not run on as an orphan
-            os._exit(1)
-
-
-def _worker_init() -> None:
-    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
-    import torch
-    torch.set_num_threads(1)          # one worker per core
-
-
-def process_pool(workers: int):
-    """A process pool whose workers start fresh ("spawn": torch is loaded here) and exit when
-    this process dies."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_worker_init)
-
-
-def _stop_pool(pool, now: bool) -> None:
-    if not now:
-        pool.shutdown(wait=True)
-        return
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for proc in processes:
-        if proc.is_alive():
-            proc.terminate()
-    for proc in processes:
-        proc.join(timeout=5)
-
-
 # ----------------------------------------------------------------------------- the sweep
 
 def sweep(base_config: dict | None = None, grid: dict | None = None, executor: Executor | None = None,
@@ -278,8 +248,10 @@ def sweep(base_config: dict | None = None, grid: dict | None = None, executor: E
     points = plan_points(base_config, grid, repeats, seeds)
     db = None if store is None else Store(store)
     table = Results(store=None if db is None else db.path)
-    rows, todo = {}, []
-    notes = []
+    rows, notes = {}, []
+    if db is not None:
+        notes += [f"sweep: removed {name}, left by a crashed writer" for name in claims.clean_stale(db.path)]
+    todo = []
     for p in points:
         found = _stored(db, p, notes)
         if found is not None:
@@ -291,37 +263,13 @@ def sweep(base_config: dict | None = None, grid: dict | None = None, executor: E
     bar = tqdm(total=len(points), initial=len(rows), desc="sweep", unit="run", disable=not progress)
     for note in notes:
         bar.write(note, file=sys.stderr)
+    run = _Run(db, todo, table, rows, bar, errors)
     own = executor is None and bool(todo)
     if own:
         executor = process_pool(min(workers or default_workers(), len(todo)))
-    queue, pending = deque(todo), {}
-    limit = getattr(executor, "max_in_flight", None) or len(todo) or 1
     clean = False
     try:
-        while queue or pending:
-            while queue and len(pending) < limit:
-                p = queue.popleft()
-                pending[executor.submit(run_point, p.config)] = p
-            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-            for fut in done:
-                p = pending.pop(fut)
-                out = _outcome(fut)
-                if "error" in out:
-                    table.errors.append({"point": p.values, "key": p.key, "seed": p.seed,
-                                         "error": out["error"], "traceback": out.get("traceback")})
-                    bar.write(f"sweep: point {dumps(p.values)} failed: {out['error']}",
-                              file=sys.stderr)
-                    if errors == "raise":
-                        raise SweepError(f"point {dumps(p.values)} failed: {out['error']}")
-                else:
-                    record = _finish_record(out["record"], p)
-                    if db is not None:
-                        db.put(record, out["arrays"])
-                    rows[p.index] = row_of(record)
-                    if db is None:                  # with a store, arrays are read from disk
-                        table._arrays[p.key] = out["arrays"]
-                    table.ran.append(p.key)
-                bar.update(1)
+        run.loop(executor)
         clean = True
     except KeyboardInterrupt:
         table.interrupted = True
@@ -329,16 +277,100 @@ def sweep(base_config: dict | None = None, grid: dict | None = None, executor: E
         bar.write(f"sweep interrupted: {len(rows)} of {len(points)} points finished{where}",
                   file=sys.stderr)
     finally:
-        for fut in pending:
-            fut.cancel()
+        run.abandon()
         bar.close()
         if own:
-            _stop_pool(executor, now=not clean)
+            stop_pool(executor, now=not clean)
     table.extend(rows[i] for i in sorted(rows))
     if table.errors and progress:
         print(f"sweep: {len(table.errors)} of {len(points)} points failed; see results.errors",
               file=sys.stderr)
     return table
+
+
+class _Run:
+    """The points of one sweep in flight: claimed and queued, submitted, or waited for (held by
+    another sweep on the same store)."""
+
+    def __init__(self, db, todo, table, rows, bar, errors):
+        self.db, self.table, self.rows, self.bar, self.errors = db, table, rows, bar, errors
+        self.queue, self.waiting, self.pending, self.claimed = deque(todo), [], {}, set()
+
+    def _claim(self, p: Point) -> bool:
+        """Claim `p` just before it runs (not all at the start: sweeps sharing a store then
+        take turns); a point another sweep holds is waited for."""
+        if self.db is None:
+            return True
+        if p.key in self.claimed or claims.try_claim(self.db.path, p.key):
+            self.claimed.add(p.key)
+            return True
+        self.waiting.append(p)
+        return False
+
+    def loop(self, executor) -> None:
+        limit = getattr(executor, "max_in_flight", None) or len(self.queue) or 1
+        while self.queue or self.pending or self.waiting:
+            while self.queue and len(self.pending) < limit:
+                p = self.queue.popleft()
+                if self._claim(p):
+                    self.pending[executor.submit(run_point, p.config)] = p
+            if self.pending:
+                done, _ = wait(list(self.pending), timeout=POLL_SECONDS if self.waiting else None,
+                               return_when=FIRST_COMPLETED)
+            else:
+                done = ()
+                time.sleep(POLL_SECONDS)
+            for fut in done:
+                self._finish(self.pending.pop(fut), _outcome(fut))
+            self._look_at_waiting()
+
+    def _finish(self, p: Point, out: dict) -> None:
+        if "error" in out:
+            self.table.errors.append({"point": p.values, "key": p.key, "seed": p.seed,
+                                      "error": out["error"], "traceback": out.get("traceback")})
+            self.bar.write(f"sweep: point {dumps(p.values)} failed: {out['error']}", file=sys.stderr)
+            if self.errors == "raise":
+                raise SweepError(f"point {dumps(p.values)} failed: {out['error']}")
+        else:
+            record = _finish_record(out["record"], p)
+            if self.db is not None:
+                self.db.put(record, out["arrays"])
+            self.rows[p.index] = row_of(record)
+            if self.db is None:                  # with a store, arrays are read from disk
+                self.table._arrays[p.key] = out["arrays"]
+            self.table.ran.append(p.key)
+        self._release(p.key)
+        self.bar.update(1)
+
+    def _look_at_waiting(self) -> None:
+        """A point another sweep held: read it once it is stored, or take it over if that
+        sweep died."""
+        if self.db is not None and self.claimed:
+            claims.touch(self.db.path, self.claimed)
+        for p in list(self.waiting):
+            found = _stored(self.db, p, [])
+            if found is not None:
+                self.waiting.remove(p)
+                self.rows[p.index] = found
+                self.table.skipped.append(p.key)
+                self.bar.update(1)
+            elif claims.try_claim(self.db.path, p.key):
+                self.waiting.remove(p)
+                self.claimed.add(p.key)
+                self.queue.append(p)
+
+    def _release(self, key: str) -> None:
+        if self.db is not None and key in self.claimed:
+            self.claimed.discard(key)
+            claims.release(self.db.path, [key])
+
+    def abandon(self) -> None:
+        """Cancel what has not run and drop this sweep's claims, so another sweep can take them."""
+        for fut in self.pending:
+            fut.cancel()
+        if self.db is not None and self.claimed:
+            claims.release(self.db.path, list(self.claimed))
+            self.claimed.clear()
 
 
 def _stored(db: Store | None, p: Point, notes: list) -> dict | None:

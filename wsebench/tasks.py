@@ -88,6 +88,14 @@ def _lengths_range(min_len, max_len) -> tuple[int, int]:
     return min_len, max_len
 
 
+def _samples(samples, max_len: int) -> int:
+    """`samples` checked, and refused before allocation when they cannot fit in memory."""
+    from .limits import check_data
+    samples = _int("samples", samples)
+    check_data(True, samples, max_len=max_len)
+    return samples
+
+
 def _positive_float(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
             math.isfinite(value) and value > 0):
@@ -99,8 +107,8 @@ def _positive_float(name: str, value) -> float:
 
 def parity(samples: int = 512, min_len: int = 1, max_len: int = 16, seed: int = 0) -> SequenceTask:
     """Bits as tokens 1 (a zero) and 2 (a one); the label is the number of ones mod 2."""
-    samples = _int("samples", samples)
     min_len, max_len = _lengths_range(min_len, max_len)
+    samples = _samples(samples, max_len)
     rng = np.random.default_rng(seed)
     out = []
     for length in rng.integers(min_len, max_len + 1, samples):
@@ -110,8 +118,9 @@ def parity(samples: int = 512, min_len: int = 1, max_len: int = 16, seed: int = 
 
 
 def _symbol_task(name: str, samples, min_len, max_len, symbols, seed, reverse: bool) -> SequenceTask:
-    samples, symbols = _int("samples", samples), _int("symbols", symbols, 2)
+    symbols = _int("symbols", symbols, 2)
     min_len, max_len = _lengths_range(min_len, max_len)
+    samples = _samples(samples, max_len)
     rng = np.random.default_rng(seed)
     out = []
     for length in rng.integers(min_len, max_len + 1, samples):
@@ -169,6 +178,7 @@ def longtail(samples: int = 1024, min_len: int = 2, max_len: int = 64, classes: 
     if isinstance(signal, bool) or not isinstance(signal, (int, float)) or not 0 <= signal <= 1:
         raise ConfigError(f"signal must be a probability in [0, 1], got {signal!r}")
     pmf = length_pmf(min_len, max_len, distribution, median, sigma, exponent)
+    _samples(samples, max_len)
     rng = np.random.default_rng(seed)
     group = np.arange(symbols) * classes // symbols            # symbol -> its class group
     members = [np.flatnonzero(group == c) for c in range(classes)]

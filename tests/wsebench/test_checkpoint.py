@@ -129,6 +129,7 @@ def _rewrite(path, out, meta_changes=None, drop=()):
         arrays = {k: z[k] for k in z.files}
     meta = json.loads(arrays.pop("__meta__").tobytes())
     meta.update(meta_changes or {})
+    meta["meta_sha256"] = ck.meta_digest(meta)     # a consistent file, as another writer made it
     for name in drop:
         arrays.pop(name)
     buf = io.BytesIO()
