@@ -60,6 +60,11 @@ SCHEDULERS = [  # optimizer, scheduler, tolerance
      lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=5, gamma=0.3), SGD_TOLERANCE),
     (lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=0.1),
      lambda o: torch.optim.lr_scheduler.LambdaLR(o, warmup_cosine), ADAM_TOLERANCE),
+    # OneCycleLR also cycles momentum / beta1 and keeps its own keys in the group
+    (lambda p: torch.optim.AdamW(p, lr=1e-2),
+     lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=2e-2, total_steps=STEPS), ADAM_TOLERANCE),
+    (lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
+     lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.2, total_steps=STEPS), SGD_TOLERANCE),
 ]
 
 
@@ -125,17 +130,19 @@ def configure_optimizers(model, weight_decay=0.1, lr=6e-3, betas=(0.9, 0.95)):
     return torch.optim.AdamW(groups, lr=lr, betas=betas)
 
 
-def test_nanogpt_two_group_adamw_trains_equal_to_torch():
+def test_nanogpt_two_group_adamw_with_warmup_cosine_trains_equal_to_torch():
     model = gpt(block_size=LENGTH, vocab_size=VOCAB, bias=False)
     batches = token_batches(VOCAB, BATCH, LENGTH)
     eager = copy.deepcopy(model)
     eager_opt = configure_optimizers(eager)
-    eager_train(eager, lm_loss, eager_opt, batches)
+    eager_train(eager, lm_loss, eager_opt, batches,
+                torch.optim.lr_scheduler.LambdaLR(eager_opt, warmup_cosine))
     optimizer = configure_optimizers(model)
     assert [g["weight_decay"] for g in optimizer.param_groups] == [0.1, 0.0]
     session = wb.compile(model, lm_loss, batches[0], optimizer, backend="numpy", capture_method="auto")
     initial = parameters_of(model)
-    session.train(batches, progress=False)
+    session.train(batches, progress=False,
+                  scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine))
     assert_same_parameters(session, eager, ADAM_TOLERANCE)
     assert_trained(session, initial)
 
