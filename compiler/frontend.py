@@ -393,17 +393,30 @@ def module_of_ops(model: nn.Module, loss_fn: Callable, example: tuple) -> dict[s
 
 
 def optimizer_spec(optimizer: Any) -> OptimizerSpec:
-    """Read a torch.optim SGD/Adam/AdamW instance into an OptimizerSpec, refusing what we lack."""
+    """The spec of a torch.optim SGD/Adam/AdamW instance's first param group (the one the cost
+    model prices), after checking every group (`optimizer_specs`)."""
+    return optimizer_specs(optimizer)[0]
+
+
+def optimizer_specs(optimizer: Any) -> list[OptimizerSpec]:
+    """One OptimizerSpec per param group of a torch.optim SGD/Adam/AdamW instance, read from the
+    groups as they are now (a scheduler's current lr included), refusing what we lack."""
     from .optim_spec import from_hyperparameters
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise ConfigError(f"optimizer must be a torch.optim.SGD, Adam or AdamW instance, got "
                           f"{type(optimizer).__name__}")
-    if len(optimizer.param_groups) != 1:
-        raise ConfigError("optimizers with several param_groups are not supported; use one group")
     kind = {torch.optim.SGD: "sgd", torch.optim.Adam: "adam", torch.optim.AdamW: "adamw"}.get(
         type(optimizer))
     if kind is None:
         raise ConfigError(f"unsupported optimizer {type(optimizer).__name__}; allowed: SGD, Adam, AdamW")
-    group = dict(optimizer.param_groups[0])
-    group["lr"] = float(group["lr"])
-    return from_hyperparameters(kind, group)
+    specs = []
+    for i, group in enumerate(optimizer.param_groups):
+        group = dict(group)
+        if isinstance(group.get("lr"), torch.Tensor) and group["lr"].numel() == 1:
+            group["lr"] = float(group["lr"])
+        try:
+            specs.append(from_hyperparameters(kind, group))
+        except ConfigError as err:
+            where = f"param group {i}: " if len(optimizer.param_groups) > 1 else ""
+            raise ConfigError(f"{where}{err}") from None
+    return specs

@@ -19,7 +19,11 @@ _UNSUPPORTED_DEFAULTS = {
     "adamw": {"amsgrad": False, "maximize": False, "capturable": False, "differentiable": False},
 }
 _DECOUPLED = "decoupled_weight_decay"  # torch's AdamW is Adam with this set
-_IGNORED = {"params", "foreach", "fused", "differentiable", "capturable", "initial_lr"}
+# foreach gives the same float32 results as the single-tensor loop on CPU, fused differs within
+# rounding. The rest is torch.optim.lr_scheduler's bookkeeping: from it the scheduler writes
+# lr, momentum and betas into the group, and those are what we read.
+_SCHEDULER_KEYS = {"initial_lr", "max_lr", "min_lr", "base_momentum", "max_momentum"}
+_IGNORED = {"params", "foreach", "fused", "differentiable", "capturable"} | _SCHEDULER_KEYS
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from simulator.ops import add_scaled, fma, lerp
 
 KINDS = ("sgd", "adam", "adamw")
@@ -122,3 +124,25 @@ def mask_state(xp, state: dict[str, Any], keep) -> dict[str, Any]:
     A momentum buffer not created yet (None) stays None."""
     return {slot: None if value is None else xp.where(keep, value, xp.zeros((), dtype=value.dtype))
             for slot, value in state.items()}
+
+
+# torch.nn.utils.clip_grad_norm_ adds this to the total norm so a zero gradient divides safely.
+_CLIP_EPS = 1e-6
+
+
+def clip_grad_norm(xp, grads: dict[str, Any], max_norm: float) -> dict[str, Any]:
+    """``grads`` scaled as torch.nn.utils.clip_grad_norm_(params, max_norm) scales them: the
+    2-norm of all gradients together, ``coef = max_norm / (total + 1e-6)`` clamped to 1, every
+    gradient multiplied by it (also when it is 1, as torch does). Norms accumulate in float64
+    and round to float32, as torch's CPU norm (acc_type double) does; a non-finite total
+    makes every gradient non-finite, as in torch (error_if_nonfinite=False)."""
+    norms = [xp.sqrt(xp.sum(xp.square(g.astype(xp.float64)))).astype(g.dtype) for g in grads.values()]
+    if not norms:
+        return dict(grads)
+    stacked = xp.stack(norms).astype(xp.float64)
+    dtype = norms[0].dtype
+    total = xp.sqrt(xp.sum(stacked * stacked)).astype(dtype)
+    coef = dtype.type(max_norm) / (total + dtype.type(_CLIP_EPS))
+    coef = xp.minimum(coef, dtype.type(1.0))
+    with np.errstate(invalid="ignore", over="ignore"):   # inf * 0 = NaN is torch's answer too;
+        return {fqn: g * coef.astype(g.dtype) for fqn, g in grads.items()}  # the step reports it

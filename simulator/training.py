@@ -69,12 +69,15 @@ class Trainer:
                  backend: Backend, harvest: bool = True, seed: int = 0,
                  weight_sparsity: WeightSparsity | None = None,
                  weight_sparsity_state: tuple[dict, dict] | None = None,
-                 on_nonfinite: str = "raise"):
+                 on_nonfinite: str = "raise", clip_grad_norm: float | None = None):
         """`weight_sparsity_state`: what `weight_sparsity_state()` returned for a checkpoint;
         the masks, targets and RNG resume from it instead of drawing initial masks.
         `on_nonfinite`: a step with a non-finite input, loss, gradient or update is applied
         only under "warn"; under "raise" the trainer is left as before the step (RNG included),
-        under "skip" the update is dropped. Its StepResult names the tensor (`nonfinite`)."""
+        under "skip" the update is dropped. Its StepResult names the tensor (`nonfinite`).
+        `clip_grad_norm`: scale the gradients as torch.nn.utils.clip_grad_norm_(params, it)
+        before every update (None: no clipping). Every parameter trains with `plan.optimizer`
+        until `set_hyperparameters` gives per-group specs (param groups, an lr scheduler)."""
         if on_nonfinite not in NONFINITE_POLICIES:
             raise ValueError(f"on_nonfinite must be one of {', '.join(NONFINITE_POLICIES)}, "
                              f"got {on_nonfinite!r}")
@@ -85,6 +88,8 @@ class Trainer:
         self.executor = Executor(plan.graph, xp)
         self.params = {fqn: xp.asarray(v) for fqn, v in params.items()}
         self.buffers = {fqn: xp.asarray(v) for fqn, v in buffers.items()}
+        self.clip_grad_norm = clip_grad_norm
+        self.group_specs, self.group_of = [plan.optimizer], {}
         self.opt_state = {fqn: optim.init_state(xp, plan.optimizer, p) for fqn, p in self.params.items()}
         self.step_count = 0
         self.rng = np.random.default_rng(seed)
@@ -100,6 +105,27 @@ class Trainer:
         elif weight_sparsity_state is not None:
             raise ValueError("weight_sparsity_state needs weight_sparsity: pass "
                              "weight_sparsity=WeightSparsity.from_dict(state[0]['config'])")
+
+    def set_hyperparameters(self, group_specs: list, group_of: dict[str, int]) -> None:
+        """The optimizer spec of each param group and each parameter's group, in force from
+        the next step on (torch reads its param_groups on every step, so a scheduler's or the
+        user's new lr counts from the next update). The kind cannot change: the state is its."""
+        kinds = {spec.kind for spec in group_specs}
+        if kinds != {self.plan.optimizer.kind}:
+            raise ValueError(f"optimizer kinds {sorted(kinds)} differ from the plan's "
+                             f"{self.plan.optimizer.kind!r}; recompile to change optimizer")
+        unknown = [fqn for fqn, i in group_of.items() if fqn not in self.params or
+                   not 0 <= i < len(group_specs)]
+        if unknown:
+            raise ValueError(f"group_of names unknown parameters or groups: {unknown[:3]}")
+        for fqn, i in group_of.items():
+            if not self.opt_state[fqn]:      # e.g. SGD momentum turned on: state starts now
+                self.opt_state[fqn] = optim.init_state(self.xp, group_specs[i], self.params[fqn])
+        self.group_specs, self.group_of = list(group_specs), dict(group_of)
+
+    def spec_of(self, fqn: str):
+        """The optimizer spec the parameter `fqn` updates with."""
+        return self.group_specs[self.group_of.get(fqn, 0)]
 
     @property
     def weight_masks(self) -> dict:
@@ -157,9 +183,12 @@ class Trainer:
         # timed first, while the step's tensors are fresh, with the masks it computed with
         used = self.weight_masks if self._sparse is not None else None
         timing = measure_step(self.context, self.xp, env, self.harvest, weight_masks=used)
-        updated = {fqn: optim.update(self.xp, self.plan.optimizer, self.params[fqn], env[grad_name],
+        grads = {fqn: env[grad_name] for fqn, grad_name in self.plan.graph.grads}
+        if self.clip_grad_norm is not None:
+            grads = optim.clip_grad_norm(self.xp, grads, self.clip_grad_norm)
+        updated = {fqn: optim.update(self.xp, self.spec_of(fqn), self.params[fqn], grad,
                                      self.opt_state[fqn], self.step_count + 1)
-                   for fqn, grad_name in self.plan.graph.grads}
+                   for fqn, grad in grads.items()}
         problem = first_nonfinite(self.xp, self.plan.graph, env, updated)
         loss = float(to_numpy(env[self.plan.graph.loss]))
         if problem is not None and self.on_nonfinite != "warn":

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from compiler import ConfigError, Plan, Target, compile_plan, wafer as _wafer
-from compiler.frontend import capture, module_of_ops, optimizer_spec
+from compiler.frontend import capture, module_of_ops, optimizer_spec, optimizer_specs
 from compiler.passes import run_pipeline
 from simulator.backend import get_backend
 from simulator.executor import unsupported_ops
@@ -61,6 +61,7 @@ class Session:
         self._saved_report = None      # the last step's report, for a session loaded from disk
         self._forward = None           # its forward graph's signature (checkpoint.forward_signature)
         self._config = None            # the run's config, for a session loaded from a config run
+        self._optimizer, self._group_of = None, {}   # the torch optimizer whose groups it follows
         self._labels = _contracts.label_rule(plan.graph)
         self._tracked = tracked_tensors(plan)
         # counts the followed tensors' non-zeros on each step's own values (for the report)
@@ -102,11 +103,29 @@ class Session:
         x, y = _numpy(x), _numpy(y)
         _contracts.check_batch(self.plan.graph, x, y, self._labels, self._trainer.step_count + 1)
         self._set_schedule()
+        self._read_param_groups()
         result, _ = self._trainer.step(x, y, masks)
+        if self._optimizer is not None:
+            # what torch's optimizer.step() marks: the wafer stepped it, so a scheduler stepped
+            # after this step is in torch's order and must not warn that it came first
+            self._optimizer._opt_called = True
         if result.nonfinite is not None:
             self._nonfinite(result)
         self.history.append(result)
         return result
+
+    def _read_param_groups(self) -> None:
+        """Each param group's hyperparameters as they are now, for the coming update: torch
+        reads them on every step, so a scheduler's or the user's change of lr counts."""
+        if self._optimizer is None:
+            return
+        groups = self._optimizer.param_groups
+        if len(groups) != 1 + max(self._group_of.values(), default=0):
+            raise ConfigError(f"the optimizer has {len(groups)} param groups, but the session was "
+                              "compiled with another number; recompile after add_param_group")
+        for i, group in enumerate(groups):
+            _contracts.check_hyperparameters(group, f"optimizer param group {i}")
+        self._trainer.set_hyperparameters(optimizer_specs(self._optimizer), self._group_of)
 
     def _nonfinite(self, result: StepResult) -> None:
         """Say what the trainer's on_nonfinite policy did with a non-finite step."""
@@ -120,12 +139,16 @@ class Session:
         done = "the update was skipped" if policy == "skip" else "the update was applied"
         warnings.warn(f"{what}; {done}", NonFiniteWarning, stacklevel=3)
 
-    def train(self, batches: Iterable, steps: int | None = None, progress: bool = True) -> History:
+    def train(self, batches: Iterable, steps: int | None = None, progress: bool = True,
+              scheduler=None) -> History:
         """Train on `batches` ((x, y) pairs) for `steps` steps or until they run out. An
-        interrupted run (Ctrl-C, or an error in the data) keeps every step it finished."""
+        interrupted run (Ctrl-C, or an error in the data) keeps every step it finished.
+        `scheduler`: a torch.optim.lr_scheduler over the compiled optimizer, stepped after
+        every step as a torch loop steps it (ReduceLROnPlateau with the step's loss)."""
         from tqdm.auto import tqdm
         if steps is not None and (not isinstance(steps, int) or steps < 0):
             raise ConfigError(f"steps must be a non-negative integer or None, got {steps!r}")
+        self._check_scheduler(scheduler)
         done = History()
         bar = tqdm(total=steps, disable=not progress, desc="training on the wafer", unit="step")
         try:
@@ -133,6 +156,9 @@ class Session:
                 if steps is not None and i >= steps:
                     break
                 done.append(self.step(x, y))
+                if scheduler is not None:
+                    plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+                    scheduler.step(done[-1].loss) if plateau else scheduler.step()
                 bar.update(1)
                 bar.set_postfix(loss=f"{done[-1].loss:.4f}")
         except KeyboardInterrupt:
@@ -140,6 +166,17 @@ class Session:
         finally:
             bar.close()
         return done
+
+    def _check_scheduler(self, scheduler) -> None:
+        kinds = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        if scheduler is None:
+            return
+        if not isinstance(scheduler, kinds):
+            raise ConfigError(f"scheduler must be a torch.optim.lr_scheduler instance, got "
+                              f"{type(scheduler).__name__}")
+        if self._optimizer is None or scheduler.optimizer is not self._optimizer:
+            raise ConfigError("the scheduler must be built over the optimizer given to "
+                              "wb.compile; the session follows that optimizer's param groups")
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Parameters and buffers as torch tensors, same keys and shapes as model.state_dict().
@@ -215,7 +252,8 @@ def _numpy(value) -> np.ndarray:
 def compile(model: torch.nn.Module, loss_fn: Callable, example: tuple, optimizer: Any,
             wafer: "str | Target" = "classroom", sparsity=None, mapping="auto", backend: str = "auto",
             seed: int = 0, capture_method: str = "auto", density: float = 1.0,
-            densities=None, on_nonfinite: str = "raise") -> Session:
+            densities=None, on_nonfinite: str = "raise",
+            clip_grad_norm: float | None = None) -> Session:
     """Capture, compile, map and place `model`'s training step; return a Session to train it.
 
     `densities="calibrate"` runs the step once on the example batch, measures each matmul
@@ -223,7 +261,11 @@ def compile(model: torch.nn.Module, loss_fn: Callable, example: tuple, optimizer
     dict of kernel name -> (x density, dY density) gives them directly).
     `on_nonfinite`: what a step whose input, loss, gradient or update is NaN/inf does:
     "raise" (NonFiniteError naming the step and the tensor; the step is not applied),
-    "warn" (applied, with a NonFiniteWarning) or "skip" (not applied, with a warning)."""
+    "warn" (applied, with a NonFiniteWarning) or "skip" (not applied, with a warning).
+    `clip_grad_norm`: clip the gradients before every update as
+    torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm) does (2-norm).
+    Every step reads the optimizer's param groups (lr, weight decay, betas, momentum), so a
+    torch lr scheduler over it, or a changed lr, takes effect as in torch."""
     target = _wafer(wafer)
     sparsity = Sparsity.parse(sparsity)
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
@@ -233,9 +275,16 @@ def compile(model: torch.nn.Module, loss_fn: Callable, example: tuple, optimizer
                           f"{on_nonfinite!r}")
     _contracts.check_example(example)
     _contracts.check_optimizer_covers(model, optimizer)
-    if isinstance(optimizer, torch.optim.Optimizer) and len(optimizer.param_groups) == 1:
-        _contracts.check_hyperparameters(optimizer.param_groups[0])
+    if isinstance(optimizer, torch.optim.Optimizer):
+        for i, group in enumerate(optimizer.param_groups):
+            where = "optimizer" if len(optimizer.param_groups) == 1 else f"optimizer param group {i}"
+            _contracts.check_hyperparameters(group, where)
     spec = optimizer_spec(optimizer)
+    group_of = _group_of(model, optimizer)
+    if clip_grad_norm is not None and (isinstance(clip_grad_norm, bool) or not isinstance(
+            clip_grad_norm, (int, float)) or not 0 < clip_grad_norm < float("inf")):
+        raise ConfigError(f"clip_grad_norm must be a positive finite number (the max 2-norm) or "
+                          f"None, got {clip_grad_norm!r}")
     chosen = _backend(backend)
     if sparsity.relu or sparsity.drop:
         applied = _sparsity.apply(model, sparsity)   # what the wafer trains; the original stays as is
@@ -256,13 +305,23 @@ def compile(model: torch.nn.Module, loss_fn: Callable, example: tuple, optimizer
                         harvest=sparsity.harvest)
     params = {k: v.detach().cpu().numpy().copy() for k, v in model.named_parameters()}
     buffers = {k: v.detach().cpu().numpy().copy() for k, v in model.named_buffers()}
-    trainer = _trainer(plan, params, buffers, chosen, sparsity, seed, on_nonfinite)
+    trainer = _trainer(plan, params, buffers, chosen, sparsity, seed, on_nonfinite, clip_grad_norm)
     if densities == "calibrate":
         measured = trainer.calibrate_densities(_numpy(example[0]), _numpy(example[1]))
         plan = compile_plan(graph, target, spec, mapping=mapping, density=density, densities=measured,
                             harvest=sparsity.harvest)
-        trainer = _trainer(plan, params, buffers, chosen, sparsity, seed, on_nonfinite)
-    return Session(plan, trainer, model, sparsity)
+        trainer = _trainer(plan, params, buffers, chosen, sparsity, seed, on_nonfinite,
+                           clip_grad_norm)
+    session = Session(plan, trainer, model, sparsity)
+    session._optimizer, session._group_of = optimizer, group_of
+    session._read_param_groups()
+    return session
+
+
+def _group_of(model: torch.nn.Module, optimizer) -> dict[str, int]:
+    """Parameter name -> index of the optimizer param group that holds it."""
+    index = {id(p): i for i, group in enumerate(optimizer.param_groups) for p in group["params"]}
+    return {name: index[id(p)] for name, p in model.named_parameters()}
 
 
 def load_session(path, model=None, backend: str | None = None) -> Session:
@@ -293,13 +352,11 @@ def _follow(loss_fn, original, applied):
 
 
 def _trainer(plan, params, buffers, backend, sparsity: Sparsity, seed: int,
-             on_nonfinite: str) -> Trainer:
+             on_nonfinite: str, clip_grad_norm: float | None) -> Trainer:
     masks = _sparsity.weight_sparsity(sparsity.weights)
-    if masks is None:
-        return Trainer(plan, params, buffers, backend, harvest=sparsity.harvest, seed=seed,
-                       on_nonfinite=on_nonfinite)
     return Trainer(plan, params, buffers, backend, harvest=sparsity.harvest, seed=seed,
-                   weight_sparsity=masks, on_nonfinite=on_nonfinite)
+                   weight_sparsity=masks, on_nonfinite=on_nonfinite,
+                   clip_grad_norm=None if clip_grad_norm is None else float(clip_grad_norm))
 
 
 def _backend(name):

@@ -9,7 +9,8 @@ import torch
 import torch.nn as nn
 
 import compiler.frontend as compiler_frontend
-from compiler.frontend import CAPTURE_METHODS, CaptureError, capture, module_of_ops, optimizer_spec
+from compiler.frontend import CAPTURE_METHODS, CaptureError, capture, module_of_ops, optimizer_spec, \
+    optimizer_specs
 from compiler.ir import verify
 from compiler.passes import owner_module, param_root
 from compiler.errors import ConfigError
@@ -291,10 +292,19 @@ def test_unsupported_optimizer_is_named(params, make, name):
         optimizer_spec(make(params))
 
 
-def test_several_param_groups_are_refused():
+def test_each_param_group_is_read():
     a, b = nn.Parameter(torch.zeros(2)), nn.Parameter(torch.zeros(2))
-    with pytest.raises(ConfigError, match="param_groups"):
-        optimizer_spec(torch.optim.SGD([{"params": [a]}, {"params": [b], "lr": 0.5}], lr=0.1))
+    opt = torch.optim.SGD([{"params": [a]}, {"params": [b], "lr": 0.5, "momentum": 0.9}], lr=0.1)
+    first, second = optimizer_specs(opt)
+    assert (first.lr, first.momentum, second.lr, second.momentum) == (0.1, 0.0, 0.5, 0.9)
+    assert optimizer_spec(opt) == first          # the group the cost model prices
+
+
+def test_an_unsupported_option_in_any_group_is_named_with_its_group():
+    a, b = nn.Parameter(torch.zeros(2)), nn.Parameter(torch.zeros(2))
+    opt = torch.optim.Adam([{"params": [a]}, {"params": [b], "amsgrad": True}])
+    with pytest.raises(ConfigError, match="param group 1: .*amsgrad"):
+        optimizer_spec(opt)
 
 
 def test_optimizer_spec_reads_the_current_group(params):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from simulator.optim import flops_per_element, init_state, mask_state, update
+from simulator.optim import clip_grad_norm, flops_per_element, init_state, mask_state, update
 
 
 @dataclass(frozen=True)
@@ -147,3 +147,36 @@ def test_update_kernels_equal_their_float64_formula_bit_for_bit():
                                       wide(b, np.float32(-0.01), a).view(np.int32))
         p, _ = update(np, Spec("sgd", lr=0.01), a, b, {}, 1)
         np.testing.assert_array_equal(p.view(np.int32), wide(b, np.float32(-0.01), a).view(np.int32))
+
+
+@pytest.mark.parametrize("max_norm", [0.1, 1.0, 1e3])   # clipped hard, clipped, left as is
+def test_clip_grad_norm_equals_torch(max_norm):
+    rng = np.random.default_rng(3)
+    grads = {f"p{i}": rng.standard_normal(shape).astype(np.float32)
+             for i, shape in enumerate([(4, 5), (5,), (3, 2, 2)])}
+    params = [torch.zeros(g.shape, requires_grad=True) for g in grads.values()]
+    for p, g in zip(params, grads.values()):
+        p.grad = torch.from_numpy(g.copy())
+    torch.nn.utils.clip_grad_norm_(params, max_norm)
+    ours = clip_grad_norm(np, grads, max_norm)
+    assert list(ours) == list(grads)
+    for p, (name, g) in zip(params, ours.items()):
+        assert g.dtype == np.float32
+        np.testing.assert_allclose(g, p.grad.numpy(), rtol=1e-6, atol=0, err_msg=name)
+    before, after = (np.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in gs.values()))
+                     for gs in (grads, ours))
+    assert after == pytest.approx(min(max_norm, before), rel=1e-5)
+
+
+def test_clip_grad_norm_of_a_nonfinite_gradient_is_torchs():
+    """An inf gradient makes the total inf and the coefficient 0: inf * 0 is NaN there, the
+    other gradients become 0 (error_if_nonfinite=False); the step's NaN check then sees it."""
+    grads = {"a": np.array([1.0, np.inf], dtype=np.float32), "b": np.ones(2, dtype=np.float32)}
+    params = [torch.zeros(2, requires_grad=True) for _ in grads]
+    for p, g in zip(params, grads.values()):
+        p.grad = torch.from_numpy(g.copy())
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    ours = clip_grad_norm(np, grads, 1.0)
+    for p, g in zip(params, ours.values()):
+        np.testing.assert_array_equal(g, p.grad.numpy())
+    assert np.isnan(ours["a"][1])
