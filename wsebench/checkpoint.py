@@ -129,6 +129,8 @@ def save_session(session, path, config: dict | None = None) -> Path:
             "backend": session.backend, "model_state": state_spec(session._model),
             "params": list(trainer.params), "buffers": list(trainer.buffers),
             "optimizer_state": slots, "history": [asdict(r) for r in session.history],
+            "optimizer_groups": [spec.to_dict() for spec in trainer.group_specs],
+            "group_of": trainer.group_of, "clip_grad_norm": trainer.clip_grad_norm,
             "forward_sha256": session._forward_signature(),
             "config": None if config is None else canonical(config)}
     meta["report"] = _report_meta(session, arrays)
@@ -270,7 +272,7 @@ def restore(path, model=None, graph=None, backend: str | None = None) -> dict:
     and the model `Session.state_dict` reads (`model`, else the saved state). `model` and
     `graph` (optional) are checked against the checkpoint: a different model, or another
     captured graph, is refused with CheckpointError. `backend=` overrides the saved one."""
-    from compiler import Plan
+    from compiler import OptimizerSpec, Plan
     from simulator.backend import get_backend
     from simulator.training import StepResult, Trainer
 
@@ -303,7 +305,13 @@ def restore(path, model=None, graph=None, backend: str | None = None) -> dict:
         saved_masks, {k[len("wmask/"):]: v for k, v in arrays.items() if k.startswith("wmask/")})
     trainer = Trainer(plan, params, buffers, chosen, harvest=meta["harvest"],
                       weight_sparsity=weight_sparsity(sparsity.weights),
-                      weight_sparsity_state=mask_state)
+                      weight_sparsity_state=mask_state, clip_grad_norm=meta.get("clip_grad_norm"))
+    # each param group's settings as they were when saved (a checkpoint before param groups
+    # has one, the plan's)
+    groups = meta.get("optimizer_groups")
+    if groups:
+        trainer.group_specs = [OptimizerSpec.from_dict(g) for g in groups]
+        trainer.group_of = {fqn: int(i) for fqn, i in meta.get("group_of", {}).items()}
     xp = trainer.xp
     trainer.opt_state = {fqn: {slot: None if kind is None else xp.asarray(arrays[f"opt/{fqn}/{slot}"])
                                for slot, kind in slots.items()}

@@ -7,6 +7,7 @@ import copy
 import math
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -222,3 +223,25 @@ def test_scheduler_over_another_optimizer_is_refused():
         session.train(batches, progress=False, scheduler="cosine")
     assert session.step_count == 0
 
+
+
+def test_a_checkpoint_keeps_each_param_group_and_the_clipping(tmp_path):
+    """Saved and loaded, a two-group session with clipping trains on as it would have."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    groups = [{"params": [model[0].weight, model[2].weight], "weight_decay": 0.1},
+              {"params": [model[0].bias, model[2].bias], "weight_decay": 0.0, "lr": 0.02}]
+    opt = torch.optim.AdamW(groups, lr=0.01)
+    x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
+    s = wb.compile(model, nn.CrossEntropyLoss(), example=(x, y), optimizer=opt,
+                   backend="numpy", clip_grad_norm=0.5)
+    s.step(x, y)
+    s.save(tmp_path / "run.ckpt")
+    loaded = wb.load_session(tmp_path / "run.ckpt")
+    assert loaded._trainer.group_specs == s._trainer.group_specs
+    assert loaded._trainer.group_of == s._trainer.group_of
+    assert loaded._trainer.clip_grad_norm == 0.5
+    s.step(x, y)
+    loaded.step(x, y)
+    for name, value in s.state_dict().items():
+        np.testing.assert_array_equal(loaded.state_dict()[name].numpy(), value.numpy())
