@@ -303,9 +303,20 @@ class _Run:
             return True
         if p.key in self.claimed or claims.try_claim(self.db.path, p.key):
             self.claimed.add(p.key)
-            return True
+            found = _stored(self.db, p, [])
+            if found is None:
+                return True
+            # another sweep stored it after this one listed its points and before the claim
+            self._release(p.key)
+            self._skip(p, found)
+            return False
         self.waiting.append(p)
         return False
+
+    def _skip(self, p: Point, row: dict) -> None:
+        self.rows[p.index] = row
+        self.table.skipped.append(p.key)
+        self.bar.update(1)
 
     def loop(self, executor) -> None:
         limit = getattr(executor, "max_in_flight", None) or len(self.queue) or 1
@@ -351,9 +362,7 @@ class _Run:
             found = _stored(self.db, p, [])
             if found is not None:
                 self.waiting.remove(p)
-                self.rows[p.index] = found
-                self.table.skipped.append(p.key)
-                self.bar.update(1)
+                self._skip(p, found)
             elif claims.try_claim(self.db.path, p.key):
                 self.waiting.remove(p)
                 self.claimed.add(p.key)
