@@ -120,12 +120,17 @@ class Session:
         if self._optimizer is None:
             return
         groups = self._optimizer.param_groups
+        # the settings as they stand; unchanged since the last step, nothing needs re-reading
+        seen = tuple(tuple((k, repr(v)) for k, v in g.items() if k != "params") for g in groups)
+        if seen == getattr(self, "_groups_seen", None):
+            return
         if len(groups) != 1 + max(self._group_of.values(), default=0):
             raise ConfigError(f"the optimizer has {len(groups)} param groups, but the session was "
                               "compiled with another number; recompile after add_param_group")
         for i, group in enumerate(groups):
             _contracts.check_hyperparameters(group, f"optimizer param group {i}")
         self._trainer.set_hyperparameters(optimizer_specs(self._optimizer), self._group_of)
+        self._groups_seen = seen
 
     def _nonfinite(self, result: StepResult) -> None:
         """Say what the trainer's on_nonfinite policy did with a non-finite step."""

@@ -14,6 +14,8 @@ as its `harvest` setting says.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -86,15 +88,20 @@ class KernelTiming:
 @dataclass
 class StepTiming:
     """One step per variant (V,): `step_cycles`; `rates()` gives its Compute and Transmission
-    Samples/s. `congestion` (V, K) and `replicas` (K,) are what the schedule used."""
+    Samples/s. `congestion` (V, K) and `replicas` (K,) are what the schedule used;
+    `congestion_of` gives the congestion (an array, or a function worked out on first use)."""
     variants: tuple[str, ...]
     actual: int
     step_cycles: np.ndarray
     kernels: list[KernelTiming] = field(default_factory=list)
     dynamic: DynamicStats | None = None        # what the markers said (None: no markers)
-    congestion: np.ndarray | None = None
+    congestion_of: Any = None
     replicas: np.ndarray | None = None
     clock_hz: float = 1.0
+
+    @cached_property
+    def congestion(self) -> np.ndarray | None:
+        return self.congestion_of() if callable(self.congestion_of) else self.congestion_of
 
     def rates(self) -> schedule.Rates:
         """Compute and Transmission Samples/s of each variant (`compiler.schedule.rates`)."""
@@ -139,23 +146,30 @@ def measure_step(context: PlanContext, xp, env: dict, harvest: bool = True,
     timings = measure_kernels(plan.kernels, [plan.mapping[k.name] for k in plan.kernels], env, runs,
                               plan.target, plan.optimizer, harvest, context)
     context.timings = {t.name: t for t in timings}
-    congestion = _congestion(context, xp, env, runs, positions, harvest)
     stack = lambda key: np.stack([getattr(t, key) for t in timings], axis=1)  # noqa: E731
-    cycles = schedule.step(stack("samples"), replicas, congestion, hops, stack("updates"),
-                           plan.streaming, _token_shares(plan, positions, runs))
+    samples = stack("samples")
+    shares = _route_shares(context, xp, env, runs, positions, harvest)
+    exact = lambda: _congestion(context, shares, len(runs.variants))           # noqa: E731
+    full = context.full_load(len(runs.variants))
+    # Every route's load is at most its full load, so where the full load binds no stage the
+    # step is the same with either; the exact loads are then worked out only if asked for.
+    congestion = exact if (full[..., None] <= samples / replicas[:, None]).all() else exact()
+    cycles = schedule.step(samples, replicas, full if callable(congestion) else congestion, hops,
+                           stack("updates"), plan.streaming, _token_shares(plan, positions, runs))
     return StepTiming(runs.names, own_variant(harvest), cycles, timings,
                       positions.stats() if positions is not None else None, congestion, replicas,
                       plan.target.clock_hz)
 
 
-def _congestion(context: PlanContext, xp, env: dict, runs: Runs, positions, harvest: bool):
-    """(variants, kernels) per-sample congestion: each route carries what its sender sends,
-    the rows its positions run (pads and halted positions take no link) and, in a variant
-    that skips zeros, only the non-zeros as (value, index) wavelets where that is fewer. The
-    density of a route's value is read off this step's tensors over the rows that ran, and
-    every variant that skips zeros sends its own rows at that density. A recurrent block's
-    tensors hold the state of positions that halted, not what a fixed-depth run would send,
-    so with recurrent steps the links are charged by positions alone."""
+def _route_shares(context: PlanContext, xp, env: dict, runs: Runs, positions, harvest: bool):
+    """(variants, routes) the share of its full load each sample route carries, or None when
+    every route carries all of it: the rows its positions run (pads and halted positions take
+    no link) and, in a variant that skips zeros, only the non-zeros as (value, index) wavelets
+    where that is fewer. The density of a route's value is read off this step's tensors over
+    the rows that ran, and every variant that skips zeros sends its own rows at that density.
+    A recurrent block's tensors hold the state of positions that halted, not what a
+    fixed-depth run would send, so with recurrent steps the links are charged by positions
+    alone."""
     plan = context.plan
     routes = len(plan.sample_routes)
     ran = positions.route_shares("actual") if positions is not None else np.ones(routes)
@@ -163,13 +177,25 @@ def _congestion(context: PlanContext, xp, env: dict, runs: Runs, positions, harv
     filtering = (harvest or any(runs.harvests)) and not recurrent
     sent = sent_shares(plan, xp, env, ran) if filtering else None
     if positions is None and sent is None:
-        return context.full_load(len(runs.variants))
+        return None
     rows = [positions.route_shares(v.positions) if positions is not None else np.ones(routes)
             for v in runs.variants]
-    shares = np.stack([r * (sent if sent is not None and v.harvest else 1.0)
-                       for r, v in zip(rows, runs.variants)])
+    return np.stack([r * (sent if sent is not None and v.harvest else 1.0)
+                     for r, v in zip(rows, runs.variants)])
+
+
+def _congestion(context: PlanContext, shares, variants_: int) -> np.ndarray:
+    """(variants, kernels) per-sample congestion of routes carrying `shares` of their load,
+    each distinct row of shares evaluated once, the full load read from the context."""
+    if shares is None:
+        return context.full_load(variants_)
     distinct, which = np.unique(shares, axis=0, return_inverse=True)
-    return plan.congestion_array(distinct)[np.ravel(which)]
+    full = (distinct == 1.0).all(axis=1)
+    out = np.empty((len(distinct), len(context.plan.kernels)))
+    out[full] = context.congestion[0]
+    if (~full).any():
+        out[~full] = context.plan.congestion_array(distinct[~full])
+    return out[np.ravel(which)]
 
 
 def sent_shares(plan, xp, env: dict, ran=None) -> np.ndarray | None:
