@@ -59,6 +59,12 @@ def wavelets(nonzeros, dense):
     return np.minimum(nonzeros, dense)
 
 
+def sent_share(density, target):
+    """The share of a stream's dense wavelets its sender sends when it filters zeros: one
+    (value, index) wavelet per non-zero where that is fewer (`wavelets`), at `density`."""
+    return np.minimum(1.0, np.asarray(density, dtype=np.float64) * target.dense_values_per_wavelet)
+
+
 # ------------------------------------------------------------------------------- evaluation
 
 def sram_factor(target) -> float:

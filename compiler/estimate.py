@@ -48,8 +48,7 @@ def assumed_route_shares(plan):
     None (all) when every route sends densely."""
     if not plan.harvest or plan.density >= 1.0:
         return None
-    dense = plan.target.dense_values_per_wavelet
-    return np.full(len(plan.sample_routes), min(1.0, plan.density * dense))
+    return np.full(len(plan.sample_routes), float(cost.sent_share(plan.density, plan.target)))
 
 
 def estimate(plan) -> dict:

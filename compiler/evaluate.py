@@ -21,7 +21,7 @@ from .table import Table, evaluate_tables
 
 class KernelCycles:
     """A kernel evaluated on `Counts`, per variant and sample (`rows` (V, S), the distinct
-    sample of each): `sample` (V, S) the kernel's time (busiest core + overhead); `macs` (V,)
+    sample of each): `sample` (V, S) the kernel's time (its busiest core's); `macs` (V,)
     executed in the step; `sums` (distinct,) each distinct sample's cycles summed over its
     cores. `looked_up`: its table's (busiest, sums), when evaluated with other tables."""
 

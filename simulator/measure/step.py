@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from compiler import schedule
+from compiler import cost, schedule
 from compiler.evaluate import evaluate_all
 from compiler.kernels import kind_of
 
@@ -200,18 +200,18 @@ def _congestion(context: PlanContext, shares, variants_: int) -> np.ndarray:
 
 def sent_shares(plan, xp, env: dict, ran=None) -> np.ndarray | None:
     """(routes,) the share of the dense wavelets of the rows it sends that each sample route's
-    sender sends when zeros are filtered (`compiler.cost.wavelets`), from the non-zeros of
+    sender sends when zeros are filtered (`compiler.cost.sent_share`), from the non-zeros of
     the value it carries over the `ran` (routes,) share of its rows that ran (all when None;
     1 where the value is not in `env`); None when every route sends densely."""
-    per_wavelet = plan.target.dense_values_per_wavelet
     nonzero = {}
     for rt in plan.sample_routes:
         value = env.get(rt.edge.value)
         if rt.edge.value not in nonzero and value is not None and getattr(value, "size", 0):
             nonzero[rt.edge.value] = float(to_numpy(xp.count_nonzero(value))) / value.size
     ran = np.ones(len(plan.sample_routes)) if ran is None else ran
-    shares = np.array([min(1.0, nonzero.get(rt.edge.value, 1.0) * per_wavelet / max(share, 1e-12))
-                       for rt, share in zip(plan.sample_routes, ran)])
+    density = [nonzero.get(rt.edge.value, 1.0) / max(share, 1e-12)
+               for rt, share in zip(plan.sample_routes, ran)]
+    shares = cost.sent_share(density, plan.target)
     return None if (shares == 1.0).all() else shares
 
 
