@@ -104,6 +104,13 @@ def to_numpy(array: Any) -> np.ndarray:
     return np.asarray(array)
 
 
+def nonzeros(xp: ModuleType, array: Any) -> int:
+    """How many elements of ``array`` are not zero, as a host int. Compared with 0 first:
+    NumPy's ``count_nonzero`` of a float array is about 3x slower than its count of the bool
+    array ``array != 0``, which counts the same elements (-0.0 is zero, NaN is not)."""
+    return int(to_numpy(xp.count_nonzero(array != 0)))
+
+
 def erf(xp: ModuleType, x: Any) -> Any:
     """Vectorized erf on ``xp``: ``scipy.special.erf`` or ``cupyx.scipy.special.erf``.
 

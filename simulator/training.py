@@ -14,6 +14,7 @@ handed to the timing so the wafer skips and compresses the masked weights.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -228,27 +229,36 @@ def first_nonfinite(xp, graph, env: dict, updated: dict) -> str | None:
     """The first non-finite tensor of a step, in the order a NaN spreads (float inputs, loss,
     gradients, updated parameters), or None.
 
-    The common, finite case costs one sum per tensor and one device sync: a non-finite
+    The common, finite case costs one reduction per tensor and one device sync: a non-finite
     gradient always makes its update non-finite (lr * NaN and 0 * inf are NaN), so only the
-    inputs, the loss and the updates are summed, and `0 * sum` is NaN exactly when a sum is not
-    finite (a sum that overflows only sends the step to the exact search below)."""
+    inputs, the loss and the updates are reduced (`_all_finite`)."""
     inputs = [(f"input {n}", env[v]) for n, v in zip("xy", graph.inputs)
               if xp.asarray(env[v]).dtype.kind == "f"]
     updates = [(f"update of parameter {fqn!r}", p) for fqn, (p, _) in updated.items()]
-    if _sums_finite(xp, [t for _, t in inputs] + [env[graph.loss]] + [p for _, p in updates]):
+    if _all_finite(xp, [t for _, t in inputs] + [env[graph.loss]] + [p for _, p in updates]):
         return None
     tensors = inputs + [("loss", env[graph.loss])]
     tensors += [(f"gradient of parameter {fqn!r}", env[g]) for fqn, g in graph.grads] + updates
     return next((what for what, t in tensors if not bool(xp.isfinite(t).all())), None)
 
 
-def _sums_finite(xp, tensors) -> bool:
-    """Whether every tensor's sum is finite: host floats on NumPy (the cheapest), one stacked
-    reduction on CuPy (one device sync)."""
+def _all_finite(xp, tensors) -> bool:
+    """Whether every value of every tensor is finite. On NumPy each tensor's dot product with
+    zeros: 0 * x is 0 for every finite x and NaN for NaN and inf, and BLAS does it about 2.5x
+    faster than a sum. On CuPy `0 * sum` of one stacked reduction (one device sync); a sum that
+    overflows only sends the step to the exact search."""
     if is_cupy(xp):
         return bool(xp.isfinite(xp.sum(xp.stack([xp.sum(t) for t in tensors])) * 0))
-    with np.errstate(over="ignore", invalid="ignore"):   # the NaN or inf is the answer here
-        return math.isfinite(sum(float(t.sum()) for t in tensors) * 0)
+    with np.errstate(over="ignore", invalid="ignore"):   # the NaN is the answer here
+        return math.isfinite(sum(float(np.dot(np.ravel(t), _zeros(np.size(t), np.result_type(t))))
+                                 for t in tensors))
+
+
+@functools.lru_cache(maxsize=256)
+def _zeros(size: int, dtype) -> np.ndarray:
+    zeros = np.zeros(size, dtype=dtype)
+    zeros.flags.writeable = False
+    return zeros
 
 
 def _or(value, default):

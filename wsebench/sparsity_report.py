@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simulator.backend import to_numpy
+from simulator.backend import nonzeros
 from compiler.kernels import kind_of
 
 from .drop_op import OP_NAME
@@ -67,7 +67,7 @@ class DensityProbe:
         """Followed tensor -> (non-zeros, elements) in the last run."""
         if self._counts is None:
             xp = self.executor.xp
-            self._counts = {n: (int(to_numpy(xp.count_nonzero(self._values[n]))),
+            self._counts = {n: (nonzeros(xp, self._values[n]),
                                 int(self._values[n].size)) for n in self.names if n in self._values}
         return self._counts
 

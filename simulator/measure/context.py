@@ -17,7 +17,7 @@ import numpy as np
 from compiler import cost, in_flight
 from compiler.kernels import Kernel, Variant, kind_of
 
-from ..backend import to_numpy
+from ..backend import nonzeros, to_numpy
 from ..ops import KERNELS
 from .positions import StepPositions, layout
 
@@ -79,6 +79,14 @@ class PlanContext:
         return out
 
     @cached_property
+    def route_values(self) -> tuple[tuple[str, ...], np.ndarray]:
+        """The distinct values the plan's sample routes carry, and each route's index among
+        them (several routes may carry one value)."""
+        names = tuple(dict.fromkeys(rt.edge.value for rt in self.plan.sample_routes))
+        index = {name: i for i, name in enumerate(names)}
+        return names, np.array([index[rt.edge.value] for rt in self.plan.sample_routes], dtype=np.intp)
+
+    @cached_property
     def schedule(self) -> tuple[np.ndarray, np.ndarray]:
         """(replicas (K,), entry hops (K,)) of the plan's kernels."""
         plan = self.plan
@@ -135,7 +143,7 @@ class PlanContext:
             if not streamed:
                 continue
             values = [env.get(streamed[role]) if role in streamed else None for role in ("x", "dy")]
-            out[kernel.name] = tuple(float(to_numpy(xp.count_nonzero(v))) / max(v.size, 1)
+            out[kernel.name] = tuple(nonzeros(xp, v) / max(v.size, 1)
                                      if v is not None else 1.0 for v in values)
         return out
 

@@ -23,7 +23,7 @@ from compiler import cost, schedule
 from compiler.evaluate import evaluate_all
 from compiler.kernels import kind_of
 
-from ..backend import to_numpy
+from ..backend import nonzeros
 from .context import DENSE, HARVESTED, PlanContext, Runs, update_of, variants
 from .positions import DynamicStats, step_positions
 
@@ -172,10 +172,10 @@ def _route_shares(context: PlanContext, xp, env: dict, runs: Runs, positions, ha
     alone."""
     plan = context.plan
     routes = len(plan.sample_routes)
-    ran = positions.route_shares("actual") if positions is not None else np.ones(routes)
+    ran = positions.route_shares("actual") if positions is not None else None
     recurrent = positions is not None and bool(positions.layout.recurrent)
     filtering = (harvest or any(runs.harvests)) and not recurrent
-    sent = sent_shares(plan, xp, env, ran) if filtering else None
+    sent = sent_shares(context, xp, env, ran) if filtering else None
     if positions is None and sent is None:
         return None
     rows = [positions.route_shares(v.positions) if positions is not None else np.ones(routes)
@@ -198,20 +198,18 @@ def _congestion(context: PlanContext, shares, variants_: int) -> np.ndarray:
     return out[np.ravel(which)]
 
 
-def sent_shares(plan, xp, env: dict, ran=None) -> np.ndarray | None:
+def sent_shares(context: PlanContext, xp, env: dict, ran=None) -> np.ndarray | None:
     """(routes,) the share of the dense wavelets of the rows it sends that each sample route's
     sender sends when zeros are filtered (`compiler.cost.sent_share`), from the non-zeros of
     the value it carries over the `ran` (routes,) share of its rows that ran (all when None;
     1 where the value is not in `env`); None when every route sends densely."""
-    nonzero = {}
-    for rt in plan.sample_routes:
-        value = env.get(rt.edge.value)
-        if rt.edge.value not in nonzero and value is not None and getattr(value, "size", 0):
-            nonzero[rt.edge.value] = float(to_numpy(xp.count_nonzero(value))) / value.size
-    ran = np.ones(len(plan.sample_routes)) if ran is None else ran
-    density = [nonzero.get(rt.edge.value, 1.0) / max(share, 1e-12)
-               for rt, share in zip(plan.sample_routes, ran)]
-    shares = cost.sent_share(density, plan.target)
+    names, which = context.route_values
+    found = [env.get(name) for name in names]
+    density = np.array([nonzeros(xp, v) / v.size if v is not None and getattr(v, "size", 0) else 1.0
+                        for v in found])[which]
+    if ran is not None:
+        density = density / np.maximum(ran, 1e-12)
+    shares = cost.sent_share(density, context.plan.target)
     return None if (shares == 1.0).all() else shares
 
 

@@ -191,7 +191,7 @@ def test_the_sender_filters_zeros_so_link_load_falls_with_density():
     of non-zeros sends half of them; the dense variant's congestion is the full load."""
     from simulator.measure.step import sent_shares
     trainer, x, y = _trainer(None)
-    plan = trainer.plan
+    plan, context = trainer.plan, trainer.context
     values = [rt.edge.value for rt in plan.sample_routes]
     shapes = {v: plan.graph.type_of[v].shape for v in values}
 
@@ -202,8 +202,8 @@ def test_the_sender_filters_zeros_so_link_load_falls_with_density():
     for density in (0.6, 0.25, 0.1):
         env = env_with(density)
         expected = [min(1.0, 2 * np.count_nonzero(env[v]) / env[v].size) for v in values]
-        got = sent_shares(plan, np, env)
+        got = sent_shares(context, np, env)
         np.testing.assert_allclose(got if got is not None else 1.0, expected)
-    assert sent_shares(plan, np, env_with(1.0)) is None            # nothing to filter
-    loads = [plan.congestion_array(sent_shares(plan, np, env_with(d)))[0].max() for d in (0.4, 0.2, 0.05)]
+    assert sent_shares(context, np, env_with(1.0)) is None            # nothing to filter
+    loads = [plan.congestion_array(sent_shares(context, np, env_with(d)))[0].max() for d in (0.4, 0.2, 0.05)]
     assert loads[0] > loads[1] > loads[2]
