@@ -6,8 +6,9 @@
 For a single-thread comparison run `OPENBLAS_NUM_THREADS=1 ... --threads 1` (NumPy's BLAS reads
 its thread count when it loads; torch's is set by --threads).
 
-The models: "mlp", 4 Linear layers (hidden 256) with ReLU, batch 64, SGD; "transformer", 2
-encoder blocks of d_model 128 (4 heads, FFN 512) over 64 tokens, batch 8, SGD. Each side gets a
+The models: "mlp", 4 Linear layers (hidden 256) with ReLU, batch 64, SGD; "resmlp", 2
+pre-LayerNorm residual blocks of a GELU MLP (d 256, hidden 1024), batch 64, SGD; "transformer",
+2 encoder blocks of d_model 128 (4 heads, FFN 512) over 64 tokens, batch 8, SGD. Each side gets a
 warm-up, then the median of `--steps` steps (time.perf_counter). The simulator's step is then
 split into its numerics (joint graph + optimizer update) and its timing measurement (counting
 non-zeros per core, the cost model and the pipeline recurrence). Prints figures only; asserts
@@ -38,6 +39,33 @@ def setup(seed: int = 0):
     return model, torch.nn.CrossEntropyLoss(), x, y
 
 
+class ResidualMLP(torch.nn.Module):
+    """x -> Linear -> 2 x (x + Linear(GELU(Linear(LayerNorm(x))))) -> LayerNorm -> Linear."""
+
+    def __init__(self, width: int = HIDDEN, blocks: int = 2):
+        super().__init__()
+        self.embed = torch.nn.Linear(IN, width)
+        self.blocks = torch.nn.ModuleList(torch.nn.Sequential(
+            torch.nn.LayerNorm(width), torch.nn.Linear(width, 4 * width), torch.nn.GELU(),
+            torch.nn.Linear(4 * width, width)) for _ in range(blocks))
+        self.head = torch.nn.Sequential(torch.nn.LayerNorm(width), torch.nn.Linear(width, OUT))
+
+    def forward(self, x):
+        x = self.embed(x)
+        for block in self.blocks:
+            x = x + block(x)
+        return self.head(x)
+
+
+def setup_resmlp(seed: int = 0):
+    """The LayerNorm/GELU residual MLP: its model, loss and one batch."""
+    torch.manual_seed(seed)
+    model = ResidualMLP()
+    x = torch.randn(BATCH, IN)
+    y = torch.randint(0, OUT, (BATCH,))
+    return model, torch.nn.CrossEntropyLoss(), x, y
+
+
 def setup_transformer(seed: int = 0):
     """The 2-layer transformer: its model, loss and one batch of token ids (no padding)."""
     torch.manual_seed(seed)
@@ -49,6 +77,8 @@ def setup_transformer(seed: int = 0):
 
 
 MODELS = {"mlp": (setup, f"MLP {DEPTH} x Linear(hidden {HIDDEN}), ReLU, batch {BATCH}, SGD"),
+          "resmlp": (setup_resmlp, f"residual MLP 2 x (LayerNorm, Linear {HIDDEN}->{4 * HIDDEN}, "
+                                   f"GELU, Linear), batch {BATCH}, SGD"),
           "transformer": (setup_transformer, f"transformer 2 x d_model {D_MODEL}, seq {TOKENS}, "
                                              f"batch {SEQ_BATCH}, SGD")}
 

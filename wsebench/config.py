@@ -29,6 +29,10 @@ to its max_len (a compiled plan has fixed shapes; the wafer never sends the pad 
 
 or the path of a YAML file holding that section.
 
+Two optional top-level keys go to `wb.compile`: `on_nonfinite` (what a NaN/inf step does) and
+`clip_grad_norm` (clip the gradients to this 2-norm before every update, as
+torch.nn.utils.clip_grad_norm_ does; language-model recipes use 1.0).
+
 A top-level key left out takes its value from `default_config()`; inside a section, a key left
 out takes the default of the function it is passed to (`wsebench.models.<family>`,
 `wsebench.data.<name>` / `wsebench.tasks.<name>`, `torch.optim.<Optimizer>`). `validate` checks
@@ -66,7 +70,7 @@ LOSSES = {"cross_entropy": torch.nn.CrossEntropyLoss,
           "token_cross_entropy": _models.TokenCrossEntropy}
 BACKENDS = ("auto", "numpy", "cupy")
 TOP_LEVEL = ("model", "data", "optimizer", "wafer", "sparsity", "mapping", "backend", "steps", "seed",
-             "on_nonfinite")      # on_nonfinite is optional (compile's default: "raise")
+             "on_nonfinite", "clip_grad_norm")   # the last two are optional (compile's defaults)
 MAX_SEED = 2**63 - 1              # seeds go to torch.manual_seed and NumPy as int64
 FAMILIES = tuple(_families.FAMILIES)
 _DATA_LOADER_KEYS = ("name", "batch_size")   # the rest of "data" goes to the generator
@@ -180,6 +184,7 @@ def validate(config: dict) -> dict:
     if full.get("on_nonfinite", "raise") not in NONFINITE_POLICIES:
         raise ConfigError(f"on_nonfinite {full['on_nonfinite']!r} is unknown; allowed: "
                           f"{', '.join(NONFINITE_POLICIES)}")
+    _contracts.check_clip_grad_norm(full.get("clip_grad_norm"))
     _check_on_model(model, shape, sparsity, target)
     return full
 
@@ -369,7 +374,8 @@ def compile_built(parts: dict):
                     optimizer=parts["optimizer"], wafer=make_wafer(config["wafer"]),
                     sparsity=make_sparsity(config["sparsity"]),
                     mapping=make_mapping(config["mapping"]), backend=config["backend"],
-                    seed=config["seed"], on_nonfinite=config.get("on_nonfinite", "raise"))
+                    seed=config["seed"], on_nonfinite=config.get("on_nonfinite", "raise"),
+                    clip_grad_norm=config.get("clip_grad_norm"))
 
 
 def session_accuracy(session, history, x: torch.Tensor, y: torch.Tensor) -> float:

@@ -189,6 +189,14 @@ def check_hyperparameters(group: dict, where: str = "optimizer") -> None:
                                   f"set {where}.{key} to a finite value")
 
 
+def check_clip_grad_norm(value) -> None:
+    """The max 2-norm of gradient clipping: a positive finite number, or None for no clipping."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                              or not 0 < value < float("inf")):
+        raise ConfigError(f"clip_grad_norm must be a positive finite number (the max 2-norm) or "
+                          f"None, got {value!r}")
+
+
 def check_optimizer_settings(name: str, cls, settings: dict) -> None:
     """A config's optimizer section: each value of the type of torch's default, accepted by
     torch's own validation (run on a one-element stand-in parameter), and finite."""

@@ -130,3 +130,34 @@ def test_json_configs_with_a_non_finite_number_are_refused(tmp_path):
 def test_the_data_generators_refuse_huge_sizes_before_allocating(make):
     with pytest.raises(ConfigError, match="needs at least .* is available"):
         make()
+
+
+@pytest.mark.parametrize("value", [0, -1.0, float("inf"), "1.0", True])
+def test_clip_grad_norm_must_be_a_positive_finite_number(value):
+    c = tiny_config()
+    c["clip_grad_norm"] = value
+    with pytest.raises(ConfigError, match="clip_grad_norm must be a positive finite number"):
+        cfg.validate(c)
+
+
+def test_clip_grad_norm_in_a_config_clips_as_torch_does():
+    """A config's clip_grad_norm reaches the trainer, and one step moves every parameter as
+    torch.nn.utils.clip_grad_norm_ then SGD would."""
+    import torch
+    c = tiny_config(steps=1)
+    c["model"]["dropout"] = 0.0           # no masks to replay
+    c["clip_grad_norm"] = 0.01
+    parts = cfg.build(cfg.validate(c))
+    session = cfg.compile_built(parts)
+    assert session._trainer.clip_grad_norm == 0.01
+    x, y = parts["example"]
+    model = cfg.build(cfg.validate(c))["model"]
+    opt = torch.optim.SGD(model.parameters(), **{k: v for k, v in c["optimizer"].items() if k != "name"})
+    session.step(x, y)
+    opt.zero_grad()
+    parts["loss_fn"](model(x), y).backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 0.01)
+    opt.step()
+    got = session.state_dict()
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(torch.as_tensor(got[name]), value, rtol=0, atol=1e-6)
