@@ -60,7 +60,7 @@ from simulator.training import NONFINITE_POLICIES
 from . import contracts as _contracts
 from . import data as _data
 from . import limits as _limits
-from .yaml_strict import unique_keys_loader
+from .yaml_strict import load_yaml, read_text
 from . import metrics as _metrics
 from . import families as _families
 from . import models as _models
@@ -128,28 +128,13 @@ def load_config(path) -> dict:
     return loaded
 
 
-def read_text(path: Path, where: str) -> str:
-    """The UTF-8 text of a config or grid file; a binary or unreadable file is a ConfigError."""
-    try:
-        return path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{where} is not UTF-8 text (a binary file?): {err}; give a .json or "
-                          f".yaml text file") from None
-    except OSError as err:
-        raise ConfigError(f"{where} cannot be read: {err.strerror or err}") from None
-
-
 def _parse(text: str, suffix: str, where: str):
     if suffix == ".json":
         try:
             return json.loads(text)
         except json.JSONDecodeError as err:
             raise ConfigError(f"{where} is not valid JSON: {err}") from None
-    import yaml
-    try:
-        return yaml.load(text, Loader=unique_keys_loader())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{where} is not valid YAML: {' '.join(str(err).split())}") from None
+    return load_yaml(text, where)
 
 
 def with_defaults(config: dict) -> dict:

@@ -37,6 +37,7 @@ from compiler import ConfigError
 
 from .drop_op import GRADIENTS, WHERE     # importing drop_op registers the custom op
 from .sparsity_schedule import SCHEDULES, schedule_value
+from .yaml_strict import load_yaml, read_text
 
 BUFFER_PREFIX = "wsebench_drop"
 _BUFFER_RE = re.compile(rf"(?:^|\.){BUFFER_PREFIX}(\d+)$")
@@ -155,7 +156,7 @@ class Sparsity:
         if isinstance(value, Path) or (isinstance(value, str) and _looks_like_path(value)):
             value = _read_file(Path(value))
         elif isinstance(value, str):
-            value = _yaml(value, "sparsity YAML")
+            value = load_yaml(value, "sparsity YAML")
             value = value.get("sparsity", value) if isinstance(value, dict) else value
         if not isinstance(value, dict):
             raise ConfigError(f"sparsity must be a wb.Sparsity, a dict, a YAML string or a YAML "
@@ -229,18 +230,11 @@ def _looks_like_path(text: str) -> bool:
     return "\n" not in text and ":" not in text and Path(text).suffix.lower() in (".yaml", ".yml", ".json")
 
 
-def _yaml(text: str, where: str):
-    import yaml
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{where} is not valid YAML: {' '.join(str(err).split())}") from None
-
-
 def _read_file(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"sparsity file {str(path)!r} does not exist")
-    loaded = _yaml(path.read_text(), f"sparsity file {str(path)!r}")
+    where = f"sparsity file {str(path)!r}"
+    loaded = load_yaml(read_text(path, where), where)
     if isinstance(loaded, dict) and "sparsity" in loaded:
         loaded = loaded["sparsity"]
     return loaded

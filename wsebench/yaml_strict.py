@@ -1,8 +1,33 @@
-"""YAML as configs read it: `safe_load` semantics, but a key given twice in one mapping is an
+"""Config files as wsebench reads them: UTF-8 text (a binary or unreadable file is a
+ConfigError), and YAML with `safe_load` semantics, but a key given twice in one mapping is an
 error (plain YAML keeps the last one silently, so a typo'd override would pass unnoticed)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Hashable
+
+from compiler import ConfigError
+
+
+def read_text(path: Path, where: str) -> str:
+    """The UTF-8 text of a config, grid or sparsity file; a binary or unreadable file is a
+    ConfigError."""
+    try:
+        return Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{where} is not UTF-8 text (a binary file?): {err}; give a .json or "
+                          f".yaml text file") from None
+    except OSError as err:
+        raise ConfigError(f"{where} cannot be read: {err.strerror or err}") from None
+
+
+def load_yaml(text: str, where: str):
+    """YAML `text` with every key once per mapping; a syntax error is a ConfigError."""
+    import yaml
+    try:
+        return yaml.load(text, Loader=unique_keys_loader())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{where} is not valid YAML: {' '.join(str(err).split())}") from None
 
 
 def unique_keys_loader():

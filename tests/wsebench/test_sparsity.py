@@ -46,6 +46,20 @@ def test_parse_dict_yaml_string_file_and_instance_agree(tmp_path):
     assert wb.Sparsity is sp.Sparsity and sp.Sparsity.parse(None) == wb.Sparsity()
 
 
+def test_a_binary_or_duplicate_key_sparsity_file_is_a_config_error(tmp_path):
+    from compiler import ConfigError
+    binary = tmp_path / "sparsity.yaml"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(ConfigError, match="sparsity file .* is not UTF-8 text"):
+        sp.Sparsity.parse(binary)
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("relu: [act*]\nrelu: [fc*]\n")
+    with pytest.raises(ConfigError, match="duplicate key 'relu'"):
+        sp.Sparsity.parse(twice)
+    with pytest.raises(ConfigError, match="duplicate key 'harvest'"):
+        sp.Sparsity.parse("harvest: true\nharvest: false\n")
+
+
 @pytest.mark.parametrize("spec, words", [
     ({"drop": [{"targets": "fc1", "fraction": 1.0}]}, ["fraction", "[0, 1)"]),
     ({"drop": [{"targets": "fc1", "fraction": -0.1}]}, ["fraction", "[0, 1)"]),
