@@ -28,6 +28,14 @@ Counts: per call and sample, the keys (the real tokens) and the queries that com
   each call only the A_b positions still running send queries; every real key is still read,
   since the running positions attend to the halted ones too. A call with no running position
   sends nothing (DESIGN.md, "Dynamic execution").
+- Masked pairs: a core computes only the (query, key) pairs of its blocks that the mask lets
+  through, and skips the rest (it holds the mask, so it knows them before computing a score).
+  A causal mask lets through the lower triangle, about half the pairs; the measurement reads
+  the pairs off P as it reads the keys (a pair the mask removes has probability exactly 0 for
+  every head). With contiguous blocks, the cores above the diagonal idle and the diagonal's
+  compute half, so a causal kernel's MACs halve while its busiest core does a whole block.
+  Measured where positions are not marked (no dynamic depth); the padded variant and the static
+  estimate charge every pair.
 Attention does not harvest zeros: its operands are dense projections, and the zeros of a
 dropped-out P are made on the core itself.
 """
@@ -50,9 +58,11 @@ BACKWARD_SCORE_FLOPS = 6
 
 
 class AttentionCounts(NamedTuple):
-    """(distinct samples, calls) real keys read and queries computed."""
+    """(distinct samples, calls) real keys read and queries computed, and (distinct samples,
+    calls, rows, cols) the pairs each core computes (None: every pair of its blocks)."""
     keys: np.ndarray
     queries: np.ndarray
+    pairs: np.ndarray | None = None
 
 
 def attention_kernel(name: str, samples: int, heads: int, length: int, head_dim: int,
@@ -110,6 +120,33 @@ def real_lengths(xp, host, kernel: Kernel, env: dict, probs: str) -> np.ndarray:
     return host(xp.count_nonzero(xp.any(p != 0, axis=1), axis=1)).astype(np.int64)
 
 
+def computed_pairs(xp, host, kernel: Kernel, env: dict, probs: str, rows: int, cols: int) -> np.ndarray:
+    """(samples, rows, cols) the (query, key) pairs each core computes: among the sample's real
+    tokens (`real_lengths`), cut into contiguous blocks as `block_sizes` cuts them, the pairs
+    whose probability is non-zero for some head in `probs`."""
+    length = kernel.nest.extent("j")
+    allowed = host(xp.any(env[probs].reshape(kernel.samples, -1, length, length) != 0, axis=1))
+    is_real = allowed.any(axis=1)                                # (S, L) keys some query reads
+    real = is_real.sum(axis=1)
+    among_real = (allowed & is_real[:, :, None] & is_real[:, None, :]).sum(axis=(1, 2))
+    if (among_real == real * real).all():                       # no mask among the real tokens
+        return _every_pair(real, real, rows, cols).astype(np.float64)
+    out = np.zeros((kernel.samples, rows, cols))
+    for sample, pairs in enumerate(allowed):
+        real = np.flatnonzero(pairs.any(axis=0))
+        n = len(real)
+        q, k = -(-n // rows), -(-n // cols)
+        blocks = np.zeros((rows * q, cols * k))
+        blocks[:n, :n] = pairs[np.ix_(real, real)]
+        out[sample] = blocks.reshape(rows, q, cols, k).sum(axis=(1, 3))
+    return out
+
+
+def _every_pair(queries: np.ndarray, keys: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """(..., rows, cols) every pair of each core's blocks."""
+    return block_sizes(queries, rows)[..., :, None] * block_sizes(keys, cols)[..., None, :]
+
+
 class AttentionKind(KindDefaults):
     name = "attention"
     priority = 20     # build_kernels asks the kinds by priority
@@ -154,7 +191,8 @@ class AttentionKind(KindDefaults):
         real = np.stack([real_lengths(runs.xp, runs.host, kernel, env, call["probs"])
                          for call in kernel.calls], axis=1)                          # (S, calls)
         running = runs.queries(kernel)
-        blocks, rows, keys, queries = {}, [], [], []
+        measured = None
+        blocks, rows, keys, queries, pairs = {}, [], [], [], []
         for v in runs.variants:
             if v.positions not in blocks:
                 k = np.full_like(real, shape_of(kernel)[1]) if v.positions == "padded" else real
@@ -162,8 +200,17 @@ class AttentionKind(KindDefaults):
                 blocks[v.positions] = len(keys) * len(real)
                 keys.append(np.where(q > 0, k, 0))          # a call with no query sends nothing
                 queries.append(q)
+                if v.positions == "padded" or running is not None:
+                    pairs.append(_every_pair(q, keys[-1], mapping.rows, mapping.cols))
+                else:
+                    if measured is None:
+                        measured = np.stack([computed_pairs(runs.xp, runs.host, kernel, env,
+                                                            call["probs"], mapping.rows, mapping.cols)
+                                             for call in kernel.calls], axis=1)
+                    pairs.append(measured)
             rows.append(blocks[v.positions] + np.arange(len(real)))
-        return Counts(AttentionCounts(np.concatenate(keys), np.concatenate(queries)), np.stack(rows))
+        return Counts(AttentionCounts(np.concatenate(keys), np.concatenate(queries),
+                                      np.concatenate(pairs)), np.stack(rows))
 
     @staticmethod
     def components(kernel: Kernel, c: AttentionCounts, mapping, target) -> cost.Components:
@@ -172,7 +219,8 @@ class AttentionKind(KindDefaults):
         width = heads * head_dim
         q = block_sizes(c.queries, mapping.rows).astype(np.float64)[..., :, None]   # (U, calls, R, 1)
         k = block_sizes(c.keys, mapping.cols).astype(np.float64)[..., None, :]      # (U, calls, 1, C)
-        scores = heads * q * k
+        pairs = q * k if c.pairs is None else c.pairs                              # (U, calls, R, C)
+        scores = heads * pairs
         across = mapping.cols > 1      # row statistics travel only when a row has several cores
         simd = target.simd
 
@@ -184,10 +232,10 @@ class AttentionKind(KindDefaults):
         bwd_in = wavelets(q * width)                             # dO in, along the row
         bwd_out = np.maximum(wavelets(q * width + across * heads * q),   # dQ partials, row sums
                              wavelets(2 * k * width))            # dK and dV partials, down the column
-        macs = 6.0 * width * (c.queries.astype(np.float64) * c.keys).sum(axis=1)
-        return cost.Components(np.ceil((2 * q * k * width + FORWARD_SCORE_FLOPS * scores) / simd),
+        macs = 6.0 * width * pairs.sum(axis=(-1, -2)).sum(axis=1)
+        return cost.Components(np.ceil((2 * pairs * width + FORWARD_SCORE_FLOPS * scores) / simd),
                                fwd_in, fwd_out,
-                               np.ceil((4 * q * k * width + BACKWARD_SCORE_FLOPS * scores) / simd),
+                               np.ceil((4 * pairs * width + BACKWARD_SCORE_FLOPS * scores) / simd),
                                bwd_in, bwd_out, macs, **cost.core_terms(target))
 
     @staticmethod

@@ -10,6 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from compiler.kernels import kind_of
+
 from .oracle import (ADAM_TOLERANCE, SGD_TOLERANCE, adamw, assert_same_parameters, assert_trained,
                      parameters_of, sgd, token_batches, train_both)
 
@@ -85,7 +87,11 @@ def test_sdpa_trains_equal_to_torch(mask, dropout):
     torch.manual_seed(0)
     session = _check(SdpaLM(mask, dropout), sgd, SGD_TOLERANCE)
     assert len(session.plan.graph.masks) == (1 if dropout else 0)   # the attention dropout
-    assert [k.kind for k in session.plan.kernels].count("attention") == 1
+    [attention] = [k for k in session.plan.kernels if k.kind == "attention"]
+    # every mask is causal: the kernel computes the lower triangle, (L + 1) / 2L of the pairs
+    [timing] = [t for t in session._trainer.last_timing.kernels if t.name == attention.name]
+    assert timing.executed_macs / (BATCH * kind_of(attention).dense_macs(attention)) == \
+        pytest.approx((LENGTH + 1) / (2 * LENGTH))
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.1])

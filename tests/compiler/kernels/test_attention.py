@@ -298,3 +298,47 @@ def test_split_separates_compute_and_links():
     compute, link = cost.split(c, (1, 1, 4, 2))
     sample = sample_cycles(kernel, mapping, TARGET)
     assert max(compute[0], link[0]) <= sample <= compute[0] + link[0]
+
+
+def _causal_probs(samples, heads, length, seed=0):
+    """Softmax outputs [B, H, L, L] under a causal mask (-inf above the diagonal)."""
+    scores = np.random.default_rng(seed).standard_normal((samples, heads, length, length))
+    scores = np.where(np.triu(np.ones((length, length), bool), 1), -np.inf, scores)
+    e = np.exp(scores - scores.max(-1, keepdims=True))
+    return (e / e.sum(-1, keepdims=True)).astype(np.float32)
+
+
+def test_a_core_computes_only_the_pairs_the_mask_lets_through():
+    from compiler.kernels.attention import computed_pairs
+    kernel = attention_kernel("sdpa", 2, 2, 8, 4)
+    pairs = computed_pairs(np, to_numpy, kernel, {"probs": _causal_probs(2, 2, 8)}, "probs", 2, 2)
+    # blocks of 4 queries x 4 keys: the diagonal's lower triangles, everything below, nothing above
+    np.testing.assert_array_equal(pairs, [[[10, 0], [16, 10]]] * 2)
+    full = computed_pairs(np, to_numpy, kernel, {"probs": _probs([8, 5], 2, 8)}, "probs", 2, 2)
+    np.testing.assert_array_equal(full, [[[16, 16], [16, 16]], [[9, 6], [6, 4]]])
+
+
+@pytest.mark.parametrize("length", [8, 16])
+def test_causal_attention_charges_only_the_computed_half(length):
+    """The MACs fall to the lower triangle's (L + 1) / 2L; one core computing every pair
+    takes longer, and on a 2 x 2 grid the busiest core still does a whole block."""
+    kernel = attention_kernel("sdpa", 2, 2, length, 16)
+    causal = {"probs": _causal_probs(2, 2, length)}
+    full = {"probs": _probs([length, length], 2, length)}
+    one, one_full = measure(kernel, causal), measure(kernel, full)
+    assert one.executed_macs / one_full.executed_macs == pytest.approx((length + 1) / (2 * length))
+    assert (one.sample_cycles < one_full.sample_cycles).all()
+    grid, grid_full = measure(kernel, causal, Mapping(2, 2)), measure(kernel, full, Mapping(2, 2))
+    np.testing.assert_array_equal(grid.sample_cycles, grid_full.sample_cycles)
+    assert grid.core_busy.sum() < grid_full.core_busy.sum()
+
+
+def test_pad_queries_do_not_count_as_computed_pairs():
+    """Causal over 5 real tokens then 2 pads: the pads' query rows read the real keys, but the
+    host never sends a pad, so only the real tokens' lower triangle (15 pairs) is computed."""
+    from compiler.kernels.attention import computed_pairs
+    probs = _causal_probs(1, 2, 7)
+    probs[..., 5:] = 0                                   # pad keys: probability 0 for every query
+    probs[..., :5] /= probs[..., :5].sum(-1, keepdims=True)
+    kernel = attention_kernel("sdpa", 1, 2, 7, 4)
+    assert computed_pairs(np, to_numpy, kernel, {"probs": probs}, "probs", 1, 1).sum() == 15
