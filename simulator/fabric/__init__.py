@@ -1,0 +1,13 @@
+"""A cycle-level model of the fabric, vectorized over a region with `xp` (NumPy or CuPy): the
+reference the analytic cost model (`compiler.cost`) is checked against.
+
+`router` (five ports, colours, static routes, bounded queues, back-pressure, multicast), `pe`
+(tasks activated by wavelets, SIMD and SRAM limits, activation cost), `engine` (the cycle loop,
+edge streams and sinks), `programs` (the registry of each kernel kind's fabric program),
+`matmul` (the matmul kind's programs) and `check` (cycles next to the analytic model's).
+"""
+from . import matmul  # noqa: F401  (registers the matmul kind's programs)
+from .engine import Run, run
+from .programs import PROGRAMS, program_for, register
+
+__all__ = ["run", "Run", "PROGRAMS", "program_for", "register"]
