@@ -84,7 +84,7 @@ class Run:
     """One program run to completion, on the host (NumPy): `cycles`; per core (rows, cols):
     `work` (colours, 3, rows, cols) SIMD, SRAM and task cycles per colour, `waiting` and `idle`
     cycles of the PE, `sent` (5, rows, cols) wavelets out of each port, `blocked` (5, rows,
-    cols) cycles each input queue's head waited for its route, `peak_queue` (5, rows, cols) the
+    cols) cycles each input queue's head waited for space over a link (`router.Hop.stalled`), `peak_queue` (5, rows, cols) the
     most wavelets an input queue held, `peak_pe_queue` (colours, rows, cols) the same for the PE's
     queues, `held` (rows, cols) cycles a PE's send waited for space on its ramp; `sinks` per side (value, idx, cycle, count) arrays."""
     cycles: int
@@ -129,7 +129,7 @@ def run(xp, program, target, depth: int = 4, check_every: int = 1,
     while True:
         hop = router.step(cycle, pe.queues.space())
         sent += hop.sent
-        blocked += (router.queues.count + hop.go > 0) & ~hop.go
+        blocked += hop.stalled
         valid, got, left = arrive(xp, hop)
         to_pe = hop.sent[RAMP][None] & (hop.out.colour[RAMP][None] == colours)
         pe.queues.push(to_pe, Wavelets(*(f[RAMP][None] for f in hop.out)))

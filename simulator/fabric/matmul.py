@@ -90,6 +90,7 @@ class MatmulForward:
 
     colours = 2
     priority = (P, X)        # a waiting partial sum unblocks the rows below: serve it first
+    reduction = (P,)         # the partial-sum tasks (`check` reports them apart)
 
     def __init__(self, x: np.ndarray, w: np.ndarray, rows: int, cols: int, values: int,
                  harvest: bool):

@@ -6,7 +6,8 @@ builder with `@register(kind_name, pass_name)`; `program_for` finds it by the ke
 called as `builder(kernel, mapping, target, tensors, harvest)` and returns a program: an object
 with
   `region` (rows, cols), `colours`, `routes` (colours, 5, rows, cols) route bits,
-  `priority` (colours in the order a free PE serves them), `streams` {side: (Wavelets (edge,
+  `priority` (colours in the order a free PE serves them), `reduction` (the colours whose
+  tasks add partial sums), `streams` {side: (Wavelets (edge,
   length), lengths (edge,))} fed in over the edges, `sinks` {side: expected (edge,)},
   `bound` (cycles past which the run is a deadlock), and the methods `start(xp, datapath)`,
   `ready(colour, heads)`, `run(colour, heads, mask) -> pe.Work`, `emit() -> (want, Wavelets)`,

@@ -39,10 +39,13 @@ def route_mask(*ports: int) -> int:
 
 class Hop(NamedTuple):
     """What a router did in one cycle: `go` (5, rows, cols) the input ports whose head left,
-    `out` the wavelet on each output port (5, rows, cols) and `sent` where one is."""
+    `out` the wavelet on each output port (5, rows, cols) and `sent` where one is; `stalled`
+    (5, rows, cols) the heads that stayed because a link they route to had no space at its far
+    end (back-pressure through the fabric; a head waiting only for its own PE is not)."""
     go: object
     out: Wavelets
     sent: object
+    stalled: object
 
 
 class Router:
@@ -98,7 +101,8 @@ class Router:
                        xp.where(bits, heads.n[:, None], 0).sum(axis=0, dtype=xp.int8),
                        xp.where(bits, heads.idx[:, None], 0).sum(axis=0, dtype=xp.int32),
                        xp.where(bits[..., None], heads.v[:, None], 0).sum(axis=0, dtype=xp.float32))
-        return Hop(go, out, bits.any(axis=0))
+        stalled = (want != 0) & ~go & ((want & ~links & 0x0F) != 0)
+        return Hop(go, out, bits.any(axis=0), stalled)
 
 
 def arrive(xp, hop: Hop) -> tuple:

@@ -1,0 +1,135 @@
+"""The cycle-level model next to the analytic one, for one kernel's forward pass.
+
+Both see the same tensors: the analytic model through the kind's counts and components
+(`compiler.kernels`, `compiler.cost`), evaluated forward only (the backward terms zeroed, so
+`cost.per_core_cycles` is the one formula); the fabric model by streaming the values. Samples
+follow one another, so the analytic time of the run is the sum over samples of the busiest
+core's forward pass (what the pipeline schedule charges a stage per sample).
+
+Where they disagree is split into what each side spends on the busiest core of that item:
+compute (SIMD cycles), SRAM (port cycles beyond the SIMD), task (activation per wavelet),
+reduction (the fabric's partial-sum adds, which the analytic model leaves out), link (the
+busiest link's wavelets), queueing (cycles a wavelet or a send waited for space: back-pressure)
+and fill (the run's cycles beyond its busiest PE or link: start-up and drain).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from compiler import cost
+from compiler.kernels import kind_of
+
+from ..measure.context import Runs, variants
+from .engine import Run, run
+from .programs import program_for
+
+ROWS = ("compute", "SRAM", "task", "reduction", "link", "queueing", "fill")
+
+
+def forward_terms(kernel, counts, mapping, target, variant: int = 0) -> dict:
+    """Per category (rows, cols), the analytic forward cycles of every core summed over the
+    samples of `variant` (`counts.rows`), and "total" (samples,) the busiest core's pass."""
+    c = kind_of(kernel).components(kernel, counts.values, mapping, target)
+    shape = c.shape[:2] + (mapping.rows, mapping.cols)
+    fwd = dataclasses.replace(c, bwd_compute=0, bwd_in=0, bwd_out=0)
+    rows = counts.rows[variant]
+
+    def summed(term):
+        per = np.broadcast_to(term, shape)
+        per = per[:, 0] if shape[1] == 1 else per.sum(axis=1)
+        return per[rows].sum(axis=0)
+    compute = summed(c.fwd_compute)
+    return {"compute": compute, "SRAM": compute * max(0.0, c.sram - 1.0),
+            "task": summed(c.task * np.asarray(c.fwd_in)), "reduction": np.zeros_like(compute),
+            "link": summed(c.fwd_link), "queueing": np.zeros_like(compute),
+            "total": cost.busiest_core(cost.per_core_cycles(fwd, shape))[rows]}
+
+
+def fabric_terms(result: Run, program) -> dict:
+    """The same categories off a fabric run (each the busiest core's), and "total" its cycles.
+    The program's `reduction` colours are the partial-sum tasks."""
+    reduction = list(program.reduction)
+    own = np.delete(result.work, reduction, axis=0).sum(axis=0)          # (3, rows, cols)
+    streamed = max((int(np.max(lengths)) for _, lengths in program.streams.values()), default=0)
+    busiest_link = max(int(result.sent[:4].max()), streamed)
+    busy = int(result.busy.max())
+    return {"compute": float(own[0].max()), "SRAM": float(own[1].max()), "task": float(own[2].max()),
+            "reduction": float(result.work[reduction].sum(axis=(0, 1)).max()),
+            "link": float(busiest_link),
+            "queueing": float((result.blocked.sum(axis=0) + result.held).max()),
+            "fill": float(max(result.cycles - max(busy, busiest_link), 0)),
+            "total": float(result.cycles)}
+
+
+@dataclass
+class Comparison:
+    """One kernel's forward pass: `fabric` and `analytic` terms per category (`ROWS`), the
+    `estimate` (the plan's assumed densities) and `measured` (this data's counts) analytic
+    totals, the fabric `run`, and `error` (the largest |fabric y - x @ w|)."""
+    kernel: str
+    samples: int
+    fabric: dict
+    analytic: dict
+    estimate: float
+    run: Run
+    error: float
+
+    @property
+    def ratio(self) -> float:
+        """Fabric cycles over the analytic model's on the same data."""
+        return self.fabric["total"] / self.analytic_total if self.analytic_total else float("inf")
+
+    @property
+    def analytic_total(self) -> float:
+        return float(np.sum(self.analytic["total"]))
+
+    def table(self) -> str:
+        lines = [f"kernel {self.kernel}: forward, {self.samples} sample(s)",
+                 f"  {'':<12}{'analytic':>12}{'fabric':>12}{'fabric-analytic':>17}"]
+        for row in ROWS:
+            a = float(np.max(self.analytic[row])) if row in self.analytic else 0.0
+            f = self.fabric[row]
+            lines.append(f"  {row:<12}{a:>12.0f}{f:>12.0f}{f - a:>17.0f}")
+        lines.append(f"  {'cycles':<12}{self.analytic_total:>12.0f}{self.fabric['total']:>12.0f}"
+                     f"{self.fabric['total'] - self.analytic_total:>17.0f}   "
+                     f"(fabric / analytic {self.ratio:.3f})")
+        lines.append(f"  static estimate (assumed densities): {self.estimate:.0f} cycles; "
+                     f"fabric output max |y - x @ w| = {self.error:.2g}")
+        return "\n".join(lines)
+
+
+def measured_counts(kernel, mapping, x, harvest: bool):
+    """The kind's counts of `x` (samples, [tokens,] K) for the forward pass (dY all ones)."""
+    samples = x.shape[0]
+    one = dataclasses.replace(kernel, samples=samples)
+    call = one.calls[0]
+    env = {call["x"]: x}
+    if "dy" in call:
+        env[call["dy"]] = np.ones((samples, kernel.nest.extent("t"), kernel.nest.extent("j")),
+                                  dtype=np.float32)
+    return one, kind_of(kernel).measured_counts(one, mapping, env, Runs(np, variants(harvest, False),
+                                                                          None, {}))
+
+
+def compare(kernel, mapping, target, x, w, harvest: bool = True, density=1.0, xp=np,
+            depth: int = 4) -> Comparison:
+    """Run `kernel`'s forward program on `x` (samples, [tokens,] K) and `w` (K, N) and put its
+    cycles next to the analytic model's on the same data and at the assumed `density`."""
+    if len(kernel.calls) != 1:
+        raise NotImplementedError(f"kernel {kernel.name!r} is called {len(kernel.calls)} times "
+                                  "per sample (shared weights); the fabric check runs one call")
+    mapping = mapping.replica
+    x = np.asarray(x, dtype=np.float32)
+    program = program_for(kernel, mapping, target, {"x": x, "w": w}, harvest)
+    result = run(xp, program, target, depth)
+    y = program.output(result)
+    error = float(np.abs(y - x.reshape(-1, x.shape[-1]) @ np.asarray(w, np.float32)).max())
+    one, counts = measured_counts(kernel, mapping, x, harvest)
+    analytic = forward_terms(one, counts, mapping, target, 0 if harvest else 1)
+    assumed = kind_of(kernel).assumed_counts(one, mapping, target, density, harvest)
+    estimate = float(np.sum(forward_terms(one, assumed, mapping, target)["total"])) * x.shape[0]
+    return Comparison(kernel.name, x.shape[0], fabric_terms(result, program), analytic, estimate,
+                      result, error)
