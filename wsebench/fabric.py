@@ -1,0 +1,50 @@
+"""`wb.fabric.check`: one kernel of a compiled session run on the cycle-level fabric model
+(`simulator.fabric`), its cycles next to the analytic model's on the same tensors (the
+measurement's formulas), the static estimate's (the plan's assumed densities) and the step's
+measured time, with where they disagree: compute, SRAM, task activation, partial-sum reduction,
+link, queueing and fill.
+
+    s = wb.compile(...); s.step(x, y)
+    wb.fabric.check(s, kernel="fc1", samples=2)
+"""
+from __future__ import annotations
+
+from compiler import ConfigError
+from simulator.fabric import PROGRAMS
+from simulator.fabric.check import Comparison, compare
+from simulator.fabric.operands import streamed_x, weight
+
+
+def check(session, kernel: str | None = None, samples: int = 2, depth: int = 4,
+          show: bool = True) -> Comparison:
+    """Run `kernel`'s forward pass (default: the first kernel whose kind has a fabric program)
+    for the first `samples` samples of the session's last step on the cycle-level model, on the
+    session's backend, and print the comparison (`show`). `depth`: wavelets per queue."""
+    plan, trainer = session.plan, session._trainer
+    name = kernel if kernel is not None else _first_simulated(plan)
+    if name not in plan.kernel:
+        raise ConfigError(f"no kernel {name!r} in this plan; kernels: {[k.name for k in plan.kernels]}")
+    k = plan.kernel[name]
+    kept = getattr(trainer.executor, "_values", None) or {}
+    if trainer.last_timing is None or not kept:
+        raise ConfigError("wb.fabric.check streams the tensors of the session's last step: run "
+                          "session.step(x, y) (or train) first")
+    x = streamed_x(k, kept, samples)
+    w = weight(trainer.xp, plan.graph, k, trainer.params)
+    result = compare(k, plan.mapping[name], plan.target, x, w, plan.harvest,
+                     plan.density_of(name), trainer.xp, depth)
+    timing = next((t for t in trainer.last_timing.kernels if t.name == name), None)
+    if show:
+        print(result.table())
+        if timing is not None:
+            measured = float(timing.sample_cycles[:samples].sum())
+            print(f"  measured this step (forward + backward, {samples} sample(s)): "
+                  f"{measured:.0f} cycles")
+    return result
+
+
+def _first_simulated(plan) -> str:
+    for k in plan.kernels:
+        if k.kind in PROGRAMS:
+            return k.name
+    raise ConfigError(f"no kernel of this plan has a fabric program; kinds with one: {sorted(PROGRAMS)}")
