@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from compiler import ConfigError
 from simulator.fabric import PROGRAMS
+from simulator.fabric.programs import passes_of
 from simulator.fabric.check import Comparison, compare
 from simulator.fabric.operands import streamed_x, weight
 
@@ -25,6 +26,7 @@ def check(session, kernel: str | None = None, samples: int = 2, depth: int = 4,
     if name not in plan.kernel:
         raise ConfigError(f"no kernel {name!r} in this plan; kernels: {[k.name for k in plan.kernels]}")
     k = plan.kernel[name]
+    passes_of(k)
     kept = getattr(trainer.executor, "_values", None) or {}
     if trainer.last_timing is None or not kept:
         raise ConfigError("wb.fabric.check streams the tensors of the session's last step: run "

@@ -28,13 +28,19 @@ def register(kind: str, pass_: str):
     return decorate
 
 
-def program_for(kernel, mapping, target, tensors: dict, harvest: bool = True, pass_: str = "forward"):
-    """The fabric program of `kernel`'s `pass_` on one replica of `mapping`."""
+def passes_of(kernel) -> dict[str, Callable]:
+    """The fabric programs of `kernel`'s kind, by pass; an error naming the kinds that have one."""
     passes = PROGRAMS.get(kernel.kind)
     if passes is None:
         raise NotImplementedError(
             f"kernel {kernel.name!r} is of kind {kernel.kind!r}, which has no fabric program yet; "
             f"kinds with one: {sorted(PROGRAMS)} (register a builder in simulator/fabric/)")
+    return passes
+
+
+def program_for(kernel, mapping, target, tensors: dict, harvest: bool = True, pass_: str = "forward"):
+    """The fabric program of `kernel`'s `pass_` on one replica of `mapping`."""
+    passes = passes_of(kernel)
     if pass_ not in passes:
         raise NotImplementedError(
             f"the {kernel.kind} fabric program has no {pass_!r} pass yet; passes: {sorted(passes)}")
