@@ -34,7 +34,7 @@ def one(xp, size: int, tile: int, samples: int, density: float, target, check_ev
     start = time.perf_counter()
     result = run(xp, program, target, check_every=check_every)
     seconds = time.perf_counter() - start
-    error = float(np.abs(program.output(result) - x @ w).max())
+    error = float(np.abs(program.output(result)["y"] - x @ w).max())
     return {"size": size, "cycles": result.cycles, "seconds": seconds,
             "cycles_per_s": result.cycles / seconds,
             "core_cycles_per_s": result.cycles * size * size / seconds, "error": error}

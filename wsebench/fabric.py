@@ -1,4 +1,4 @@
-"""`wb.fabric.check`: one kernel of a compiled session run on the cycle-level fabric model
+"""`wb.fabric.check`: one pass of one kernel of a compiled session run on the cycle-level fabric model
 (`simulator.fabric`), its cycles next to the analytic model's on the same tensors (the
 measurement's formulas), the static estimate's (the plan's assumed densities) and the step's
 measured time, with where they disagree: compute, SRAM, task activation, partial-sum reduction,
@@ -13,14 +13,16 @@ from compiler import ConfigError
 from simulator.fabric import PROGRAMS
 from simulator.fabric.programs import passes_of
 from simulator.fabric.check import Comparison, compare
-from simulator.fabric.operands import streamed_x, weight
+from simulator.fabric.operands import streamed, weight
 
 
-def check(session, kernel: str | None = None, samples: int = 2, depth: int = 4,
-          show: bool = True) -> Comparison:
-    """Run `kernel`'s forward pass (default: the first kernel whose kind has a fabric program)
-    for the first `samples` samples of the session's last step on the cycle-level model, on the
-    session's backend, and print the comparison (`show`). `depth`: wavelets per queue."""
+def check(session, kernel: str | None = None, samples: int = 2, pass_: str = "forward",
+          depth: int = 4, show: bool = True) -> Comparison:
+    """Run `kernel`'s `pass_` ("forward" or "backward": dX and dW) (default kernel: the first
+    whose kind has a fabric program) for the first `samples` samples of the session's last step
+    on the cycle-level model, on the session's backend, and print the comparison (`show`).
+    `depth`: wavelets per queue. The weights are the session's current ones (after the step's
+    update); the streamed values, whose zeros set the timing, are the step's."""
     plan, trainer = session.plan, session._trainer
     name = kernel if kernel is not None else _first_simulated(plan)
     if name not in plan.kernel:
@@ -31,9 +33,10 @@ def check(session, kernel: str | None = None, samples: int = 2, depth: int = 4,
     if trainer.last_timing is None or not kept:
         raise ConfigError("wb.fabric.check streams the tensors of the session's last step: run "
                           "session.step(x, y) (or train) first")
-    x = streamed_x(k, kept, samples)
+    x = streamed(k, kept, "x", samples)
+    dy = streamed(k, kept, "dy", samples) if pass_ == "backward" else None
     w = weight(trainer.xp, plan.graph, k, trainer.params)
-    result = compare(k, plan.mapping[name], plan.target, x, w, plan.harvest,
+    result = compare(k, plan.mapping[name], plan.target, x, w, dy, pass_, plan.harvest,
                      plan.density_of(name), trainer.xp, depth)
     timing = next((t for t in trainer.last_timing.kernels if t.name == name), None)
     if show:

@@ -1,10 +1,10 @@
-"""The cycle-level model next to the analytic one, for one kernel's forward pass.
+"""The cycle-level model next to the analytic one, for one pass of one kernel.
 
 Both see the same tensors: the analytic model through the kind's counts and components
-(`compiler.kernels`, `compiler.cost`), evaluated forward only (the backward terms zeroed, so
-`cost.per_core_cycles` is the one formula); the fabric model by streaming the values. Samples
-follow one another, so the analytic time of the run is the sum over samples of the busiest
-core's forward pass (what the pipeline schedule charges a stage per sample).
+(`compiler.kernels`, `compiler.cost`), evaluated for the one pass (the other pass's terms
+zeroed, so `cost.per_core_cycles` is the one formula); the fabric model by streaming the values.
+Samples follow one another, so the analytic time of the run is the sum over samples of the
+busiest core's pass (what the pipeline schedule charges a stage per sample).
 
 Where they disagree is split into what each side spends on the busiest core of that item:
 compute (SIMD cycles), SRAM (port cycles beyond the SIMD), task (activation per wavelet),
@@ -29,23 +29,30 @@ from .programs import program_for
 ROWS = ("compute", "SRAM", "task", "reduction", "link", "queueing", "fill")
 
 
-def forward_terms(kernel, counts, mapping, target, variant: int = 0) -> dict:
-    """Per category (rows, cols), the analytic forward cycles of every core summed over the
+PASSES = {"forward": ("fwd", "bwd"), "backward": ("bwd", "fwd")}
+
+
+def pass_terms(kernel, counts, mapping, target, variant: int = 0, pass_: str = "forward") -> dict:
+    """Per category (rows, cols), the analytic cycles of `pass_` on every core summed over the
     samples of `variant` (`counts.rows`), and "total" (samples,) the busiest core's pass."""
+    if pass_ not in PASSES:
+        raise ValueError(f"unknown pass {pass_!r}; passes: {sorted(PASSES)}")
+    own, other = PASSES[pass_]
     c = kind_of(kernel).components(kernel, counts.values, mapping, target)
     shape = c.shape[:2] + (mapping.rows, mapping.cols)
-    fwd = dataclasses.replace(c, bwd_compute=0, bwd_in=0, bwd_out=0)
+    alone = dataclasses.replace(c, **{f"{other}_{t}": 0 for t in ("compute", "in", "out")})
     rows = counts.rows[variant]
 
     def summed(term):
         per = np.broadcast_to(term, shape)
         per = per[:, 0] if shape[1] == 1 else per.sum(axis=1)
         return per[rows].sum(axis=0)
-    compute = summed(c.fwd_compute)
+    compute = summed(getattr(c, f"{own}_compute"))
     return {"compute": compute, "SRAM": compute * max(0.0, c.sram - 1.0),
-            "task": summed(c.task * np.asarray(c.fwd_in)), "reduction": np.zeros_like(compute),
-            "link": summed(c.fwd_link), "queueing": np.zeros_like(compute),
-            "total": cost.busiest_core(cost.per_core_cycles(fwd, shape))[rows]}
+            "task": summed(c.task * np.asarray(getattr(c, f"{own}_in"))),
+            "reduction": np.zeros_like(compute), "link": summed(getattr(c, f"{own}_link")),
+            "queueing": np.zeros_like(compute),
+            "total": cost.busiest_core(cost.per_core_cycles(alone, shape))[rows]}
 
 
 def fabric_terms(result: Run, program) -> dict:
@@ -66,10 +73,11 @@ def fabric_terms(result: Run, program) -> dict:
 
 @dataclass
 class Comparison:
-    """One kernel's forward pass: `fabric` and `analytic` terms per category (`ROWS`), the
-    `estimate` (the plan's assumed densities) and `measured` (this data's counts) analytic
-    totals, the fabric `run`, and `error` (the largest |fabric y - x @ w|)."""
+    """One pass of one kernel: `fabric` and `analytic` terms per category (`ROWS`), the
+    `estimate` (the plan's assumed densities), the fabric `run`, and `error` (the largest
+    difference of the fabric's results from NumPy's, `program.reference`)."""
     kernel: str
+    pass_: str
     samples: int
     fabric: dict
     analytic: dict
@@ -87,7 +95,7 @@ class Comparison:
         return float(np.sum(self.analytic["total"]))
 
     def table(self) -> str:
-        lines = [f"kernel {self.kernel}: forward, {self.samples} sample(s)",
+        lines = [f"kernel {self.kernel}: {self.pass_}, {self.samples} sample(s)",
                  f"  {'':<12}{'analytic':>12}{'fabric':>12}{'fabric-analytic':>17}"]
         for row in ROWS:
             a = float(np.max(self.analytic[row])) if row in self.analytic else 0.0
@@ -97,39 +105,42 @@ class Comparison:
                      f"{self.fabric['total'] - self.analytic_total:>17.0f}   "
                      f"(fabric / analytic {self.ratio:.3f})")
         lines.append(f"  static estimate (assumed densities): {self.estimate:.0f} cycles; "
-                     f"fabric output max |y - x @ w| = {self.error:.2g}")
+                     f"fabric results' largest difference from NumPy's: {self.error:.2g}")
         return "\n".join(lines)
 
 
-def measured_counts(kernel, mapping, x, harvest: bool):
-    """The kind's counts of `x` (samples, [tokens,] K) for the forward pass (dY all ones)."""
+def measured_counts(kernel, mapping, x, dy, harvest: bool):
+    """The kind's counts of `x` (samples, [tokens,] K) and `dy` (samples, [tokens,] N; all ones
+    when None) on a copy of `kernel` with `samples` samples."""
     samples = x.shape[0]
     one = dataclasses.replace(kernel, samples=samples)
     call = one.calls[0]
     env = {call["x"]: x}
     if "dy" in call:
-        env[call["dy"]] = np.ones((samples, kernel.nest.extent("t"), kernel.nest.extent("j")),
-                                  dtype=np.float32)
-    return one, kind_of(kernel).measured_counts(one, mapping, env, Runs(np, variants(harvest, False),
-                                                                          None, {}))
+        env[call["dy"]] = dy if dy is not None else np.ones(
+            (samples, kernel.nest.extent("t"), kernel.nest.extent("j")), dtype=np.float32)
+    runs = Runs(np, variants(harvest, False), None, {})
+    return one, kind_of(kernel).measured_counts(one, mapping, env, runs)
 
 
-def compare(kernel, mapping, target, x, w, harvest: bool = True, density=1.0, xp=np,
-            depth: int = 4) -> Comparison:
-    """Run `kernel`'s forward program on `x` (samples, [tokens,] K) and `w` (K, N) and put its
-    cycles next to the analytic model's on the same data and at the assumed `density`."""
+def compare(kernel, mapping, target, x, w, dy=None, pass_: str = "forward", harvest: bool = True,
+            density=1.0, xp=np, depth: int = 4) -> Comparison:
+    """Run `kernel`'s `pass_` program on `x` (samples, [tokens,] K), `w` (K, N) and, for the
+    backward, `dy` (samples, [tokens,] N), and put its cycles next to the analytic model's on
+    the same data and at the assumed `density`."""
     if len(kernel.calls) != 1:
         raise NotImplementedError(f"kernel {kernel.name!r} is called {len(kernel.calls)} times "
                                   "per sample (shared weights); the fabric check runs one call")
     mapping = mapping.replica
     x = np.asarray(x, dtype=np.float32)
-    program = program_for(kernel, mapping, target, {"x": x, "w": w}, harvest)
+    tensors = {"x": x, "w": w} if dy is None else {"x": x, "w": w, "dy": np.asarray(dy, np.float32)}
+    program = program_for(kernel, mapping, target, tensors, harvest, pass_)
     result = run(xp, program, target, depth)
-    y = program.output(result)
-    error = float(np.abs(y - x.reshape(-1, x.shape[-1]) @ np.asarray(w, np.float32)).max())
-    one, counts = measured_counts(kernel, mapping, x, harvest)
-    analytic = forward_terms(one, counts, mapping, target, 0 if harvest else 1)
+    got, want = program.output(result), program.reference()
+    error = max(float(np.abs(got[k] - want[k]).max()) for k in want)
+    one, counts = measured_counts(kernel, mapping, x, tensors.get("dy"), harvest)
+    analytic = pass_terms(one, counts, mapping, target, 0 if harvest else 1, pass_)
     assumed = kind_of(kernel).assumed_counts(one, mapping, target, density, harvest)
-    estimate = float(np.sum(forward_terms(one, assumed, mapping, target)["total"])) * x.shape[0]
-    return Comparison(kernel.name, x.shape[0], fabric_terms(result, program), analytic, estimate,
-                      result, error)
+    estimate = float(np.sum(pass_terms(one, assumed, mapping, target, 0, pass_)["total"])) * x.shape[0]
+    return Comparison(kernel.name, pass_, x.shape[0], fabric_terms(result, program), analytic,
+                      estimate, result, error)

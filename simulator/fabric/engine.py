@@ -4,8 +4,8 @@ step is array operations over the whole region).
 
 A program (`simulator.fabric.programs`) supplies the routes, the tasks of each colour, what each
 PE sends on its ramp, the streams fed in over each edge and how many wavelets each edge sink
-expects. The run ends when every sink has them all; its cycles are the cycle after the last
-arrival. Stats (`Run`): per core the PE's work per colour, its waiting and idle cycles, the
+expects. The run ends when every sink has them all and the program says it is `finished`;
+its cycles are the cycle after the last arrival (with no sink, the cycle it was seen finished). Stats (`Run`): per core the PE's work per colour, its waiting and idle cycles, the
 wavelets each port sent, and the cycles each input queue's head waited for space.
 """
 from __future__ import annotations
@@ -84,9 +84,11 @@ class Run:
     """One program run to completion, on the host (NumPy): `cycles`; per core (rows, cols):
     `work` (colours, 3, rows, cols) SIMD, SRAM and task cycles per colour, `waiting` and `idle`
     cycles of the PE, `sent` (5, rows, cols) wavelets out of each port, `blocked` (5, rows,
-    cols) cycles each input queue's head waited for space over a link (`router.Hop.stalled`), `peak_queue` (5, rows, cols) the
-    most wavelets an input queue held, `peak_pe_queue` (colours, rows, cols) the same for the PE's
-    queues, `held` (rows, cols) cycles a PE's send waited for space on its ramp; `sinks` per side (value, idx, cycle, count) arrays."""
+    cols) cycles each input queue's head waited for space over a link (`router.Hop.stalled`),
+    `peak_queue` (5, rows, cols) the most wavelets an input queue held, `peak_pe_queue`
+    (colours, rows, cols) the same for the PE's queues, `held` (rows, cols) cycles a PE's send
+    waited for space on its ramp; `sinks` per side (value, idx, cycle, count, extra) arrays;
+    `extra` the program's `state()` on the host (results held in the PEs, as a dW)."""
     cycles: int
     work: np.ndarray
     waiting: np.ndarray
@@ -98,6 +100,7 @@ class Run:
     held: np.ndarray
     sinks: dict
     depth: int
+    extra: dict
 
     @property
     def busy(self) -> np.ndarray:
@@ -152,7 +155,7 @@ def run(xp, program, target, depth: int = 4, check_every: int = 1,
         peak = xp.maximum(peak, router.queues.count)
         cycle += 1
         if cycle % check_every == 0 or cycle >= limit:
-            if all(bool(s.full()) for s in sinks.values()):
+            if all(bool(s.full()) for s in sinks.values()) and bool(program.finished()):
                 break
             if cycle >= limit:
                 waiting = {side: to_numpy(s.expected - s.count).tolist() for side, s in sinks.items()}
@@ -161,9 +164,12 @@ def run(xp, program, target, depth: int = 4, check_every: int = 1,
                                    "or pass a larger max_cycles)")
     host = {side: tuple(to_numpy(a) for a in (s.value, s.idx, s.cycle, s.count, s.extra))
             for side, s in sinks.items()}
+    # the cycle after the last output; with no outputs, the cycle the program was seen done
     last = max((int(c.max()) for _, _, c, _, _ in host.values()), default=cycle - 1)
+    extra = {k: to_numpy(v) for k, v in getattr(program, "state", dict)().items()}
     return Run(last + 1, to_numpy(pe.work), to_numpy(pe.waiting), to_numpy(pe.idle), to_numpy(sent),
-               to_numpy(blocked), to_numpy(peak), to_numpy(peak_pe), to_numpy(held), host, depth)
+               to_numpy(blocked), to_numpy(peak), to_numpy(peak_pe), to_numpy(held), host, depth,
+               extra)
 
 
 __all__ = ["run", "Run", "Stream", "Sink", "edge_cores", "SIDES", "PORTS"]

@@ -1,5 +1,5 @@
 """A kernel's operands as the fabric program streams them, read off a training step: the
-streamed x of its first call and its weight as the kernel multiplies it (the parameter through
+streamed x and dY of its first call and its weight as the kernel multiplies it (the parameter through
 the kind's weight view, `KernelKind.weight_view`), on the host."""
 from __future__ import annotations
 
@@ -11,18 +11,21 @@ from ..backend import to_numpy
 from ..ops import KERNELS
 
 
-def streamed_x(kernel, env: dict, samples: int) -> np.ndarray:
-    """(samples, tokens, K) the first `samples` samples of the x the kernel's first call streams
-    (`env`: the step's tensors by graph value)."""
-    name = kernel.calls[0].get("x")
+def streamed(kernel, env: dict, role: str, samples: int) -> np.ndarray:
+    """(samples, tokens, features) the first `samples` samples of the operand `role` ("x" or
+    "dy") the kernel's first call streams (`env`: the step's tensors by graph value). A dY
+    captured as (N, B*T) (the dW matmul's operand) is turned to (B*T, N)."""
+    name = kernel.calls[0].get(role)
     if name is None or name not in env:
-        raise KeyError(f"the step's tensors have no x for kernel {kernel.name!r}: run a training "
-                       "step first, so that its streamed operands are kept")
-    x = to_numpy(env[name])
-    x = x.reshape(kernel.samples, -1, x.shape[-1])
+        raise KeyError(f"the step's tensors have no {role} for kernel {kernel.name!r}: run a "
+                       "training step first, so that its streamed operands are kept")
     if not 1 <= samples <= kernel.samples:
         raise ValueError(f"samples must be between 1 and the batch, {kernel.samples}; got {samples}")
-    return x[:samples]
+    value = to_numpy(env[name])
+    width = kernel.nest.extent("i" if role == "x" else "j")
+    if value.shape[-1] != width:
+        value = value.T
+    return value.reshape(kernel.samples, -1, width)[:samples]
 
 
 def weight(xp, graph, kernel, params: dict) -> np.ndarray:

@@ -11,7 +11,9 @@ with
   length), lengths (edge,))} fed in over the edges, `sinks` {side: expected (edge,)},
   `bound` (cycles past which the run is a deadlock), and the methods `start(xp, datapath)`,
   `ready(colour, heads)`, `run(colour, heads, mask) -> pe.Work`, `emit() -> (want, Wavelets)`,
-  `emitted(mask)` and `output(run)`.
+  `emitted(mask)`, `finished()` (a boolean scalar array: all its cores are done),
+  `output(run)` and `reference()` (dicts of named results: the fabric's and NumPy's), and
+  optionally `state()` (device arrays the run hands back in `Run.extra`).
 """
 from __future__ import annotations
 

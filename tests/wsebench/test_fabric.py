@@ -45,6 +45,17 @@ def test_check_streams_the_steps_relu_output_and_prints_where_the_models_disagre
     assert c.analytic_total <= float(timing.sample_cycles[:3].sum())   # forward within fwd + bwd
 
 
+def test_check_runs_the_backward_on_the_steps_gradients(session, capsys):
+    s, x, y = session
+    s.step(x, y)
+    c = wb.fabric.check(s, kernel="fc2", samples=2, pass_="backward")
+    assert "backward" in capsys.readouterr().out
+    assert c.pass_ == "backward" and c.error < 1e-4
+    assert c.analytic_total <= c.fabric["total"]
+    with pytest.raises(NotImplementedError, match="no 'sideways' pass"):
+        wb.fabric.check(s, kernel="fc2", pass_="sideways", show=False)
+
+
 def test_check_defaults_to_the_first_kernel_with_a_program_and_names_bad_kernels(session):
     s, x, y = session
     s.step(x, y)

@@ -24,13 +24,17 @@ from simulator.fabric.check import compare
 TARGET = wafer("classroom")          # simd 4, task_cycles 1, two FP16 values a wavelet
 
 
-def _case(k, n, rows, cols, density=1.0, samples=4, target=TARGET, harvest=True, seed=0):
+def _case(k, n, rows, cols, density=1.0, samples=4, target=TARGET, harvest=True, seed=0,
+          pass_="forward", dx=True):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((samples, k)).astype(np.float32)
     x[rng.random(x.shape) >= density] = 0
+    dy = rng.standard_normal((samples, n)).astype(np.float32)
+    dy[rng.random(dy.shape) >= density] = 0
     w = rng.standard_normal((k, n)).astype(np.float32)
-    return compare(matmul_kernel("fc", k, n, samples=samples), Mapping(rows, cols), target, x, w,
-                   harvest=harvest, density=density)
+    return compare(matmul_kernel("fc", k, n, samples=samples, dx=dx), Mapping(rows, cols), target,
+                   x, w, dy if pass_ == "backward" else None, pass_, harvest=harvest,
+                   density=density)
 
 
 def _within(c, rows, cols, work, link, samples=4):
@@ -97,3 +101,39 @@ def test_the_partial_sum_chain_is_the_known_disagreement():
     excess = c.fabric["total"] - c.analytic_total
     assert reduction <= excess <= reduction + 4 * TARGET.task_cycles + 16 + 2 + 2 + 4
     assert "reduction" in c.table() and "fabric / analytic" in c.table()
+
+
+def test_a_dense_backward_agrees_within_the_pipeline_fill():
+    """K 16, N 32 on one core: a sample's dY is 16 dense wavelets of 32 values; each value
+    costs a dX FMAC over 16 and a dW FMAC over 16 x values, 4 + 4 cycles: 256 + 16 activations
+    = 272 of work a sample, 16 dX partial sums out: 4 x 272 = 1088."""
+    c = _case(16, 32, 1, 1, pass_="backward")
+    assert c.analytic_total == 1088 and c.error < 1e-4
+    assert _within(c, 1, 1, work=272, link=16)
+
+
+def test_a_first_layers_backward_is_dw_only_in_both():
+    c = _case(16, 32, 1, 1, pass_="backward", dx=False)
+    assert c.analytic_total == 4 * (32 * 16 // 4 + 16)
+    assert c.fabric["compute"] == c.analytic["compute"].max() == 4 * 128
+    assert _within(c, 1, 1, work=144, link=0)
+
+
+def test_dw_rounds_each_values_fmac_to_the_simd_width():
+    """A known disagreement: the analytic model charges dW ceil(nnz(x) nnz(dY) / simd), as if
+    the lanes packed products across dY values; the fabric's FMAC per dY value over the
+    tile's non-zeros of x rounds up each time: nnz(dY) ceil(nnz(x) / simd)."""
+    rng = np.random.default_rng(3)
+    x = np.zeros((1, 16), np.float32)
+    x[0, :5] = rng.standard_normal(5)                      # 5 non-zeros: 2 cycles, not 1.25
+    dy = rng.standard_normal((1, 8)).astype(np.float32)
+    c = compare(matmul_kernel("fc", 16, 8, samples=1, dx=False), Mapping(1, 1), TARGET, x,
+                rng.standard_normal((16, 8)).astype(np.float32), dy, "backward")
+    assert c.analytic["compute"].max() == np.ceil(5 * 8 / 4) == 10
+    assert c.fabric["compute"] == 8 * np.ceil(5 / 4) == 16
+
+
+def test_an_unknown_pass_is_named():
+    from simulator.fabric.check import pass_terms
+    with pytest.raises(ValueError, match="unknown pass 'sideways'"):
+        pass_terms(None, None, None, TARGET, pass_="sideways")

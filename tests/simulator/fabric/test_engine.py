@@ -44,4 +44,4 @@ def test_cupy_runs_the_same_cycles_as_numpy():
     on_numpy, on_cupy = run(np, a, TARGET), run(cupy, b, TARGET, check_every=8)
     assert on_cupy.cycles == on_numpy.cycles
     np.testing.assert_array_equal(on_cupy.work, on_numpy.work)
-    np.testing.assert_allclose(b.output(on_cupy), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(b.output(on_cupy)["y"], expected, rtol=1e-5, atol=1e-5)

@@ -1,74 +1,68 @@
-"""The matmul forward program: the x stream filters zeros into (value, index) wavelets where
-fewer, the fabric computes x @ w exactly (up to float32 summation order), and each row's PE
-receives its tile of every sample."""
+"""The matmul kind's fabric programs compute what torch would: y = x @ w forward, and from the
+same dY wavelets dX = dY @ w^T (not for a first layer) and dW = x^T dY."""
 import numpy as np
 import pytest
 
+from compiler import Mapping
+from compiler.kernels import matmul_kernel
 from compiler.target import wafer
-from simulator.fabric import run
-from simulator.fabric.matmul import MatmulForward, x_stream
+from simulator.fabric import program_for, run
+from simulator.fabric.matmul import MatmulBackward
+from simulator.fabric.router import E, S
 
 TARGET = wafer("classroom")
 
 
-def _x(samples, k, density, seed=0):
+def _tensors(samples, k, n, density, tokens=1, seed=0):
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((samples, k)).astype(np.float32)
+    x = rng.standard_normal((samples, tokens, k)).astype(np.float32)
     x[rng.random(x.shape) >= density] = 0
-    return x
+    dy = rng.standard_normal((samples, tokens, n)).astype(np.float32)
+    dy[rng.random(dy.shape) >= density] = 0
+    return {"x": x, "w": rng.standard_normal((k, n)).astype(np.float32), "dy": dy}
 
 
-def _decode(w, lengths, rows, step):
-    """The values each row's stream carries, sample by sample (split at control wavelets)."""
-    out = []
-    for r in range(rows):
-        tiles, tile = [], np.zeros(step, np.float32)
-        for n, i, v in zip(w.n[r, :lengths[r]], w.idx[r, :lengths[r]], w.v[r, :lengths[r]]):
-            if n == 0:
-                tiles.append(tile)
-                tile = np.zeros(step, np.float32)
-            for k in range(n):
-                tile[i + k] = v[k]
-        out.append(tiles)
-    return np.array(out)                                  # (rows, samples, step)
-
-
-@pytest.mark.parametrize("density", [1.0, 0.5, 0.1, 0.0])
-def test_the_x_stream_sends_min_of_nonzeros_and_dense_wavelets_and_carries_every_value(density):
-    x = _x(5, 12, density)
-    w, lengths = x_stream(x, rows=3, values=2, harvest=True)
-    tiles = x.reshape(5, 3, 4)
-    nnz = (tiles != 0).sum(axis=-1)                       # (samples, rows)
-    expected = (np.minimum(nnz, 2) + 1).sum(axis=0)       # dense: 4 values in 2 wavelets
-    assert lengths.tolist() == expected.tolist()
-    np.testing.assert_array_equal(_decode(w, lengths, 3, 4), tiles.transpose(1, 0, 2))
-    sparse = (w.n == 1)
-    assert (w.v[..., 1][sparse] == 0).all() and (w.v[..., 0][sparse] != 0).all()
-
-
-def test_without_harvesting_every_tile_goes_dense():
-    x = _x(2, 8, 0.1)
-    _, lengths = x_stream(x, rows=2, values=2, harvest=False)
-    assert lengths.tolist() == [2 * (2 + 1)] * 2
-
-
-@pytest.mark.parametrize("k,n,rows,cols,density", [(16, 8, 1, 1, 1.0), (10, 7, 3, 2, 0.5),
-                                                   (12, 12, 4, 3, 0.2), (5, 9, 4, 4, 1.0)])
-def test_the_fabric_computes_x_times_w(k, n, rows, cols, density):
-    """Uneven and empty tiles too (5 over 4 rows leaves a row with no x; 9 over 4 columns a
-    column with one output)."""
-    x = _x(3, k, density, seed=k)
-    w = np.random.default_rng(1).standard_normal((k, n)).astype(np.float32)
-    program = MatmulForward(x, w, rows, cols, TARGET.dense_values_per_wavelet, True)
+@pytest.mark.parametrize("pass_", ["forward", "backward"])
+@pytest.mark.parametrize("k,n,rows,cols,density,tokens", [(16, 8, 1, 1, 1.0, 1), (10, 7, 3, 2, 0.5, 2),
+                                                          (12, 12, 4, 3, 0.2, 1)])
+def test_the_programs_compute_the_layers_results(pass_, k, n, rows, cols, density, tokens):
+    t = _tensors(3, k, n, density, tokens)
+    kernel = matmul_kernel("fc", k, n, samples=3, tokens=tokens)
+    program = program_for(kernel, Mapping(rows, cols), TARGET, t, pass_=pass_)
     result = run(np, program, TARGET)
-    np.testing.assert_allclose(program.output(result), x @ w, rtol=1e-5, atol=1e-5)
-    assert not result.sinks["S"][4].any()                 # nothing beyond the outputs left
-    # every core's x task ran once per wavelet its row's stream carried
-    x_tasks = result.work[0, 2] // TARGET.task_cycles
-    lengths = program.streams["W"][1]
-    np.testing.assert_array_equal(x_tasks, np.repeat(lengths[:, None], cols, axis=1))
+    got, want = program.output(result), program.reference()
+    x, dy = t["x"].reshape(-1, k), t["dy"].reshape(-1, n)
+    expected = {"y": x @ t["w"]} if pass_ == "forward" else {"dx": dy @ t["w"].T, "dw": x.T @ dy}
+    assert set(got) == set(want) == set(expected)
+    for name, value in expected.items():
+        np.testing.assert_allclose(want[name], value, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got[name], value, rtol=1e-4, atol=1e-4)
 
 
-def test_a_weight_and_x_that_disagree_are_refused():
-    with pytest.raises(ValueError, match="features"):
-        MatmulForward(np.ones((2, 3)), np.ones((4, 2)), 1, 1, 2, True)
+def test_a_first_layer_computes_dw_only_and_ends_when_every_core_has_its_dy():
+    t = _tensors(2, 8, 6, 0.5)
+    kernel = matmul_kernel("fc", 8, 6, samples=2, dx=False)
+    program = program_for(kernel, Mapping(2, 2), TARGET, t, pass_="backward")
+    result = run(np, program, TARGET)
+    assert set(program.output(result)) == {"dw"} and not result.sinks
+    assert result.work[1].sum() == 0 and result.sent[E].sum() == 0      # no partial sums
+    assert result.sent[S][0].tolist() == list(program.streams["N"][1])   # dY down each column
+    streamed = program.streams["N"][1].max()
+    assert streamed <= result.cycles <= result.busy.max() + streamed + 2 + 2
+
+
+def test_dw_skips_the_zeros_of_the_stashed_x():
+    """The dW FMAC runs over the tile's non-zeros of x: a zero x makes dY's values cost only
+    their dX work."""
+    t = _tensors(2, 8, 8, 1.0)
+    zero = dict(t, x=np.zeros_like(t["x"]))
+    kernel = matmul_kernel("fc", 8, 8, samples=2)
+    work = [run(np, program_for(kernel, Mapping(1, 1), TARGET, u, pass_="backward"), TARGET)
+            .work[0, 0].sum() for u in (t, zero)]
+    assert work[1] == 2 * 8 * (8 // TARGET.simd)                 # dX only: 16 values x 2 cycles
+    assert work[0] == 2 * 8 * (8 // TARGET.simd) * 2             # and dW over 8 x values
+
+
+def test_a_backward_x_of_the_wrong_shape_is_refused():
+    with pytest.raises(ValueError, match="backward needs"):
+        MatmulBackward(np.ones((2, 3)), np.ones((4, 5)), np.ones((2, 5)), 1, 1, 2, True)
