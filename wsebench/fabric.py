@@ -13,7 +13,7 @@ from compiler import ConfigError
 from simulator.fabric import PROGRAMS
 from simulator.fabric.programs import passes_of
 from simulator.fabric.check import Comparison, compare
-from simulator.fabric.operands import streamed, weight
+from simulator.fabric.operands import operands
 
 
 def check(session, kernel: str | None = None, samples: int = 2, pass_: str = "forward",
@@ -33,10 +33,8 @@ def check(session, kernel: str | None = None, samples: int = 2, pass_: str = "fo
     if trainer.last_timing is None or not kept:
         raise ConfigError("wb.fabric.check streams the tensors of the session's last step: run "
                           "session.step(x, y) (or train) first")
-    x = streamed(k, kept, "x", samples)
-    dy = streamed(k, kept, "dy", samples) if pass_ == "backward" else None
-    w = weight(trainer.xp, plan.graph, k, trainer.params)
-    result = compare(k, plan.mapping[name], plan.target, x, w, dy, pass_, plan.harvest,
+    tensors = operands(trainer.xp, plan.graph, k, kept, trainer.params, samples)
+    result = compare(k, plan.mapping[name], plan.target, tensors, samples, pass_, plan.harvest,
                      plan.density_of(name), trainer.xp, depth)
     timing = next((t for t in trainer.last_timing.kernels if t.name == name), None)
     if show:

@@ -137,6 +137,7 @@ class Chain:
         self.ri, self.ci = (xp.asarray(a) for a in np.indices((rows, cols)))
         zero = lambda: xp.zeros((rows, cols), dtype=xp.int64)  # noqa: E731
         self.xs, self.ps, self.pj, self.oj = zero(), zero(), zero(), zero()
+        self.ends = xp.zeros((rows, cols), dtype=bool)          # the running task ends an item
         # an empty tile (or no chain) sends nothing
         self.os = xp.where((self.n_out > 0) & self.chained, 0, self.items)
         self.first = (self.ri if self.axis == 0 else self.ci) == 0
@@ -169,9 +170,17 @@ class Chain:
             self.each_value(s, value, pos)
             counted += valid & ((value != 0) if self.harvest else True)
         self.acc[s, self.ri, self.ci] += contrib
-        work = self.value_work(s, counted)
-        self.xs = self.xs + (mask & (h.n == 0))
-        return self.dp.task(xp, work, mask)
+        self.ends = xp.where(mask, h.n == 0, self.ends)          # a control wavelet
+        return self.dp.task(xp, self.value_work(s, counted), mask)
+
+    def complete(self, colour: int, mask) -> None:
+        """A finished control task ends its item; a finished P task moves to the next sum."""
+        if colour == A:
+            self.xs = self.xs + (mask & self.ends)
+            return
+        self.pj = self.pj + mask
+        wrap = self.pj >= self.n_out
+        self.ps, self.pj = self.ps + wrap, self.xp.where(wrap, 0, self.pj)
 
     def each_value(self, s, value, pos) -> None:
         """What else a value of the stream does (nothing here; dW in the matmul backward)."""
@@ -186,9 +195,6 @@ class Chain:
         xp = self.xp
         s, j = xp.minimum(self.ps, self.items - 1), xp.minimum(self.pj, self.step_out - 1)
         self.acc[s, self.ri, self.ci, j] += xp.where(mask, heads.v[P, ..., 0], 0)
-        self.pj = self.pj + mask
-        wrap = self.pj >= self.n_out
-        self.ps, self.pj = self.ps + wrap, xp.where(wrap, 0, self.pj)
         return self.dp.task(xp, self.dp.fmac(xp, xp.ones_like(self.n_out)), mask)
 
     def emit(self) -> tuple:
@@ -212,7 +218,7 @@ class Chain:
     def product(self, run) -> np.ndarray:
         """(items, F_out) `a @ m` read off the far edge's sink, item by item, each core's
         outputs in turn."""
-        value = run.sinks[SIDES[self.axis][1]][0]
+        value = run.sinks[SIDES[self.axis][1]][0][..., 0]
         j, tiles = np.arange(self.step_out), len(self.t_out)
         at = np.arange(self.items)[None, :, None] * self.t_out[:, None, None] + j
         got = np.take_along_axis(value, np.minimum(at, value.shape[1] - 1).reshape(tiles, -1), axis=1)

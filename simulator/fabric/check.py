@@ -109,38 +109,37 @@ class Comparison:
         return "\n".join(lines)
 
 
-def measured_counts(kernel, mapping, x, dy, harvest: bool):
-    """The kind's counts of `x` (samples, [tokens,] K) and `dy` (samples, [tokens,] N; all ones
-    when None) on a copy of `kernel` with `samples` samples."""
-    samples = x.shape[0]
-    one = dataclasses.replace(kernel, samples=samples)
-    call = one.calls[0]
-    env = {call["x"]: x}
-    if "dy" in call:
-        env[call["dy"]] = dy if dy is not None else np.ones(
-            (samples, kernel.nest.extent("t"), kernel.nest.extent("j")), dtype=np.float32)
+def measured_counts(kernel, mapping, tensors: dict, harvest: bool):
+    """The kind's counts of `tensors` (role -> (samples, ...)), `kernel` having that many
+    samples."""
+    call = kernel.calls[0]
+    env = {call[role]: value for role, value in tensors.items() if role in call}
     runs = Runs(np, variants(harvest, False), None, {})
-    return one, kind_of(kernel).measured_counts(one, mapping, env, runs)
+    return kind_of(kernel).measured_counts(kernel, mapping, env, runs)
 
 
-def compare(kernel, mapping, target, x, w, dy=None, pass_: str = "forward", harvest: bool = True,
-            density=1.0, xp=np, depth: int = 4) -> Comparison:
-    """Run `kernel`'s `pass_` program on `x` (samples, [tokens,] K), `w` (K, N) and, for the
-    backward, `dy` (samples, [tokens,] N), and put its cycles next to the analytic model's on
-    the same data and at the assumed `density`."""
+def compare(kernel, mapping, target, tensors: dict, samples: int | None = None,
+            pass_: str = "forward", harvest: bool = True, density=1.0, xp=np,
+            depth: int = 4) -> Comparison:
+    """Run `kernel`'s `pass_` program on `tensors` (its kind's operands by role: "x", "w" and
+    "dy" of a matmul, each (samples, ...); a generated kernel's "out", or none: its time does
+    not depend on its values) for `samples` samples (default: the tensors'), and put its cycles
+    next to the analytic model's on the same data and at the assumed `density`."""
     if len(kernel.calls) != 1:
         raise NotImplementedError(f"kernel {kernel.name!r} is called {len(kernel.calls)} times "
                                   "per sample (shared weights); the fabric check runs one call")
     mapping = mapping.replica
-    x = np.asarray(x, dtype=np.float32)
-    tensors = {"x": x, "w": w} if dy is None else {"x": x, "w": w, "dy": np.asarray(dy, np.float32)}
-    program = program_for(kernel, mapping, target, tensors, harvest, pass_)
+    tensors = {role: np.asarray(v, dtype=np.float32) for role, v in tensors.items()}
+    if samples is None:
+        samples = next(v.shape[0] for role, v in tensors.items() if role != "w")
+    one = dataclasses.replace(kernel, samples=samples)
+    program = program_for(one, mapping, target, tensors, harvest, pass_)
     result = run(xp, program, target, depth)
     got, want = program.output(result), program.reference()
     error = max(float(np.abs(got[k] - want[k]).max()) for k in want)
-    one, counts = measured_counts(kernel, mapping, x, tensors.get("dy"), harvest)
+    counts = measured_counts(one, mapping, tensors, harvest)
     analytic = pass_terms(one, counts, mapping, target, 0 if harvest else 1, pass_)
     assumed = kind_of(kernel).assumed_counts(one, mapping, target, density, harvest)
-    estimate = float(np.sum(pass_terms(one, assumed, mapping, target, 0, pass_)["total"])) * x.shape[0]
-    return Comparison(kernel.name, pass_, x.shape[0], fabric_terms(result, program), analytic,
+    estimate = float(np.sum(pass_terms(one, assumed, mapping, target, 0, pass_)["total"])) * samples
+    return Comparison(kernel.name, pass_, samples, fabric_terms(result, program), analytic,
                       estimate, result, error)

@@ -52,15 +52,15 @@ class Stream:
 
 
 class Sink:
-    """What leaves the region over one side: per edge core, the value, index and cycle of every
-    wavelet in arrival order, up to `expected` (edge,) of them."""
+    """What leaves the region over one side: per edge core, the values (`values` a wavelet),
+    index and cycle of every wavelet in arrival order, up to `expected` (edge,) of them."""
 
-    def __init__(self, xp, expected):
+    def __init__(self, xp, expected, values: int):
         self.xp = xp
         self.expected = xp.asarray(expected, dtype=xp.int64)
         slots = max(int(np.max(expected)) if np.size(expected) else 0, 1)
         self.count = xp.zeros(self.expected.shape, dtype=xp.int64)
-        self.value = xp.zeros(self.expected.shape + (slots,), dtype=xp.float32)
+        self.value = xp.zeros(self.expected.shape + (slots, values), dtype=xp.float32)
         self.idx = xp.zeros(self.expected.shape + (slots,), dtype=xp.int32)
         self.cycle = xp.full(self.expected.shape + (slots,), -1, dtype=xp.int64)
         self.extra = xp.zeros(self.expected.shape, dtype=xp.int64)   # beyond what was expected
@@ -69,7 +69,7 @@ class Sink:
     def record(self, cycle: int, valid, w: Wavelets) -> None:
         xp = self.xp
         hot = (valid & (self.count < self.expected))[:, None] & (self._slot == self.count[:, None])
-        self.value = xp.where(hot, w.v[:, :1], self.value)
+        self.value = xp.where(hot[..., None], w.v[:, None, :], self.value)
         self.idx = xp.where(hot, w.idx[:, None], self.idx)
         self.cycle = xp.where(hot, cycle, self.cycle)
         self.extra += valid & (self.count >= self.expected)
@@ -87,7 +87,7 @@ class Run:
     cols) cycles each input queue's head waited for space over a link (`router.Hop.stalled`),
     `peak_queue` (5, rows, cols) the most wavelets an input queue held, `peak_pe_queue`
     (colours, rows, cols) the same for the PE's queues, `held` (rows, cols) cycles a PE's send
-    waited for space on its ramp; `sinks` per side (value, idx, cycle, count, extra) arrays;
+    waited for space on its ramp; `sinks` per side (values, idx, cycle, count, extra) arrays;
     `extra` the program's `state()` on the host (results held in the PEs, as a dW)."""
     cycles: int
     work: np.ndarray
@@ -120,7 +120,7 @@ def run(xp, program, target, depth: int = 4, check_every: int = 1,
     pe = PE(xp, program.colours, router.region, depth, values)
     program.start(xp, Datapath(xp, target))
     streams = [Stream(xp, side, w, lengths) for side, (w, lengths) in program.streams.items()]
-    sinks = {side: Sink(xp, expected) for side, expected in program.sinks.items()}
+    sinks = {side: Sink(xp, expected, values) for side, expected in program.sinks.items()}
     shape = (5,) + router.region
     sent = xp.zeros(shape, dtype=xp.int64)
     blocked, peak = xp.zeros(shape, dtype=xp.int64), xp.zeros(shape, dtype=xp.int64)

@@ -1,6 +1,11 @@
 """A kernel's operands as the fabric program streams them, read off a training step: the
-streamed x and dY of its first call and its weight as the kernel multiplies it (the parameter through
-the kind's weight view, `KernelKind.weight_view`), on the host."""
+values its first call streams (x and dY of a matmul, the output of a generated kernel) and its
+weight as the kernel multiplies it (the parameter through the kind's weight view,
+`KernelKind.weight_view`), on the host.
+
+The kinds do not yet say how a role's value is laid out (a matmul's dY may be captured
+transposed); `WIDTH` names the nest dimension of each role that has one, so a transposed
+capture can be told apart. (The kernel-kind protocol should expose this: see the report.)"""
 from __future__ import annotations
 
 import numpy as np
@@ -11,18 +16,38 @@ from ..backend import to_numpy
 from ..ops import KERNELS
 
 
+WIDTH = {"x": "i", "dy": "j"}       # role -> the nest dimension its last axis runs over
+
+
+def check_samples(kernel, samples: int) -> None:
+    if not 1 <= samples <= kernel.samples:
+        raise ValueError(f"samples must be between 1 and the batch, {kernel.samples}; got {samples}")
+
+
+def operands(xp, graph, kernel, env: dict, params: dict, samples: int) -> dict:
+    """The kernel's streamed values `env` holds (role -> (samples, ...)) and, where its kind
+    has a weight view, "w"."""
+    check_samples(kernel, samples)
+    out = {role: streamed(kernel, env, role, samples)
+           for role, name in kernel.calls[0].items() if name in env}
+    if kind_of(kernel).weight_view(graph, kernel) is not None:
+        out["w"] = weight(xp, graph, kernel, params)
+    return out
+
+
 def streamed(kernel, env: dict, role: str, samples: int) -> np.ndarray:
-    """(samples, tokens, features) the first `samples` samples of the operand `role` ("x" or
-    "dy") the kernel's first call streams (`env`: the step's tensors by graph value). A dY
-    captured as (N, B*T) (the dW matmul's operand) is turned to (B*T, N)."""
+    """(samples, tokens, features) the first `samples` samples of the value `role` the kernel's
+    first call streams (`env`: the step's tensors by graph value). A dY captured as (N, B*T)
+    (the dW matmul's operand) is turned to (B*T, N)."""
     name = kernel.calls[0].get(role)
     if name is None or name not in env:
         raise KeyError(f"the step's tensors have no {role} for kernel {kernel.name!r}: run a "
                        "training step first, so that its streamed operands are kept")
-    if not 1 <= samples <= kernel.samples:
-        raise ValueError(f"samples must be between 1 and the batch, {kernel.samples}; got {samples}")
+    check_samples(kernel, samples)
     value = to_numpy(env[name])
-    width = kernel.nest.extent("i" if role == "x" else "j")
+    if role not in WIDTH:
+        return value.reshape(kernel.samples, 1, -1)[:samples]
+    width = kernel.nest.extent(WIDTH[role])
     if value.shape[-1] != width:
         value = value.T
     return value.reshape(kernel.samples, -1, width)[:samples]

@@ -5,7 +5,8 @@ SRAM ports, with constants from `compiler.target.Target` (the ones the analytic 
   head of a queue activates that colour's task once the program says it is ready (a task can
   wait on another, as a partial sum waits for the core's own product). A free PE starts one
   task per cycle, the first ready colour in the program's priority order (Cerebras SDK: data
-  arriving on a colour activates a task; a task can be blocked and unblocked).
+  arriving on a colour activates a task; a task can be blocked and unblocked). What a task
+  makes (a sum to send, the end of a sample) counts only from the cycle it finishes.
 - **Cost of a task**: `Target.task_cycles` to activate it (per wavelet received), then its
   vector work, and at least one cycle: a PE takes one wavelet per cycle at most.
 - **Vector work** (`Datapath.fmac`): an FMAC over n elements with a scalar operand takes
@@ -59,12 +60,14 @@ class PE:
         self.xp = xp
         self.queues = Queues(xp, (colours,) + tuple(region), depth, values)
         self.busy = xp.zeros(region, dtype=xp.int64)
+        self.colour = xp.zeros(region, dtype=xp.int64)     # of the running task
         self.work = xp.zeros((colours, 3) + tuple(region), dtype=xp.int64)
         self.waiting = xp.zeros(region, dtype=xp.int64)     # free, a wavelet queued, none ready
         self.idle = xp.zeros(region, dtype=xp.int64)        # free, nothing queued
 
     def step(self, program) -> None:
-        """Start a task on every free PE that has a ready wavelet, then count down a cycle."""
+        """Start a task on every free PE that has a ready wavelet, count down a cycle, and tell
+        the program which tasks finished (`program.complete`): their results count from now."""
         xp, q = self.xp, self.queues
         free = self.busy == 0
         heads = q.peek()
@@ -83,5 +86,9 @@ class PE:
             work = program.run(colour, heads, mask)
             self.work[colour] += xp.stack([work.simd, work.sram, work.task])
             self.busy = xp.where(mask, xp.maximum(work.simd + work.sram + work.task, 1), self.busy)
+            self.colour = xp.where(mask, colour, self.colour)
         q.pop(chosen)
+        done = self.busy == 1
         self.busy = xp.maximum(self.busy - 1, 0)
+        for colour in program.priority:
+            program.complete(colour, done & (self.colour == colour))

@@ -10,7 +10,8 @@ with
   tasks add partial sums), `streams` {side: (Wavelets (edge,
   length), lengths (edge,))} fed in over the edges, `sinks` {side: expected (edge,)},
   `bound` (cycles past which the run is a deadlock), and the methods `start(xp, datapath)`,
-  `ready(colour, heads)`, `run(colour, heads, mask) -> pe.Work`, `emit() -> (want, Wavelets)`,
+  `ready(colour, heads)`, `run(colour, heads, mask) -> pe.Work` (a task starts: its
+  numerics and cost), `complete(colour, mask)` (tasks finish: what they made counts), `emit() -> (want, Wavelets)`,
   `emitted(mask)`, `finished()` (a boolean scalar array: all its cores are done),
   `output(run)` and `reference()` (dicts of named results: the fabric's and NumPy's), and
   optionally `state()` (device arrays the run hands back in `Run.extra`).

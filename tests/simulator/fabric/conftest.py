@@ -51,6 +51,9 @@ class Relay:
     def emitted(self, mask):
         pass
 
+    def complete(self, colour, mask):
+        pass
+
     def finished(self):
         return self.xp.asarray(True)
 

@@ -33,8 +33,7 @@ def _case(k, n, rows, cols, density=1.0, samples=4, target=TARGET, harvest=True,
     dy[rng.random(dy.shape) >= density] = 0
     w = rng.standard_normal((k, n)).astype(np.float32)
     return compare(matmul_kernel("fc", k, n, samples=samples, dx=dx), Mapping(rows, cols), target,
-                   x, w, dy if pass_ == "backward" else None, pass_, harvest=harvest,
-                   density=density)
+                   {"x": x, "w": w, "dy": dy}, pass_=pass_, harvest=harvest, density=density)
 
 
 def _within(c, rows, cols, work, link, samples=4):
@@ -127,8 +126,9 @@ def test_dw_rounds_each_values_fmac_to_the_simd_width():
     x = np.zeros((1, 16), np.float32)
     x[0, :5] = rng.standard_normal(5)                      # 5 non-zeros: 2 cycles, not 1.25
     dy = rng.standard_normal((1, 8)).astype(np.float32)
-    c = compare(matmul_kernel("fc", 16, 8, samples=1, dx=False), Mapping(1, 1), TARGET, x,
-                rng.standard_normal((16, 8)).astype(np.float32), dy, "backward")
+    c = compare(matmul_kernel("fc", 16, 8, samples=1, dx=False), Mapping(1, 1), TARGET,
+                {"x": x, "w": rng.standard_normal((16, 8)).astype(np.float32), "dy": dy},
+                pass_="backward")
     assert c.analytic["compute"].max() == np.ceil(5 * 8 / 4) == 10
     assert c.fabric["compute"] == 8 * np.ceil(5 / 4) == 16
 

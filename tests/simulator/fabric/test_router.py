@@ -24,7 +24,7 @@ def test_multicast_delivers_every_wavelet_to_every_core_on_the_route_in_order(re
                                rtol=1e-5)
     got, idx, _, count, extra = result.sinks["E"]
     assert count.tolist() == [20, 20, 20] and not extra.any()     # conserved, none duplicated
-    np.testing.assert_array_equal(got, values)                    # in order
+    np.testing.assert_array_equal(got[..., 0], values)            # in order
     np.testing.assert_array_equal(idx, np.tile(np.arange(20), (3, 1)))
     assert result.peak_queue.max() <= depth and result.peak_pe_queue.max() <= depth
 
