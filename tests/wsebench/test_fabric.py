@@ -62,6 +62,9 @@ def test_check_defaults_to_the_first_kernel_with_a_program_and_names_bad_kernels
     assert wb.fabric.check(s, show=False).kernel == s.plan.kernels[0].name
     with pytest.raises(wb.ConfigError, match="no kernel 'nope'.*fc1"):
         wb.fabric.check(s, kernel="nope")
+    generated = next(k.name for k in s.plan.kernels if not k.params)     # the log-softmax
+    c = wb.fabric.check(s, kernel=generated, samples=2, show=False)
+    assert c.error == 0 and c.fabric["total"] >= c.analytic_total > 0
     with pytest.raises(ValueError, match="samples must be between 1"):
         wb.fabric.check(s, kernel="fc1", samples=100)
 
