@@ -6,9 +6,10 @@ carries `n` (0 for a control wavelet, 1 for a sparse (value, index) wavelet, up 
 `Target.dense_values_per_wavelet` for a dense one), the index of its first value `idx` and the
 values `v` (a trailing axis of `dense_values_per_wavelet`).
 
-Each queue is a ring buffer over the last axis, `depth` deep. Every read and write is a `where`
-over that axis (a one-hot of the slot), so one call moves a wavelet in or out of every queue of
-the fabric at once, with no Python loop over cores, on NumPy and CuPy alike.
+Each queue is a ring buffer of `depth` slots, the queues stored flat (queue, slot). A read
+gathers every queue's head slot and a write scatters into every queue's tail slot by advanced
+indexing (one index per queue, so no two writes meet), so one call moves a wavelet in or out of
+every queue of the fabric at once, with no Python loop over cores, on NumPy and CuPy alike.
 """
 from __future__ import annotations
 
@@ -42,23 +43,24 @@ class Queues:
         if depth < 1:
             raise ValueError(f"a queue must hold at least one wavelet, got depth {depth}")
         self.xp, self.shape, self.depth = xp, tuple(shape), depth
-        self.slots = empty(xp, self.shape + (depth,), values)
+        size = 1
+        for n in self.shape:
+            size *= n
+        self.slots = empty(xp, (size, depth), values)
         self.head = xp.zeros(self.shape, dtype=xp.int32)
         self.count = xp.zeros(self.shape, dtype=xp.int32)
-        self._slot = xp.arange(depth, dtype=xp.int32)
+        self._queue = xp.arange(size)
 
     def space(self):
         """Where a queue can take one more wavelet (back-pressure: a full queue takes none)."""
         return self.count < self.depth
 
     def peek(self) -> Wavelets:
-        """The wavelet at the head of every queue (zeros where a queue is empty)."""
-        xp, hot = self.xp, self._slot == self.head[..., None]
-        s = self.slots
-        return Wavelets(xp.where(hot, s.colour, 0).sum(axis=-1, dtype=xp.int16),
-                        xp.where(hot, s.n, 0).sum(axis=-1, dtype=xp.int8),
-                        xp.where(hot, s.idx, 0).sum(axis=-1, dtype=xp.int32),
-                        xp.where(hot[..., None], s.v, 0).sum(axis=-2, dtype=xp.float32))
+        """The wavelet at the head of every queue (the last one it held where it is empty)."""
+        at = (self._queue, self.head.reshape(-1))
+        s, shape = self.slots, self.shape
+        return Wavelets(s.colour[at].reshape(shape), s.n[at].reshape(shape),
+                        s.idx[at].reshape(shape), s.v[at].reshape(shape + s.v.shape[-1:]))
 
     def pop(self, mask) -> None:
         """Drop the head wavelet of the queues where `mask` (each must hold one)."""
@@ -67,13 +69,13 @@ class Queues:
         self.count = self.count - mask
 
     def push(self, mask, w: Wavelets) -> None:
-        """Append `w` to the queues where `mask` (each must have `space`)."""
+        """Append `w` (broadcast to the queues) to the queues where `mask` (each must have
+        `space`)."""
         xp = self.xp
-        tail = (self.head + self.count) % self.depth
-        hot = mask[..., None] & (self._slot == tail[..., None])
-        expand = lambda a: a[..., None]  # noqa: E731
-        self.slots = Wavelets(xp.where(hot, expand(w.colour), self.slots.colour),
-                              xp.where(hot, expand(w.n), self.slots.n),
-                              xp.where(hot, expand(w.idx), self.slots.idx),
-                              xp.where(hot[..., None], w.v[..., None, :], self.slots.v))
+        at = (self._queue, ((self.head + self.count) % self.depth).reshape(-1))
+        flat = xp.broadcast_to(mask, self.shape).reshape(-1)
+        for field, new in zip(self.slots, w):
+            new = xp.broadcast_to(new, self.shape + field.shape[2:]).reshape((-1,) + field.shape[2:])
+            keep = flat.reshape((-1,) + (1,) * (field.ndim - 2))
+            field[at] = xp.where(keep, new, field[at])
         self.count = self.count + mask
