@@ -4,9 +4,10 @@ laid over its rectangle, each pass (forward and backward alike: the kind charges
 Elements of a sample are tiled ceil(e / cores) to a core, cores in row-major order (the
 generated kind's nest unrolls e over every core). Data enters and leaves over the region's
 edges, as a route from the previous kernel arrives over a side (`compiler.links`):
-- **in**: each row's tiles enter over its west edge, item by item, core by core, packed densely
-  (generated kernels harvest no zeros); the wavelets for column c travel on colour c, routed
-  east through the columns before it and to the ramp at it (a static route per colour);
+- **in**: each row's tiles enter over its west edge on colour IN, item by item, core by core,
+  packed densely (generated kernels harvest no zeros), each wavelet indexed by its first
+  element; the route multicasts east, and each core's filter keeps its own range of elements
+  for its ramp and passes on only what lies beyond (`router.Router`, filters);
 - **the task**: per wavelet, the kernel's `flops_per_point` element operations on each value
   (`pe.Datapath.fmac` over n x flops elements: the SIMD lanes and the SRAM ports);
 - **out**: each result wavelet leaves its core south on the output colour and passes the cores
@@ -27,22 +28,33 @@ from .queues import Wavelets
 from .router import E, N, RAMP, S, W, route_mask
 
 
+IN, OUT = 0, 1
+
+
 def routes(rows: int, cols: int) -> np.ndarray:
-    """(cols + 1, 5, rows, cols): colour c east from the west edge to column c, then to its
-    ramp; the output colour (the last) from a ramp or from the north, south."""
-    out = np.zeros((cols + 1, 5, rows, cols), dtype=np.uint8)
-    for c in range(cols):                           # one route per colour (not per core)
-        out[c, W, :, :c] = route_mask(E)
-        out[c, W, :, c] = route_mask(RAMP)
-    out[cols, RAMP] = route_mask(S)
-    out[cols, N, 1:] = route_mask(S)
+    """(2, 5, rows, cols): IN from the west to the ramp and east (the filters pick what goes
+    where), to the ramp only at the last column; OUT from a ramp or from the north, south."""
+    out = np.zeros((2, 5, rows, cols), dtype=np.uint8)
+    out[IN, W] = route_mask(RAMP, E)
+    out[IN, W, :, -1] = route_mask(RAMP)
+    out[OUT, RAMP] = route_mask(S)
+    out[OUT, N, 1:] = route_mask(S)
+    return out
+
+
+def filters(rows: int, cols: int, tile: int) -> np.ndarray:
+    """(2, 2, rows, cols) [lo, hi) of each core's elements on IN; OUT unfiltered (lo > hi)."""
+    lo = np.arange(rows * cols).reshape(rows, cols) * tile
+    out = np.empty((2, 2, rows, cols), dtype=np.int32)
+    out[IN, 0], out[IN, 1] = lo, lo + tile
+    out[OUT, 0], out[OUT, 1] = 1, 0
     return out
 
 
 def row_streams(values: np.ndarray, rows: int, cols: int, per_wavelet: int) -> tuple:
-    """(Wavelets (rows, length), lengths (rows,)): each row's tiles of `values` (items, e),
-    item by item, core by core, `per_wavelet` values a wavelet; idx the element's index in
-    the whole step (item * e + element)."""
+    """(Wavelets (rows, length), lengths (rows,), wavelets a core gets an item (rows, cols)):
+    each row's tiles of `values` (items, e), item by item, core by core, `per_wavelet` values a
+    wavelet, idx the index of its first element in the item."""
     items, e = values.shape
     tile = -(-e // (rows * cols))
     slots = -(-tile // per_wavelet)
@@ -53,37 +65,33 @@ def row_streams(values: np.ndarray, rows: int, cols: int, per_wavelet: int) -> t
     padded[:, where] = values[:, at.reshape(-1)[where]]
     v = padded.reshape(items, rows, cols, slots, per_wavelet)
     n = inside.reshape(rows, cols, slots, per_wavelet).sum(axis=-1)            # values a wavelet
-    first = at.reshape(rows, cols, slots, per_wavelet)[..., 0]
-    idx = np.arange(items)[:, None, None, None] * e + first[None]
-    colour = np.broadcast_to(np.arange(cols)[None, None, :, None], idx.shape)
+    idx = np.broadcast_to(at.reshape(rows, cols, slots, per_wavelet)[..., 0], (items,) + n.shape)
     keep = np.broadcast_to(n[None] > 0, idx.shape)
     flat = lambda a: np.moveaxis(a, 1, 0).reshape((rows, -1) + a.shape[4:])  # noqa: E731
     keep_f = flat(keep)
     order = np.argsort(~keep_f, axis=1, kind="stable")
     pick = lambda a: np.take_along_axis(a, order.reshape(order.shape + (1,) * (a.ndim - 2)), axis=1)  # noqa: E731
-    w = Wavelets(pick(flat(colour)).astype(np.int16),
+    w = Wavelets(np.full(keep_f.shape, IN, dtype=np.int16),
                  pick(flat(np.broadcast_to(n[None], idx.shape))).astype(np.int8),
                  pick(flat(idx)).astype(np.int32), pick(flat(v)).astype(np.float32))
-    return w, keep_f.sum(axis=1), n
+    return w, keep_f.sum(axis=1), (n > 0).sum(axis=-1)
 
 
 class Elementwise:
     """The program (`programs` describes the protocol): `values` (items, e), `flops` element
     operations a value."""
 
-    priority: tuple = ()
-    reduction = ()
+    colours, priority, reduction = 2, (IN,), ()
 
     def __init__(self, values, rows: int, cols: int, flops: int, per_wavelet: int):
         self.values = np.asarray(values, np.float32)
         self.items, self.e = self.values.shape
         self.region, self.flops, self.per_wavelet = (rows, cols), flops, per_wavelet
-        self.colours = cols + 1
-        self.priority = tuple(range(cols))
         self.routes = routes(rows, cols)
-        w, lengths, n = row_streams(self.values, rows, cols, per_wavelet)
+        self.filters = filters(rows, cols, -(-self.e // (rows * cols)))
+        w, lengths, self.per_item = row_streams(self.values, rows, cols, per_wavelet)
         self.streams = {"W": (w, lengths)}
-        self.per_core = (n > 0).sum(axis=-1) * self.items                      # (rows, cols)
+        self.per_core = self.per_item * self.items                             # (rows, cols)
         self.sinks = {"S": self.per_core.sum(axis=0)}
         self.bound = 64 * (int(lengths.max()) * (flops + 2) + rows + cols) + 256
 
@@ -94,6 +102,7 @@ class Elementwise:
         self.out_v = xp.zeros((rows, cols, slots, self.per_wavelet), dtype=xp.float32)
         self.out_idx = xp.zeros((rows, cols, slots), dtype=xp.int32)
         self.made = xp.zeros((rows, cols), dtype=xp.int64)
+        self.item_wavelets = xp.asarray(np.maximum(self.per_item, 1).astype(np.int64))
         self.sent = xp.zeros((rows, cols), dtype=xp.int64)
         self.ri, self.ci = (xp.asarray(a) for a in np.indices((rows, cols)))
 
@@ -106,8 +115,9 @@ class Elementwise:
         slot = xp.minimum(self.made, self.out_idx.shape[2] - 1)
         self.out_v[self.ri, self.ci, slot] = xp.where(mask[..., None], heads.v[colour],
                                                        self.out_v[self.ri, self.ci, slot])
-        self.out_idx[self.ri, self.ci, slot] = xp.where(mask, heads.idx[colour],
-                                                         self.out_idx[self.ri, self.ci, slot])
+        item = self.made // self.item_wavelets            # tasks run one at a time, in order
+        at = (item * self.e + heads.idx[colour]).astype(xp.int32)
+        self.out_idx[self.ri, self.ci, slot] = xp.where(mask, at, self.out_idx[self.ri, self.ci, slot])
         op = self.dp.fmac(xp, heads.n[colour].astype(xp.int64) * self.flops)
         return self.dp.task(xp, Work(op.simd, op.sram, None), mask)
 
@@ -119,7 +129,7 @@ class Elementwise:
         xp = self.xp
         slot = xp.minimum(self.sent, self.out_idx.shape[2] - 1)
         return self.sent < self.made, Wavelets(
-            xp.full(self.region, self.colours - 1, dtype=xp.int16),
+            xp.full(self.region, OUT, dtype=xp.int16),
             xp.full(self.region, self.per_wavelet, dtype=xp.int8),
             self.out_idx[self.ri, self.ci, slot], self.out_v[self.ri, self.ci, slot])
 
@@ -130,7 +140,8 @@ class Elementwise:
         return (self.sent >= self.made).all()
 
     def output(self, run) -> dict:
-        """(items, e) the values back off the south edge, placed by their index."""
+        """(items, e) the values back off the south edge, placed by their index (item * e +
+        element: a core's results carry their item)."""
         values, idx, _, count, _ = run.sinks["S"]
         out = np.full(self.items * self.e, np.nan, dtype=np.float32)
         got = np.arange(values.shape[1])[None] < count[:, None]

@@ -116,7 +116,7 @@ def run(xp, program, target, depth: int = 4, check_every: int = 1,
     Raises RuntimeError naming the sinks still waiting if it runs past `max_cycles` (default:
     the program's own bound), which a deadlocked program does."""
     values = target.dense_values_per_wavelet
-    router = Router(xp, program.routes, depth, values)
+    router = Router(xp, program.routes, depth, values, getattr(program, "filters", None))
     pe = PE(xp, program.colours, router.region, depth, values)
     program.start(xp, Datapath(xp, target))
     streams = [Stream(xp, side, w, lengths) for side, (w, lengths) in program.streams.items()]
@@ -126,6 +126,7 @@ def run(xp, program, target, depth: int = 4, check_every: int = 1,
     blocked, peak = xp.zeros(shape, dtype=xp.int64), xp.zeros(shape, dtype=xp.int64)
     peak_pe = xp.zeros(pe.queues.shape, dtype=xp.int64)
     held = xp.zeros(router.region, dtype=xp.int64)     # a PE's send waiting for its ramp queue
+    lost = 0                                           # wavelets off an edge with no sink
     colours = xp.arange(program.colours)[:, None, None]
     limit = max_cycles if max_cycles is not None else program.bound
     cycle = 0
@@ -137,8 +138,11 @@ def run(xp, program, target, depth: int = 4, check_every: int = 1,
         to_pe = hop.sent[RAMP][None] & (hop.out.colour[RAMP][None] == colours)
         pe.queues.push(to_pe, Wavelets(*(f[RAMP][None] for f in hop.out)))
         peak_pe = xp.maximum(peak_pe, pe.queues.count)
-        for side, sink in sinks.items():
-            sink.record(cycle, *left[side])
+        for side, (gone, w) in left.items():
+            if side in sinks:
+                sinks[side].record(cycle, gone, w)
+            else:
+                lost = lost + gone.sum()
         pe.step(program)
         want, w = program.emit()
         valid[RAMP] = want & router.queues.space()[RAMP]
@@ -162,6 +166,9 @@ def run(xp, program, target, depth: int = 4, check_every: int = 1,
                 raise RuntimeError(f"fabric program did not finish in {limit} cycles; sinks still "
                                    f"waiting for wavelets per edge core: {waiting} (a deadlock, "
                                    "or pass a larger max_cycles)")
+    if int(lost):
+        raise RuntimeError(f"the program routed {int(lost)} wavelet(s) off an edge of the region "
+                           f"where no sink receives them (sinks: {sorted(sinks)}): check its routes")
     host = {side: tuple(to_numpy(a) for a in (s.value, s.idx, s.cycle, s.count, s.extra))
             for side, s in sinks.items()}
     # the cycle after the last output; with no outputs, the cycle the program was seen done

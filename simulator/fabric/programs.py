@@ -5,7 +5,8 @@ builder with `@register(kind_name, pass_name)`; `program_for` finds it by the ke
 (`compiler.kernels.Kernel.kind`), so nothing else switches on a kernel's kind. A builder is
 called as `builder(kernel, mapping, target, tensors, harvest)` and returns a program: an object
 with
-  `region` (rows, cols), `colours`, `routes` (colours, 5, rows, cols) route bits,
+  `region` (rows, cols), `colours`, `routes` (colours, 5, rows, cols) route bits, optionally
+  `filters` (colours, 2, rows, cols) (`router.Router`),
   `priority` (colours in the order a free PE serves them), `reduction` (the colours whose
   tasks add partial sums), `streams` {side: (Wavelets (edge,
   length), lengths (edge,))} fed in over the edges, `sinks` {side: expected (edge,)},

@@ -10,6 +10,10 @@ Hot Chips 2020 and the Cerebras SDK docs describe the fabric this models:
 - back-pressure: a wavelet leaves its queue only when every port of its route can take it this
   cycle and every queue it goes to has space (all or nothing, so a multicast wavelet is never
   split); otherwise it waits at the head of its queue.
+- a colour may carry a filter (`filters`): at a core, a wavelet of that colour goes to the ramp
+  only if its index lies in the core's range [lo, hi), and on over the links only if it lies
+  beyond (>= hi), so one colour hands each core of a row its own tile (Cerebras SDK: router
+  filters pass a window of a colour's wavelets to the ramp).
 Input ports are served in an order that rotates every cycle (round robin), so none starves.
 Row 0 is the north edge. Everything is an array shaped like the region: no loop over cores.
 """
@@ -49,11 +53,13 @@ class Hop(NamedTuple):
 
 
 class Router:
-    """The routers of a `rows x cols` region: `queues` (5, rows, cols) input queues and
-    `routes` (colours, 5, rows, cols) output bits per colour and input port."""
+    """The routers of a `rows x cols` region: `queues` (5, rows, cols) input queues,
+    `routes` (colours, 5, rows, cols) output bits per colour and input port, and `filters`
+    (colours, 2, rows, cols) each core's [lo, hi) per colour, lo > hi for a colour without."""
 
-    def __init__(self, xp, routes, depth: int, values: int):
+    def __init__(self, xp, routes, depth: int, values: int, filters=None):
         self.xp, self.routes = xp, xp.asarray(routes, dtype=xp.uint8)
+        self.filters = None if filters is None else xp.asarray(filters, dtype=xp.int32)
         colours, ports, rows, cols = self.routes.shape
         if ports != 5:
             raise ValueError(f"routes must have 5 input ports (N, S, E, W, ramp), got {ports}")
@@ -84,6 +90,8 @@ class Router:
         heads = q.peek()
         want = xp.take_along_axis(self.routes, heads.colour[None].astype(xp.intp), axis=0)[0]
         want = xp.where(q.count > 0, want, 0).astype(xp.uint8)
+        if self.filters is not None:
+            want = self._filter(want, heads)
         ramp = xp.take_along_axis(pe_space, heads.colour.astype(xp.intp), axis=0)
         links = self.link_space()
         claimed = xp.zeros(self.region, dtype=xp.uint8)
@@ -103,6 +111,18 @@ class Router:
                        xp.where(bits[..., None], heads.v[:, None], 0).sum(axis=0, dtype=xp.float32))
         stalled = (want != 0) & ~go & ((want & ~links & 0x0F) != 0)
         return Hop(go, out, bits.any(axis=0), stalled)
+
+
+    def _filter(self, want, heads):
+        """The route bits a filtered colour keeps: the ramp for its core's range, the links
+        for what lies beyond it."""
+        xp = self.xp
+        colour = heads.colour.astype(xp.intp)
+        lo = xp.take_along_axis(self.filters[:, 0], colour, axis=0)
+        hi = xp.take_along_axis(self.filters[:, 1], colour, axis=0)
+        ramp = xp.where((heads.idx >= lo) & (heads.idx < hi), want & bit(RAMP), 0)
+        links = xp.where(heads.idx >= hi, want & 0x0F, 0)
+        return xp.where(lo <= hi, ramp | links, want).astype(xp.uint8)
 
 
 def arrive(xp, hop: Hop) -> tuple:

@@ -55,7 +55,7 @@ class Relay:
         pass
 
     def finished(self):
-        return self.xp.asarray(True)
+        return (self.received >= self.values.shape[1]).all()
 
 
 @pytest.fixture

@@ -9,20 +9,21 @@ from compiler.kernels import generated_kernel
 from compiler.target import wafer
 from simulator.fabric import run
 from simulator.fabric.check import compare
-from simulator.fabric.elementwise import Elementwise, row_streams
+from simulator.fabric.elementwise import Elementwise, filters, row_streams
 
 TARGET = wafer("classroom")
 
 
-def test_each_row_streams_its_cores_tiles_once_on_their_columns_colours():
+def test_each_row_streams_its_cores_tiles_once_indexed_for_the_filters():
     values = np.arange(1, 2 * 24 + 1, dtype=np.float32).reshape(2, 24)
-    w, lengths, n = row_streams(values, 2, 3, 2)              # a tile of 4: 2 wavelets a core
-    assert lengths.tolist() == [2 * 3 * 2] * 2 and (n == 2).all()
+    w, lengths, per_item = row_streams(values, 2, 3, 2)       # a tile of 4: 2 wavelets a core
+    assert lengths.tolist() == [2 * 3 * 2] * 2 and (per_item == 2).all()
     seen = np.concatenate([w.v[r, :lengths[r]].reshape(-1) for r in range(2)])
     assert sorted(seen.tolist()) == values.reshape(-1).tolist()
-    # row 0, first item: core (0, 0)'s two wavelets on colour 0, then (0, 1)'s on colour 1, ...
-    assert w.colour[0, :6].tolist() == [0, 0, 1, 1, 2, 2]
-    assert w.idx[0, :6].tolist() == [0, 2, 4, 6, 8, 10]
+    # row 1, each item: cores (1, 0), (1, 1), (1, 2) hold elements 12-15, 16-19, 20-23
+    assert w.idx[1].tolist() == [12, 14, 16, 18, 20, 22] * 2
+    f = filters(2, 3, 4)
+    assert f[0, :, 1, 1].tolist() == [16, 20] and f[1, 0, 0, 0] > f[1, 1, 0, 0]
 
 
 @pytest.mark.parametrize("e,rows,cols,flops", [(16, 1, 1, 4), (30, 2, 2, 1), (13, 2, 3, 2)])
@@ -32,6 +33,8 @@ def test_every_element_comes_back_once(e, rows, cols, flops):
     result = run(np, program, TARGET)
     np.testing.assert_array_equal(program.output(result)["out"], values)
     assert not result.sinks["S"][4].any()
+    # the filters hand each PE its own wavelets only: one task each
+    np.testing.assert_array_equal(result.work[0, 2] // TARGET.task_cycles, program.per_core)
 
 
 def _case(e, rows, cols, flops=4, samples=3):

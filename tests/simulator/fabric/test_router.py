@@ -56,3 +56,10 @@ def test_a_route_with_no_output_deadlocks_and_says_so(relay):
     program = relay(_values(1, 3), cols=2, route=route_mask())
     with pytest.raises(RuntimeError, match="did not finish"):
         run(np, program, TARGET)
+
+
+def test_wavelets_routed_off_an_edge_without_a_sink_are_an_error(relay):
+    program = relay(_values(1, 3), cols=2)
+    program.sinks = {}
+    with pytest.raises(RuntimeError, match="off an edge of the region where no sink"):
+        run(np, program, TARGET)
