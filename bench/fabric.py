@@ -10,7 +10,8 @@ square regions.
 Each region R x R runs a matmul with K = N = tile * R (a tile of `tile` x `tile` weights per
 core) on `samples` samples of x at `density` non-zeros, on the classroom target's constants.
 Prints one row per size: cycles simulated, wall seconds, cycles/s and core-cycles/s (cycles x
-cores / s), and the largest |y - x @ w| (the fabric's numerics). On CuPy the loop looks at the
+cores / s), the largest |y - x @ w| (the fabric's numerics) and the process's peak resident
+memory so far (it only grows, so each row bounds the sizes up to it). On CuPy the loop looks at the
 sinks every 64 cycles (a host sync each), so up to 63 idle cycles run past the end.
 `--cases`: the cross-check table, kernels of each kind with a fabric program (matmul forward
 and backward, generated) on square, tall and wide mappings at densities 1, 0.5 and 0.1: the
@@ -21,6 +22,7 @@ Figures are printed, never asserted.
 from __future__ import annotations
 
 import argparse
+import resource
 import time
 
 import numpy as np
@@ -49,7 +51,8 @@ def one(xp, size: int, tile: int, samples: int, density: float, target, check_ev
     error = float(np.abs(program.output(result)["y"] - x @ w).max())
     return {"size": size, "cycles": result.cycles, "seconds": seconds,
             "cycles_per_s": result.cycles / seconds,
-            "core_cycles_per_s": result.cycles * size * size / seconds, "error": error}
+            "core_cycles_per_s": result.cycles * size * size / seconds, "error": error,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def _sparse(rng, shape, density):
@@ -110,13 +113,15 @@ def main(argv=None) -> list[dict]:
     check_every = 1 if backend.name == "numpy" else 64
     print(f"backend {backend.name}; tile {args.tile} x {args.tile}, {args.samples} samples, "
           f"density {args.density}")
-    print(f"{'region':>9} {'cycles':>8} {'wall s':>8} {'cycles/s':>10} {'core-cycles/s':>14} {'max err':>9}")
+    print(f"{'region':>9} {'cycles':>8} {'wall s':>8} {'cycles/s':>10} {'core-cycles/s':>14} "
+          f"{'max err':>9} {'peak MB':>8}")
     rows = []
     for size in args.sizes:
         row = one(backend.xp, size, args.tile, args.samples, args.density, target, check_every)
         rows.append(row)
         print(f"{size:>4} x {size:<3} {row['cycles']:>8} {row['seconds']:>8.2f} "
-              f"{row['cycles_per_s']:>10.0f} {row['core_cycles_per_s']:>14.3g} {row['error']:>9.2g}")
+              f"{row['cycles_per_s']:>10.0f} {row['core_cycles_per_s']:>14.3g} {row['error']:>9.2g} "
+              f"{row['peak_rss_mb']:>8.0f}")
     return rows
 
 
