@@ -6,7 +6,7 @@ zeroed, so `cost.per_core_cycles` is the one formula); the fabric model by strea
 Samples follow one another, so the analytic time of the run is the sum over samples of the
 busiest core's pass (what the pipeline schedule charges a stage per sample).
 
-Where they disagree is split into what each side spends on the busiest core of that item:
+Where they disagree is split into categories, each the most any core spends on it:
 compute (SIMD cycles), SRAM (port cycles beyond the SIMD), task (activation per wavelet),
 reduction (the fabric's partial-sum adds, which the analytic model leaves out), link (the
 busiest link's wavelets), queueing (cycles a wavelet or a send waited for space: back-pressure)
@@ -104,6 +104,8 @@ class Comparison:
         lines.append(f"  {'cycles':<12}{self.analytic_total:>12.0f}{self.fabric['total']:>12.0f}"
                      f"{self.fabric['total'] - self.analytic_total:>17.0f}   "
                      f"(fabric / analytic {self.ratio:.3f})")
+        lines.append("  analytic: the cost model the measurement uses, on these samples' counts; "
+                     "each row the most any core spends")
         lines.append(f"  static estimate (assumed densities): {self.estimate:.0f} cycles; "
                      f"fabric results' largest difference from NumPy's: {self.error:.2g}")
         return "\n".join(lines)

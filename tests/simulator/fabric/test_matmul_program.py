@@ -66,3 +66,45 @@ def test_dw_skips_the_zeros_of_the_stashed_x():
 def test_a_backward_x_of_the_wrong_shape_is_refused():
     with pytest.raises(ValueError, match="backward needs"):
         MatmulBackward(np.ones((2, 3)), np.ones((4, 5)), np.ones((2, 5)), 1, 1, 2, True)
+
+
+def _cycles(k, n, rows, cols, x, dy=None, pass_="forward", dx=True):
+    x = np.asarray(x, np.float32)[None]
+    dy = np.ones((1, n), np.float32) if dy is None else np.asarray(dy, np.float32)[None]
+    program = program_for(matmul_kernel("fc", k, n, samples=1, dx=dx), Mapping(rows, cols),
+                          TARGET, {"x": x, "w": np.ones((k, n), np.float32), "dy": dy},
+                          pass_=pass_)
+    return run(np, program, TARGET).cycles
+
+
+# Worked by hand from the model's rules (classroom: simd 4, task_cycles 1, two FP16 values a
+# dense wavelet). A wavelet fed at cycle t reaches the ramp at t + 1 and its task starts then;
+# a task costs its activation plus an FMAC cycle per value; the control wavelet's task (1
+# cycle) ends the sample; a sum can be sent the cycle its task ends and leaves the region's
+# edge the next cycle, one a cycle.
+EXACT = [
+    # K 4, N 4, x dense: 2 wavelets of 3 cycles (cycles 1-6), control (7), 4 sums out (8-11)
+    ("forward", 4, 4, 1, 1, [1, 2, 3, 4], None, True, 12),
+    # one non-zero: 1 sparse wavelet (1-2), control (3), sums out (4-7)
+    ("forward", 4, 4, 1, 1, [1, 0, 0, 0], None, True, 8),
+    # N 8 over two columns: x reaches column 1 one hop later
+    ("forward", 4, 8, 1, 2, [1, 2, 3, 4], None, True, 13),
+    # K 8 over two rows: row 0 as above sends its sums at 7-10; each reaches row 1's ramp 2
+    # cycles later; row 1 adds each in 2 cycles (9-10, 11-12, 13-14, 15-16), sends, edge 17
+    ("forward", 8, 4, 2, 1, [1] * 8, None, True, 18),
+    # a first layer's backward: dY's 2 wavelets, each value a dW FMAC over 4 x (1-6), control
+    # (7); no sums: done at 8
+    ("backward", 4, 4, 1, 1, [1, 2, 3, 4], None, False, 8),
+    # with dX: each value a dX FMAC over 4 and a dW one: 5 cycles a wavelet (1-10), control
+    # (11), 4 dX sums out (12-15)
+    ("backward", 4, 4, 1, 1, [1, 2, 3, 4], None, True, 16),
+    # one non-zero of x still rounds each dW FMAC up to one cycle: as dense
+    ("backward", 4, 4, 1, 1, [1, 0, 0, 0], None, False, 8),
+    # one non-zero of dY: 1 sparse wavelet (1-3), control (4), sums out (5-8)
+    ("backward", 4, 4, 1, 1, [1, 2, 3, 4], [0, 0, 5, 0], True, 9),
+]
+
+
+@pytest.mark.parametrize("pass_,k,n,rows,cols,x,dy,dx,cycles", EXACT)
+def test_tiny_fabrics_take_the_cycles_worked_out_by_hand(pass_, k, n, rows, cols, x, dy, dx, cycles):
+    assert _cycles(k, n, rows, cols, x, dy, pass_, dx) == cycles
