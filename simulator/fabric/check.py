@@ -22,6 +22,7 @@ import numpy as np
 from compiler import cost
 from compiler.kernels import kind_of
 
+from ..backend import is_cupy
 from ..measure.context import Runs, variants
 from .engine import Run, run
 from .programs import program_for
@@ -136,7 +137,7 @@ def compare(kernel, mapping, target, tensors: dict, samples: int | None = None,
         samples = next(v.shape[0] for role, v in tensors.items() if role != "w")
     one = dataclasses.replace(kernel, samples=samples)
     program = program_for(one, mapping, target, tensors, harvest, pass_)
-    result = run(xp, program, target, depth)
+    result = run(xp, program, target, depth, check_every=64 if is_cupy(xp) else 1)
     got, want = program.output(result), program.reference()
     error = max(float(np.abs(got[k] - want[k]).max()) for k in want)
     counts = measured_counts(one, mapping, tensors, harvest)

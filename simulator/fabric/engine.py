@@ -5,7 +5,8 @@ step is array operations over the whole region).
 A program (`simulator.fabric.programs`) supplies the routes, the tasks of each colour, what each
 PE sends on its ramp, the streams fed in over each edge and how many wavelets each edge sink
 expects. The run ends when every sink has them all and the program says it is `finished`;
-its cycles are the cycle after the last arrival (with no sink, the cycle it was seen finished). Stats (`Run`): per core the PE's work per colour, its waiting and idle cycles, the
+its cycles are the cycle after the last arrival, or after the cycle its cores were done if that
+is later (a program with no outputs, as a first layer's dW). Stats (`Run`): per core the PE's work per colour, its waiting and idle cycles, the
 wavelets each port sent, and the cycles each input queue's head waited for space.
 """
 from __future__ import annotations
@@ -111,8 +112,9 @@ class Run:
 def run(xp, program, target, depth: int = 4, check_every: int = 1,
         max_cycles: int | None = None) -> Run:
     """Run `program` on a fresh region until its sinks are full; `depth` wavelets per queue.
-    `check_every`: cycles between looks at the sinks (each a host sync on a GPU; stats then
-    run on up to that many cycles past the end, which add only idle cycles).
+    `check_every`: cycles between looks at the sinks (each a host sync on a GPU); the cycles
+    come out the same, and the stats run on up to that many cycles past the end, which add
+    only idle cycles.
     Raises RuntimeError naming the sinks still waiting if it runs past `max_cycles` (default:
     the program's own bound), which a deadlocked program does."""
     values = target.dense_values_per_wavelet
@@ -127,6 +129,7 @@ def run(xp, program, target, depth: int = 4, check_every: int = 1,
     peak_pe = xp.zeros(pe.queues.shape, dtype=xp.int64)
     held = xp.zeros(router.region, dtype=xp.int64)     # a PE's send waiting for its ramp queue
     lost = 0                                           # wavelets off an edge with no sink
+    finished = xp.asarray(-1)
     colours = xp.arange(program.colours)[:, None, None]
     limit = max_cycles if max_cycles is not None else program.bound
     cycle = 0
@@ -158,8 +161,10 @@ def run(xp, program, target, depth: int = 4, check_every: int = 1,
         router.queues.push(valid, got)
         peak = xp.maximum(peak, router.queues.count)
         cycle += 1
+        # the first cycle the program's cores were done, kept on the device (no sync)
+        finished = xp.where((finished < 0) & program.finished(), cycle, finished)
         if cycle % check_every == 0 or cycle >= limit:
-            if all(bool(s.full()) for s in sinks.values()) and bool(program.finished()):
+            if all(bool(s.full()) for s in sinks.values()) and int(finished) >= 0:
                 break
             if cycle >= limit:
                 waiting = {side: to_numpy(s.expected - s.count).tolist() for side, s in sinks.items()}
@@ -171,10 +176,10 @@ def run(xp, program, target, depth: int = 4, check_every: int = 1,
                            f"where no sink receives them (sinks: {sorted(sinks)}): check its routes")
     host = {side: tuple(to_numpy(a) for a in (s.value, s.idx, s.cycle, s.count, s.extra))
             for side, s in sinks.items()}
-    # the cycle after the last output; with no outputs, the cycle the program was seen done
-    last = max((int(c.max()) for _, _, c, _, _ in host.values()), default=cycle - 1)
+    # the cycle after the last output, or after the cores were done if that is later
+    last = max([int(c.max()) + 1 for _, _, c, _, _ in host.values()] + [int(finished)])
     extra = {k: to_numpy(v) for k, v in getattr(program, "state", dict)().items()}
-    return Run(last + 1, to_numpy(pe.work), to_numpy(pe.waiting), to_numpy(pe.idle), to_numpy(sent),
+    return Run(last, to_numpy(pe.work), to_numpy(pe.waiting), to_numpy(pe.idle), to_numpy(sent),
                to_numpy(blocked), to_numpy(peak), to_numpy(peak_pe), to_numpy(held), host, depth,
                extra)
 

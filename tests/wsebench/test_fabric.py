@@ -6,6 +6,8 @@ import torch
 import torch.nn as nn
 
 import wsebench as wb
+from compiler.kernels import kind_of
+from simulator.fabric.operands import weight
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +72,6 @@ def test_check_defaults_to_the_first_kernel_with_a_program_and_names_bad_kernels
 
 
 def test_the_weight_streamed_against_is_the_parameter_through_its_view(session):
-    from compiler.kernels import kind_of
-    from simulator.fabric.operands import weight
     s, _, _ = session
     kernel = s.plan.kernel["fc2"]
     fqn, _ = kind_of(kernel).weight_view(s.plan.graph, kernel)

@@ -19,7 +19,7 @@ import pytest
 from compiler import Mapping
 from compiler.kernels import matmul_kernel
 from compiler.target import wafer
-from simulator.fabric.check import compare
+from simulator.fabric.check import compare, pass_terms
 
 TARGET = wafer("classroom")          # simd 4, task_cycles 1, two FP16 values a wavelet
 
@@ -134,6 +134,5 @@ def test_dw_rounds_each_values_fmac_to_the_simd_width():
 
 
 def test_an_unknown_pass_is_named():
-    from simulator.fabric.check import pass_terms
     with pytest.raises(ValueError, match="unknown pass 'sideways'"):
         pass_terms(None, None, None, TARGET, pass_="sideways")

@@ -7,7 +7,7 @@ import pytest
 from compiler import Mapping
 from compiler.kernels import generated_kernel
 from compiler.target import wafer
-from simulator.fabric import run
+from simulator.fabric import program_for, run
 from simulator.fabric.check import compare
 from simulator.fabric.elementwise import Elementwise, filters, row_streams
 
@@ -65,7 +65,6 @@ def test_over_a_wider_region_the_edge_link_carries_every_cores_tile(rows, cols):
 
 
 def test_a_value_count_that_is_not_the_kernels_is_refused():
-    from simulator.fabric import program_for
     with pytest.raises(ValueError, match="has 16 elements a sample"):
         program_for(generated_kernel("g", 16, samples=2), Mapping(1, 1), TARGET,
                     {"out": np.zeros((2, 15))})

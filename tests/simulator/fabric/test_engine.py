@@ -3,9 +3,11 @@ run ends at the cycle after its last output arrives."""
 import numpy as np
 import pytest
 
+from compiler import Mapping
+from compiler.kernels import matmul_kernel
 from compiler.target import wafer
 from simulator.backend import cuda_available, get_backend
-from simulator.fabric import run
+from simulator.fabric import program_for, run
 from simulator.fabric.engine import edge_cores
 from simulator.fabric.matmul import MatmulForward
 
@@ -26,6 +28,17 @@ def test_the_run_ends_the_cycle_after_the_last_output_and_looking_less_often_cha
     assert every.cycles == int(every.sinks["S"][2].max()) + 1
     assert sparse.cycles == every.cycles
     np.testing.assert_array_equal(sparse.work, every.work)
+
+
+def test_a_program_with_no_outputs_ends_when_its_cores_are_done_however_often_it_is_seen():
+    """A first layer's backward (dW only): 2 dY wavelets of 3 cycles and a control, done at 8
+    (test_matmul_program's worked cases), looked at every cycle or every 16."""
+    tensors = {"x": np.ones((1, 4), np.float32), "w": np.ones((4, 4), np.float32),
+               "dy": np.ones((1, 4), np.float32)}
+    kernel = matmul_kernel("fc", 4, 4, samples=1, dx=False)
+    cycles = [run(np, program_for(kernel, Mapping(1, 1), TARGET, tensors, pass_="backward"),
+                  TARGET, check_every=every).cycles for every in (1, 16)]
+    assert cycles == [8, 8]
 
 
 def test_edge_cores_are_in_order_along_each_side():
