@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from compiler import ConfigError
 from simulator.fabric import PROGRAMS
-from simulator.fabric.programs import passes_of
 from simulator.fabric.check import Comparison, compare
 from simulator.fabric.operands import operands
+from simulator.fabric.programs import passes_of
 
 
 def check(session, kernel: str | None = None, samples: int = 2, pass_: str = "forward",

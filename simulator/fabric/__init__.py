@@ -12,4 +12,4 @@ from . import elementwise, matmul  # noqa: F401  (register the kinds' programs)
 from .engine import Run, run
 from .programs import PROGRAMS, program_for, register
 
-__all__ = ["run", "Run", "PROGRAMS", "program_for", "register"]
+__all__ = ["PROGRAMS", "Run", "program_for", "register", "run"]

@@ -25,7 +25,7 @@ from compiler.cost import tile_sizes
 
 from .pe import Work
 from .queues import Wavelets, empty
-from .router import E, N, RAMP, S, W, route_mask
+from .router import RAMP, E, N, S, W, route_mask
 
 A, P = 0, 1
 # per axis: the side the stream enters over, and the side the chain's outputs leave over
@@ -135,7 +135,7 @@ class Chain:
         out = self.t_out[None, :] if self.axis == 0 else self.t_out[:, None]
         self.n_out = xp.asarray(np.broadcast_to(out, (rows, cols)).astype(np.int64))
         self.ri, self.ci = (xp.asarray(a) for a in np.indices((rows, cols)))
-        zero = lambda: xp.zeros((rows, cols), dtype=xp.int64)  # noqa: E731
+        zero = lambda: xp.zeros((rows, cols), dtype=xp.int64)
         self.xs, self.ps, self.pj, self.oj = zero(), zero(), zero(), zero()
         self.ends = xp.zeros((rows, cols), dtype=bool)          # the running task ends an item
         # an empty tile (or no chain) sends nothing

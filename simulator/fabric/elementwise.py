@@ -25,8 +25,7 @@ import numpy as np
 from .pe import Work
 from .programs import register
 from .queues import Wavelets
-from .router import E, N, RAMP, S, W, route_mask
-
+from .router import RAMP, E, N, S, W, route_mask
 
 IN, OUT = 0, 1
 
@@ -67,10 +66,10 @@ def row_streams(values: np.ndarray, rows: int, cols: int, per_wavelet: int) -> t
     n = inside.reshape(rows, cols, slots, per_wavelet).sum(axis=-1)            # values a wavelet
     idx = np.broadcast_to(at.reshape(rows, cols, slots, per_wavelet)[..., 0], (items,) + n.shape)
     keep = np.broadcast_to(n[None] > 0, idx.shape)
-    flat = lambda a: np.moveaxis(a, 1, 0).reshape((rows, -1) + a.shape[4:])  # noqa: E731
+    flat = lambda a: np.moveaxis(a, 1, 0).reshape((rows, -1) + a.shape[4:])
     keep_f = flat(keep)
     order = np.argsort(~keep_f, axis=1, kind="stable")
-    pick = lambda a: np.take_along_axis(a, order.reshape(order.shape + (1,) * (a.ndim - 2)), axis=1)  # noqa: E731
+    pick = lambda a: np.take_along_axis(a, order.reshape(order.shape + (1,) * (a.ndim - 2)), axis=1)
     w = Wavelets(np.full(keep_f.shape, IN, dtype=np.int16),
                  pick(flat(np.broadcast_to(n[None], idx.shape))).astype(np.int8),
                  pick(flat(idx)).astype(np.int32), pick(flat(v)).astype(np.float32))

@@ -45,7 +45,7 @@ class Stream:
         xp = self.xp
         mask = space & (self.next < self.lengths)
         at = xp.minimum(self.next, self.w.colour.shape[1] - 1)[:, None]
-        take = lambda a: xp.take_along_axis(a, at, axis=1)[:, 0]  # noqa: E731
+        take = lambda a: xp.take_along_axis(a, at, axis=1)[:, 0]
         w = Wavelets(take(self.w.colour), take(self.w.n), take(self.w.idx),
                      xp.take_along_axis(self.w.v, at[..., None], axis=1)[:, 0])
         self.next = self.next + mask
@@ -184,4 +184,4 @@ def run(xp, program, target, depth: int = 4, check_every: int = 1,
                extra)
 
 
-__all__ = ["run", "Run", "Stream", "Sink", "edge_cores", "SIDES", "PORTS"]
+__all__ = ["PORTS", "SIDES", "Run", "Sink", "Stream", "edge_cores", "run"]

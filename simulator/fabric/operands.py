@@ -15,7 +15,6 @@ from compiler.kernels import kind_of
 from ..backend import to_numpy
 from ..ops import KERNELS
 
-
 WIDTH = {"x": "i", "dy": "j"}       # role -> the nest dimension its last axis runs over
 
 

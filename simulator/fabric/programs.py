@@ -19,7 +19,7 @@ with
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 PROGRAMS: dict[str, dict[str, Callable]] = {}
 

@@ -23,7 +23,7 @@ class Wavelets(NamedTuple):
     idx: Any
     v: Any
 
-    def where(self, xp, mask, other: "Wavelets") -> "Wavelets":
+    def where(self, xp, mask, other: Wavelets) -> Wavelets:
         """These wavelets where `mask`, `other` elsewhere."""
         return Wavelets(xp.where(mask, self.colour, other.colour), xp.where(mask, self.n, other.n),
                         xp.where(mask, self.idx, other.idx),

@@ -60,7 +60,7 @@ class Router:
     def __init__(self, xp, routes, depth: int, values: int, filters=None):
         self.xp, self.routes = xp, xp.asarray(routes, dtype=xp.uint8)
         self.filters = None if filters is None else xp.asarray(filters, dtype=xp.int32)
-        colours, ports, rows, cols = self.routes.shape
+        _, ports, rows, cols = self.routes.shape
         if ports != 5:
             raise ValueError(f"routes must have 5 input ports (N, S, E, W, ramp), got {ports}")
         self.region = (rows, cols)

@@ -3,7 +3,7 @@ last step's own tensors, next to the analytic model, the estimate and the measur
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
+from torch import nn
 
 import wsebench as wb
 from compiler.kernels import kind_of

@@ -8,7 +8,7 @@ import pytest
 
 from simulator.fabric.pe import Work
 from simulator.fabric.queues import Wavelets
-from simulator.fabric.router import E, RAMP, W, route_mask
+from simulator.fabric.router import RAMP, E, W, route_mask
 
 
 class Relay:

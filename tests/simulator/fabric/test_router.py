@@ -5,7 +5,7 @@ import pytest
 
 from compiler.target import wafer
 from simulator.fabric import run
-from simulator.fabric.router import E, RAMP, route_mask
+from simulator.fabric.router import RAMP, E, route_mask
 
 TARGET = wafer("classroom")
 
