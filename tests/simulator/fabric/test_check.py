@@ -136,3 +136,17 @@ def test_dw_rounds_each_values_fmac_to_the_simd_width():
 def test_an_unknown_pass_is_named():
     with pytest.raises(ValueError, match="unknown pass 'sideways'"):
         pass_terms(None, None, None, TARGET, pass_="sideways")
+
+
+def test_tokens_stream_one_after_another_and_count_as_the_analytic_model_counts_them():
+    """Two samples of three tokens: each token's row of x is a tile of its own; the forward's
+    FMAC cycles are the analytic model's, summed over the tokens."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 16)).astype(np.float32)
+    x[rng.random(x.shape) < 0.5] = 0
+    tensors = {"x": x, "w": rng.standard_normal((16, 8)).astype(np.float32),
+               "dy": rng.standard_normal((2, 3, 8)).astype(np.float32)}
+    c = compare(matmul_kernel("fc", 16, 8, samples=2, tokens=3), Mapping(1, 1), TARGET, tensors)
+    assert c.samples == 2 and c.error < 1e-4
+    assert c.fabric["compute"] == c.analytic["compute"].max() == (x != 0).sum() * 8 / 4
+    assert c.analytic_total <= c.fabric["total"]
