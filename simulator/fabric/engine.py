@@ -109,79 +109,110 @@ class Run:
         return self.work.sum(axis=(0, 1))
 
 
+class Fabric:
+    """A region running one program: its routers, PEs, edge streams and sinks, and the stats
+    gathered cycle by cycle (`Run` describes them)."""
+
+    def __init__(self, xp, program, target, depth: int):
+        values = target.dense_values_per_wavelet
+        self.xp, self.program, self.depth = xp, program, depth
+        self.router = Router(xp, program.routes, depth, values, getattr(program, "filters", None))
+        self.pe = PE(xp, program.colours, self.router.region, depth, values)
+        program.start(xp, Datapath(xp, target))
+        self.streams = [Stream(xp, side, w, n) for side, (w, n) in program.streams.items()]
+        self.sinks = {side: Sink(xp, expected, values) for side, expected in program.sinks.items()}
+        shape, region = (5,) + self.router.region, self.router.region
+        self.sent, self.blocked, self.peak = (xp.zeros(shape, dtype=xp.int64) for _ in range(3))
+        self.peak_pe = xp.zeros(self.pe.queues.shape, dtype=xp.int64)
+        self.held = xp.zeros(region, dtype=xp.int64)    # a PE's send waiting for its ramp queue
+        self.lost = 0                                   # wavelets off an edge with no sink
+        self.finished = xp.asarray(-1)                  # the first cycle the cores were done
+        self._colours = xp.arange(program.colours)[:, None, None]
+
+    def step(self, cycle: int) -> None:
+        """One cycle: the routers move wavelets over the links, onto the ramps and off the
+        edges; the PEs run their tasks; the PEs' sends and the edge streams enter the queues."""
+        xp, router, pe = self.xp, self.router, self.pe
+        hop = router.step(cycle, pe.queues.space())
+        self.sent += hop.sent
+        self.blocked += hop.stalled
+        valid, got, left = arrive(xp, hop)
+        to_pe = hop.sent[RAMP][None] & (hop.out.colour[RAMP][None] == self._colours)
+        pe.queues.push(to_pe, Wavelets(*(f[RAMP][None] for f in hop.out)))
+        self.peak_pe = xp.maximum(self.peak_pe, pe.queues.count)
+        for side, (gone, w) in left.items():
+            if side in self.sinks:
+                self.sinks[side].record(cycle, gone, w)
+            else:
+                self.lost = self.lost + gone.sum()
+        pe.step(self.program)
+        self._enter(valid, got)
+        router.queues.push(valid, got)
+        self.peak = xp.maximum(self.peak, router.queues.count)
+        self.finished = xp.where((self.finished < 0) & self.program.finished(), cycle + 1,
+                                 self.finished)
+
+    def _enter(self, valid, got) -> None:
+        """Add to this cycle's arrivals (`valid`, `got`) the PEs' sends onto their ramps and
+        the streams fed in over the edges, where their queues have space."""
+        space = self.router.queues.space()
+        want, w = self.program.emit()
+        valid[RAMP] = want & space[RAMP]
+        self.program.emitted(valid[RAMP])
+        self.held += want & ~valid[RAMP]
+        for field, value in zip(got, w):
+            field[RAMP] = value
+        for s in self.streams:
+            at = (s.port,) + edge_cores(s.side, self.router.region)
+            valid[at], w = s.feed(space[at])
+            for field, value in zip(got, w):
+                field[at] = value
+
+    def done(self) -> bool:
+        """Every sink has its wavelets and the program's cores are done (a host sync)."""
+        return all(bool(s.full()) for s in self.sinks.values()) and int(self.finished) >= 0
+
+    def result(self) -> Run:
+        """The run on the host; its cycles are the cycle after the last output, or after the
+        cores were done if that is later."""
+        if int(self.lost):
+            raise RuntimeError(f"the program routed {int(self.lost)} wavelet(s) off an edge of the "
+                               f"region where no sink receives them (sinks: {sorted(self.sinks)}): "
+                               "check its routes")
+        host = {side: tuple(to_numpy(a) for a in (s.value, s.idx, s.cycle, s.count, s.extra))
+                for side, s in self.sinks.items()}
+        last = max([int(c.max()) + 1 for _, _, c, _, _ in host.values()] + [int(self.finished)])
+        extra = {k: to_numpy(v) for k, v in getattr(self.program, "state", dict)().items()}
+        pe = self.pe
+        return Run(last, to_numpy(pe.work), to_numpy(pe.waiting), to_numpy(pe.idle),
+                   to_numpy(self.sent), to_numpy(self.blocked), to_numpy(self.peak),
+                   to_numpy(self.peak_pe), to_numpy(self.held), host, self.depth, extra)
+
+    def waiting(self) -> dict:
+        """Per sink, the wavelets each edge core still waits for."""
+        return {side: to_numpy(s.expected - s.count).tolist() for side, s in self.sinks.items()}
+
+
 def run(xp, program, target, depth: int = 4, check_every: int = 1,
         max_cycles: int | None = None) -> Run:
-    """Run `program` on a fresh region until its sinks are full; `depth` wavelets per queue.
-    `check_every`: cycles between looks at the sinks (each a host sync on a GPU); the cycles
-    come out the same, and the stats run on up to that many cycles past the end, which add
-    only idle cycles.
-    Raises RuntimeError naming the sinks still waiting if it runs past `max_cycles` (default:
-    the program's own bound), which a deadlocked program does."""
-    values = target.dense_values_per_wavelet
-    router = Router(xp, program.routes, depth, values, getattr(program, "filters", None))
-    pe = PE(xp, program.colours, router.region, depth, values)
-    program.start(xp, Datapath(xp, target))
-    streams = [Stream(xp, side, w, lengths) for side, (w, lengths) in program.streams.items()]
-    sinks = {side: Sink(xp, expected, values) for side, expected in program.sinks.items()}
-    shape = (5,) + router.region
-    sent = xp.zeros(shape, dtype=xp.int64)
-    blocked, peak = xp.zeros(shape, dtype=xp.int64), xp.zeros(shape, dtype=xp.int64)
-    peak_pe = xp.zeros(pe.queues.shape, dtype=xp.int64)
-    held = xp.zeros(router.region, dtype=xp.int64)     # a PE's send waiting for its ramp queue
-    lost = 0                                           # wavelets off an edge with no sink
-    finished = xp.asarray(-1)
-    colours = xp.arange(program.colours)[:, None, None]
+    """Run `program` on a fresh region until its sinks are full and its cores done; `depth`
+    wavelets per queue. `check_every`: cycles between looks (each a host sync on a GPU); the
+    cycles come out the same, and the stats run on up to that many cycles past the end, which
+    add only idle cycles. Raises RuntimeError naming the sinks still waiting if it runs past
+    `max_cycles` (default: the program's own bound), which a deadlocked program does."""
+    fabric = Fabric(xp, program, target, depth)
     limit = max_cycles if max_cycles is not None else program.bound
     cycle = 0
     while True:
-        hop = router.step(cycle, pe.queues.space())
-        sent += hop.sent
-        blocked += hop.stalled
-        valid, got, left = arrive(xp, hop)
-        to_pe = hop.sent[RAMP][None] & (hop.out.colour[RAMP][None] == colours)
-        pe.queues.push(to_pe, Wavelets(*(f[RAMP][None] for f in hop.out)))
-        peak_pe = xp.maximum(peak_pe, pe.queues.count)
-        for side, (gone, w) in left.items():
-            if side in sinks:
-                sinks[side].record(cycle, gone, w)
-            else:
-                lost = lost + gone.sum()
-        pe.step(program)
-        want, w = program.emit()
-        valid[RAMP] = want & router.queues.space()[RAMP]
-        program.emitted(valid[RAMP])
-        held += want & ~valid[RAMP]
-        for field, value in zip(got, w):
-            field[RAMP] = value
-        for s in streams:
-            at = (s.port,) + edge_cores(s.side, router.region)
-            valid[at], w = s.feed(router.queues.space()[at])
-            for field, value in zip(got, w):
-                field[at] = value
-        router.queues.push(valid, got)
-        peak = xp.maximum(peak, router.queues.count)
+        fabric.step(cycle)
         cycle += 1
-        # the first cycle the program's cores were done, kept on the device (no sync)
-        finished = xp.where((finished < 0) & program.finished(), cycle, finished)
         if cycle % check_every == 0 or cycle >= limit:
-            if all(bool(s.full()) for s in sinks.values()) and int(finished) >= 0:
-                break
+            if fabric.done():
+                return fabric.result()
             if cycle >= limit:
-                waiting = {side: to_numpy(s.expected - s.count).tolist() for side, s in sinks.items()}
                 raise RuntimeError(f"fabric program did not finish in {limit} cycles; sinks still "
-                                   f"waiting for wavelets per edge core: {waiting} (a deadlock, "
-                                   "or pass a larger max_cycles)")
-    if int(lost):
-        raise RuntimeError(f"the program routed {int(lost)} wavelet(s) off an edge of the region "
-                           f"where no sink receives them (sinks: {sorted(sinks)}): check its routes")
-    host = {side: tuple(to_numpy(a) for a in (s.value, s.idx, s.cycle, s.count, s.extra))
-            for side, s in sinks.items()}
-    # the cycle after the last output, or after the cores were done if that is later
-    last = max([int(c.max()) + 1 for _, _, c, _, _ in host.values()] + [int(finished)])
-    extra = {k: to_numpy(v) for k, v in getattr(program, "state", dict)().items()}
-    return Run(last, to_numpy(pe.work), to_numpy(pe.waiting), to_numpy(pe.idle), to_numpy(sent),
-               to_numpy(blocked), to_numpy(peak), to_numpy(peak_pe), to_numpy(held), host, depth,
-               extra)
+                                   f"waiting for wavelets per edge core: {fabric.waiting()} (a "
+                                   "deadlock, or pass a larger max_cycles)")
 
 
-__all__ = ["PORTS", "SIDES", "Run", "Sink", "Stream", "edge_cores", "run"]
+__all__ = ["PORTS", "SIDES", "Fabric", "Run", "Sink", "Stream", "edge_cores", "run"]
