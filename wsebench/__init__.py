@@ -10,7 +10,7 @@ from compiler import ConfigError, Mapping, PlacementError, Plan, Target, WaferFi
 from compiler import wafer
 from simulator.training import StepResult
 
-from . import config, data, dynamic, models, tasks, universal
+from . import config, data, dynamic, fabric, models, tasks, universal
 from .checkpoint import CheckpointError
 from .config import default_config, run
 from .report import Report

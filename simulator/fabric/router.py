@@ -1,0 +1,149 @@
+"""The router of every core: five ports, colours with static routes, bounded input queues.
+
+Hot Chips 2020 and the Cerebras SDK docs describe the fabric this models:
+- each core's router has five ports, north, south, east, west and the ramp to its own
+  processing element (PE), each with an input queue (`Queues`, `depth` wavelets);
+- a wavelet travels on a colour, and each router has a static route per colour and input port:
+  the set of output ports it forwards to (`routes`, a bit per port); several bits multicast it;
+- a link moves one 32-bit wavelet per cycle in each direction (`Target.link_bits`), and an
+  output port takes one wavelet per cycle;
+- back-pressure: a wavelet leaves its queue only when every port of its route can take it this
+  cycle and every queue it goes to has space (all or nothing, so a multicast wavelet is never
+  split); otherwise it waits at the head of its queue.
+- a colour may carry a filter (`filters`): at a core, a wavelet of that colour goes to the ramp
+  only if its index lies in the core's range [lo, hi), and on over the links only if it lies
+  beyond (>= hi), so one colour hands each core of a row its own tile (Cerebras SDK: router
+  filters pass a window of a colour's wavelets to the ramp).
+Input ports are served in an order that rotates every cycle (round robin), so none starves.
+Row 0 is the north edge. Everything is an array shaped like the region: no loop over cores.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .queues import Queues, Wavelets
+
+N, S, E, W, RAMP = range(5)
+PORTS = ("N", "S", "E", "W", "ramp")
+LINKS = (N, S, E, W)
+OPPOSITE = {N: S, S: N, E: W, W: E}
+
+
+def bit(port: int) -> int:
+    return 1 << port
+
+
+def route_mask(*ports: int) -> int:
+    """The route bits that forward to `ports`."""
+    mask = 0
+    for p in ports:
+        mask |= bit(p)
+    return mask
+
+
+class Hop(NamedTuple):
+    """What a router did in one cycle: `go` (5, rows, cols) the input ports whose head left,
+    `out` the wavelet on each output port (5, rows, cols) and `sent` where one is; `stalled`
+    (5, rows, cols) the heads that stayed because a link they route to had no space at its far
+    end (back-pressure through the fabric; a head waiting only for its own PE is not)."""
+    go: object
+    out: Wavelets
+    sent: object
+    stalled: object
+
+
+class Router:
+    """The routers of a `rows x cols` region: `queues` (5, rows, cols) input queues,
+    `routes` (colours, 5, rows, cols) output bits per colour and input port, and `filters`
+    (colours, 2, rows, cols) each core's [lo, hi) per colour, lo > hi for a colour without."""
+
+    def __init__(self, xp, routes, depth: int, values: int, filters=None):
+        self.xp, self.routes = xp, xp.asarray(routes, dtype=xp.uint8)
+        self.filters = None if filters is None else xp.asarray(filters, dtype=xp.int32)
+        _, ports, rows, cols = self.routes.shape
+        if ports != 5:
+            raise ValueError(f"routes must have 5 input ports (N, S, E, W, ramp), got {ports}")
+        self.region = (rows, cols)
+        self.queues = Queues(xp, (5, rows, cols), depth, values)
+        self._dirs = xp.arange(5, dtype=xp.uint8)[None, :, None, None]
+
+    def link_space(self):
+        """(rows, cols) route bits of the neighbour links whose far queue has space; a link
+        off the region's edge always does (its wavelets leave the region into a sink)."""
+        xp, space = self.xp, self.queues.space()
+        bits = xp.zeros(self.region, dtype=xp.uint8)
+        edge = xp.ones(self.region, dtype=bool)
+        neighbour = {N: (slice(1, None), slice(None), slice(None, -1), slice(None)),
+                     S: (slice(None, -1), slice(None), slice(1, None), slice(None)),
+                     E: (slice(None), slice(None, -1), slice(None), slice(1, None)),
+                     W: (slice(None), slice(1, None), slice(None), slice(None, -1))}
+        for d, (r0, c0, r1, c1) in neighbour.items():
+            ok = edge.copy()
+            ok[r0, c0] = space[OPPOSITE[d]][r1, c1]
+            bits |= ok.astype(xp.uint8) << d
+        return bits
+
+    def step(self, cycle: int, pe_space) -> Hop:
+        """Arbitrate every router once: `pe_space` (colours, rows, cols) where the PE's queue of
+        a colour has space (the ramp's far end). Pops the heads that leave."""
+        xp, q = self.xp, self.queues
+        heads = q.peek()
+        want = xp.take_along_axis(self.routes, heads.colour[None].astype(xp.intp), axis=0)[0]
+        want = xp.where(q.count > 0, want, 0).astype(xp.uint8)
+        if self.filters is not None:
+            want = self._filter(want, heads)
+        ramp = xp.take_along_axis(pe_space, heads.colour.astype(xp.intp), axis=0)
+        links = self.link_space()
+        claimed = xp.zeros(self.region, dtype=xp.uint8)
+        go = xp.zeros(want.shape, dtype=bool)
+        for k in range(5):
+            p = (cycle + k) % 5
+            free = (links | (ramp[p].astype(xp.uint8) << RAMP)) & ~claimed
+            ok = (want[p] != 0) & ((want[p] & ~free) == 0)
+            claimed |= xp.where(ok, want[p], 0).astype(xp.uint8)
+            go[p] = ok
+        q.pop(go)
+        # bits[p, d]: input port p's head leaves through output port d
+        bits = go[:, None] & (((want[:, None] >> self._dirs) & 1) == 1)
+        out = Wavelets(xp.where(bits, heads.colour[:, None], 0).sum(axis=0, dtype=xp.int16),
+                       xp.where(bits, heads.n[:, None], 0).sum(axis=0, dtype=xp.int8),
+                       xp.where(bits, heads.idx[:, None], 0).sum(axis=0, dtype=xp.int32),
+                       xp.where(bits[..., None], heads.v[:, None], 0).sum(axis=0, dtype=xp.float32))
+        stalled = (want != 0) & ~go & ((want & ~links & 0x0F) != 0)
+        return Hop(go, out, bits.any(axis=0), stalled)
+
+
+    def _filter(self, want, heads):
+        """The route bits a filtered colour keeps: the ramp for its core's range, the links
+        for what lies beyond it."""
+        xp = self.xp
+        colour = heads.colour.astype(xp.intp)
+        lo = xp.take_along_axis(self.filters[:, 0], colour, axis=0)
+        hi = xp.take_along_axis(self.filters[:, 1], colour, axis=0)
+        ramp = xp.where((heads.idx >= lo) & (heads.idx < hi), want & bit(RAMP), 0)
+        links = xp.where(heads.idx >= hi, want & 0x0F, 0)
+        return xp.where(lo <= hi, ramp | links, want).astype(xp.uint8)
+
+
+def arrive(xp, hop: Hop) -> tuple:
+    """(valid (5, rows, cols), `Wavelets`): what each input queue N, S, E, W receives over the
+    links from its neighbour this cycle (the ramp port gets nothing from the links), and the
+    wavelets that left over each edge: {side: (valid (edge,), `Wavelets`)}."""
+    sent, out = hop.sent, hop.out
+    valid = xp.zeros_like(sent)
+    got = Wavelets(xp.zeros_like(out.colour), xp.zeros_like(out.n), xp.zeros_like(out.idx),
+                   xp.zeros_like(out.v))
+    # a wavelet sent north from (r, c) arrives on the south port of (r - 1, c), and so on
+    shifts = {N: ((slice(1, None), slice(None)), (slice(None, -1), slice(None))),
+              S: ((slice(None, -1), slice(None)), (slice(1, None), slice(None))),
+              E: ((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
+              W: ((slice(None), slice(1, None)), (slice(None), slice(None, -1)))}
+    for d, (src, dst) in shifts.items():
+        port = OPPOSITE[d]
+        valid[(port,) + dst] = sent[(d,) + src]
+        for field, target in zip(out, got):
+            target[(port,) + dst] = field[(d,) + src]
+    edges = {N: (0, slice(None)), S: (-1, slice(None)), E: (slice(None), -1), W: (slice(None), 0)}
+    left = {PORTS[d]: (sent[(d,) + e], Wavelets(*(f[(d,) + e] for f in out)))
+            for d, e in edges.items()}
+    return valid, got, left

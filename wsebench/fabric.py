@@ -1,0 +1,53 @@
+"""`wb.fabric.check`: one pass of one kernel of a compiled session run on the cycle-level fabric model
+(`simulator.fabric`), its cycles next to the analytic model's on the same tensors (the
+measurement's formulas), the static estimate's (the plan's assumed densities) and the step's
+measured time, with where they disagree: compute, SRAM, task activation, partial-sum reduction,
+link, queueing and fill.
+
+    s = wb.compile(...); s.step(x, y)
+    wb.fabric.check(s, kernel="fc1", samples=2)
+"""
+from __future__ import annotations
+
+from compiler import ConfigError
+from simulator.fabric import PROGRAMS
+from simulator.fabric.check import Comparison, compare
+from simulator.fabric.operands import operands
+from simulator.fabric.programs import passes_of
+
+
+def check(session, kernel: str | None = None, samples: int = 2, pass_: str = "forward",
+          depth: int = 4, show: bool = True) -> Comparison:
+    """Run `kernel`'s `pass_` ("forward" or "backward": dX and dW) (default kernel: the first
+    whose kind has a fabric program) for the first `samples` samples of the session's last step
+    on the cycle-level model, on the session's backend, and print the comparison (`show`).
+    `depth`: wavelets per queue. The weights are the session's current ones (after the step's
+    update); the streamed values, whose zeros set the timing, are the step's."""
+    plan, trainer = session.plan, session._trainer
+    name = kernel if kernel is not None else _first_simulated(plan)
+    if name not in plan.kernel:
+        raise ConfigError(f"no kernel {name!r} in this plan; kernels: {[k.name for k in plan.kernels]}")
+    k = plan.kernel[name]
+    passes_of(k)
+    kept = getattr(trainer.executor, "_values", None) or {}
+    if trainer.last_timing is None or not kept:
+        raise ConfigError("wb.fabric.check streams the tensors of the session's last step: run "
+                          "session.step(x, y) (or train) first")
+    tensors = operands(trainer.xp, plan.graph, k, kept, trainer.params, samples)
+    result = compare(k, plan.mapping[name], plan.target, tensors, samples, pass_, plan.harvest,
+                     plan.density_of(name), trainer.xp, depth)
+    timing = next((t for t in trainer.last_timing.kernels if t.name == name), None)
+    if show:
+        print(result.table())
+        if timing is not None:
+            measured = float(timing.sample_cycles[:samples].sum())
+            print(f"  measured this step (forward + backward, {samples} sample(s)): "
+                  f"{measured:.0f} cycles")
+    return result
+
+
+def _first_simulated(plan) -> str:
+    for k in plan.kernels:
+        if k.kind in PROGRAMS:
+            return k.name
+    raise ConfigError(f"no kernel of this plan has a fabric program; kinds with one: {sorted(PROGRAMS)}")
