@@ -29,7 +29,7 @@ def check(session, kernel: str | None = None, samples: int = 2, pass_: str = "fo
         raise ConfigError(f"no kernel {name!r} in this plan; kernels: {[k.name for k in plan.kernels]}")
     k = plan.kernel[name]
     passes_of(k)
-    kept = getattr(trainer.executor, "_values", None) or {}
+    kept = getattr(trainer.executor, "values", None) or {}
     if trainer.last_timing is None or not kept:
         raise ConfigError("wb.fabric.check streams the tensors of the session's last step: run "
                           "session.step(x, y) (or train) first")

@@ -63,6 +63,12 @@ class DensityProbe:
         return env
 
     @property
+    def values(self) -> dict:
+        """The tensors kept from the last run: the followed ones and every kernel's harvested
+        operands (read-only by convention: they are the step's own arrays)."""
+        return self._values
+
+    @property
     def counts(self) -> dict[str, tuple[int, int]]:
         """Followed tensor -> (non-zeros, elements) in the last run."""
         if self._counts is None:
