@@ -19,6 +19,7 @@ counts every value whatever the data), is evaluated once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
@@ -41,7 +42,12 @@ class LoopNest:
     flops_per_point: int = 2
 
     def extent(self, dim: str) -> int:
-        return dict(self.dims)[dim]
+        return self._extent_of[dim]
+
+    @cached_property
+    def _extent_of(self) -> dict[str, int]:
+        # the timing asks for extents every step; a frozen nest's dims never change
+        return dict(self.dims)
 
     @property
     def extents(self) -> tuple[int, int]:
@@ -76,7 +82,7 @@ class Kernel:
     samples: int                           # the batch dimension of the step
     param_numel: int
 
-    @property
+    @cached_property
     def calls(self) -> tuple[dict[str, str], ...]:
         """The streams of each call, in forward order (a new call opens at each repeat of the
         first role)."""
