@@ -184,23 +184,16 @@ def _capture_export(step: nn.Module, example: tuple) -> Graph:
         if kind is None:
             raise CaptureError(f"unsupported graph input kind {spec.kind} for {spec.target}")
         kinds[spec.arg.name] = (kind, spec.target)
-    loss, grads = None, []
+    loss, grads, updates = None, [], []
     for spec in sig.output_specs:
         if spec.kind == OutputKind.LOSS_OUTPUT:
             loss = spec.arg.name
         elif spec.kind == OutputKind.GRADIENT_TO_PARAMETER:
             grads.append((spec.target, spec.arg.name))
         elif spec.kind == OutputKind.BUFFER_MUTATION:
-            raise CaptureError(_buffer_mutation_message(spec.target))
+            updates.append((spec.target, spec.arg.name))
     return _to_ir(joint.graph_module.graph, kinds, loss, grads, method="export",
-                  constants=joint.constants)
-
-
-def _buffer_mutation_message(target: str) -> str:
-    fqn = _strip(target)
-    return (f"module {fqn.rsplit('.', 1)[0]!r} updates its buffer {fqn!r} in the training step "
-            "(BatchNorm's running statistics), and wsebench does not update buffers yet; replace "
-            "that layer with nn.LayerNorm, or remove it")
+                  constants=joint.constants, updates=updates)
 
 
 def _capture_aot(step: nn.Module, example: tuple) -> Graph:
@@ -224,7 +217,7 @@ def _capture_aot(step: nn.Module, example: tuple) -> Graph:
                                 "PlainAOTInput": ("input", None),
                                 "TangentAOTInput": ("tangent", None)}[desc]
         output = graph.find_nodes(op="output")[0]
-        loss, grads = None, []
+        loss, grads, updates = None, [], []
         for node, desc in zip(output.args[0], output.meta["desc"]):
             name = type(desc).__name__
             if node is None and name == "GradAOTOutput":
@@ -236,11 +229,13 @@ def _capture_aot(step: nn.Module, example: tuple) -> Graph:
                 loss = node.name
             elif name == "GradAOTOutput":
                 grads.append((desc.grad_of.target, node.name))
-            elif name == "InputMutationAOTOutput" and hasattr(desc.mutated_input, "target"):
-                raise CaptureError(_buffer_mutation_message(desc.mutated_input.target))
+            elif name == "InputMutationAOTOutput" and \
+                    type(desc.mutated_input).__name__ == "BufferAOTInput":
+                updates.append((desc.mutated_input.target, node.name))
             elif node is not None and name not in ("PlainAOTOutput",):
-                raise CaptureError(f"unsupported graph output {desc} (buffer mutation?)")
-        return _to_ir(graph, kinds, loss, grads, method="aot")
+                raise CaptureError(f"unsupported graph output {desc} (an input mutated in the "
+                                   "step that is not a buffer)")
+        return _to_ir(graph, kinds, loss, grads, method="aot", updates=updates)
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -270,9 +265,11 @@ def _strip(fqn: str | None) -> str:
 
 
 def _to_ir(fx_graph, kinds: dict, loss: str | None, grads: list, method: str,
-           constants: dict | None = None) -> Graph:
+           constants: dict | None = None, updates: list = ()) -> Graph:
     """Walk the fx graph once; getitem nodes become names for a tuple op's outputs, and tensor
-    constants (lifted to inputs by export, module attributes for aot) constant ops."""
+    constants (lifted to inputs by export, module attributes for aot) constant ops. `updates`:
+    (buffer fqn, value) of every buffer the step writes (BatchNorm's running statistics), kept
+    as the graph's `buffer_updates` for the trainer to write back after the step."""
     if loss is None:
         raise CaptureError("the captured graph has no loss output; loss_fn must return a scalar")
     rename: dict[str, str] = {}
@@ -304,10 +301,12 @@ def _to_ir(fx_graph, kinds: dict, loss: str | None, grads: list, method: str,
     if method == "aot":  # the tangent placeholder refers to the loss: move it after its producer
         ops = _move_tangent_seeds(ops)
     types = {rename.get(k, k): v for k, v in types.items() if v is not None}
+    meta = (("capture", method),)
+    if updates:
+        meta += (("buffer_updates", tuple((_strip(f), rename.get(v, v)) for f, v in updates)),)
     graph = Graph(inputs=tuple(inputs), params=tuple(params), buffers=tuple(buffers), masks=(),
                   ops=tuple(ops), types=tuple(types.items()), loss=rename.get(loss, loss),
-                  grads=tuple((_strip(f), rename.get(v, v)) for f, v in grads),
-                  meta=(("capture", method),))
+                  grads=tuple((_strip(f), rename.get(v, v)) for f, v in grads), meta=meta)
     missing = set(graph.param_fqn.values()) - {f for f, _ in graph.grads}
     if missing:
         raise CaptureError(f"parameters {sorted(missing)} get no gradient from the loss; every "
