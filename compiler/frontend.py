@@ -71,6 +71,7 @@ def capture(model: nn.Module, loss_fn: Callable, example: tuple, method: str = "
     if not isinstance(example, (tuple, list)) or len(example) != 2:
         raise ConfigError("example must be a tuple (x, y) of one batch of inputs and targets")
     _check_trainable(model)
+    _check_batch_norms(model)
     tied = tied_parameters(model)
     if tied and method == "export":
         raise CaptureError(f"parameters {sorted(tied)} are tied to {sorted(set(tied.values()))}; "
@@ -166,6 +167,19 @@ def _check_trainable(model: nn.Module) -> None:
                           "every parameter, so remove them from the model or make them trainable")
     if not list(model.parameters()):
         raise ConfigError("the model has no parameters to train")
+
+
+def _check_batch_norms(model: nn.Module) -> None:
+    """A BatchNorm with momentum=None (a cumulative average) divides by its batch count read
+    back as a Python float (`1 / float(num_batches_tracked)`): a step that depends on a tensor's
+    value, which one captured step cannot hold."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.training and \
+                module.track_running_stats and module.momentum is None:
+            raise CaptureError(f"module {name!r} ({type(module).__name__}) has momentum=None, a "
+                               "cumulative average whose factor 1/num_batches_tracked is read from "
+                               "a tensor on every step; wsebench captures one fixed step, so set "
+                               "momentum to a number (torch's default is 0.1)")
 
 
 def _capture_export(step: nn.Module, example: tuple) -> Graph:
