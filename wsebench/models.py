@@ -9,6 +9,7 @@ import torch.nn as nn
 from compiler.errors import ConfigError
 
 from . import markers
+from .model_zoo_cnn import ResNet, resnet  # noqa: F401  (re-exported: wb.models.resnet)
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "identity": nn.Identity}
 
