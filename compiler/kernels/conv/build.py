@@ -12,7 +12,7 @@ import math
 from ...errors import ConfigError
 from ...ir import Graph, Op
 from ..base import Access, Kernel, LoopNest
-from .contest import Conv
+from .contest import COLUMNS_PER_BLOCK, Conv
 
 CONV_OP = "aten.convolution.default"
 CONV_BACKWARD_OP = "aten.convolution_backward.default"
@@ -26,7 +26,7 @@ def conv_nest(samples: int, conv: Conv, out: tuple[int, int], channels: int) -> 
     return LoopNest(dims=(("b", samples), ("k", conv.K), ("c", conv.C), ("oh", out[0]), ("ow", out[1]),
                           ("r", conv.R), ("s", conv.S), ("h", conv.H), ("w", conv.W),
                           ("t", conv.T), ("u", conv.U), ("x_channels", channels),
-                          ("hwc", conv.H * conv.W * (conv.C + 1)), ("k3", 3 * conv.K)),
+                          ("hwc", conv.H * conv.W * (conv.C + 1)), ("k3", COLUMNS_PER_BLOCK * conv.K)),
                     accesses=(Access("x", ("b", "c", "h", "w"), "stream_in"),
                               Access("w", ("k", "c", "r", "s"), "resident"),
                               Access("y", ("b", "k", "oh", "ow"), "stream_out")),

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 
+COLUMNS_PER_BLOCK = 3     # the rectangle is 3 k' wide: three columns per output-channel block
+
+
 @dataclass(frozen=True)
 class Conv:
     H: int
@@ -57,7 +60,7 @@ def contest_shape(args: tuple[int, ...]) -> tuple[int, int]:
     """(height, width) in cores of execution args (h', w', c'_1, k'_1, ...): convolutions side
     by side share h', w'."""
     h, w, cs, ks = args[0], args[1], args[2::2], args[3::2]
-    return h * w * (max(cs) + 1), 3 * sum(ks)
+    return h * w * (max(cs) + 1), COLUMNS_PER_BLOCK * sum(ks)
 
 
 def _splits(extent: int, limit: int) -> list[int]:
@@ -74,7 +77,7 @@ def args_for(c: Conv, rows: int, cols: int) -> tuple[int, int, int, int]:
     with the least `conv_time` (then the least memory): k' = cols // 3 and h' w' (c' + 1) <=
     rows. A region under the contest's smallest rectangle (2 x 3) runs one tile, h' = w' = c' =
     k' = 1, on its cores."""
-    k = max(1, min(c.K, cols // 3))
+    k = max(1, min(c.K, cols // COLUMNS_PER_BLOCK))
     rows = max(rows, 2)
     best = None
     for h in _splits(c.H, rows // 2):

@@ -3,9 +3,10 @@
 A mapping of rows x cols cores runs the contest's execution parameters (h', w', c', k') =
 `contest.args_for`: core row (i w' + j)(c' + 1) + l holds input rows block i, columns block j
 and channel block l (l < c'; row l = c' of each group sums the partial outputs), and core
-column 3 m .. 3 m + 2 output-channel block m. A core's dense work is its tile's
-multiply-accumulates, the contest's time: hs_i ws_j cs_l ks_m R S / T^2 (`contest.conv_time` on
-the first, fullest tiles). Per sample (DESIGN.md, "Cost model", sparsity harvesting):
+columns 3 m .. 3 m + 2 output-channel block m. The tile's multiply-accumulates,
+hs_i ws_j cs_l ks_m R S / T^2, are the contest's time (`contest.conv_time` on the first, fullest
+tiles) of its three columns, which share them: each core does a third, so every MAC is done
+once. Per sample (DESIGN.md, "Cost model", sparsity harvesting), with `dense` a core's third:
   forward   MACs = dense d_x            in: x tile, zeros filtered     out: y tile psums
   backward  dW MACs = dense d_x d_dY    dX MACs = dense d_dY (none for a first layer)
             in: dY tile, zeros filtered  out: dX tile partial sums
@@ -24,7 +25,7 @@ import numpy as np
 from ... import cost
 from ..base import Counts, Kernel
 from .build import conv_of
-from .contest import args_for, cdiv, conv_time
+from .contest import COLUMNS_PER_BLOCK, args_for, cdiv, conv_time
 
 
 class ConvCounts(NamedTuple):
@@ -123,7 +124,7 @@ class Layout(NamedTuple):
     works: np.ndarray
     m: np.ndarray
     used: np.ndarray
-    tile_macs: np.ndarray      # (rows, cols) dense MACs of each core's tile
+    tile_macs: np.ndarray      # (rows, cols) dense MACs of each core (a third of its tile's)
     x_tile: int
     y_tile: int
     dy_tile: int
@@ -138,14 +139,15 @@ def layout(kernel: Kernel, rows: int, cols: int) -> Layout:
     i, j = np.minimum(group // w, h - 1), group % w
     works = (group < h * w) & (l < cc)
     col = np.arange(cols)
-    m = np.minimum(col // 3, k - 1)
-    used = col < 3 * k
+    m = np.minimum(col // COLUMNS_PER_BLOCK, k - 1)
+    used = col < COLUMNS_PER_BLOCK * k
     sizes = [cost.tile_sizes(e, p) for e, p in ((c.H, h), (c.W, w), (c.C, cc), (c.K, k))]
     per_row = sizes[0][i] * sizes[1][j] * sizes[2][np.minimum(l, cc - 1)] * works
-    macs = per_row[:, None] * (sizes[3][m] * used)[None, :] * c.R * c.S / c.T ** 2
+    group = per_row[:, None] * (sizes[3][m] * used)[None, :] * c.R * c.S / c.T ** 2
     n = kernel.nest
     y = cdiv(n.extent("oh"), h) * cdiv(n.extent("ow"), w) * cdiv(c.K, k)
-    assert np.isclose(macs.max(), conv_time(c, h, w, cc, k))   # the contest's time, core by core
+    assert np.isclose(group.max(), conv_time(c, h, w, cc, k))    # the contest's time, per group
+    macs = group / COLUMNS_PER_BLOCK
     return Layout(i, j, l, works, m, used, macs, x_tile(kernel, (h, w, cc, k)), y, y)
 
 
