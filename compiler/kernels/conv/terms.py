@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ... import cost
-from ..base import Counts, Kernel
+from ..base import Counts, Kernel, harvest_rows
 from .build import conv_of
 from .contest import COLUMNS_PER_BLOCK, args_for, cdiv, conv_time
 
@@ -99,20 +99,12 @@ def measured(kernel: Kernel, mapping, env: dict, runs) -> Counts:
                         dense(runs.host(ndy / sdy).transpose(0, 2, 3, 1)),
                         dense(runs.host(nx.sum(axis=(1, 2, 3))) / x[0].size),
                         dense(runs.host(ndy.sum(axis=(1, 2, 3))) / dy[0].size))
-    return Counts(counts, _rows(tuple(runs.harvests), samples))
+    return Counts(counts, harvest_rows(tuple(runs.harvests), samples))
 
 
 def _four_d(value):
     """A 1-D convolution's (N, C, L) as (N, C, 1, L)."""
     return value[:, :, None, :] if value.ndim == 3 else value
-
-
-@functools.lru_cache(maxsize=64)
-def _rows(harvest: tuple, samples: int) -> np.ndarray:
-    """A harvested variant's samples are themselves, the others all the last (dense) one."""
-    rows = np.array([np.arange(samples) if h else np.full(samples, samples) for h in harvest])
-    rows.flags.writeable = False
-    return rows
 
 
 class Layout(NamedTuple):
