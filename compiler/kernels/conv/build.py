@@ -7,6 +7,7 @@ The kernel streams x (forward), dY (backward) and, when it computes one, dX.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 from ...errors import ConfigError
@@ -34,8 +35,13 @@ def conv_nest(samples: int, conv: Conv, out: tuple[int, int], channels: int) -> 
 
 
 def conv_of(kernel: Kernel) -> Conv:
-    n = kernel.nest
-    return Conv(*(n.extent(d) for d in ("h", "w", "r", "s", "c", "k", "t", "u")))
+    return conv_of_nest(kernel.nest)
+
+
+@functools.lru_cache(maxsize=1024)
+def conv_of_nest(nest: LoopNest) -> Conv:
+    extents = dict(nest.dims)
+    return Conv(*(extents[d] for d in ("h", "w", "r", "s", "c", "k", "t", "u")))
 
 
 def conv_kernel(name: str = "conv", samples: int = 2, channels: int = 4, out_channels: int = 8,

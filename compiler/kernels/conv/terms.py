@@ -18,13 +18,14 @@ per tile, per sample: assumed (the static estimate) or measured from the step's 
 from __future__ import annotations
 
 import functools
+import math
 from typing import NamedTuple
 
 import numpy as np
 
 from ... import cost
 from ..base import Counts, Kernel, harvest_rows
-from .build import conv_of
+from .build import conv_of, conv_of_nest
 from .contest import COLUMNS_PER_BLOCK, args_for, cdiv, conv_time
 
 
@@ -47,8 +48,12 @@ def params_of(kernel: Kernel, mapping) -> tuple[int, int, int, int]:
 
 def x_tile(kernel: Kernel, args) -> int:
     """Values of the fullest x tile: rows x columns x x's channels of one block."""
-    c, (h, w, cc, _) = conv_of(kernel), args
-    return cdiv(c.H, h) * cdiv(c.W, w) * cdiv(kernel.nest.extent("x_channels"), cc)
+    return _x_tile(kernel.nest, args)
+
+
+def _x_tile(nest, args) -> int:
+    c, (h, w, cc, _) = conv_of_nest(nest), args
+    return cdiv(c.H, h) * cdiv(c.W, w) * cdiv(nest.extent("x_channels"), cc)
 
 
 def dense_macs(kernel: Kernel) -> int:
@@ -122,9 +127,13 @@ class Layout(NamedTuple):
     dy_tile: int
 
 
-@functools.lru_cache(maxsize=1024)
 def layout(kernel: Kernel, rows: int, cols: int) -> Layout:
-    c = conv_of(kernel)
+    return _layout(kernel.nest, rows, cols)
+
+
+@functools.lru_cache(maxsize=1024)
+def _layout(nest, rows: int, cols: int) -> Layout:
+    c = conv_of_nest(nest)
     h, w, cc, k = args_for(c, rows, cols)
     r = np.arange(rows)
     group, l = r // (cc + 1), r % (cc + 1)
@@ -136,11 +145,12 @@ def layout(kernel: Kernel, rows: int, cols: int) -> Layout:
     sizes = [cost.tile_sizes(e, p) for e, p in ((c.H, h), (c.W, w), (c.C, cc), (c.K, k))]
     per_row = sizes[0][i] * sizes[1][j] * sizes[2][np.minimum(l, cc - 1)] * works
     group = per_row[:, None] * (sizes[3][m] * used)[None, :] * c.R * c.S / c.T ** 2
-    n = kernel.nest
-    y = cdiv(n.extent("oh"), h) * cdiv(n.extent("ow"), w) * cdiv(c.K, k)
-    assert np.isclose(group.max(), conv_time(c, h, w, cc, k))    # the contest's time, per group
+    y = cdiv(nest.extent("oh"), h) * cdiv(nest.extent("ow"), w) * cdiv(c.K, k)
+    assert math.isclose(group.max(), conv_time(c, h, w, cc, k))  # the contest's time, per group
     macs = group / COLUMNS_PER_BLOCK
-    return Layout(i, j, l, works, m, used, macs, x_tile(kernel, (h, w, cc, k)), y, y)
+    for a in (i, j, l, works, m, used, macs):
+        a.flags.writeable = False
+    return Layout(i, j, l, works, m, used, macs, _x_tile(nest, (h, w, cc, k)), y, y)
 
 
 def components(kernel: Kernel, counts: ConvCounts, mapping, target) -> cost.Components:
