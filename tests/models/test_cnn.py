@@ -98,3 +98,19 @@ def test_resnet50_compiles_onto_wse1_with_timed_conv_kernels():
     per_sample = plan.estimate()["per_sample_cycles"]
     assert all(per_sample[k.name] > 0 for k in convs)
     assert {"conv1", "layer4.2.conv3", "layer1.0.downsample.0"} <= {k.name for k in convs}
+
+
+def test_a_checkpoint_resumes_the_running_statistics(tmp_path):
+    model = small_cnn()
+    batches = image_batches(4, 12, 4, steps=3)
+    session = wb.compile(model, nn.CrossEntropyLoss(), example=batches[0], backend="numpy",
+                         optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    for x, y in batches[:2]:
+        session.step(x, y)
+    resumed = wb.load_session(session.save(tmp_path / "cnn.npz"))
+    for s in (session, resumed):
+        s.step(*batches[2])
+    ours, theirs = session.state_dict(), resumed.state_dict()
+    assert ours["5.num_batches_tracked"].item() == 3
+    for key, value in ours.items():
+        assert torch.equal(value, theirs[key]), key

@@ -141,3 +141,12 @@ def test_batch_norm_without_running_stats_equals_torch():
     theirs = aten._native_batch_norm_legit.no_stats(x, w, b, True, 0.1, 1e-5)
     _check(run_op(np, "aten._native_batch_norm_legit.no_stats", (_np(x), _np(w), _np(b), True, 0.1, 1e-5)),
            theirs, rtol=2e-6, atol=2e-6)
+
+
+def test_every_op_of_the_module_has_a_case_here():
+    """test_ops.py leaves the module's ops to this file: each is run against torch above."""
+    import inspect
+    from simulator.ops import KERNELS
+    mine = {name for name, fn in KERNELS.items() if fn.__module__ == "simulator.ops.conv"}
+    source = inspect.getsource(inspect.getmodule(test_every_op_of_the_module_has_a_case_here))
+    assert mine and all(f'run_op(np, "{name}"' in source.replace("\n", "") for name in mine), mine
