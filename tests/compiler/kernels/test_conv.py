@@ -137,3 +137,13 @@ def test_assumed_density_lowers_the_estimate():
     full, half = (np.asarray(components(kernel, CONV.assumed_counts(kernel, m, T, d, True).values,
                                         m, T).fwd_compute).max() for d in (1.0, 0.5))
     assert half == pytest.approx(full / 2, abs=1)
+
+
+def test_the_contest_and_training_read_one_set_of_formulas():
+    from compiler.ispd import library
+    from compiler.kernels.conv import contest
+    for name in ("Conv", "conv_time", "conv_memory", "contest_shape"):
+        assert getattr(library, name) is getattr(contest, name), name
+    conv = Conv(28, 28, 3, 3, 64, 64)       # the vectorized option search evaluates the same lines
+    ks = np.array([1, 2, 5, 64])
+    np.testing.assert_array_equal(conv_time(conv, 4, 2, 8, ks), [conv_time(conv, 4, 2, 8, int(k)) for k in ks])
