@@ -113,18 +113,19 @@ def _four_d(value):
 
 
 class Layout(NamedTuple):
-    """Per core row: its blocks i, j, l and whether it multiplies (not a summing row, not
-    idle); per core column: its block m and whether it is used; the fullest tiles."""
+    """Per core row: its blocks i, j, l, whether it is in the contest rectangle (`placed`) and
+    whether it multiplies (`works`: placed, not a summing row); per core column: its block m
+    and whether it is in the rectangle (`used`); the fullest x and y (or dY) tiles."""
     i: np.ndarray
     j: np.ndarray
     l: np.ndarray
+    placed: np.ndarray
     works: np.ndarray
     m: np.ndarray
     used: np.ndarray
     tile_macs: np.ndarray      # (rows, cols) dense MACs of each core (a third of its tile's)
     x_tile: int
     y_tile: int
-    dy_tile: int
 
 
 def layout(kernel: Kernel, rows: int, cols: int) -> Layout:
@@ -138,7 +139,8 @@ def _layout(nest, rows: int, cols: int) -> Layout:
     r = np.arange(rows)
     group, l = r // (cc + 1), r % (cc + 1)
     i, j = np.minimum(group // w, h - 1), group % w
-    works = (group < h * w) & (l < cc)
+    placed = group < h * w
+    works = placed & (l < cc)
     col = np.arange(cols)
     m = np.minimum(col // COLUMNS_PER_BLOCK, k - 1)
     used = col < COLUMNS_PER_BLOCK * k
@@ -148,9 +150,9 @@ def _layout(nest, rows: int, cols: int) -> Layout:
     y = cdiv(nest.extent("oh"), h) * cdiv(nest.extent("ow"), w) * cdiv(c.K, k)
     assert math.isclose(group.max(), conv_time(c, h, w, cc, k))  # the contest's time, per group
     macs = group / COLUMNS_PER_BLOCK
-    for a in (i, j, l, works, m, used, macs):
+    for a in (i, j, l, placed, works, m, used, macs):
         a.flags.writeable = False
-    return Layout(i, j, l, works, m, used, macs, _x_tile(nest, (h, w, cc, k)), y, y)
+    return Layout(i, j, l, placed, works, m, used, macs, _x_tile(nest, (h, w, cc, k)), y)
 
 
 def components(kernel: Kernel, counts: ConvCounts, mapping, target) -> cost.Components:
@@ -160,11 +162,11 @@ def components(kernel: Kernel, counts: ConvCounts, mapping, target) -> cost.Comp
     ddy = counts.dy[:, g.i[:, None], g.j[:, None], g.m[None, :]]                      # (U, rows, cols)
     macs = g.tile_macs[None]
     simd = target.simd
-    x_dense, dy_dense = cost.dense_wavelets(g.x_tile, target), cost.dense_wavelets(g.dy_tile, target)
-    active = (g.works[:, None] & g.used[None, :])[None]
+    x_dense, y_dense = cost.dense_wavelets(g.x_tile, target), cost.dense_wavelets(g.y_tile, target)
+    active = (g.works[:, None] & g.used[None, :])[None]           # the cores that multiply
     fwd_in = cost.wavelets(dx * g.x_tile, x_dense) * active
-    bwd_in = cost.wavelets(ddy * g.dy_tile, dy_dense) * g.used[None, None, :]
-    y_out = cost.dense_wavelets(g.y_tile, target) * g.used[None, None, :]
+    bwd_in = cost.wavelets(ddy * g.y_tile, y_dense) * active
+    y_out = y_dense * (g.placed[:, None] & g.used[None, :])[None]  # psums, then their sums
     fwd = np.ceil(macs * dx / simd)
     bwd = np.ceil(macs * dx * ddy / simd)
     dx_out = 0.0

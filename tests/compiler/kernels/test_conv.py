@@ -147,3 +147,15 @@ def test_the_contest_and_training_read_one_set_of_formulas():
     conv = Conv(28, 28, 3, 3, 64, 64)       # the vectorized option search evaluates the same lines
     ks = np.array([1, 2, 5, 64])
     np.testing.assert_array_equal(conv_time(conv, 4, 2, 8, ks), [conv_time(conv, 4, 2, 8, int(k)) for k in ks])
+
+
+def test_cores_outside_the_contest_rectangle_idle():
+    kernel = conv_kernel(samples=1, channels=3, out_channels=4, size=4)
+    mapping = Mapping(40, 20)                     # more than the layer can use
+    h, w, cc, k = args_for(conv_of(kernel), mapping.rows, mapping.cols)
+    height, width = contest_shape((h, w, cc, k))
+    c = components(kernel, CONV.assumed_counts(kernel, mapping, T, 1.0, False).values, mapping, T)
+    from compiler.cost import per_core_cycles
+    busy = per_core_cycles(c, (1, 1, mapping.rows, mapping.cols))[0]
+    assert (busy[height:] == 0).all() and (busy[:, width:] == 0).all()
+    assert (busy[:height, :width] > 0).all()
