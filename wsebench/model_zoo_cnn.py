@@ -18,6 +18,8 @@ import torch.nn as nn
 
 from compiler.errors import ConfigError
 
+from .zoo_checks import positive
+
 BLOCKS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)),
           50: ("bottleneck", (3, 4, 6, 3)), 101: ("bottleneck", (3, 4, 23, 3))}
 
@@ -100,9 +102,8 @@ def resnet(depth: int = 18, width: int = 8, classes: int = 10, in_channels: int 
     `width` channels (64 in the paper; small widths keep it quick on the simulator)."""
     if depth not in BLOCKS:
         raise ConfigError(f"resnet depth must be one of {', '.join(map(str, BLOCKS))}, got {depth!r}")
-    from .models import _positive     # the zoo's one check (models re-exports this module)
     for name, value in (("width", width), ("classes", classes), ("in_channels", in_channels)):
-        _positive(name, value, "resnet")
+        positive(name, value, "resnet")
     if seed is not None:
         torch.manual_seed(seed)
     kind, counts = BLOCKS[depth]
