@@ -119,3 +119,16 @@ def test_a_checkpoint_resumes_the_running_statistics(tmp_path):
     assert ours["5.num_batches_tracked"].item() == 3
     for key, value in ours.items():
         assert torch.equal(value, theirs[key]), key
+
+
+def test_one_dimensional_cnn_trains_equal_to_torch():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(2, 4, 3, padding=1), nn.BatchNorm1d(4), nn.ReLU(),
+                          nn.MaxPool1d(2), nn.AvgPool1d(2), nn.AdaptiveAvgPool1d(3), nn.Flatten(),
+                          nn.Linear(12, 3))
+    gen = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(4, 2, 16, generator=gen), torch.randint(0, 3, (4,), generator=gen))
+               for _ in range(STEPS)]
+    session, eager = train_both(model, nn.CrossEntropyLoss(), sgd, batches)
+    assert_same_parameters(session, eager, SGD_TOLERANCE)
+    assert session.plan.kernel["0"].kind == "conv"
