@@ -71,6 +71,7 @@ def capture(model: nn.Module, loss_fn: Callable, example: tuple, method: str = "
     if not isinstance(example, (tuple, list)) or len(example) != 2:
         raise ConfigError("example must be a tuple (x, y) of one batch of inputs and targets")
     _check_trainable(model)
+    _check_batch_norms(model)
     tied = tied_parameters(model)
     if tied and method == "export":
         raise CaptureError(f"parameters {sorted(tied)} are tied to {sorted(set(tied.values()))}; "
@@ -168,6 +169,19 @@ def _check_trainable(model: nn.Module) -> None:
         raise ConfigError("the model has no parameters to train")
 
 
+def _check_batch_norms(model: nn.Module) -> None:
+    """A BatchNorm with momentum=None (a cumulative average) divides by its batch count read
+    back as a Python float (`1 / float(num_batches_tracked)`): a step that depends on a tensor's
+    value, which one captured step cannot hold."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.training and \
+                module.track_running_stats and module.momentum is None:
+            raise CaptureError(f"module {name!r} ({type(module).__name__}) has momentum=None, a "
+                               "cumulative average whose factor 1/num_batches_tracked is read from "
+                               "a tensor on every step; wsebench captures one fixed step, so set "
+                               "momentum to a number (torch's default is 0.1)")
+
+
 def _capture_export(step: nn.Module, example: tuple) -> Graph:
     from torch.export.experimental import _export_forward_backward
     from torch.export.graph_signature import InputKind, OutputKind
@@ -184,23 +198,16 @@ def _capture_export(step: nn.Module, example: tuple) -> Graph:
         if kind is None:
             raise CaptureError(f"unsupported graph input kind {spec.kind} for {spec.target}")
         kinds[spec.arg.name] = (kind, spec.target)
-    loss, grads = None, []
+    loss, grads, updates = None, [], []
     for spec in sig.output_specs:
         if spec.kind == OutputKind.LOSS_OUTPUT:
             loss = spec.arg.name
         elif spec.kind == OutputKind.GRADIENT_TO_PARAMETER:
             grads.append((spec.target, spec.arg.name))
         elif spec.kind == OutputKind.BUFFER_MUTATION:
-            raise CaptureError(_buffer_mutation_message(spec.target))
+            updates.append((spec.target, spec.arg.name))
     return _to_ir(joint.graph_module.graph, kinds, loss, grads, method="export",
-                  constants=joint.constants)
-
-
-def _buffer_mutation_message(target: str) -> str:
-    fqn = _strip(target)
-    return (f"module {fqn.rsplit('.', 1)[0]!r} updates its buffer {fqn!r} in the training step "
-            "(BatchNorm's running statistics), and wsebench does not update buffers yet; replace "
-            "that layer with nn.LayerNorm, or remove it")
+                  constants=joint.constants, updates=updates)
 
 
 def _capture_aot(step: nn.Module, example: tuple) -> Graph:
@@ -224,7 +231,7 @@ def _capture_aot(step: nn.Module, example: tuple) -> Graph:
                                 "PlainAOTInput": ("input", None),
                                 "TangentAOTInput": ("tangent", None)}[desc]
         output = graph.find_nodes(op="output")[0]
-        loss, grads = None, []
+        loss, grads, updates = None, [], []
         for node, desc in zip(output.args[0], output.meta["desc"]):
             name = type(desc).__name__
             if node is None and name == "GradAOTOutput":
@@ -236,11 +243,13 @@ def _capture_aot(step: nn.Module, example: tuple) -> Graph:
                 loss = node.name
             elif name == "GradAOTOutput":
                 grads.append((desc.grad_of.target, node.name))
-            elif name == "InputMutationAOTOutput" and hasattr(desc.mutated_input, "target"):
-                raise CaptureError(_buffer_mutation_message(desc.mutated_input.target))
+            elif name == "InputMutationAOTOutput" and \
+                    type(desc.mutated_input).__name__ == "BufferAOTInput":
+                updates.append((desc.mutated_input.target, node.name))
             elif node is not None and name not in ("PlainAOTOutput",):
-                raise CaptureError(f"unsupported graph output {desc} (buffer mutation?)")
-        return _to_ir(graph, kinds, loss, grads, method="aot")
+                raise CaptureError(f"unsupported graph output {desc} (an input mutated in the "
+                                   "step that is not a buffer)")
+        return _to_ir(graph, kinds, loss, grads, method="aot", updates=updates)
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -270,9 +279,11 @@ def _strip(fqn: str | None) -> str:
 
 
 def _to_ir(fx_graph, kinds: dict, loss: str | None, grads: list, method: str,
-           constants: dict | None = None) -> Graph:
+           constants: dict | None = None, updates: list = ()) -> Graph:
     """Walk the fx graph once; getitem nodes become names for a tuple op's outputs, and tensor
-    constants (lifted to inputs by export, module attributes for aot) constant ops."""
+    constants (lifted to inputs by export, module attributes for aot) constant ops. `updates`:
+    (buffer fqn, value) of every buffer the step writes (BatchNorm's running statistics), kept
+    as the graph's `buffer_updates` for the trainer to write back after the step."""
     if loss is None:
         raise CaptureError("the captured graph has no loss output; loss_fn must return a scalar")
     rename: dict[str, str] = {}
@@ -304,10 +315,12 @@ def _to_ir(fx_graph, kinds: dict, loss: str | None, grads: list, method: str,
     if method == "aot":  # the tangent placeholder refers to the loss: move it after its producer
         ops = _move_tangent_seeds(ops)
     types = {rename.get(k, k): v for k, v in types.items() if v is not None}
+    meta = (("capture", method),)
+    if updates:
+        meta += (("buffer_updates", tuple((_strip(f), rename.get(v, v)) for f, v in updates)),)
     graph = Graph(inputs=tuple(inputs), params=tuple(params), buffers=tuple(buffers), masks=(),
                   ops=tuple(ops), types=tuple(types.items()), loss=rename.get(loss, loss),
-                  grads=tuple((_strip(f), rename.get(v, v)) for f, v in grads),
-                  meta=(("capture", method),))
+                  grads=tuple((_strip(f), rename.get(v, v)) for f, v in grads), meta=meta)
     missing = set(graph.param_fqn.values()) - {f for f, _ in graph.grads}
     if missing:
         raise CaptureError(f"parameters {sorted(missing)} get no gradient from the loss; every "

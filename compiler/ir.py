@@ -104,6 +104,12 @@ class Graph:
         """Alias fqn -> the fqn of the parameter it is tied to (`passes.merge_tied`)."""
         return dict(dict(self.meta).get("tied", ()))
 
+    @cached_property
+    def buffer_updates(self) -> dict[str, str]:
+        """Buffer fqn -> the value the step writes to it (BatchNorm's running statistics and
+        batch count, `frontend._to_ir`); the trainer stores it after the step."""
+        return dict(dict(self.meta).get("buffer_updates", ()))
+
     @property
     def placeholders(self) -> tuple[str, ...]:
         return (self.inputs + tuple(n for n, _ in self.params) + tuple(n for n, _ in self.buffers)
@@ -122,7 +128,8 @@ def verify(graph: Graph) -> Graph:
         if name in defined:
             raise IRError(f"placeholder {name!r} is defined twice")
         defined.add(name)
-    used = {graph.loss, *(g for _, g in graph.grads), *graph.placeholders}
+    used = {graph.loss, *(g for _, g in graph.grads), *graph.placeholders,
+            *graph.buffer_updates.values()}
     for op in graph.ops:
         for ref in op.refs():
             if ref not in defined:
@@ -137,13 +144,16 @@ def verify(graph: Graph) -> Graph:
     missing = [name for name in defined if name not in graph.type_of and name in used]
     if missing:
         raise IRError(f"values without a type: {missing[:5]}")
-    for name in [graph.loss] + [g for _, g in graph.grads]:
+    for name in [graph.loss] + [g for _, g in graph.grads] + list(graph.buffer_updates.values()):
         if name not in defined:
             raise IRError(f"graph output {name!r} is never produced")
     fqns = set(graph.param_fqn.values())
     for fqn, _ in graph.grads:
         if fqn not in fqns:
             raise IRError(f"gradient for unknown parameter {fqn!r}")
+    unknown = set(graph.buffer_updates) - {f for _, f in graph.buffers}
+    if unknown:
+        raise IRError(f"updates of unknown buffers {sorted(unknown)}")
     return graph
 
 

@@ -160,6 +160,12 @@ def _param_claims(graph: Graph) -> dict[str, str]:
             kernel[op.name] = owner_module(roots.get(op.name) or touched[0])
     for fqn, grad in graph.grads:
         _claim_gradient_chain(graph, grad, owner_module(fqn), kernel)
+    # a buffer the step updates on its own (BatchNorm's batch count) stays with its module
+    owners, buffers = set(kernel.values()), dict(graph.buffers)
+    for op in graph.ops:
+        modules = [owner_module(buffers[r]) for r in op.refs() if r in buffers]
+        if op.name not in kernel and modules and modules[0] in owners:
+            kernel[op.name] = modules[0]
     return kernel
 
 

@@ -202,6 +202,8 @@ class Trainer:
         self.step_count += 1
         for fqn, (param, state) in updated.items():
             self.params[fqn], self.opt_state[fqn] = param, state
+        for fqn, value in self.plan.graph.buffer_updates.items():   # BatchNorm's running stats
+            self.buffers[fqn] = env[value]
         if self._sparse is not None:
             grads = {fqn: env[g] for fqn, g in self.plan.graph.grads if fqn in used}
             self._sparse.after_update(self.step_count, self.params, self.opt_state, grads)

@@ -9,6 +9,8 @@ import torch.nn as nn
 from compiler.errors import ConfigError
 
 from . import markers
+from .model_zoo_cnn import ResNet, resnet  # noqa: F401  (re-exported: wb.models.resnet)
+from .zoo_checks import positive as _positive
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "identity": nn.Identity}
 
@@ -36,12 +38,6 @@ class MLP(nn.Module):
                 if hasattr(self, f"drop{i}"):
                     x = getattr(self, f"drop{i}")(x)
         return x
-
-
-def _positive(name: str, value, model: str = "mlp") -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{model} {name} must be a positive integer, got {value!r}")
-    return value
 
 
 def mlp(in_features: int = 16, hidden: int = 64, out_features: int = 4, depth: int = 3,

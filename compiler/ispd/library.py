@@ -1,11 +1,12 @@
 """The contest's kernel library: conv, dblock and cblock with the README's performance model.
 
 A kernel is one or more convolutions side by side. Its execution parameters are h', w' (shared)
-and (c'_i, k'_i) per convolution; with them
-- height = h' w' (max_i c'_i + 1) tiles, width = 3 sum_i k'_i tiles (one conv: 3 k');
-- time   = max_i ceil(H/h') ceil(W/w') ceil(C/c') ceil(K/k') R S / T^2 (cycles per sample);
-- memory = max_i ceil(C/c') ceil(K/k') R S + ceil((W+S-1)/w') ceil((H+R-1)/h') ceil(K/k')
-  (words on the most loaded tile; the README's ratios taken up to whole tiles).
+and (c'_i, k'_i) per convolution; with them (the formulas live in `compiler.kernels.conv.contest`,
+which the training convolution kind evaluates too)
+- height x width = `contest_shape`: h' w' (max_i c'_i + 1) tiles by 3 sum_i k'_i tiles;
+- time   = max_i `conv_time` (cycles per sample);
+- memory = max_i `conv_memory` (words on the most loaded tile; the README's ratios taken up to
+  whole tiles).
 Options over memlimit are invalid. The options implement the same protocol as
 `compiler.options.Option` (`area`, `stage_time(samples)`, `mapping`, plus `rotatable`), so
 `compiler.search`'s exact min-bottleneck search and `compiler.packing`'s packer run on them
@@ -25,21 +26,10 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..kernels.conv.contest import Conv, conv_memory, conv_time, contest_shape
 from ..mapping import Mapping
 from ..options import unroll_counts
 from .reader import Node
-
-
-@dataclass(frozen=True)
-class Conv:
-    H: int
-    W: int
-    R: int
-    S: int
-    C: int
-    K: int
-    T: int = 1
-    U: int = 1
 
 
 def convs_of(node: Node) -> tuple[Conv, ...]:
@@ -55,23 +45,6 @@ def convs_of(node: Node) -> tuple[Conv, ...]:
         return (Conv(h, w, 1, 1, f // 2, f // 4), Conv(h, w, 3, 3, f // 4, f // 4, 2, 2),
                 Conv(h2, w2, 1, 1, f // 4, f), Conv(h, w, 1, 1, f // 2, f, 2, 2))
     raise ValueError(f"{node.kind} is not a kernel")
-
-
-def conv_time(c: Conv, h: int, w: int, cc: int, k: int) -> float:
-    return (math.ceil(c.H / h) * math.ceil(c.W / w) * math.ceil(c.C / cc) * math.ceil(c.K / k)
-            * c.R * c.S / c.T ** 2)
-
-
-def conv_memory(c: Conv, h: int, w: int, cc: int, k: int) -> int:
-    kt = math.ceil(c.K / k)
-    return (math.ceil(c.C / cc) * kt * c.R * c.S
-            + math.ceil((c.W + c.S - 1) / w) * math.ceil((c.H + c.R - 1) / h) * kt)
-
-
-def shape_of(args: tuple[int, ...]) -> tuple[int, int]:
-    """(height, width) in tiles of execution args (h', w', c'_1, k'_1, ...)."""
-    h, w, cs, ks = args[0], args[1], args[2::2], args[3::2]
-    return h * w * (max(cs) + 1), 3 * sum(ks)
 
 
 @dataclass(frozen=True)
@@ -111,7 +84,7 @@ def evaluate(node: Node, args: tuple[int, ...]) -> ContestOption:
         cc, k = args[2 + 2 * i], args[3 + 2 * i]
         times.append(conv_time(c, h, w, cc, k))
         mems.append(conv_memory(c, h, w, cc, k))
-    return ContestOption(node.kind, tuple(args), *shape_of(args), max(times), max(mems))
+    return ContestOption(node.kind, tuple(args), *contest_shape(args), max(times), max(mems))
 
 
 def _counts(extent: int, limit: int) -> np.ndarray:
@@ -136,10 +109,8 @@ def _options(kind: str, convs: tuple[Conv, ...], memlimit: int, long_side: int, 
                 for c in convs:
                     ci = min(int(cc), c.C)
                     ks = _counts(c.K, max_width // 3)
-                    kt = -(-c.K // ks)
-                    mem = (-(-c.C // ci)) * kt * c.R * c.S + \
-                        (-(-(c.W + c.S - 1) // w)) * (-(-(c.H + c.R - 1) // h)) * kt
-                    t = (-(-c.H // h)) * (-(-c.W // w)) * (-(-c.C // ci)) * kt * c.R * c.S / c.T ** 2
+                    mem = conv_memory(c, h, w, ci, ks)
+                    t = conv_time(c, h, w, ci, ks)
                     valid = mem <= memlimit
                     if not valid.any():
                         break

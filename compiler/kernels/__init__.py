@@ -3,6 +3,8 @@
 Kinds (Hot Chips 2020, "Cerebras software": a library of hand-optimized kernels, and kernels
 generated from loop nests), each one module implementing `base.KernelKind`:
 - `matmul`: hand-optimized matmul family (nn.Linear and friends);
+- `conv`: hand-optimized 1-D and 2-D convolutions on the ISPD 2020 contest's model (`conv.contest`,
+  shared with `compiler.ispd`); pooling and BatchNorm are generated kernels;
 - `attention`: hand-optimized scaled dot-product attention, forward and backward of one block;
 - `generated`: any other op group, from an element-wise loop nest.
 `KINDS` is the registry, found here: every module of this package that defines a module-level

@@ -18,6 +18,7 @@ counts every value whatever the data), is evaluated once.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol
@@ -129,6 +130,16 @@ class Counts:
     def each(cls, values, variants: int, samples: int) -> "Counts":
         """`values` counted for every (variant, sample), variant-major."""
         return cls(values, np.arange(variants * samples).reshape(variants, samples))
+
+
+@functools.lru_cache(maxsize=64)
+def harvest_rows(harvest: tuple, samples: int) -> np.ndarray:
+    """`Counts.rows` of counts with each sample counted, then one dense sample after them: a
+    variant that skips zeros (`harvest`, one flag per variant) reads its samples, the others
+    all the dense one (read-only, cached)."""
+    rows = np.array([np.arange(samples) if h else np.full(samples, samples) for h in harvest])
+    rows.flags.writeable = False
+    return rows
 
 
 class KindDefaults:

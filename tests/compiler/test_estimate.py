@@ -11,6 +11,7 @@ import torch.nn as nn
 import wsebench as wb
 from compiler import estimate
 from compiler.kernels import KINDS, attention_kernel, generated_kernel, matmul_kernel
+from compiler.kernels.conv import conv_kernel
 from compiler.mapping import Mapping
 from compiler.optim_spec import OptimizerSpec
 from compiler.target import wafer
@@ -42,6 +43,11 @@ def _dense_case(kind: str, rng):
     if kind == "attention":
         kernel = attention_kernel("sdpa", 4, 2, 12, 8)
         return kernel, {"probs": _probs(4, 2, 12)}, Mapping(3, 2)
+    if kind == "conv":
+        kernel = conv_kernel("conv", samples=3, channels=4, out_channels=6, size=8)
+        env = {"conv_x": rng.standard_normal((3, 4, 8, 8)).astype(np.float32) + 5,
+               "conv_dy": rng.standard_normal((3, 6, 8, 8)).astype(np.float32) + 5}
+        return kernel, env, Mapping(6, 6)
     return generated_kernel("gen", 100, 4, 3), {}, Mapping(2, 5)
 
 
@@ -64,7 +70,7 @@ def test_on_dense_data_the_estimate_equals_the_measurement(kind):
 
 def _sparse_case(kind: str, rng):
     kernel, env, mapping = _dense_case(kind, rng)
-    if kind == "matmul":
+    if kind in ("matmul", "conv"):
         env = {name: np.where(rng.random(v.shape) < 0.3, v, 0).astype(np.float32) for name, v in env.items()}
     elif kind == "attention":
         env = {"probs": _probs(4, 2, 12, real=[12, 5, 9, 1])}
@@ -82,7 +88,7 @@ def test_on_sparse_data_they_differ_only_through_the_counts(kind):
     np.testing.assert_array_equal(injected.sample, measured.samples)
     assert counts.rows.shape == (2, kernel.samples)
     np.testing.assert_array_equal(injected.macs, measured.macs)
-    if kind == "matmul":         # zeros were skipped: the measurement beat the dense estimate
+    if kind in ("matmul", "conv"):   # zeros were skipped: the measurement beat the dense estimate
         assert (measured.sample_cycles < estimate.sample_cycles(kernel, mapping, T, 1.0)).all()
 
 

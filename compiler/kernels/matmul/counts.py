@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ...cost import tile_sizes
-from ..base import Counts
+from ..base import Counts, harvest_rows
 from .masked import masked_work
 
 
@@ -136,7 +136,7 @@ def _every_row(xp, runs, x, dy, nx, ndy, tile) -> Counts:
         dense = np.zeros((1,) + work["fwd"].shape[1:])
         counts = counts._replace(**{k: np.concatenate([w, dense]) for k, w in work.items()},
                                  worked=np.arange(samples + 1) < samples)
-    return Counts(counts, _every_row_index(runs.harvests, samples))
+    return Counts(counts, harvest_rows(runs.harvests, samples))
 
 
 @functools.lru_cache(maxsize=64)
@@ -144,15 +144,6 @@ def _tokens(samples: int, tokens: int) -> np.ndarray:
     out = np.full(samples, float(tokens), dtype=np.float32)
     out.flags.writeable = False
     return out
-
-
-@functools.lru_cache(maxsize=64)
-def _every_row_index(harvest: tuple, samples: int) -> np.ndarray:
-    """`Counts.rows` of `_every_row`: a harvested variant's samples are themselves, the others
-    all the last (dense) sample."""
-    rows = np.array([np.arange(samples) if h else np.full(samples, samples) for h in harvest])
-    rows.flags.writeable = False
-    return rows
 
 
 def _charged_rows(xp, runs, x, dy, nx, ndy, tk, tn, rows, tile) -> Counts:

@@ -183,7 +183,7 @@ def test_attention_kernel_from_a_transformer(attention):
 
 
 def test_registry_maps_each_kind_name_to_its_model():
-    assert list(KINDS) == ["matmul", "attention", "generated"]
+    assert list(KINDS) == ["matmul", "conv", "attention", "generated"]
     for name, kind in KINDS.items():
         assert kind.name == name
         for method in ("build", "weights_per_core", "memory_per_core", "dense_macs",
