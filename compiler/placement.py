@@ -10,6 +10,7 @@ as a bundle of parallel lanes, one per boundary core; `compiler.links` sums thei
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -94,37 +95,101 @@ def free_positions(occupied: np.ndarray, height: int, width: int) -> tuple[np.nd
     return np.nonzero(free_mask(occupied, height, width))
 
 
-def _nearest_free(occupied, height, width, toward: tuple[float, float]):
-    """The free top-left corner whose rectangle centre is nearest `toward` (L1; ties go to the
-    top-most, then left-most: argmin's first hit in row-major order). Searches a window around
-    `toward` that grows until it holds every centre as near as the best found, so the answer
-    equals a search of the whole fabric."""
-    rows, cols = occupied.shape
-    if height > rows or width > cols:
-        return None
-    reach = max(height, width)
-    while True:
-        r0, r1 = max(0, int(toward[0] - reach - height)), min(rows, int(toward[0] + reach + height) + 1)
-        c0, c1 = max(0, int(toward[1] - reach - width)), min(cols, int(toward[1] + reach + width) + 1)
-        whole = (r0, c0, r1, c1) == (0, 0, rows, cols)
-        free = free_mask(occupied[r0:r1, c0:c1], height, width)
-        if free.any():
-            dr = np.abs(np.arange(r0, r0 + free.shape[0]) + height / 2 - toward[0])
-            dc = np.abs(np.arange(c0, c0 + free.shape[1]) + width / 2 - toward[1])
-            dist = np.where(free, dr[:, None] + dc[None, :], np.inf)
-            best = int(np.argmin(dist))
-            d = float(dist.flat[best])
-            covered = ((r0 == 0 or toward[0] - d >= r0 + height / 2)
-                       and (r1 == rows or toward[0] + d <= r1 - height / 2)
-                       and (c0 == 0 or toward[1] - d >= c0 + width / 2)
-                       and (c1 == cols or toward[1] + d <= c1 - width / 2))
-            if whole or covered:
-                return r0 + best // free.shape[1], c0 + best % free.shape[1]
-            reach = max(2 * reach, int(d) + 1)
-        elif whole:
+class FreeSpace:
+    """The rectangles placed on a rows x cols fabric, and the free spot nearest a point.
+
+    `nearest` looks only at candidate corners, not at every core: the winner (nearest, then
+    top-most, then left-most) sits in a row next to the ideal one (|row - ideal| < 2) or in a
+    row it cannot leave toward the ideal one, because a step that way is strictly nearer and
+    would be taken unless blocked. Blocked upward means the row above the rectangle holds a
+    placed core (row = a rectangle's bottom edge) or is the fabric's or search window's edge;
+    downward, the row below it (row = a top edge - height). The same holds for columns, so the
+    winner is among candidate rows x candidate columns, a few hundred corners at most."""
+
+    def __init__(self, rows: int, cols: int):
+        self.shape = (rows, cols)
+        self.rects: list[Rect] = []
+        self._bounds = None
+
+    @property
+    def used(self) -> int:
+        return sum(r.height * r.width for r in self.rects)
+
+    def add(self, rect: "Rect") -> None:
+        self.rects.append(rect)
+        self._bounds = None
+
+    def remove(self, rect: "Rect") -> None:
+        self.rects.remove(rect)
+        self._bounds = None
+
+    def bounds(self) -> np.ndarray:
+        """(4, rects): top, bottom (exclusive), left, right (exclusive) of every rectangle."""
+        if self._bounds is None:
+            self._bounds = np.array([(r.row, r.row + r.height, r.col, r.col + r.width)
+                                     for r in self.rects], dtype=np.int64).reshape(-1, 4).T
+        return self._bounds
+
+    def free(self, rows: np.ndarray, cols: np.ndarray, height: int, width: int) -> np.ndarray:
+        """(rows, cols) bool: whether the rectangle with each corner overlaps no placed one;
+        the overlaps of row spans and column spans multiply (float32 counts are exact here)."""
+        top, bottom, left, right = self.bounds()
+        across = ((rows[:, None] < bottom) & (rows[:, None] + height > top)).astype(np.float32)
+        down = ((cols[:, None] < right) & (cols[:, None] + width > left)).astype(np.float32)
+        return across @ down.T == 0
+
+    def nearest(self, height: int, width: int, toward: tuple[float, float]):
+        """The free top-left corner whose rectangle centre is nearest `toward` (L1; ties go to
+        the top-most, then left-most: argmin's first hit in row-major order). Searches a window
+        around `toward` that grows until it holds every centre as near as the best found, so
+        the answer equals a search of the whole fabric."""
+        rows, cols = self.shape
+        if height > rows or width > cols:
             return None
-        else:
-            reach *= 2
+        top, bottom, left, right = self.bounds()
+        cand_r = _candidates(top, bottom, height, toward[0], rows)
+        cand_c = _candidates(left, right, width, toward[1], cols)
+        reach = max(height, width)
+        while True:
+            r0, r1 = max(0, int(toward[0] - reach - height)), min(rows, int(toward[0] + reach + height) + 1)
+            c0, c1 = max(0, int(toward[1] - reach - width)), min(cols, int(toward[1] + reach + width) + 1)
+            whole = (r0, c0, r1, c1) == (0, 0, rows, cols)
+            fits = height <= r1 - r0 and width <= c1 - c0
+            ri, ci = _within(cand_r, r0, r1 - height), _within(cand_c, c0, c1 - width)
+            free = self.free(ri, ci, height, width) if fits else np.zeros((0, 0), dtype=bool)
+            if free.any():
+                dr = np.abs(ri + height / 2 - toward[0])
+                dc = np.abs(ci + width / 2 - toward[1])
+                dist = np.where(free, dr[:, None] + dc[None, :], np.inf)
+                best = int(np.argmin(dist))
+                d = float(dist.flat[best])
+                covered = ((r0 == 0 or toward[0] - d >= r0 + height / 2)
+                           and (r1 == rows or toward[0] + d <= r1 - height / 2)
+                           and (c0 == 0 or toward[1] - d >= c0 + width / 2)
+                           and (c1 == cols or toward[1] + d <= c1 - width / 2))
+                if whole or covered:
+                    return int(ri[best // len(ci)]), int(ci[best % len(ci)])
+                reach = max(2 * reach, int(d) + 1)
+            elif whole:
+                return None
+            else:
+                reach *= 2
+
+
+def _candidates(starts: np.ndarray, ends: np.ndarray, size: int, toward: float, extent: int
+                ) -> np.ndarray:
+    """Sorted corner coordinates along one axis that can hold `FreeSpace.nearest`'s winner: each
+    edge (a rectangle's end, or start - size), the fabric's two ends, and the coordinates within
+    2 of the ideal one (toward - size / 2)."""
+    edges = np.concatenate([starts - size, ends, [0, extent - size],
+                            math.floor(toward - size / 2) + np.arange(-2, 4)])
+    return np.unique(edges[(edges >= 0) & (edges <= extent - size)])
+
+
+def _within(candidates: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """The candidates in [lo, hi] and both ends (a search window's edges block as the fabric's do)."""
+    inside = candidates[np.searchsorted(candidates, lo):np.searchsorted(candidates, hi, "right")]
+    return np.unique(np.concatenate([[lo], inside, [hi]])) if lo <= hi else inside
 
 
 def place(order: list[str], mappings: dict[str, Mapping], target: Target,
@@ -141,7 +206,7 @@ def place_shapes(order: list[str], sizes: dict[str, tuple[int, int]], target: Ta
     pipeline winds across the fabric and consecutive kernels stay adjacent. A kernel that may
     rotate (`rotate` True for all, or the names that may) is also tried turned by 90 degrees and
     takes that spot when it is nearer (or the only one); its Rect then has the swapped shape."""
-    occupied = np.zeros((target.rows, target.cols), dtype=bool)
+    space = FreeSpace(target.rows, target.cols)
     rects: list[Rect] = []
     toward = (0.0, 0.0)
     for name in order:
@@ -149,8 +214,8 @@ def place_shapes(order: list[str], sizes: dict[str, tuple[int, int]], target: Ta
         turns = rotate if isinstance(rotate, bool) else name in rotate
         fits = h <= target.rows and w <= target.cols
         if turns and h != w and w <= target.rows and h <= target.cols:
-            spot = _nearest_free(occupied, h, w, toward) if fits else None
-            turned = _nearest_free(occupied, w, h, toward)
+            spot = space.nearest(h, w, toward) if fits else None
+            turned = space.nearest(w, h, toward)
 
             def gap(s, hh, ww):
                 return abs(s[0] + hh / 2 - toward[0]) + abs(s[1] + ww / 2 - toward[1])
@@ -160,14 +225,14 @@ def place_shapes(order: list[str], sizes: dict[str, tuple[int, int]], target: Ta
             raise PlacementError(f"kernel {name!r} ({h} x {w} cores) is larger than the "
                                  f"{target.rows} x {target.cols} fabric")
         else:
-            spot = _nearest_free(occupied, h, w, toward)
+            spot = space.nearest(h, w, toward)
         if spot is None:
-            used = int(occupied.sum())
+            used = space.used
             raise PlacementError(f"kernels do not fit on the {target.rows} x {target.cols} fabric: "
                                  f"no free {h} x {w} spot for kernel {name!r} ({used:,} of "
                                  f"{target.cores:,} cores taken)")
         rect = Rect(name, spot[0], spot[1], h, w)
-        occupied[rect.cells()] = True
+        space.add(rect)
         rects.append(rect)
         toward = (rect.row + h / 2, rect.col + w / 2)
     return tuple(rects)
@@ -183,32 +248,40 @@ def refine(rects: tuple[Rect, ...], pairs: list[tuple[str, str]], target: Target
            passes: int = 2) -> tuple[Rect, ...]:
     """Local refinement: lift each kernel out and put it back at the free spot nearest the
     centroid of the kernels it talks to, keeping the move only if total wire length falls.
-    Sizes (and so the bottleneck) never change."""
+    Sizes (and so the bottleneck) never change. A move changes only the wire of the moved
+    kernel's pairs, so that is all it measures (integers: the same sum as `wire_length`)."""
     rects = list(rects)
     neighbours: dict[str, set[str]] = {}
+    others: dict[str, list[str]] = {}         # per kernel, the other end of each of its pairs
     for a, b in pairs:
         neighbours.setdefault(a, set()).add(b)
         neighbours.setdefault(b, set()).add(a)
-    occupied = np.zeros((target.rows, target.cols), dtype=bool)
+        if a != b:
+            others.setdefault(a, []).append(b)
+            others.setdefault(b, []).append(a)
+    space = FreeSpace(target.rows, target.cols)
     for r in rects:
-        occupied[r.cells()] = True
-    length = wire_length(tuple(rects), pairs)
+        space.add(r)
+    where = {r.name: r.center for r in rects}
+
+    def wire(name, center):
+        return sum(abs(center[0] - where[o][0]) + abs(center[1] - where[o][1])
+                   for o in others.get(name, ()))
     for _ in range(passes):
         improved = False
         for i, rect in enumerate(rects):
             near = [r for r in rects if r.name in neighbours.get(rect.name, ())]
             if not near:
                 continue
-            occupied[rect.cells()] = False          # lifted out: its own cores are free
+            space.remove(rect)                      # lifted out: its own cores are free
             centroid = (np.mean([r.center[0] for r in near]), np.mean([r.center[1] for r in near]))
-            spot = _nearest_free(occupied, rect.height, rect.width, centroid)
+            spot = space.nearest(rect.height, rect.width, centroid)
             if spot is not None and spot != (rect.row, rect.col):
                 moved = Rect(rect.name, spot[0], spot[1], rect.height, rect.width)
-                trial = rects[:i] + [moved] + rects[i + 1:]
-                shorter = wire_length(tuple(trial), pairs)
-                if shorter < length:
-                    rects, length, rect, improved = trial, shorter, moved, True
-            occupied[rect.cells()] = True
+                if wire(rect.name, moved.center) < wire(rect.name, rect.center):
+                    rects[i], rect, improved = moved, moved, True
+                    where[rect.name] = rect.center
+            space.add(rect)
         if not improved:
             break
     return tuple(rects)
