@@ -78,7 +78,7 @@ def compile_once(layers: int, batch: int, seq: int, capture_method: str) -> dict
     model = Stack(layers)
     x, y = torch.randn(batch, seq, 768), torch.randn(batch, seq, 768)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-    options._CACHE.clear()
+    options.clear_cache()
     with Timed("capture") as cap, Timed("compile_plan") as plan_t:
         start = time.perf_counter()
         try:

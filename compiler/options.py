@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from . import estimate
 from .errors import WaferFitError
 from .kernels import Kernel
@@ -61,29 +63,77 @@ def _thin(counts: list[int], keep: int) -> list[int]:
 
 def kernel_options(kernel: Kernel, target: Target, optimizer: OptimizerSpec, in_flight: int,
                    density: tuple[float, float] = (1.0, 1.0), replicas=(1,),
-                   per_dim: int = 24, harvest: bool = True, boundary: float = 0.0) -> list[Option]:
+                   per_dim: int = 24, harvest: bool = True, boundary: float = 0.0,
+                   cells: "Cells | None" = None) -> list[Option]:
     """Valid, non-dominated options of `kernel` (sorted by area). `boundary`: the wavelets per
-    sample the kernel's routes bring in or take out, whichever is more (`boundary_cycles`)."""
+    sample the kernel's routes bring in or take out, whichever is more (`boundary_cycles`).
+    `cells`: the kernel's figures already worked out (`Cells`, shared by repeated layers)."""
+    cells = cells or Cells(kernel, target)
     rows_extent, cols_extent = kernel.nest.extents
     rows = _thin(unroll_counts(rows_extent, target.rows), per_dim)
     cols = _thin(unroll_counts(cols_extent, target.cols), per_dim)
-    options = []
+    found = []                # (rows, cols, replicas, memory, sample cycles, step cycles)
     for r in rows:
         for c in cols:
             if kernel.nest.one_dim and r * c > rows_extent:
                 continue            # one dimension unrolled over both: no more cores than its extent
-            base = Mapping(r, c)
-            memory = estimate.memory_per_core(kernel, base, target, optimizer, in_flight)
+            memory = cells.memory(r, c, optimizer, in_flight)
             if memory > target.sram_bytes:
                 continue
-            sample = estimate.sample_cycles(kernel, base, target, density, harvest)
+            sample = cells.sample(r, c, density, harvest)
             for rep in replicas:
                 if rep > kernel.samples or r > target.rows or c * rep > target.cols:
                     continue
-                m = Mapping(r, c, rep)
-                options.append(Option(m, sample, estimate.update_cycles(kernel, m, target, optimizer),
-                                      memory, boundary_cycles(boundary, m)))
-    return pareto(options, kernel.samples)
+                found.append((r, c, rep, memory, sample, cells.update(r, c, rep, optimizer)))
+    return _front(found, kernel.samples, boundary)
+
+
+class Cells:
+    """One kernel's cost-model figures per rows x cols (x replicas), each worked out once: the
+    option lists of every replica set, boundary and pipeline position reuse them. They depend
+    on what `cached_options` keys a kernel by, not on its name."""
+
+    def __init__(self, kernel: Kernel, target: Target):
+        self.kernel, self.target = kernel, target
+        self._sample, self._memory, self._update = {}, {}, {}
+
+    def sample(self, rows: int, cols: int, density, harvest: bool) -> float:
+        key = (rows, cols, density, harvest)
+        if key not in self._sample:
+            self._sample[key] = estimate.sample_cycles(self.kernel, Mapping(rows, cols),
+                                                       self.target, density, harvest)
+        return self._sample[key]
+
+    def memory(self, rows: int, cols: int, optimizer: OptimizerSpec, in_flight: int) -> int:
+        key = (rows, cols, optimizer, in_flight)
+        if key not in self._memory:
+            self._memory[key] = estimate.memory_per_core(self.kernel, Mapping(rows, cols),
+                                                         self.target, optimizer, in_flight)
+        return self._memory[key]
+
+    def update(self, rows: int, cols: int, replicas: int, optimizer: OptimizerSpec) -> float:
+        key = (rows, cols, replicas, optimizer)
+        if key not in self._update:
+            self._update[key] = estimate.update_cycles(self.kernel, Mapping(rows, cols, replicas),
+                                                       self.target, optimizer)
+        return self._update[key]
+
+
+def _front(found: list[tuple], samples: int, boundary: float) -> list[Option]:
+    """`pareto` of the options `found` lists, worked out on arrays: only the survivors become
+    Options. The same float operations in the same order as `Option.stage_time` (IEEE doubles
+    either way), and stable sorts, so the same front in the same order."""
+    if not found:
+        return []
+    r, c, rep, memory, sample, step = (np.array(col) for col in zip(*found))
+    wide = np.maximum(r, c).astype(np.float64)
+    bound = np.float64(boundary) / wide                           # `boundary_cycles`
+    time = np.maximum(sample, bound) / rep + step / max(samples, 1)
+    order = np.lexsort((-np.minimum(r, c * rep), time, r * c * rep))
+    t = time[order]
+    keep = order[np.r_[True, t[1:] < np.minimum.accumulate(t)[:-1]]]
+    return [Option(Mapping(*found[i][:3]), found[i][4], found[i][5], found[i][3],
+                   boundary_cycles(boundary, Mapping(*found[i][:3]))) for i in keep.tolist()]
 
 
 def boundary_cycles(wavelets: float, mapping: Mapping) -> float:
@@ -107,22 +157,32 @@ def pareto(options: list[Option], samples: int) -> list[Option]:
 
 
 _CACHE: dict = {}
+_CELLS: dict = {}
 
 
 def cached_options(kernel: Kernel, target: Target, optimizer: OptimizerSpec, in_flight: int,
                    density: tuple[float, float], replicas: tuple[int, ...],
                    harvest: bool = True, boundary: float = 0.0) -> list[Option]:
     """Repeated layers (a 12-layer stack) share one option list: the options depend on the
-    nest and the streams' roles, not on the kernel's name."""
+    nest and the streams' roles, not on the kernel's name. Lists that differ only in replica
+    set, boundary or pipeline position share the kernel's `Cells`."""
     roles = tuple(role for role, _ in kernel.streams)
-    key = (kernel.kind, kernel.nest, kernel.samples, kernel.param_numel, roles,
-           target, optimizer, in_flight, density, replicas, harvest, boundary)
+    same = (kernel.kind, kernel.nest, kernel.samples, kernel.param_numel, roles, target)
+    key = same + (optimizer, in_flight, density, replicas, harvest, boundary)
     if key not in _CACHE:
         if len(_CACHE) > 4096:
             _CACHE.clear()
+            _CELLS.clear()
+        cells = _CELLS.setdefault(same, Cells(kernel, target))
         _CACHE[key] = kernel_options(kernel, target, optimizer, in_flight, density, replicas,
-                                     harvest=harvest, boundary=boundary)
+                                     harvest=harvest, boundary=boundary, cells=cells)
     return _CACHE[key]
+
+
+def clear_cache() -> None:
+    """Forget every cached option list and figure (a benchmark's cold start)."""
+    _CACHE.clear()
+    _CELLS.clear()
 
 
 def shape_for_area(kernel: Kernel, area: int, target: Target) -> Mapping:
