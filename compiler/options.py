@@ -69,22 +69,17 @@ def kernel_options(kernel: Kernel, target: Target, optimizer: OptimizerSpec, in_
     sample the kernel's routes bring in or take out, whichever is more (`boundary_cycles`).
     `cells`: the kernel's figures already worked out (`Cells`, shared by repeated layers)."""
     cells = cells or Cells(kernel, target)
-    rows_extent, cols_extent = kernel.nest.extents
-    rows = _thin(unroll_counts(rows_extent, target.rows), per_dim)
-    cols = _thin(unroll_counts(cols_extent, target.cols), per_dim)
+    updates = cells.updates(optimizer)
     found = []                # (rows, cols, replicas, memory, sample cycles, step cycles)
-    for r in rows:
-        for c in cols:
-            if kernel.nest.one_dim and r * c > rows_extent:
-                continue            # one dimension unrolled over both: no more cores than its extent
-            memory = cells.memory(r, c, optimizer, in_flight)
-            if memory > target.sram_bytes:
+    for r, c, memory, sample in cells.grid(optimizer, in_flight, density, harvest, per_dim):
+        for rep in replicas:
+            if rep > kernel.samples or r > target.rows or c * rep > target.cols:
                 continue
-            sample = cells.sample(r, c, density, harvest)
-            for rep in replicas:
-                if rep > kernel.samples or r > target.rows or c * rep > target.cols:
-                    continue
-                found.append((r, c, rep, memory, sample, cells.update(r, c, rep, optimizer)))
+            step = updates.get((r, c, rep))
+            if step is None:
+                step = updates[r, c, rep] = estimate.update_cycles(kernel, Mapping(r, c, rep),
+                                                                   target, optimizer)
+            found.append((r, c, rep, memory, sample, step))
     return _front(found, kernel.samples, boundary)
 
 
@@ -95,28 +90,39 @@ class Cells:
 
     def __init__(self, kernel: Kernel, target: Target):
         self.kernel, self.target = kernel, target
-        self._sample, self._memory, self._update = {}, {}, {}
+        self._sample, self._grids, self._updates = {}, {}, {}
 
-    def sample(self, rows: int, cols: int, density, harvest: bool) -> float:
+    def grid(self, optimizer: OptimizerSpec, in_flight: int, density, harvest: bool,
+             per_dim: int) -> list[tuple[int, int, int, float]]:
+        """(rows, cols, memory, sample cycles) of every unrolling worth trying (`unroll_counts`,
+        thinned to `per_dim` per dimension) whose memory fits the SRAM."""
+        key = (optimizer, in_flight, density, harvest, per_dim)
+        if key in self._grids:
+            return self._grids[key]
+        kernel, target = self.kernel, self.target
+        rows_extent, cols_extent = kernel.nest.extents
+        grid = []
+        for r in _thin(unroll_counts(rows_extent, target.rows), per_dim):
+            for c in _thin(unroll_counts(cols_extent, target.cols), per_dim):
+                if kernel.nest.one_dim and r * c > rows_extent:
+                    continue        # one dimension unrolled over both: no more cores than its extent
+                memory = estimate.memory_per_core(kernel, Mapping(r, c), target, optimizer,
+                                                  in_flight)
+                if memory <= target.sram_bytes:
+                    grid.append((r, c, memory, self._sample_cycles(r, c, density, harvest)))
+        self._grids[key] = grid
+        return grid
+
+    def _sample_cycles(self, rows: int, cols: int, density, harvest: bool) -> float:
         key = (rows, cols, density, harvest)
         if key not in self._sample:
             self._sample[key] = estimate.sample_cycles(self.kernel, Mapping(rows, cols),
                                                        self.target, density, harvest)
         return self._sample[key]
 
-    def memory(self, rows: int, cols: int, optimizer: OptimizerSpec, in_flight: int) -> int:
-        key = (rows, cols, optimizer, in_flight)
-        if key not in self._memory:
-            self._memory[key] = estimate.memory_per_core(self.kernel, Mapping(rows, cols),
-                                                         self.target, optimizer, in_flight)
-        return self._memory[key]
-
-    def update(self, rows: int, cols: int, replicas: int, optimizer: OptimizerSpec) -> float:
-        key = (rows, cols, replicas, optimizer)
-        if key not in self._update:
-            self._update[key] = estimate.update_cycles(self.kernel, Mapping(rows, cols, replicas),
-                                                       self.target, optimizer)
-        return self._update[key]
+    def updates(self, optimizer: OptimizerSpec) -> dict:
+        """(rows, cols, replicas) -> update cycles, filled in as the option lists ask."""
+        return self._updates.setdefault(optimizer, {})
 
 
 def _front(found: list[tuple], samples: int, boundary: float) -> list[Option]:
@@ -131,7 +137,7 @@ def _front(found: list[tuple], samples: int, boundary: float) -> list[Option]:
     time = np.maximum(sample, bound) / rep + step / max(samples, 1)
     order = np.lexsort((-np.minimum(r, c * rep), time, r * c * rep))
     t = time[order]
-    keep = order[np.r_[True, t[1:] < np.minimum.accumulate(t)[:-1]]]
+    keep = order[np.concatenate([[True], t[1:] < np.minimum.accumulate(t)[:-1]])]
     return [Option(Mapping(*found[i][:3]), found[i][4], found[i][5], found[i][3],
                    boundary_cycles(boundary, Mapping(*found[i][:3]))) for i in keep.tolist()]
 

@@ -238,10 +238,12 @@ def _fill(key: np.ndarray, col: np.ndarray, cols: int) -> list[int]:
     """The shelf's greedy fill: in `key` order, each kernel whose width `col` still fits the
     `cols` left. Kernels of equal width in a row of `key` fill alike, so each such run takes
     as many of its kernels, in order, as fit (the same picks as one kernel at a time)."""
+    if not len(key):
+        return []
     ordered = col[key]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    starts = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
     used, chosen = 0, []
-    for start, stop in zip(starts.tolist(), np.r_[starts[1:], len(key)].tolist()):
+    for start, stop in zip([0] + starts.tolist(), starts.tolist() + [len(key)]):
         width = int(ordered[start])
         take = min(stop - start, (cols - used) // width) if width <= cols else 0
         if take > 0:
