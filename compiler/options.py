@@ -35,11 +35,16 @@ class Option:
         return self.mapping.cores
 
     def stage_time(self, samples: int) -> float:
-        """Per-sample occupancy of the stage: replicas share the samples, and the once-per-step
-        work is spread over the step's samples (what bounds samples/s in steady state). A
-        region cannot take in or send out its samples faster than its boundary allows."""
-        busy = max(self.sample_cycles, self.boundary_cycles)
-        return busy / self.mapping.replicas + self.step_cycles / max(samples, 1)
+        return float(stage_times(self.sample_cycles, self.boundary_cycles, self.mapping.replicas,
+                                 self.step_cycles, samples))
+
+
+def stage_times(sample_cycles, boundary_cycles, replicas, step_cycles, samples: int):
+    """Per-sample occupancy of a stage (of one option, or arrays of them): replicas share the
+    samples, and the once-per-step work is spread over the step's samples (what bounds
+    samples/s in steady state). A region cannot take in or send out its samples faster than
+    its boundary allows."""
+    return np.maximum(sample_cycles, boundary_cycles) / replicas + step_cycles / max(samples, 1)
 
 
 def unroll_counts(extent: int, limit: int) -> list[int]:
@@ -127,26 +132,26 @@ class Cells:
 
 def _front(found: list[tuple], samples: int, boundary: float) -> list[Option]:
     """`pareto` of the options `found` lists, worked out on arrays: only the survivors become
-    Options. The same float operations in the same order as `Option.stage_time` (IEEE doubles
-    either way), and stable sorts, so the same front in the same order."""
+    Options."""
     if not found:
         return []
     r, c, rep, memory, sample, step = (np.array(col) for col in zip(*found))
-    wide = np.maximum(r, c).astype(np.float64)
-    bound = np.float64(boundary) / wide                           # `boundary_cycles`
-    time = np.maximum(sample, bound) / rep + step / max(samples, 1)
-    order = np.lexsort((-np.minimum(r, c * rep), time, r * c * rep))
-    t = time[order]
-    keep = order[np.concatenate([[True], t[1:] < np.minimum.accumulate(t)[:-1]])]
-    return [Option(Mapping(*found[i][:3]), found[i][4], found[i][5], found[i][3],
-                   boundary_cycles(boundary, Mapping(*found[i][:3]))) for i in keep.tolist()]
+    bound = _boundary(float(boundary), r, c)
+    keep = _pareto(r * c * rep, stage_times(sample, bound, rep, step, samples),
+                   np.minimum(r, c * rep))
+    return [Option(Mapping(*found[i][:3]), found[i][4], found[i][5], found[i][3], float(bound[i]))
+            for i in keep]
 
 
 def boundary_cycles(wavelets: float, mapping: Mapping) -> float:
     """Cycles per sample to move `wavelets` across one replica's boundary: a route leaves or
     enters over the side it travels through, one lane (one wavelet per cycle) per core of that
     side (`placement.route`), at best the wider side."""
-    return wavelets / max(mapping.rows, mapping.cols)
+    return float(_boundary(wavelets, mapping.rows, mapping.cols))
+
+
+def _boundary(wavelets: float, rows, cols):
+    return wavelets / np.maximum(rows, cols)
 
 
 def pareto(options: list[Option], samples: int) -> list[Option]:
@@ -154,12 +159,20 @@ def pareto(options: list[Option], samples: int) -> list[Option]:
     that tie on both, the squarest region stays: its narrower side is the lanes its routes
     leave and arrive over (`placement.route`), so a one-row region would send everything over
     one link."""
-    best: list[Option] = []
-    narrow = lambda o: min(o.mapping.rows, o.mapping.width)       # noqa: E731
-    for opt in sorted(options, key=lambda o: (o.area, o.stage_time(samples), -narrow(o))):
-        if not best or opt.stage_time(samples) < best[-1].stage_time(samples):
-            best.append(opt)
-    return best
+    if not options:
+        return []
+    keep = _pareto(np.array([o.area for o in options]),
+                   np.array([o.stage_time(samples) for o in options]),
+                   np.array([min(o.mapping.rows, o.mapping.width) for o in options]))
+    return [options[i] for i in keep]
+
+
+def _pareto(area: np.ndarray, time: np.ndarray, narrow: np.ndarray) -> list[int]:
+    """`pareto` on arrays: the indices kept, by area. Sorted by (area, time, widest narrow side)
+    (stable: ties keep their order), an option stays when it is faster than every one before."""
+    order = np.lexsort((-narrow, time, area))
+    t = time[order]
+    return order[np.concatenate([[True], t[1:] < np.minimum.accumulate(t)[:-1]])].tolist()
 
 
 _CACHE: dict = {}
