@@ -1,7 +1,8 @@
 """Place & route.
 
 Placement: kernels are placed as rectangles in pipeline order, each at the free spot nearest the
-previous kernel (a greedy winding path over the fabric), then refined by moving kernels toward
+previous kernel (a greedy winding path over the fabric; `compiler.free_space` finds the
+spots), then refined by moving kernels toward
 the centroid of the kernels they talk to while total wire length falls. (`compiler.packing`
 chooses between this placer and a shape-choosing shelf packer; both compile_plan and the ISPD
 contest solver go through it.) Routing: every producer
