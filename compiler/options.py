@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from . import estimate
 from .errors import WaferFitError
 from .kernels import Kernel
@@ -33,11 +35,16 @@ class Option:
         return self.mapping.cores
 
     def stage_time(self, samples: int) -> float:
-        """Per-sample occupancy of the stage: replicas share the samples, and the once-per-step
-        work is spread over the step's samples (what bounds samples/s in steady state). A
-        region cannot take in or send out its samples faster than its boundary allows."""
-        busy = max(self.sample_cycles, self.boundary_cycles)
-        return busy / self.mapping.replicas + self.step_cycles / max(samples, 1)
+        return float(stage_times(self.sample_cycles, self.boundary_cycles, self.mapping.replicas,
+                                 self.step_cycles, samples))
+
+
+def stage_times(sample_cycles, boundary_cycles, replicas, step_cycles, samples: int):
+    """Per-sample occupancy of a stage (of one option, or arrays of them): replicas share the
+    samples, and the once-per-step work is spread over the step's samples (what bounds
+    samples/s in steady state). A region cannot take in or send out its samples faster than
+    its boundary allows."""
+    return np.maximum(sample_cycles, boundary_cycles) / replicas + step_cycles / max(samples, 1)
 
 
 def unroll_counts(extent: int, limit: int) -> list[int]:
@@ -61,36 +68,90 @@ def _thin(counts: list[int], keep: int) -> list[int]:
 
 def kernel_options(kernel: Kernel, target: Target, optimizer: OptimizerSpec, in_flight: int,
                    density: tuple[float, float] = (1.0, 1.0), replicas=(1,),
-                   per_dim: int = 24, harvest: bool = True, boundary: float = 0.0) -> list[Option]:
+                   per_dim: int = 24, harvest: bool = True, boundary: float = 0.0,
+                   cells: "Cells | None" = None) -> list[Option]:
     """Valid, non-dominated options of `kernel` (sorted by area). `boundary`: the wavelets per
-    sample the kernel's routes bring in or take out, whichever is more (`boundary_cycles`)."""
-    rows_extent, cols_extent = kernel.nest.extents
-    rows = _thin(unroll_counts(rows_extent, target.rows), per_dim)
-    cols = _thin(unroll_counts(cols_extent, target.cols), per_dim)
-    options = []
-    for r in rows:
-        for c in cols:
-            if kernel.nest.one_dim and r * c > rows_extent:
-                continue            # one dimension unrolled over both: no more cores than its extent
-            base = Mapping(r, c)
-            memory = estimate.memory_per_core(kernel, base, target, optimizer, in_flight)
-            if memory > target.sram_bytes:
+    sample the kernel's routes bring in or take out, whichever is more (`boundary_cycles`).
+    `cells`: the kernel's figures already worked out (`Cells`, shared by repeated layers)."""
+    cells = cells or Cells(kernel, target)
+    updates = cells.updates(optimizer)
+    found = []                # (rows, cols, replicas, memory, sample cycles, step cycles)
+    for r, c, memory, sample in cells.grid(optimizer, in_flight, density, harvest, per_dim):
+        for rep in replicas:
+            if rep > kernel.samples or r > target.rows or c * rep > target.cols:
                 continue
-            sample = estimate.sample_cycles(kernel, base, target, density, harvest)
-            for rep in replicas:
-                if rep > kernel.samples or r > target.rows or c * rep > target.cols:
-                    continue
-                m = Mapping(r, c, rep)
-                options.append(Option(m, sample, estimate.update_cycles(kernel, m, target, optimizer),
-                                      memory, boundary_cycles(boundary, m)))
-    return pareto(options, kernel.samples)
+            step = updates.get((r, c, rep))
+            if step is None:
+                step = updates[r, c, rep] = estimate.update_cycles(kernel, Mapping(r, c, rep),
+                                                                   target, optimizer)
+            found.append((r, c, rep, memory, sample, step))
+    return _front(found, kernel.samples, boundary)
+
+
+class Cells:
+    """One kernel's cost-model figures per rows x cols (x replicas), each worked out once: the
+    option lists of every replica set, boundary and pipeline position reuse them. They depend
+    on what `cached_options` keys a kernel by, not on its name."""
+
+    def __init__(self, kernel: Kernel, target: Target):
+        self.kernel, self.target = kernel, target
+        self._sample, self._grids, self._updates = {}, {}, {}
+
+    def grid(self, optimizer: OptimizerSpec, in_flight: int, density, harvest: bool,
+             per_dim: int) -> list[tuple[int, int, int, float]]:
+        """(rows, cols, memory, sample cycles) of every unrolling worth trying (`unroll_counts`,
+        thinned to `per_dim` per dimension) whose memory fits the SRAM."""
+        key = (optimizer, in_flight, density, harvest, per_dim)
+        if key in self._grids:
+            return self._grids[key]
+        kernel, target = self.kernel, self.target
+        rows_extent, cols_extent = kernel.nest.extents
+        grid = []
+        for r in _thin(unroll_counts(rows_extent, target.rows), per_dim):
+            for c in _thin(unroll_counts(cols_extent, target.cols), per_dim):
+                if kernel.nest.one_dim and r * c > rows_extent:
+                    continue        # one dimension unrolled over both: no more cores than its extent
+                memory = estimate.memory_per_core(kernel, Mapping(r, c), target, optimizer,
+                                                  in_flight)
+                if memory <= target.sram_bytes:
+                    grid.append((r, c, memory, self._sample_cycles(r, c, density, harvest)))
+        self._grids[key] = grid
+        return grid
+
+    def _sample_cycles(self, rows: int, cols: int, density, harvest: bool) -> float:
+        key = (rows, cols, density, harvest)
+        if key not in self._sample:
+            self._sample[key] = estimate.sample_cycles(self.kernel, Mapping(rows, cols),
+                                                       self.target, density, harvest)
+        return self._sample[key]
+
+    def updates(self, optimizer: OptimizerSpec) -> dict:
+        """(rows, cols, replicas) -> update cycles, filled in as the option lists ask."""
+        return self._updates.setdefault(optimizer, {})
+
+
+def _front(found: list[tuple], samples: int, boundary: float) -> list[Option]:
+    """`pareto` of the options `found` lists, worked out on arrays: only the survivors become
+    Options."""
+    if not found:
+        return []
+    r, c, rep, memory, sample, step = (np.array(col) for col in zip(*found))
+    bound = _boundary(float(boundary), r, c)
+    keep = _pareto(r * c * rep, stage_times(sample, bound, rep, step, samples),
+                   np.minimum(r, c * rep))
+    return [Option(Mapping(*found[i][:3]), found[i][4], found[i][5], found[i][3], float(bound[i]))
+            for i in keep]
 
 
 def boundary_cycles(wavelets: float, mapping: Mapping) -> float:
     """Cycles per sample to move `wavelets` across one replica's boundary: a route leaves or
     enters over the side it travels through, one lane (one wavelet per cycle) per core of that
     side (`placement.route`), at best the wider side."""
-    return wavelets / max(mapping.rows, mapping.cols)
+    return float(_boundary(wavelets, mapping.rows, mapping.cols))
+
+
+def _boundary(wavelets: float, rows, cols):
+    return wavelets / np.maximum(rows, cols)
 
 
 def pareto(options: list[Option], samples: int) -> list[Option]:
@@ -98,31 +159,49 @@ def pareto(options: list[Option], samples: int) -> list[Option]:
     that tie on both, the squarest region stays: its narrower side is the lanes its routes
     leave and arrive over (`placement.route`), so a one-row region would send everything over
     one link."""
-    best: list[Option] = []
-    narrow = lambda o: min(o.mapping.rows, o.mapping.width)       # noqa: E731
-    for opt in sorted(options, key=lambda o: (o.area, o.stage_time(samples), -narrow(o))):
-        if not best or opt.stage_time(samples) < best[-1].stage_time(samples):
-            best.append(opt)
-    return best
+    if not options:
+        return []
+    keep = _pareto(np.array([o.area for o in options]),
+                   np.array([o.stage_time(samples) for o in options]),
+                   np.array([min(o.mapping.rows, o.mapping.width) for o in options]))
+    return [options[i] for i in keep]
+
+
+def _pareto(area: np.ndarray, time: np.ndarray, narrow: np.ndarray) -> list[int]:
+    """`pareto` on arrays: the indices kept, by area. Sorted by (area, time, widest narrow side)
+    (stable: ties keep their order), an option stays when it is faster than every one before."""
+    order = np.lexsort((-narrow, time, area))
+    t = time[order]
+    return order[np.concatenate([[True], t[1:] < np.minimum.accumulate(t)[:-1]])].tolist()
 
 
 _CACHE: dict = {}
+_CELLS: dict = {}
 
 
 def cached_options(kernel: Kernel, target: Target, optimizer: OptimizerSpec, in_flight: int,
                    density: tuple[float, float], replicas: tuple[int, ...],
                    harvest: bool = True, boundary: float = 0.0) -> list[Option]:
     """Repeated layers (a 12-layer stack) share one option list: the options depend on the
-    nest and the streams' roles, not on the kernel's name."""
+    nest and the streams' roles, not on the kernel's name. Lists that differ only in replica
+    set, boundary or pipeline position share the kernel's `Cells`."""
     roles = tuple(role for role, _ in kernel.streams)
-    key = (kernel.kind, kernel.nest, kernel.samples, kernel.param_numel, roles,
-           target, optimizer, in_flight, density, replicas, harvest, boundary)
+    same = (kernel.kind, kernel.nest, kernel.samples, kernel.param_numel, roles, target)
+    key = same + (optimizer, in_flight, density, replicas, harvest, boundary)
     if key not in _CACHE:
         if len(_CACHE) > 4096:
             _CACHE.clear()
+            _CELLS.clear()
+        cells = _CELLS.setdefault(same, Cells(kernel, target))
         _CACHE[key] = kernel_options(kernel, target, optimizer, in_flight, density, replicas,
-                                     harvest=harvest, boundary=boundary)
+                                     harvest=harvest, boundary=boundary, cells=cells)
     return _CACHE[key]
+
+
+def clear_cache() -> None:
+    """Forget every cached option list and figure (a benchmark's cold start)."""
+    _CACHE.clear()
+    _CELLS.clear()
 
 
 def shape_for_area(kernel: Kernel, area: int, target: Target) -> Mapping:

@@ -73,10 +73,14 @@ class Packing:
 
 
 def shapes_of(option_lists: dict, samples: int) -> dict[str, list[Shape]]:
-    """Library options (the search protocol) -> Shapes, in the same order."""
-    return {n: [Shape(o.mapping.rows, o.mapping.width, o.stage_time(samples),
-                      bool(getattr(o, "rotatable", False)), o) for o in opts]
-            for n, opts in option_lists.items()}
+    """Library options (the search protocol) -> Shapes, in the same order. Kernels that share
+    one option list (repeated layers) share one Shape list, so the packers work each out once."""
+    made: dict[int, list[Shape]] = {}
+    for opts in option_lists.values():
+        if id(opts) not in made:
+            made[id(opts)] = [Shape(o.mapping.rows, o.mapping.width, o.stage_time(samples),
+                                    bool(getattr(o, "rotatable", False)), o) for o in opts]
+    return {n: made[id(opts)] for n, opts in option_lists.items()}
 
 
 def cheapest(shapes: list[Shape], limit: float) -> Shape | None:
@@ -111,8 +115,9 @@ def _greedy(least: dict, order: list[str], target: Target) -> Packing | None:
 
 def _shelves(items, limit, target, order):
     """The shelf packer with each fill order in turn; the first that fits."""
+    kernels = _kernels(items, limit, target.rows, target.cols)
     for strategy in SHELF_STRATEGIES:
-        got = shelf_pack(items, limit, target.rows, target.cols, strategy, order)
+        got = _shelf_pack(kernels, target.rows, target.cols, strategy, order or sorted(items))
         if got is not None:
             chosen, placed = got
             return Packing(chosen, tuple(placed[n] for n in order), f"shelf-{strategy}")
@@ -188,10 +193,23 @@ class _Kernel:
         return int(self.hs[i]), int(self.ws[i]), self.shapes[i]
 
 
+def _kernels(items: dict[str, list[Shape]], limit: float, rows: int, cols: int) -> dict:
+    """A `_Kernel` per kernel at `limit`, one per distinct Shape list (repeated layers share)."""
+    made: dict[int, _Kernel] = {}
+    for shapes in items.values():
+        if id(shapes) not in made:
+            made[id(shapes)] = _Kernel(shapes, limit, rows, cols)
+    return {n: made[id(shapes)] for n, shapes in items.items()}
+
+
 def _shelf(names, kernels, heights, cols, strategy):
     """(height, kernels) of the next shelf: the one height that closes the packing, else the
     height whose greedy fill (in the strategy's order) holds the most least-area per row."""
-    W = np.stack([kernels[n].width_at(heights) for n in names])          # kernels x heights
+    widths: dict[int, np.ndarray] = {}               # per distinct _Kernel
+    for n in names:
+        if id(kernels[n]) not in widths:
+            widths[id(kernels[n])] = kernels[n].width_at(heights)
+    W = np.stack([widths[id(kernels[n])] for n in names])              # kernels x heights
     fits_all = W.sum(axis=0) <= cols
     if fits_all.any():
         return int(heights[np.argmax(fits_all)]), list(names)
@@ -209,15 +227,29 @@ def _shelf(names, kernels, heights, cols, strategy):
             key = np.lexsort((-e, -least * (e > 0.9)))
         else:
             key = np.lexsort((-e, -col))
-        used, chosen = 0, []
-        for i in key:
-            if ok[i] and used + col[i] <= cols:
-                chosen.append(i)
-                used += col[i]
+        chosen = _fill(key, col, cols)
         score = least[chosen].sum() / (H * cols)
         if best is None or score > best[0] + 1e-12:
             best = (score, int(H), [names[i] for i in chosen])
     return None if best is None else best[1:]
+
+
+def _fill(key: np.ndarray, col: np.ndarray, cols: int) -> list[int]:
+    """The shelf's greedy fill: in `key` order, each kernel whose width `col` still fits the
+    `cols` left. Kernels of equal width in a row of `key` fill alike, so each such run takes
+    as many of its kernels, in order, as fit (the same picks as one kernel at a time)."""
+    if not len(key):
+        return []
+    ordered = col[key]
+    starts = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
+    used, chosen = 0, []
+    for start, stop in zip([0] + starts.tolist(), starts.tolist() + [len(key)]):
+        width = int(ordered[start])
+        take = min(stop - start, (cols - used) // width) if width <= cols else 0
+        if take > 0:
+            chosen += key[start:start + take].tolist()
+            used += take * width
+    return chosen
 
 
 def shelf_pack(items: dict[str, list[Shape]], limit: float, rows: int, cols: int,
@@ -225,10 +257,15 @@ def shelf_pack(items: dict[str, list[Shape]], limit: float, rows: int, cols: int
     """Pack every kernel at target time `limit` into rows x cols shelves; returns
     ({name: Shape}, {name: Rect}) or None when the shelves overflow the fabric. `order` (the
     pipeline order) sets the kernels' order along each shelf."""
-    kernels = {n: _Kernel(s, limit, rows, cols) for n, s in items.items()}
+    return _shelf_pack(_kernels(items, limit, rows, cols), rows, cols, strategy,
+                       order or sorted(items))
+
+
+def _shelf_pack(kernels: dict, rows: int, cols: int, strategy: int, order: list[str]):
+    """`shelf_pack` on the kernels' `_Kernel`s."""
     if any(k.least is None or not len(k.hs) for k in kernels.values()):
         return None
-    rank = {n: i for i, n in enumerate(order or sorted(items))}
+    rank = {n: i for i, n in enumerate(order)}
     remaining, y, shelves = set(kernels), 0, 0
     chosen, rects = {}, {}
     while remaining:

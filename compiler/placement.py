@@ -1,7 +1,8 @@
 """Place & route.
 
 Placement: kernels are placed as rectangles in pipeline order, each at the free spot nearest the
-previous kernel (a greedy winding path over the fabric), then refined by moving kernels toward
+previous kernel (a greedy winding path over the fabric; `compiler.free_space` finds the
+spots), then refined by moving kernels toward
 the centroid of the kernels they talk to while total wire length falls. (`compiler.packing`
 chooses between this placer and a shape-choosing shelf packer; both compile_plan and the ISPD
 contest solver go through it.) Routing: every producer
@@ -17,6 +18,7 @@ import numpy as np
 
 from .cost import allreduce_share
 from .errors import PlacementError
+from .free_space import FreeSpace
 from .kernels import kind_of
 from .mapping import Mapping
 from .target import Target
@@ -94,39 +96,6 @@ def free_positions(occupied: np.ndarray, height: int, width: int) -> tuple[np.nd
     return np.nonzero(free_mask(occupied, height, width))
 
 
-def _nearest_free(occupied, height, width, toward: tuple[float, float]):
-    """The free top-left corner whose rectangle centre is nearest `toward` (L1; ties go to the
-    top-most, then left-most: argmin's first hit in row-major order). Searches a window around
-    `toward` that grows until it holds every centre as near as the best found, so the answer
-    equals a search of the whole fabric."""
-    rows, cols = occupied.shape
-    if height > rows or width > cols:
-        return None
-    reach = max(height, width)
-    while True:
-        r0, r1 = max(0, int(toward[0] - reach - height)), min(rows, int(toward[0] + reach + height) + 1)
-        c0, c1 = max(0, int(toward[1] - reach - width)), min(cols, int(toward[1] + reach + width) + 1)
-        whole = (r0, c0, r1, c1) == (0, 0, rows, cols)
-        free = free_mask(occupied[r0:r1, c0:c1], height, width)
-        if free.any():
-            dr = np.abs(np.arange(r0, r0 + free.shape[0]) + height / 2 - toward[0])
-            dc = np.abs(np.arange(c0, c0 + free.shape[1]) + width / 2 - toward[1])
-            dist = np.where(free, dr[:, None] + dc[None, :], np.inf)
-            best = int(np.argmin(dist))
-            d = float(dist.flat[best])
-            covered = ((r0 == 0 or toward[0] - d >= r0 + height / 2)
-                       and (r1 == rows or toward[0] + d <= r1 - height / 2)
-                       and (c0 == 0 or toward[1] - d >= c0 + width / 2)
-                       and (c1 == cols or toward[1] + d <= c1 - width / 2))
-            if whole or covered:
-                return r0 + best // free.shape[1], c0 + best % free.shape[1]
-            reach = max(2 * reach, int(d) + 1)
-        elif whole:
-            return None
-        else:
-            reach *= 2
-
-
 def place(order: list[str], mappings: dict[str, Mapping], target: Target,
           rotate: bool | Collection[str] = False) -> tuple[Rect, ...]:
     """`place_shapes` on each mapping's region (rows x cols * replicas)."""
@@ -141,7 +110,7 @@ def place_shapes(order: list[str], sizes: dict[str, tuple[int, int]], target: Ta
     pipeline winds across the fabric and consecutive kernels stay adjacent. A kernel that may
     rotate (`rotate` True for all, or the names that may) is also tried turned by 90 degrees and
     takes that spot when it is nearer (or the only one); its Rect then has the swapped shape."""
-    occupied = np.zeros((target.rows, target.cols), dtype=bool)
+    space = FreeSpace(target.rows, target.cols)
     rects: list[Rect] = []
     toward = (0.0, 0.0)
     for name in order:
@@ -149,8 +118,8 @@ def place_shapes(order: list[str], sizes: dict[str, tuple[int, int]], target: Ta
         turns = rotate if isinstance(rotate, bool) else name in rotate
         fits = h <= target.rows and w <= target.cols
         if turns and h != w and w <= target.rows and h <= target.cols:
-            spot = _nearest_free(occupied, h, w, toward) if fits else None
-            turned = _nearest_free(occupied, w, h, toward)
+            spot = space.nearest(h, w, toward) if fits else None
+            turned = space.nearest(w, h, toward)
 
             def gap(s, hh, ww):
                 return abs(s[0] + hh / 2 - toward[0]) + abs(s[1] + ww / 2 - toward[1])
@@ -160,14 +129,14 @@ def place_shapes(order: list[str], sizes: dict[str, tuple[int, int]], target: Ta
             raise PlacementError(f"kernel {name!r} ({h} x {w} cores) is larger than the "
                                  f"{target.rows} x {target.cols} fabric")
         else:
-            spot = _nearest_free(occupied, h, w, toward)
+            spot = space.nearest(h, w, toward)
         if spot is None:
-            used = int(occupied.sum())
+            used = space.used
             raise PlacementError(f"kernels do not fit on the {target.rows} x {target.cols} fabric: "
                                  f"no free {h} x {w} spot for kernel {name!r} ({used:,} of "
                                  f"{target.cores:,} cores taken)")
         rect = Rect(name, spot[0], spot[1], h, w)
-        occupied[rect.cells()] = True
+        space.add(rect)
         rects.append(rect)
         toward = (rect.row + h / 2, rect.col + w / 2)
     return tuple(rects)
@@ -183,32 +152,40 @@ def refine(rects: tuple[Rect, ...], pairs: list[tuple[str, str]], target: Target
            passes: int = 2) -> tuple[Rect, ...]:
     """Local refinement: lift each kernel out and put it back at the free spot nearest the
     centroid of the kernels it talks to, keeping the move only if total wire length falls.
-    Sizes (and so the bottleneck) never change."""
+    Sizes (and so the bottleneck) never change. A move changes only the wire of the moved
+    kernel's pairs, so that is all it measures (integers: the same sum as `wire_length`)."""
     rects = list(rects)
     neighbours: dict[str, set[str]] = {}
+    others: dict[str, list[str]] = {}         # per kernel, the other end of each of its pairs
     for a, b in pairs:
         neighbours.setdefault(a, set()).add(b)
         neighbours.setdefault(b, set()).add(a)
-    occupied = np.zeros((target.rows, target.cols), dtype=bool)
+        if a != b:
+            others.setdefault(a, []).append(b)
+            others.setdefault(b, []).append(a)
+    space = FreeSpace(target.rows, target.cols)
     for r in rects:
-        occupied[r.cells()] = True
-    length = wire_length(tuple(rects), pairs)
+        space.add(r)
+    where = {r.name: r.center for r in rects}
+
+    def wire(name, center):
+        return sum(abs(center[0] - where[o][0]) + abs(center[1] - where[o][1])
+                   for o in others.get(name, ()))
     for _ in range(passes):
         improved = False
         for i, rect in enumerate(rects):
             near = [r for r in rects if r.name in neighbours.get(rect.name, ())]
             if not near:
                 continue
-            occupied[rect.cells()] = False          # lifted out: its own cores are free
+            space.remove(rect)                      # lifted out: its own cores are free
             centroid = (np.mean([r.center[0] for r in near]), np.mean([r.center[1] for r in near]))
-            spot = _nearest_free(occupied, rect.height, rect.width, centroid)
+            spot = space.nearest(rect.height, rect.width, centroid)
             if spot is not None and spot != (rect.row, rect.col):
                 moved = Rect(rect.name, spot[0], spot[1], rect.height, rect.width)
-                trial = rects[:i] + [moved] + rects[i + 1:]
-                shorter = wire_length(tuple(trial), pairs)
-                if shorter < length:
-                    rects, length, rect, improved = trial, shorter, moved, True
-            occupied[rect.cells()] = True
+                if wire(rect.name, moved.center) < wire(rect.name, rect.center):
+                    rects[i], rect, improved = moved, moved, True
+                    where[rect.name] = rect.center
+            space.add(rect)
         if not improved:
             break
     return tuple(rects)

@@ -21,6 +21,8 @@ import itertools
 import time
 from dataclasses import dataclass
 
+import numpy as np
+
 from .options import Option
 
 STRATEGIES = ("auto", "model", "data")
@@ -33,45 +35,75 @@ class Choice:
     area: int
 
 
+class Lists:
+    """Option lists as arrays, each distinct list once (the layers of a deep stack share one):
+    its stage times and areas, sorted by (area, stage time) with ties in list order."""
+
+    def __init__(self, option_lists: dict, samples: int):
+        self.option_lists, self.samples = option_lists, samples
+        self.sorted: dict[int, tuple[list, np.ndarray, np.ndarray]] = {}
+        for opts in option_lists.values():
+            if id(opts) not in self.sorted:
+                times = np.array([o.stage_time(samples) for o in opts], dtype=np.float64)
+                order = np.lexsort((times, np.array([o.area for o in opts], dtype=np.int64)))
+                self.sorted[id(opts)] = (opts, times[order], order)
+
+    def cheapest(self, options: list, limit: float) -> Option | None:
+        """Smallest-area option of `options` (one of the lists) with stage time within `limit`;
+        of equal areas the faster, then the first."""
+        opts, times, order = self.sorted[id(options)]
+        fits = times <= limit
+        first = int(np.argmax(fits)) if len(fits) else 0
+        return opts[order[first]] if len(fits) and fits[first] else None
+
+    def feasible(self, limit: float, capacity: int) -> Choice | None:
+        """The cheapest option per kernel at `limit`, if every kernel has one and they fit."""
+        picks = {}
+        for key, (opts, _, _) in self.sorted.items():
+            picks[key] = self.cheapest(opts, limit)
+            if picks[key] is None:
+                return None
+        chosen = {name: picks[id(opts)] for name, opts in self.option_lists.items()}
+        area = sum(o.area for o in chosen.values())
+        if area > capacity:
+            return None
+        return Choice(chosen, max(o.stage_time(self.samples) for o in chosen.values()), area)
+
+    def times(self) -> list[float]:
+        """Every option's stage time at or above the largest per-kernel minimum (below it some
+        kernel has no option at all); none when a kernel has no option."""
+        if any(not len(t) for _, t, _ in self.sorted.values()) or not self.sorted:
+            return []
+        floor = max(float(t.min()) for _, t, _ in self.sorted.values())
+        every = np.unique(np.concatenate([t for _, t, _ in self.sorted.values()]))
+        return every[every >= floor].tolist()
+
+
 def cheapest_at(options: list[Option], limit: float, samples: int) -> Option | None:
-    """Smallest-area option whose stage time is within `limit`."""
-    fitting = [o for o in options if o.stage_time(samples) <= limit]
-    return min(fitting, key=lambda o: (o.area, o.stage_time(samples))) if fitting else None
+    """Smallest-area option whose stage time is within `limit` (`Lists.cheapest`)."""
+    return Lists({"": options}, samples).cheapest(options, limit)
 
 
 def feasible(option_lists: dict, limit: float, capacity: int, samples: int) -> Choice | None:
-    chosen = {}
-    for name, options in option_lists.items():
-        opt = cheapest_at(options, limit, samples)
-        if opt is None:
-            return None
-        chosen[name] = opt
-    area = sum(o.area for o in chosen.values())
-    if area > capacity:
-        return None
-    return Choice(chosen, max(o.stage_time(samples) for o in chosen.values()), area)
+    return Lists(option_lists, samples).feasible(limit, capacity)
 
 
 def candidate_times(option_lists: dict, samples: int) -> list[float]:
-    """Every option's stage time at or above the largest per-kernel minimum (below it some
-    kernel has no option at all); none when a kernel has no option."""
-    if any(not opts for opts in option_lists.values()):
-        return []
-    floor = max(min(o.stage_time(samples) for o in opts) for opts in option_lists.values())
-    times = {o.stage_time(samples) for opts in option_lists.values() for o in opts}
-    return sorted(t for t in times if t >= floor)
+    """`Lists.times`."""
+    return Lists(option_lists, samples).times()
 
 
 def min_bottleneck(option_lists: dict, capacity: int, samples: int, start: float | None = None
                    ) -> Choice | None:
     """Exact minimum-bottleneck choice (see module docstring); `start` skips faster targets."""
-    times = candidate_times(option_lists, samples)
+    lists = Lists(option_lists, samples)
+    times = lists.times()
     if start is not None:
         times = times[bisect.bisect_right(times, start):]
     lo, hi, best = 0, len(times) - 1, None
     while lo <= hi:
         mid = (lo + hi) // 2
-        choice = feasible(option_lists, times[mid], capacity, samples)
+        choice = lists.feasible(times[mid], capacity)
         if choice is not None:
             best, hi = choice, mid - 1
         else:

@@ -14,8 +14,8 @@ import pytest
 from compiler import estimate
 from compiler.mapping import Mapping
 from compiler.optim_spec import OptimizerSpec
-from compiler.options import (Option, _thin, cached_options, kernel_options, pareto,
-                              unroll_counts)
+from compiler.options import (Cells, Option, _thin, boundary_cycles, cached_options,
+                              kernel_options, pareto, unroll_counts)
 from compiler.target import wafer
 
 T = wafer("classroom")
@@ -228,3 +228,61 @@ def test_a_region_cannot_move_its_samples_faster_than_its_boundary(make_generate
     assert min(o.stage_time(4) for o in loud) >= min(o.stage_time(4) for o in quiet)
     tie = [Option(Mapping(1, 16), 10.0, 0.0, 100), Option(Mapping(4, 4), 10.0, 0.0, 100)]
     assert [o.mapping for o in pareto(tie, 4)] == [Mapping(4, 4)]
+
+
+def reference_pareto(options, samples):
+    """Sort by (area, stage time, widest narrow side), keep each option faster than the last kept."""
+    best = []
+    narrow = lambda o: min(o.mapping.rows, o.mapping.width)       # noqa: E731
+    for opt in sorted(options, key=lambda o: (o.area, o.stage_time(samples), -narrow(o))):
+        if not best or opt.stage_time(samples) < best[-1].stage_time(samples):
+            best.append(opt)
+    return best
+
+
+def reference_options(kernel, target, optimizer, in_flight, density=(1.0, 1.0), replicas=(1,),
+                      per_dim=24, harvest=True, boundary=0.0):
+    """`kernel_options` building every option one by one from the cost model, then the front."""
+    rows_extent, cols_extent = kernel.nest.extents
+    options = []
+    for r in _thin(unroll_counts(rows_extent, target.rows), per_dim):
+        for c in _thin(unroll_counts(cols_extent, target.cols), per_dim):
+            if kernel.nest.one_dim and r * c > rows_extent:
+                continue
+            memory = estimate.memory_per_core(kernel, Mapping(r, c), target, optimizer, in_flight)
+            if memory > target.sram_bytes:
+                continue
+            sample = estimate.sample_cycles(kernel, Mapping(r, c), target, density, harvest)
+            for rep in replicas:
+                if rep > kernel.samples or r > target.rows or c * rep > target.cols:
+                    continue
+                m = Mapping(r, c, rep)
+                options.append(Option(m, sample, estimate.update_cycles(kernel, m, target, optimizer),
+                                      memory, boundary_cycles(boundary, m)))
+    return reference_pareto(options, kernel.samples)
+
+
+def test_kernel_options_are_the_reference_options(make_matmul, make_generated):
+    """Fresh, and through one shared `Cells` over every replica set, position and boundary."""
+    r = np.random.default_rng(14)
+    for _ in range(8):
+        kern = random_kernel(r, make_matmul, make_generated)
+        target = wafer("classroom", sram_bytes=int(r.integers(4, 48)) * 1024)
+        cells = Cells(kern, target)
+        for _ in range(3):
+            args = ([SGD, ADAM][int(r.integers(2))], int(r.integers(1, 9)),
+                    (float(r.uniform(0.1, 1)), 1.0), [(1,), (2,), (1, 2, 4)][int(r.integers(3))])
+            kwargs = {"per_dim": 10, "boundary": float(r.choice([0.0, 50.0, 4096.0]))}
+            want = reference_options(kern, target, *args, **kwargs)
+            assert kernel_options(kern, target, *args, **kwargs) == want
+            assert kernel_options(kern, target, *args, **kwargs, cells=cells) == want
+
+
+def test_pareto_is_the_reference_front():
+    r = np.random.default_rng(15)
+    for _ in range(60):
+        options = [Option(Mapping(int(r.integers(1, 5)), int(r.integers(1, 5)), int(r.integers(1, 3))),
+                          float(r.integers(1, 6)), float(r.integers(0, 3)), 0, float(r.integers(0, 4)))
+                   for _ in range(int(r.integers(0, 30)))]       # small integers: many ties
+        samples = int(r.integers(1, 4))
+        assert pareto(options, samples) == reference_pareto(options, samples)

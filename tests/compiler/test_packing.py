@@ -13,7 +13,7 @@ import torch
 from compiler import Mapping, compile_plan, wafer
 from compiler.frontend import capture, optimizer_spec
 from compiler.options import Option
-from compiler.packing import Shape, pack, search_and_pack, shapes_of, shelf_pack
+from compiler.packing import _HUGE, Shape, _fill, pack, search_and_pack, shapes_of, shelf_pack
 from compiler.errors import PlacementError
 from compiler.placement import occupancy, place_shapes
 from compiler.plan import _search_and_place
@@ -184,3 +184,22 @@ def test_compile_plan_packs_what_greedy_placement_cannot(make_mlp):
     assert {n: (r.height, r.width) for n, r in plan.rect.items()} == {
         n: (m.rows, m.width) for n, m in pin.items()}
     assert occupancy(plan.rects, target).all()
+
+
+def reference_fill(key, col, cols):
+    """The shelf's greedy fill one kernel at a time."""
+    used, chosen = 0, []
+    for i in key:
+        if col[i] <= cols and used + col[i] <= cols:
+            chosen.append(int(i))
+            used += col[i]
+    return chosen
+
+
+def test_shelf_fill_is_the_one_at_a_time_fill():
+    r = np.random.default_rng(17)
+    for _ in range(300):
+        n, cols = int(r.integers(0, 20)), int(r.integers(1, 30))
+        col = r.choice([1, 2, 3, 5, 8, cols, cols + 1, _HUGE], n).astype(np.int64)
+        key = r.permutation(n)
+        assert _fill(key, col, cols) == reference_fill(key, col, cols)

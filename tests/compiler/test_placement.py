@@ -12,6 +12,7 @@ from compiler.links import link_loads
 from compiler.placement import (Edge, Rect, Route, free_positions,
                                 occupancy, place, reduction_routes, refine, route, wire_length)
 from compiler.target import wafer
+from tests.compiler.test_free_space import brute_nearest, grid_of, scan_nearest, scattered_rects
 
 T = wafer("classroom")
 
@@ -58,19 +59,6 @@ def test_mlp_like_placement():
     maps = {"fc1": Mapping(8, 16), "fc2": Mapping(16, 4), "log_softmax": Mapping(2, 2)}
     rects = place(order, maps, T)
     check_placement(rects, order, maps, T)
-
-
-def brute_nearest(occupied, h, w, toward):
-    """Every free top-left corner, tried one by one: the nearest centre (L1) to `toward`, ties
-    broken by row then column, as `place` documents."""
-    best = None
-    for row in range(occupied.shape[0] - h + 1):
-        for col in range(occupied.shape[1] - w + 1):
-            if occupied[row:row + h, col:col + w].any():
-                continue
-            key = (abs(row + h / 2 - toward[0]) + abs(col + w / 2 - toward[1]), row, col)
-            best = key if best is None or key < best else best
-    return None if best is None else best[1:]
 
 
 def test_free_positions_match_brute_force():
@@ -331,3 +319,41 @@ def test_reduction_routes_chain_the_replicas(make_matmul, make_generated):
             assert c0 == rect.col + q * m.cols + m.cols // 2      # replica q's centre column
             assert c1 - c0 == m.cols                             # to replica q + 1's
             assert rect.col <= c0 < c1 < rect.col + rect.width    # inside the region
+
+
+def reference_refine(rects, pairs, target, passes=2):
+    """`placement.refine` measuring the total wire length after every trial move."""
+    rects, talks = list(rects), {frozenset(pair) for pair in pairs}
+    length = wire_length(tuple(rects), pairs)
+    for _ in range(passes):
+        improved = False
+        for i, rect in enumerate(rects):
+            near = [r for r in rects if frozenset((r.name, rect.name)) in talks]
+            if not near:
+                continue
+            occupied = grid_of(rects[:i] + rects[i + 1:], (target.rows, target.cols))
+            centroid = (np.mean([r.center[0] for r in near]), np.mean([r.center[1] for r in near]))
+            spot = scan_nearest(occupied, rect.height, rect.width, centroid)
+            if spot is not None and spot != (rect.row, rect.col):
+                trial = rects[:i] + [Rect(rect.name, *spot, rect.height, rect.width)] + rects[i + 1:]
+                if wire_length(tuple(trial), pairs) < length:
+                    rects, length, improved = trial, wire_length(tuple(trial), pairs), True
+        if not improved:
+            break
+    return tuple(rects)
+
+
+def test_refine_is_the_reference_refinement():
+    r = np.random.default_rng(13)
+    target = wafer("classroom", rows=24, cols=30)
+    moved = 0
+    for _ in range(30):
+        rects = tuple(scattered_rects(r, target.rows, target.cols, 14, 7))
+        names = [x.name for x in rects]
+        pairs = sorted({tuple(sorted((names[int(a)], names[int(b)])))
+                        for a, b in r.integers(0, len(names), (len(names) + 3, 2)) if a != b})
+        passes = int(r.integers(1, 4))
+        got = refine(rects, pairs, target, passes)
+        assert got == reference_refine(rects, pairs, target, passes)
+        moved += got != rects
+    assert moved > 5                     # the references are compared on real moves

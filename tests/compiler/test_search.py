@@ -16,7 +16,7 @@ from compiler.mapping import Mapping
 from compiler.kernels import build_kernels
 from compiler.optim_spec import OptimizerSpec
 from compiler.options import Option, kernel_options, pareto
-from compiler.search import (Choice, candidate_times, cheapest_at, exhaustive, feasible,
+from compiler.search import (Choice, Lists, candidate_times, cheapest_at, exhaustive, feasible,
                              least_packable, min_bottleneck, restrict_replicas)
 from compiler.target import wafer
 
@@ -287,3 +287,36 @@ def test_least_packable_deadline_never_loses_the_answer():
     target, packed, tries = least_packable(times, 0, lambda t: t if t >= 90 else None,
                                            deadline=float("-inf"))
     assert target == packed >= 90 and tries >= 2            # the failures before it all run
+
+
+def reference_cheapest(options, limit, samples):
+    fitting = [o for o in options if o.stage_time(samples) <= limit]
+    return min(fitting, key=lambda o: (o.area, o.stage_time(samples))) if fitting else None
+
+
+def reference_times(option_lists, samples):
+    if any(not opts for opts in option_lists.values()):
+        return []
+    floor = max(min(o.stage_time(samples) for o in opts) for opts in option_lists.values())
+    return sorted({o.stage_time(samples) for opts in option_lists.values() for o in opts
+                   if o.stage_time(samples) >= floor})
+
+
+def shared_lists(r):
+    """Option lists with ties on area and time; some kernels share one list (repeated layers)."""
+    def one():
+        return [Option(Mapping(int(r.integers(1, 4)), int(r.integers(1, 4))),
+                       float(r.integers(1, 8)), 0.0, 0) for _ in range(int(r.integers(0, 7)))]
+    shared = one()
+    return {f"k{i}": shared if r.random() < 0.4 else one() for i in range(int(r.integers(1, 6)))}
+
+
+def test_lists_pick_the_reference_cheapest_and_times():
+    r = np.random.default_rng(16)
+    for _ in range(100):
+        lists = shared_lists(r)
+        table = Lists(lists, 1)
+        assert table.times() == reference_times(lists, 1)
+        for limit in np.arange(0.0, 9.0, 0.5):
+            for opts in lists.values():
+                assert table.cheapest(opts, limit) is reference_cheapest(opts, limit, 1)
