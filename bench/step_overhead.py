@@ -10,7 +10,9 @@ single-threaded comparison then counts each side's own work, not its waits.
 
 The models: "mlp", 4 Linear layers (hidden 256) with ReLU, batch 64, SGD; "resmlp", 2
 pre-LayerNorm residual blocks of a GELU MLP (d 256, hidden 1024), batch 64, SGD; "transformer",
-2 encoder blocks of d_model 128 (4 heads, FFN 512) over 64 tokens, batch 8, SGD. Each side gets a
+2 encoder blocks of d_model 128 (4 heads, FFN 512) over 64 tokens, batch 8, SGD; "cnn", two
+Conv2d-BatchNorm-ReLU stages (16 and 32 channels, max pooling between) with a pooled linear head,
+16 x 16 images, batch 32, SGD. Each side gets a
 warm-up, then the median of `--steps` steps (time.perf_counter). The simulator's step is then
 split into its numerics (joint graph + optimizer update) and its timing measurement (counting
 non-zeros per core, the cost model and the pipeline recurrence). Prints figures only; asserts
@@ -68,6 +70,19 @@ def setup_resmlp(seed: int = 0):
     return model, torch.nn.CrossEntropyLoss(), x, y
 
 
+def setup_cnn(seed: int = 0):
+    """The small CNN: its model, loss and one batch of 16 x 16 RGB images."""
+    torch.manual_seed(seed)
+    nn = torch.nn
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, OUT))
+    x = torch.randn(32, 3, 16, 16)
+    y = torch.randint(0, OUT, (32,))
+    return model, nn.CrossEntropyLoss(), x, y
+
+
 def setup_transformer(seed: int = 0):
     """The 2-layer transformer: its model, loss and one batch of token ids (no padding)."""
     torch.manual_seed(seed)
@@ -82,7 +97,8 @@ MODELS = {"mlp": (setup, f"MLP {DEPTH} x Linear(hidden {HIDDEN}), ReLU, batch {B
           "resmlp": (setup_resmlp, f"residual MLP 2 x (LayerNorm, Linear {HIDDEN}->{4 * HIDDEN}, "
                                    f"GELU, Linear), batch {BATCH}, SGD"),
           "transformer": (setup_transformer, f"transformer 2 x d_model {D_MODEL}, seq {TOKENS}, "
-                                             f"batch {SEQ_BATCH}, SGD")}
+                                             f"batch {SEQ_BATCH}, SGD"),
+          "cnn": (setup_cnn, "CNN 2 x (Conv2d, BatchNorm2d, ReLU), 16 x 16 images, batch 32, SGD")}
 
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
