@@ -148,17 +148,30 @@ def measure_step(context: PlanContext, xp, env: dict, harvest: bool = True,
     context.timings = {t.name: t for t in timings}
     stack = lambda key: np.stack([getattr(t, key) for t in timings], axis=1)  # noqa: E731
     samples = stack("samples")
-    shares = _route_shares(context, xp, env, runs, positions, harvest)
-    exact = lambda: _congestion(context, shares, len(runs.variants))           # noqa: E731
     full = context.full_load(len(runs.variants))
     # Every route's load is at most its full load, so where the full load binds no stage the
-    # step is the same with either; the exact loads are then worked out only if asked for.
-    congestion = exact if (full[..., None] <= samples / replicas[:, None]).all() else exact()
+    # step is the same with either; the exact loads, and the non-zeros they are counted from,
+    # are then worked out only if asked for, from the values the routes carried this step.
+    lazy = (full[..., None] <= samples / replicas[:, None]).all() and \
+        _holdable(context, env)
+    carried = {n: env[n] for n in context.route_values[0] if n in env} if lazy else env
+    exact = lambda: _congestion(context, _route_shares(context, xp, carried, runs, positions,  # noqa: E731
+                                                       harvest), len(runs.variants))
+    congestion = exact if lazy else exact()
     cycles = schedule.step(samples, replicas, full if callable(congestion) else congestion, hops,
                            stack("updates"), plan.streaming, _token_shares(plan, positions, runs))
     return StepTiming(runs.names, own_variant(harvest), cycles, timings,
                       positions.stats() if positions is not None else None, congestion, replicas,
                       plan.target.clock_hz)
+
+
+HOLD_BYTES = 64 * 2**20      # route values a lazy congestion may keep alive past its step
+
+
+def _holdable(context: PlanContext, env: dict) -> bool:
+    """Whether the values the routes carried are small enough to keep until asked for (a big
+    model's would double its activations' memory through the next step)."""
+    return sum(getattr(env.get(n), "nbytes", 0) for n in context.route_values[0]) <= HOLD_BYTES
 
 
 def _route_shares(context: PlanContext, xp, env: dict, runs: Runs, positions, harvest: bool):
