@@ -23,6 +23,8 @@ from matplotlib import patches  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from .formatting import fmt  # noqa: E402
+
 _HEATMAPS = {
     "utilization": ("core_utilization", "busy cycles / step cycles", "viridis"),
     "sram": ("sram_per_core", "SRAM bytes resident per core", "magma"),
@@ -60,6 +62,26 @@ def _axes(ax, figsize=(6.0, 5.0)):
     return fig, fig.add_subplot()
 
 
+# One colour scale in every rendering (the report's figures, the workbench's views): free
+# cores, which no kernel holds, are this grey in every heatmap and in the placement map, so
+# they never read as a value of the scale (viridis' 0 is dark purple: an idle core of a kernel).
+FREE_CORE = "#d9d9d9"
+MIN_FONT = 8.0              # points: the smallest kernel label drawn (6 px labels are unreadable)
+MAX_FONT = 10.0
+_BELOW_AXIS = 34            # points from the axes' bottom to below its tick labels and x label
+_CHAR = 0.62                # a character's width in a sans-serif font, in ems (DejaVu Sans ~0.6)
+
+
+def core_cmap(name: str):
+    """Colormap `name` with masked values (free cores) drawn in `FREE_CORE`."""
+    return matplotlib.colormaps[name].with_extremes(bad=FREE_CORE)
+
+
+def free_masked(values, kernel_grid) -> np.ma.MaskedArray:
+    """`values` with the free cores (kernel_grid == 0) masked: they draw as `FREE_CORE`."""
+    return np.ma.masked_array(np.asarray(values, dtype=float), mask=np.asarray(kernel_grid) == 0)
+
+
 def kernel_boxes(report) -> list[tuple[str, int, int, int, int]]:
     """(name, row, col, height, width) of each kernel's region, from `report.kernel_grid`."""
     boxes = []
@@ -71,24 +93,72 @@ def kernel_boxes(report) -> list[tuple[str, int, int, int, int]]:
     return boxes
 
 
-def _label(ax, box, color, backdrop: bool) -> None:
-    """The kernel's name at its region's centre; upright along tall, narrow regions."""
-    name, row, col, height, width = box
-    tall = height >= 3 * width
-    size = max(5, min(9, 3 + 2 * (min(height, 2 * width) if tall else min(height, width))))
-    ax.text(col - 0.5 + width / 2, row - 0.5 + height / 2, name, ha="center", va="center",
-            fontsize=size, color=color, clip_on=True, rotation=90 if tall else 0,
-            bbox=dict(boxstyle="round,pad=0.15", fc="black", ec="none", alpha=0.45)
-            if backdrop else None)
+def _cell_points(ax, shape) -> float:
+    """About how many points one core takes on `ax` (from its position before layout, which
+    the layout shrinks by the labels' room: the 0.85 covers that)."""
+    width, height = ax.figure.get_size_inches() * ax.get_position().size * 72 * 0.85
+    rows, cols = shape
+    return min(width / cols, height / rows)
 
 
-def _outline_kernels(ax, report, color="white", backdrop=True) -> None:
-    for box in kernel_boxes(report):
-        _, row, col, height, width = box
+def _fitting_font(text: str, width: float, height: float) -> "float | None":
+    """The largest font in [MIN_FONT, MAX_FONT] (points) at which `text` fits a width x height
+    point box on one line, else None."""
+    size = min(MAX_FONT, (width - 2) / (_CHAR * max(len(text), 1)), height / 1.3)
+    return size if size >= MIN_FONT else None
+
+
+def label_plan(boxes, cell: float) -> list[tuple[tuple, str, float, bool]]:
+    """Where each kernel's name goes: (box, text, fontsize, rotated) for a label drawn in its
+    region. A region that holds its name (upright along a tall one) shows it; a smaller one
+    shows its number (its index in the report's kernels) if that fits, and the legend names it."""
+    out = []
+    for number, box in boxes:
+        name, _, _, height, width = box
+        w, h = width * cell, height * cell
+        for text in (name, str(number)):
+            for rotated, (a, b) in ((False, (w, h)), (True, (h, w))):
+                size = _fitting_font(text, a, b)
+                if size is not None:
+                    out.append((box, text, size, rotated))
+                    break
+            else:
+                continue
+            break
+    return out
+
+
+def _name_kernels(ax, report, color, backdrop: bool, colors=None) -> None:
+    """Kernel names in their regions where they fit; a legend "n: name" for the others
+    (`colors`: each kernel's face colour in the legend, else an outline)."""
+    numbered = [(report.kernel_names.index(b[0]) + 1, b) for b in kernel_boxes(report)]
+    placed = label_plan(numbered, _cell_points(ax, np.shape(report.kernel_grid)))
+    inside = set()
+    for (name, row, col, height, width), text, size, rotated in placed:
+        ax.text(col - 0.5 + width / 2, row - 0.5 + height / 2, text, ha="center", va="center",
+                fontsize=size, color=color, clip_on=True, rotation=90 if rotated else 0,
+                bbox=dict(boxstyle="round,pad=0.15", fc="black", ec="none", alpha=0.45)
+                if backdrop else None)
+        if text == name:
+            inside.add(name)
+    handles = [patches.Patch(facecolor=colors[n - 1] if colors else "none",
+                             edgecolor="black", label=f"{n}: {box[0]}")
+               for n, box in numbered if box[0] not in inside]
+    if handles:
+        from matplotlib.transforms import ScaledTranslation
+        below = ax.transAxes + ScaledTranslation(0, -_BELOW_AXIS / 72, ax.figure.dpi_scale_trans)
+        ax.legend(handles=handles, fontsize=MIN_FONT, loc="upper left", title="kernels",
+                  title_fontsize=MIN_FONT, bbox_to_anchor=(0.0, 0.0), bbox_transform=below,
+                  ncol=min(3, len(handles)), frameon=False, handlelength=1.0,
+                  alignment="left")
+
+
+def _outline_kernels(ax, report, color="white", backdrop=True, colors=None) -> None:
+    for _, row, col, height, width in kernel_boxes(report):
         # imshow puts cell (r, c) at [c-0.5, c+0.5] x [r-0.5, r+0.5]
         ax.add_patch(patches.Rectangle((col - 0.5, row - 0.5), width, height, fill=False,
                                        edgecolor=color, linewidth=1.2))
-        _label(ax, box, color, backdrop)
+    _name_kernels(ax, report, color, backdrop, colors)
 
 
 def core_balance(report) -> np.ndarray:
@@ -107,8 +177,8 @@ def core_balance(report) -> np.ndarray:
 def plot_heatmap(report, ax=None, what: str = "utilization"):
     """Per-core image of `what`, shaped (rows, cols) like the fabric: "utilization" (busy /
     step cycles), "sram" (bytes resident) or "balance" (`core_balance`: busy / busiest core of
-    the kernel, which shows the imbalance sparsity causes); free cores show as 0 and each
-    kernel's region is outlined and named."""
+    the kernel, which shows the imbalance sparsity causes); free cores are `FREE_CORE` grey
+    (masked) and each kernel's region is outlined and named."""
     if what not in _HEATMAPS:
         raise ValueError(f"what must be one of {', '.join(_HEATMAPS)}, got {what!r}")
     attr, label, cmap = _HEATMAPS[what]
@@ -116,7 +186,8 @@ def plot_heatmap(report, ax=None, what: str = "utilization"):
     vmax = float(report.summary.get("sram_bytes_per_core") or values.max() or 1.0) \
         if what == "sram" else 1.0
     fig, ax = _axes(ax)
-    image = ax.imshow(values, cmap=cmap, vmin=0.0, vmax=vmax, interpolation="nearest")
+    image = ax.imshow(free_masked(values, report.kernel_grid), cmap=core_cmap(cmap), vmin=0.0,
+                      vmax=vmax, interpolation="nearest")
     fig.colorbar(image, ax=ax, label=label, shrink=0.85)
     _outline_kernels(ax, report)
     s = report.summary
@@ -153,16 +224,16 @@ def plot_densities(report, ax=None):
 
 
 def plot_placement(report, ax=None):
-    """Which kernel holds each core (free cores light grey), with the kernels' names."""
+    """Which kernel holds each core (free cores `FREE_CORE` grey), with the kernels' names."""
     n = len(report.kernel_names)
-    colors = ["#eeeeee"] + [matplotlib.colormaps["tab20"](i % 20) for i in range(n)]
+    colors = [matplotlib.colormaps["tab20"](i % 20) for i in range(n)]
     fig, ax = _axes(ax)
-    ax.imshow(report.kernel_grid, cmap=ListedColormap(colors), vmin=-0.5, vmax=n + 0.5,
-              interpolation="nearest")
-    _outline_kernels(ax, report, color="black", backdrop=False)
+    ax.imshow(report.kernel_grid, cmap=ListedColormap([FREE_CORE] + colors), vmin=-0.5,
+              vmax=n + 0.5, interpolation="nearest")
+    _outline_kernels(ax, report, color="black", backdrop=False, colors=colors)
     s = report.summary
     ax.set_title(f"placement: {s.get('wafer', '')} {s.get('fabric', '')}, "
-                 f"{s.get('active_pes_pct', 0):.0f}% of cores allocated")
+                 f"{fmt(s.get('active_pes_pct', 0), '%')} of cores allocated")
     ax.set_xlabel("fabric column")
     ax.set_ylabel("fabric row")
     return fig

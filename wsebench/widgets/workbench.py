@@ -23,7 +23,7 @@ import ipywidgets as W
 
 from .. import ConfigError
 
-from . import render
+from . import render, views
 from .panels import image, make_buttons, make_control, make_panels, titled
 from .runner import Runner
 from .state import (CONTROLS, PANELS, RUN_ONLY_KEYS, WorkbenchState, check_hide, lesson,
@@ -53,6 +53,7 @@ class Workbench:
         self._loss_plot = render.LossPlot()
         self._job: threading.Thread | None = None
         self._autoplay = False
+        self._outdated = False         # the views were cleared: they picture an old model
         self._build()
         self._refresh()
         self._draw_idle()
@@ -106,37 +107,44 @@ class Workbench:
         self.buttons["train"].on_click(lambda _: self._click_train())
         self.buttons["pause"].on_click(lambda _: self.pause())
         self.buttons["step"].on_click(lambda _: self._click_step())
-        self.progress = W.IntProgress(value=0, min=0, max=1, description="0 / 0",
-                                      style={"description_width": "70px"},
-                                      layout=W.Layout(width="260px"))
+        bar = views.progress(0, 0, self.state.get("steps"))
+        self.progress = W.IntProgress(value=bar.value, min=0, max=bar.max,
+                                      description=bar.description,
+                                      style={"description_width": "90px"},
+                                      layout=W.Layout(width="280px"))
         self.progress.add_class("wsebench-progress")
         self.status = W.HTML()
         self.status.add_class("wsebench-status")
         self.notice = W.HTML()
         self.notice.add_class("wsebench-message")
-        self.loss_image = image("wsebench-loss", "360px")
+        holders = views.placeholders(compiled=False, stepped=False, stale=False)
+        self.loss_image = image("wsebench-loss", "360px", render.placeholder_png(holders["loss"]))
         self.loss_caption = W.HTML()
-        self.heatmap = image("wsebench-heatmap", "280px")
+        self.heatmap = image("wsebench-heatmap", f"{render.VIEW_PX}px",
+                             render.placeholder_png(holders["heatmap"]))
         self.heatmap_caption = W.HTML()
-        self.placement = image("wsebench-placement", "290px")
-        self.report_html = W.HTML()
+        self.placement = image("wsebench-placement", f"{render.VIEW_PX}px",
+                               render.placeholder_png(holders["placement"]))
+        # a wide kernel table scrolls inside the output instead of being cut off
+        self.report_html = W.HTML(layout=W.Layout(max_width="100%", overflow="auto"))
         self.report_html.add_class("wsebench-report-view")
         title = "wsebench workbench"
         intro = ""
         if self.lesson is not None:
             title = f"wsebench lesson: {self.lesson.title}"
             intro = f"<div style='margin:2px 0 6px 0'>{self.lesson.note}</div>"
-        views = W.HBox([
+        pictures = W.HBox([
             titled("Loss and samples/s", self.loss_image, self.loss_caption, width="370px"),
-            titled("Per-core utilization", self.heatmap, self.heatmap_caption, width="290px"),
-            titled("Placement", self.placement, width="300px")],
+            titled("Per-core utilization", self.heatmap, self.heatmap_caption,
+                   width=f"{render.VIEW_PX + 10}px"),
+            titled("Placement", self.placement, width=f"{render.VIEW_PX + 10}px")],
             layout=W.Layout(flex_flow="row wrap"))
         bar = W.HBox([*self.buttons.values(), self.progress],
                       layout=W.Layout(align_items="center", flex_flow="row wrap"))
         self.widget = W.VBox([
             W.HTML(f"<h3 style='margin:4px 0'>{escape(title)}</h3>{intro}"),
             W.HBox(list(self.panels.values()), layout=W.Layout(flex_flow="row wrap")),
-            bar, self.status, self.notice, views, self.report_html])
+            bar, self.status, self.notice, pictures, self.report_html])
         self.widget.add_class("wsebench-workbench")
 
     def _repr_mimebundle_(self, **kwargs):
@@ -189,6 +197,19 @@ class Workbench:
             errors.append(f"{type(err).__name__}: {' '.join(str(err).split())}")
         self._show(self.state.problems() + errors, notes)
         self._update_buttons()
+        if self._outdated != self._views_outdated():
+            self._redraw()
+
+    def _views_outdated(self) -> bool:
+        """Whether the compiled plan pictures another model, wafer or mapping than the
+        controls now name (`views.outdated`); an invalid config pictures nothing."""
+        if not self.runner.compiled:
+            return False
+        try:
+            current = validate(self.state.config)
+        except ConfigError:
+            return True
+        return views.outdated(self.runner.compiled_config, current)
 
     def _stale(self) -> bool:
         def core(c):
@@ -343,6 +364,15 @@ class Workbench:
         playing = self.runner._play.is_set()
         self._draw(force=not playing)
 
+    def _redraw(self) -> None:
+        """Every view from the runner's state: the measured views once a step has run on the
+        current model, else the plan and placeholders."""
+        if self.runner.history and not self._views_outdated():
+            self.placement.value = render.placement_png(self.runner.session.plan)
+            self._draw(force=True)
+        else:
+            self._draw_idle()
+
     def _draw(self, force: bool = False) -> None:
         with self._draw_lock:
             now = time.monotonic()
@@ -353,53 +383,49 @@ class Workbench:
             session, history = self.runner.session, list(self.runner.history)
             if session is None or not history:
                 return
+            self._outdated = False
             rep = session.report()
             self.loss_image.value = self._loss_plot.png(history)
             self.loss_caption.value = ""
-            self.heatmap.value = render.heatmap_png(rep.core_utilization, rep.kernel_grid)
-            self.heatmap_caption.value = render.heatmap_caption(rep, len(history))
+            self.heatmap.value = render.heatmap_png(rep, len(history))
+            self.heatmap_caption.value = render.heatmap_caption(rep)
             self.report_html.value = rep._repr_html_()
             self._last_draw = time.monotonic()
             self._draw_cost = self._last_draw - now
 
     def _draw_status(self) -> None:
         r, history = self.runner, self.runner.history
-        done, target = len(history), max(r.target, len(history), 1)
-        self.progress.max = target
-        self.progress.value = done
-        self.progress.description = f"{done} / {target}"
+        bar = views.progress(len(history), r.target, self.state.get("steps"))
+        self.progress.max = bar.max
+        self.progress.value = bar.value
+        self.progress.description = bar.description
         self.progress.bar_style = {"done": "success", "error": "danger"}.get(r.status, "")
-        parts = [f"<b>{escape(r.status)}</b>"]
-        if done:
-            last = history[-1]
-            parts += [f"step {last.step}", f"loss {last.loss:.4f}",
-                      f"{last.samples_per_s:,.0f} samples/s (simulated)",
-                      f"harvest speedup {last.harvest_speedup:.3f}x", *render.dynamic_parts(last)]
-        if r.session is not None:
-            parts.append(f"backend {r.session.backend}")
+        parts = views.status_line(r.status, history[-1] if len(history) else None,
+                                  r.session.backend if r.session is not None else None)
+        text = [f"<b>{escape(parts[0])}</b>", *map(escape, parts[1:])]
         if r.status == "error" and r.error is not None:
-            parts.append(f"<span style='color:#b00020'>{escape(type(r.error).__name__)}: "
-                         f"{escape(str(r.error))}</span>")
-        self.status.value = " · ".join(parts)
+            text.append(f"<span style='color:#b00020'>{escape(type(r.error).__name__)}: "
+                        f"{escape(str(r.error))}</span>")
+        self.status.value = " · ".join(text)
 
     def _draw_idle(self) -> None:
-        """Views before any step: the placement and the plan, an empty loss plot."""
+        """Views before any step: the placement and the plan, placeholders for the rest; only
+        placeholders before a compile or once the controls name another model or wafer."""
         with self._draw_lock:
             self._draw_status()
             session = self.runner.session
-            self.loss_image.value = b""
-            self.loss_caption.value = "<i>no step yet: press Train or Step</i>"
-            if session is None:
-                self.placement.value = b""
-                self.heatmap.value = b""
-                self.heatmap_caption.value = "<i>press Compile</i>"
+            self._outdated = self._views_outdated()
+            holders = views.placeholders(session is not None, False, self._outdated)
+            self.loss_image.value = render.placeholder_png(holders["loss"])
+            self.heatmap.value = render.placeholder_png(holders["heatmap"])
+            self.loss_caption.value = ""
+            self.heatmap_caption.value = ""
+            if holders["placement"] is not None:
+                self.placement.value = render.placeholder_png(holders["placement"])
                 self.report_html.value = ""
                 return
             plan = session.plan
-            grid, _ = render.plan_grid(plan)
             self.placement.value = render.placement_png(plan)
-            self.heatmap.value = render.heatmap_png(grid * 0.0, grid)
-            self.heatmap_caption.value = "<i>no step yet</i>"
             notes = "".join(f"<div style='color:#777'>{escape(n)}</div>" for n in self.runner.notes)
             self.report_html.value = notes + render.plan_html(plan)
 

@@ -1,0 +1,65 @@
+"""wsebench.widgets.render: the workbench's PNG views are the report's own figures."""
+from __future__ import annotations
+
+import io
+from types import SimpleNamespace
+
+import numpy as np
+from matplotlib.colors import to_rgb
+
+from wsebench import plots
+from wsebench.widgets import render
+
+
+def pixels(data: bytes) -> np.ndarray:
+    from PIL import Image
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def fake_report(values, grid, names):
+    return SimpleNamespace(core_utilization=values, kernel_grid=grid, kernel_names=names,
+                           summary={"wafer": "test", "fabric": "x", "active_pes_pct": 50.0})
+
+
+def two_kernels(shape=(16, 24)):
+    values, grid = np.zeros(shape), np.zeros(shape, dtype=int)
+    grid[:8, :12], values[:8, :12] = 1, 0.2
+    grid[8:, 12:], values[8:, 12:] = 2, 0.9
+    return fake_report(values, grid, ["first", "second"])
+
+
+def colours(image: np.ndarray) -> set:
+    return {tuple(int(v) for v in p) for p in image.reshape(-1, 3)}
+
+
+def test_heatmap_shows_free_cores_grey_and_utilization_on_the_colour_scale():
+    image = pixels(render.heatmap_png(two_kernels(), steps=3))
+    assert image.shape[1] == render.VIEW_PX          # drawn at the size the workbench shows it
+    found = colours(image)
+    grey = tuple(round(255 * c) for c in to_rgb(plots.FREE_CORE))
+    cmap = plots.core_cmap("viridis")
+    low, high = (tuple(round(255 * c) for c in cmap(v)[:3]) for v in (0.2, 0.9))
+    assert grey in found and low in found and high in found
+    dark = tuple(round(255 * c) for c in cmap(0.0)[:3])
+    # the colorbar is the only place viridis' 0 (dark purple) appears: no free core shows it
+    assert sum(1 for p in image.reshape(-1, 3) if tuple(p) == dark) < 0.01 * image[..., 0].size
+
+
+def test_heatmap_of_a_big_fabric_keeps_the_view_size():
+    values = np.random.default_rng(0).random((757, 996))
+    image = pixels(render.heatmap_png(fake_report(values, np.ones((757, 996), int), ["all"]), 1))
+    assert image.shape[1] == render.VIEW_PX and image.shape[0] < 1.2 * render.VIEW_PX
+
+
+def test_placeholder_is_a_visible_picture_not_an_empty_image():
+    image = pixels(render.placeholder_png("no plan yet:\npress Compile"))
+    assert image.shape[1] == render.VIEW_PX and len(colours(image)) > 4    # frame and text
+    assert render.placeholder_png("a") != render.placeholder_png("b")
+
+
+def test_heatmap_caption_formats_the_share_with_one_decimal():
+    report = two_kernels()
+    report.summary["active_pes_pct"] = 26.171875
+    caption = render.heatmap_caption(report)
+    assert "26.2% of cores allocated" in caption and "grey: free cores" in caption
