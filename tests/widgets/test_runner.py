@@ -4,10 +4,10 @@ from __future__ import annotations
 import threading
 import time
 
-import numpy as np
 import pytest
 
 from tests.configs import tiny_config
+from tests.simulator.test_backend import no_cupy  # noqa: F401 - the fixture: CuPy missing
 from wsebench.widgets.runner import Runner
 
 
@@ -89,20 +89,6 @@ def test_recompiling_restarts_from_step_zero_with_the_same_losses():
     assert len(r.history) == 0
     assert r.run(timeout=60).losses == first
     r.stop()
-
-
-@pytest.fixture
-def no_cupy(monkeypatch):
-    """CuPy not importable, with simulator.backend's per-process caches cleared around the test."""
-    import sys
-
-    from simulator import backend
-    backend._probe_cupy.cache_clear()
-    backend._auto_backend.cache_clear()
-    monkeypatch.setitem(sys.modules, "cupy", None)
-    yield
-    backend._probe_cupy.cache_clear()
-    backend._auto_backend.cache_clear()
 
 
 def test_the_numpy_fallback_is_a_note_not_a_warning(no_cupy):

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from html import escape
 
 from ..formatting import fmt
 
@@ -85,6 +86,16 @@ def status_line(status: str, last=None, backend: "str | None" = None) -> list[st
     return parts
 
 
+def status_html(status: str, last=None, backend: "str | None" = None, error=None) -> str:
+    """`status_line` as the workbench shows it: the status in bold, the error in red."""
+    parts = status_line(status, last, backend)
+    text = [f"<b>{escape(parts[0])}</b>", *map(escape, parts[1:])]
+    if status == "error" and error is not None:
+        text.append(f"<span style='color:#b00020'>{escape(type(error).__name__)}: "
+                    f"{escape(str(error))}</span>")
+    return " · ".join(text)
+
+
 def dynamic_parts(result) -> list[str]:
     """Dynamic execution in the status line: ponder steps (ACT) and skipped padding."""
     parts = []
@@ -99,5 +110,5 @@ def dynamic_parts(result) -> list[str]:
     return parts
 
 
-__all__ = ["VIEWS", "CHAR_PX", "LABEL_PX", "CONTROL_PX", "DROPDOWN_PX", "text_px", "Progress", "progress", "outdated", "placeholders", "status_line",
+__all__ = ["VIEWS", "CHAR_PX", "LABEL_PX", "CONTROL_PX", "DROPDOWN_PX", "text_px", "Progress", "progress", "outdated", "placeholders", "status_line", "status_html",
            "dynamic_parts"]

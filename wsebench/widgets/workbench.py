@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from html import escape
 
 import ipywidgets as W
@@ -24,15 +23,14 @@ import ipywidgets as W
 from .. import ConfigError
 
 from . import render, views
-from .panels import image, make_buttons, make_control, make_panels, titled
+from .live import LiveViews
+from .panels import make_buttons, make_control, make_panels
 from .runner import Runner
 from .state import (CONTROLS, PANELS, RUN_ONLY_KEYS, WorkbenchState, check_hide, lesson,
                     lesson_config, validate)
 
-REDRAW_SECONDS = 0.5        # while playing, views redraw at most this often
 
-
-class Workbench:
+class Workbench(LiveViews):
     def __init__(self, config: dict | None = None, preset: str | None = None, hide=None):
         hidden = list(check_hide(hide))
         self.lesson = None
@@ -107,38 +105,14 @@ class Workbench:
         self.buttons["train"].on_click(lambda _: self._click_train())
         self.buttons["pause"].on_click(lambda _: self.pause())
         self.buttons["step"].on_click(lambda _: self._click_step())
-        bar = views.progress(0, 0, self.state.get("steps"))
-        self.progress = W.IntProgress(value=bar.value, min=0, max=bar.max,
-                                      description=bar.description,
-                                      style={"description_width": "90px"},
-                                      layout=W.Layout(width="280px"))
-        self.progress.add_class("wsebench-progress")
-        self.status = W.HTML()
-        self.status.add_class("wsebench-status")
         self.notice = W.HTML()
         self.notice.add_class("wsebench-message")
-        holders = views.placeholders(compiled=False, stepped=False, stale=False)
-        self.loss_image = image("wsebench-loss", "360px", render.placeholder_png(holders["loss"]))
-        self.loss_caption = W.HTML()
-        self.heatmap = image("wsebench-heatmap", f"{render.VIEW_PX}px",
-                             render.placeholder_png(holders["heatmap"]))
-        self.heatmap_caption = W.HTML()
-        self.placement = image("wsebench-placement", f"{render.VIEW_PX}px",
-                               render.placeholder_png(holders["placement"]))
-        # a wide kernel table scrolls inside the output instead of being cut off
-        self.report_html = W.HTML(layout=W.Layout(max_width="100%", overflow="auto"))
-        self.report_html.add_class("wsebench-report-view")
+        pictures = self._build_views()
         title = "wsebench workbench"
         intro = ""
         if self.lesson is not None:
             title = f"wsebench lesson: {self.lesson.title}"
             intro = f"<div style='margin:2px 0 6px 0'>{self.lesson.note}</div>"
-        pictures = W.HBox([
-            titled("Loss and samples/s", self.loss_image, self.loss_caption, width="370px"),
-            titled("Per-core utilization", self.heatmap, self.heatmap_caption,
-                   width=f"{render.VIEW_PX + 10}px"),
-            titled("Placement", self.placement, width=f"{render.VIEW_PX + 10}px")],
-            layout=W.Layout(flex_flow="row wrap"))
         bar = W.HBox([*self.buttons.values(), self.progress],
                       layout=W.Layout(align_items="center", flex_flow="row wrap"))
         self.widget = W.VBox([
@@ -200,25 +174,23 @@ class Workbench:
         if self._outdated != self._views_outdated():
             self._redraw()
 
+    def _validated(self) -> "dict | None":
+        try:
+            return validate(self.state.config)
+        except ConfigError:
+            return None
+
     def _views_outdated(self) -> bool:
         """Whether the compiled plan pictures another model, wafer or mapping than the
         controls now name (`views.outdated`); an invalid config pictures nothing."""
-        if not self.runner.compiled:
-            return False
-        try:
-            current = validate(self.state.config)
-        except ConfigError:
-            return True
-        return views.outdated(self.runner.compiled_config, current)
+        current = self._validated()
+        return self.runner.compiled and (current is None or
+                                         views.outdated(self.runner.compiled_config, current))
 
     def _stale(self) -> bool:
-        def core(c):
-            return {k: v for k, v in c.items() if k not in RUN_ONLY_KEYS}
-        try:
-            current = validate(self.state.config)
-        except ConfigError:
-            return True
-        return core(current) != core(self.runner.compiled_config or {})
+        current = self._validated()
+        core = lambda c: {k: v for k, v in c.items() if k not in RUN_ONLY_KEYS}  # noqa: E731
+        return current is None or core(current) != core(self.runner.compiled_config or {})
 
     def _show(self, problems: list[str], notes: list[str]) -> None:
         parts = [f"<div style='color:#b00020'>✗ {escape(p)}</div>" for p in problems]
@@ -363,71 +335,6 @@ class Workbench:
     def _on_step(self, result) -> None:
         playing = self.runner._play.is_set()
         self._draw(force=not playing)
-
-    def _redraw(self) -> None:
-        """Every view from the runner's state: the measured views once a step has run on the
-        current model, else the plan and placeholders."""
-        if self.runner.history and not self._views_outdated():
-            self.placement.value = render.placement_png(self.runner.session.plan)
-            self._draw(force=True)
-        else:
-            self._draw_idle()
-
-    def _draw(self, force: bool = False) -> None:
-        with self._draw_lock:
-            now = time.monotonic()
-            self._draw_status()
-            # while playing, drawing takes at most about a fifth of the time
-            if not force and now - self._last_draw < max(REDRAW_SECONDS, 4 * self._draw_cost):
-                return
-            session, history = self.runner.session, list(self.runner.history)
-            if session is None or not history:
-                return
-            self._outdated = False
-            rep = session.report()
-            self.loss_image.value = self._loss_plot.png(history)
-            self.loss_caption.value = ""
-            self.heatmap.value = render.heatmap_png(rep, len(history))
-            self.heatmap_caption.value = render.heatmap_caption(rep)
-            self.report_html.value = rep._repr_html_()
-            self._last_draw = time.monotonic()
-            self._draw_cost = self._last_draw - now
-
-    def _draw_status(self) -> None:
-        r, history = self.runner, self.runner.history
-        bar = views.progress(len(history), r.target, self.state.get("steps"))
-        self.progress.max = bar.max
-        self.progress.value = bar.value
-        self.progress.description = bar.description
-        self.progress.bar_style = {"done": "success", "error": "danger"}.get(r.status, "")
-        parts = views.status_line(r.status, history[-1] if len(history) else None,
-                                  r.session.backend if r.session is not None else None)
-        text = [f"<b>{escape(parts[0])}</b>", *map(escape, parts[1:])]
-        if r.status == "error" and r.error is not None:
-            text.append(f"<span style='color:#b00020'>{escape(type(r.error).__name__)}: "
-                        f"{escape(str(r.error))}</span>")
-        self.status.value = " · ".join(text)
-
-    def _draw_idle(self) -> None:
-        """Views before any step: the placement and the plan, placeholders for the rest; only
-        placeholders before a compile or once the controls name another model or wafer."""
-        with self._draw_lock:
-            self._draw_status()
-            session = self.runner.session
-            self._outdated = self._views_outdated()
-            holders = views.placeholders(session is not None, False, self._outdated)
-            self.loss_image.value = render.placeholder_png(holders["loss"])
-            self.heatmap.value = render.placeholder_png(holders["heatmap"])
-            self.loss_caption.value = ""
-            self.heatmap_caption.value = ""
-            if holders["placement"] is not None:
-                self.placement.value = render.placeholder_png(holders["placement"])
-                self.report_html.value = ""
-                return
-            plan = session.plan
-            self.placement.value = render.placement_png(plan)
-            notes = "".join(f"<div style='color:#777'>{escape(n)}</div>" for n in self.runner.notes)
-            self.report_html.value = notes + render.plan_html(plan)
 
 
 __all__ = ["Workbench", "PANELS"]
