@@ -129,18 +129,26 @@ def label_plan(boxes, cell: float) -> list[tuple[tuple, str, float, bool]]:
 
 
 def _name_kernels(ax, report, color, backdrop: bool, colors=None) -> None:
-    """Kernel names in their regions where they fit; a legend "n: name" for the others
+    """Kernel names in their regions where they fit; a legend "n: name" for the others, with
+    the number n in the region or, where even that does not fit, beside it on a leader line
     (`colors`: each kernel's face colour in the legend, else an outline)."""
     numbered = [(report.kernel_names.index(b[0]) + 1, b) for b in kernel_boxes(report)]
     placed = label_plan(numbered, _cell_points(ax, np.shape(report.kernel_grid)))
-    inside = set()
+    inside, labelled = set(), set()
     for (name, row, col, height, width), text, size, rotated in placed:
         ax.text(col - 0.5 + width / 2, row - 0.5 + height / 2, text, ha="center", va="center",
                 fontsize=size, color=color, clip_on=True, rotation=90 if rotated else 0,
                 bbox=dict(boxstyle="round,pad=0.15", fc="black", ec="none", alpha=0.45)
                 if backdrop else None)
+        labelled.add(name)
         if text == name:
             inside.add(name)
+    for n, (name, row, col, height, width) in numbered:
+        if name not in labelled:
+            ax.annotate(str(n), (col - 0.5 + width / 2, row - 0.5 + height / 2),
+                        xytext=(10, 10), textcoords="offset points", fontsize=MIN_FONT,
+                        bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8),
+                        arrowprops=dict(arrowstyle="-", color="black", linewidth=0.6))
     handles = [patches.Patch(facecolor=colors[n - 1] if colors else "none",
                              edgecolor="black", label=f"{n}: {box[0]}")
                for n, box in numbered if box[0] not in inside]

@@ -63,3 +63,20 @@ def test_heatmap_caption_formats_the_share_with_one_decimal():
     report.summary["active_pes_pct"] = 26.171875
     caption = render.heatmap_caption(report)
     assert "26.2% of cores allocated" in caption and "grey: free cores" in caption
+
+
+def scale_span(image: np.ndarray, cmap) -> int:
+    """The most entries of `cmap`'s 256 that one pixel column of the image's right half shows:
+    a colorbar spans most of the scale, a heatmap column has one value per core."""
+    table = np.round(255 * cmap(np.arange(256) / 255)[:, :3])
+    right = image[:, image.shape[1] // 2:].astype(float)
+    dist = ((right[:, :, None, :] - table[None, None]) ** 2).sum(-1)      # rows, cols, 256
+    index = np.where(dist.min(-1) < 3 * 12 ** 2, dist.argmin(-1), -1)
+    return max(len(set(index[:, x]) - {-1}) for x in range(index.shape[1]))
+
+
+def test_heatmap_has_a_colorbar():
+    image = pixels(render.heatmap_png(two_kernels(), steps=3))
+    assert scale_span(image, plots.core_cmap("viridis")) >= 100
+    placement = pixels(render.placeholder_png("no step yet"))
+    assert scale_span(placement, plots.core_cmap("viridis")) < 5       # the check can fail

@@ -264,7 +264,8 @@ def test_hide_and_lesson_presets(bench):
 
 
 def _placeholder(w, view: str, compiled: bool, stepped: bool = False, stale: bool = False):
-    return render.placeholder_png(views.placeholders(compiled, stepped, stale)[view])
+    inches = render.LOSS_INCHES if view == "loss" else render.VIEW_INCHES
+    return render.placeholder_png(views.placeholders(compiled, stepped, stale)[view], inches)
 
 
 def test_before_the_first_compile_every_view_is_a_placeholder_and_progress_counts_the_steps(bench):

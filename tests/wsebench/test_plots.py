@@ -55,6 +55,10 @@ def test_every_kernel_is_outlined_and_named_readably(tiny_run, plot):
     ax = plot(report).axes[0]
     assert _named(ax) >= set(report.kernel_names)
     assert all(t.get_fontsize() >= plots.MIN_FONT for t in ax.texts)      # no 6 px labels
+    # each kernel the legend names carries its number on the map, inside or on a leader line
+    legend = ax.get_legend()
+    listed = [t.get_text().split(":")[0] for t in legend.get_texts()] if legend else []
+    assert set(listed) <= {t.get_text() for t in ax.texts}
     assert len([p for p in ax.patches if not p.get_fill()]) == len(report.kernel_names)
 
 

@@ -33,7 +33,8 @@ class LiveViews:
         self.status = W.HTML()
         self.status.add_class("wsebench-status")
         holders = views.placeholders(compiled=False, stepped=False, stale=False)
-        self.loss_image = image("wsebench-loss", "360px", render.placeholder_png(holders["loss"]))
+        self.loss_image = image("wsebench-loss", f"{render.LOSS_PX}px",
+                                render.placeholder_png(holders["loss"], render.LOSS_INCHES))
         self.loss_caption = W.HTML()
         self.heatmap = image("wsebench-heatmap", f"{render.VIEW_PX}px",
                              render.placeholder_png(holders["heatmap"]))
@@ -45,7 +46,8 @@ class LiveViews:
         self.report_html.add_class("wsebench-report-view")
         width = f"{render.VIEW_PX + 10}px"
         return W.HBox([
-            titled("Loss and samples/s", self.loss_image, self.loss_caption, width="370px"),
+            titled("Loss and samples/s", self.loss_image, self.loss_caption,
+                   width=f"{render.LOSS_PX + 10}px"),
             titled("Per-core utilization", self.heatmap, self.heatmap_caption, width=width),
             titled("Placement", self.placement, width=width)],
             layout=W.Layout(flex_flow="row wrap"))
@@ -98,7 +100,7 @@ class LiveViews:
             session = self.runner.session
             self._outdated = self._views_outdated()
             holders = views.placeholders(session is not None, False, self._outdated)
-            self.loss_image.value = render.placeholder_png(holders["loss"])
+            self.loss_image.value = render.placeholder_png(holders["loss"], render.LOSS_INCHES)
             self.heatmap.value = render.placeholder_png(holders["heatmap"])
             self.loss_caption.value = ""
             self.heatmap_caption.value = ""

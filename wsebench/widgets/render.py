@@ -18,10 +18,13 @@ from ..formatting import fmt
 from ..plots import plot_heatmap, plot_placement
 
 # heatmap and placement: room for the colorbar and a kernel legend; drawn at the size the
-# workbench shows them (VIEW_PX wide), so an 8-point label is 10 pixels on the screen
-VIEW_INCHES = (4.0, 4.3)
+# workbench shows them (VIEW_PX wide), so an 8-point label is 10 pixels on the screen. The
+# three views (LOSS_PX + 2 VIEW_PX and margins) fit one row of a 1,050 px notebook output.
 DPI = 90
+VIEW_INCHES = (3.7, 4.0)
+LOSS_INCHES = (3.8, 3.0)
 VIEW_PX = round(VIEW_INCHES[0] * DPI)
+LOSS_PX = round(LOSS_INCHES[0] * DPI)
 
 
 def png(rgb: np.ndarray) -> bytes:
@@ -99,12 +102,13 @@ class LossPlot:
     """The live loss curve (and simulated samples/s, dashed, on a twin axis): one figure kept
     and redrawn with new data, which is several times cheaper than building a figure per frame."""
 
-    def __init__(self, inches=(4.6, 3.2), dpi: int = 80):
+    def __init__(self, inches=LOSS_INCHES, dpi: int = DPI):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
-        self.fig = Figure(figsize=inches, dpi=dpi)
+        # constrained: the twin axis' tick labels (samples/s with thousands separators, up to
+        # "68,000,000") get the room they need instead of running off the right edge
+        self.fig = Figure(figsize=inches, dpi=dpi, layout="constrained")
         FigureCanvasAgg(self.fig)
-        self.fig.subplots_adjust(left=0.15, right=0.82, bottom=0.14, top=0.9)
         self.ax = self.fig.add_subplot()
         self.twin = self.ax.twinx()
         (self.loss,) = self.ax.plot([], [], color="C0", label="loss")

@@ -17,16 +17,19 @@ from ..formatting import fmt
 VIEWS = ("loss", "heatmap", "placement")
 
 # Control widths: a label or an offered choice wider than its box is cut ("length distribu…",
-# "universal_tran…"). JupyterLab draws widget text at 13 px, about 7 px a character on average
-# for its sans-serif font; CHAR_PX is set a little above that so the estimate errs wide.
-CHAR_PX = 7.2
-LABEL_PX = 156              # "weight sparsity level", the longest label, 21 characters
-DROPDOWN_PX = 28            # a dropdown's arrow and padding
-CONTROL_PX = LABEL_PX + 164 + DROPDOWN_PX   # "universal_transformer", the longest choice
+# "universal_tran…"). JupyterLab draws widget text at 13 px in Helvetica's metrics, where
+# Chromium measures "universal_transformer" 126 px wide: 6.0 px a character; CHAR_PX errs 10%
+# wide, for fonts a little wider than Helvetica.
+CHAR_PX = 6.6
+LABEL_PAD_PX = 10           # between a control's label and its box
+LABEL_PX = 150              # "weight sparsity level", the longest label, 21 characters
+DROPDOWN_PX = 30            # a dropdown's arrow and padding
+CONTROL_PX = LABEL_PX + DROPDOWN_PX + 140   # "universal_transformer", the longest choice
 
 
 def text_px(text: str) -> float:
-    """About how wide `text` is in a widget, in pixels (`CHAR_PX` a character)."""
+    """About how wide `text` is in a widget, in pixels (`CHAR_PX` a character; a label needs
+    `LABEL_PAD_PX` more)."""
     return CHAR_PX * len(str(text))
 # the config sections the heatmap and placement are pictures of: after a change there the views
 # would describe another model or fabric (a family switch left the old model's plots up)
@@ -110,5 +113,5 @@ def dynamic_parts(result) -> list[str]:
     return parts
 
 
-__all__ = ["VIEWS", "CHAR_PX", "LABEL_PX", "CONTROL_PX", "DROPDOWN_PX", "text_px", "Progress", "progress", "outdated", "placeholders", "status_line", "status_html",
+__all__ = ["VIEWS", "CHAR_PX", "LABEL_PAD_PX", "LABEL_PX", "CONTROL_PX", "DROPDOWN_PX", "text_px", "Progress", "progress", "outdated", "placeholders", "status_line", "status_html",
            "dynamic_parts"]
