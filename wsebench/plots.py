@@ -143,10 +143,12 @@ def _name_kernels(ax, report, color, backdrop: bool, colors=None) -> None:
         labelled.add(name)
         if text == name:
             inside.add(name)
+    rows, cols = np.shape(report.kernel_grid)
     for n, (name, row, col, height, width) in numbered:
-        if name not in labelled:
-            ax.annotate(str(n), (col - 0.5 + width / 2, row - 0.5 + height / 2),
-                        xytext=(10, 10), textcoords="offset points", fontsize=MIN_FONT,
+        if name not in labelled:        # beside it, towards the fabric's middle
+            y, x = row - 0.5 + height / 2, col - 0.5 + width / 2
+            away = (10 if x < cols / 2 else -14, -12 if y < rows / 2 else 10)
+            ax.annotate(str(n), (x, y), xytext=away, textcoords="offset points", fontsize=MIN_FONT,
                         bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8),
                         arrowprops=dict(arrowstyle="-", color="black", linewidth=0.6))
     handles = [patches.Patch(facecolor=colors[n - 1] if colors else "none",
@@ -157,8 +159,31 @@ def _name_kernels(ax, report, color, backdrop: bool, colors=None) -> None:
         below = ax.transAxes + ScaledTranslation(0, -_BELOW_AXIS / 72, ax.figure.dpi_scale_trans)
         ax.legend(handles=handles, fontsize=MIN_FONT, loc="upper left", title="kernels",
                   title_fontsize=MIN_FONT, bbox_to_anchor=(0.0, 0.0), bbox_transform=below,
-                  ncol=min(3, len(handles)), frameon=False, handlelength=1.0,
-                  alignment="left")
+                  ncol=_legend_columns(ax, [h.get_label() for h in handles]), frameon=False,
+                  handlelength=1.0, alignment="left", columnspacing=1.0)
+        ax.set_anchor("N")      # the map at the top of its space, the legend right below it
+
+
+def _legend_columns(ax, labels) -> int:
+    """As many columns as fit the axes' width (a column: its longest label and the patch)."""
+    width = ax.figure.get_size_inches()[0] * ax.get_position().width * 72
+    column = (max(map(len, labels)) * _CHAR + 3) * MIN_FONT
+    return int(max(1, min(len(labels), 4, width // column)))
+
+
+def legend_inches(ax) -> float:
+    """How much height `ax`'s kernel legend takes below the axes, in inches (0 without one):
+    a figure made for one map grows by this much, so many small kernels (a transformer's)
+    do not squeeze the map away."""
+    legend = ax.get_legend()
+    if legend is None:
+        return 0.0
+    from matplotlib.backends.backend_agg import RendererAgg
+    fig = ax.figure
+    # its size is in points, whatever the figure's: measured with a renderer of its own, as
+    # laying out the whole figure at the old height would fix the axes there
+    renderer = RendererAgg(*(fig.get_size_inches() * fig.dpi), fig.dpi)
+    return legend.get_window_extent(renderer).height / fig.dpi + 0.1
 
 
 def _outline_kernels(ax, report, color="white", backdrop=True, colors=None) -> None:
@@ -193,11 +218,15 @@ def plot_heatmap(report, ax=None, what: str = "utilization"):
     values = core_balance(report) if attr is None else np.asarray(getattr(report, attr), dtype=float)
     vmax = float(report.summary.get("sram_bytes_per_core") or values.max() or 1.0) \
         if what == "sram" else 1.0
+    own = ax is None
     fig, ax = _axes(ax)
     image = ax.imshow(free_masked(values, report.kernel_grid), cmap=core_cmap(cmap), vmin=0.0,
                       vmax=vmax, interpolation="nearest")
-    fig.colorbar(image, ax=ax, label=label, shrink=0.85)
+    # an inset colorbar is exactly as tall as the map, whatever the kernel legend below adds
+    fig.colorbar(image, cax=ax.inset_axes([1.04, 0.0, 0.05, 1.0]), label=label)
     _outline_kernels(ax, report)
+    if own:
+        fig.set_figheight(fig.get_figheight() + legend_inches(ax))
     s = report.summary
     ax.set_title(f"{what} per core: {s.get('wafer', '')} {s.get('fabric', '')}")
     ax.set_xlabel("fabric column")
@@ -235,10 +264,13 @@ def plot_placement(report, ax=None):
     """Which kernel holds each core (free cores `FREE_CORE` grey), with the kernels' names."""
     n = len(report.kernel_names)
     colors = [matplotlib.colormaps["tab20"](i % 20) for i in range(n)]
+    own = ax is None
     fig, ax = _axes(ax)
     ax.imshow(report.kernel_grid, cmap=ListedColormap([FREE_CORE] + colors), vmin=-0.5,
               vmax=n + 0.5, interpolation="nearest")
     _outline_kernels(ax, report, color="black", backdrop=False, colors=colors)
+    if own:
+        fig.set_figheight(fig.get_figheight() + legend_inches(ax))
     s = report.summary
     ax.set_title(f"placement: {s.get('wafer', '')} {s.get('fabric', '')}, "
                  f"{fmt(s.get('active_pes_pct', 0), '%')} of cores allocated")

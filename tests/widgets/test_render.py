@@ -36,14 +36,15 @@ def colours(image: np.ndarray) -> set:
 def test_heatmap_shows_free_cores_grey_and_utilization_on_the_colour_scale():
     image = pixels(render.heatmap_png(two_kernels(), steps=3))
     assert image.shape[1] == render.VIEW_PX          # drawn at the size the workbench shows it
-    found = colours(image)
-    grey = tuple(round(255 * c) for c in to_rgb(plots.FREE_CORE))
     cmap = plots.core_cmap("viridis")
-    low, high = (tuple(round(255 * c) for c in cmap(v)[:3]) for v in (0.2, 0.9))
-    assert grey in found and low in found and high in found
-    dark = tuple(round(255 * c) for c in cmap(0.0)[:3])
-    # the colorbar is the only place viridis' 0 (dark purple) appears: no free core shows it
-    assert sum(1 for p in image.reshape(-1, 3) if tuple(p) == dark) < 0.01 * image[..., 0].size
+
+    def share(rgb) -> float:        # of the pixels within 3 levels of `rgb` (resampling)
+        near = np.abs(image.astype(int) - np.round(255 * np.asarray(rgb[:3]))).max(-1) <= 3
+        return near.mean()
+    assert share(to_rgb(plots.FREE_CORE)) > 0.08          # half the cores are free: grey
+    assert share(cmap(0.2)) > 0.03 and share(cmap(0.9)) > 0.03
+    # viridis' 0 (dark purple) shows only in the colorbar: no free core takes it
+    assert share(cmap(0.0)) < 0.01
 
 
 def test_heatmap_of_a_big_fabric_keeps_the_view_size():

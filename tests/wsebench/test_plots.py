@@ -24,9 +24,11 @@ def test_heatmap_image_has_the_fabric_shape_and_values(tiny_run):
 
 def test_heatmap_has_axes_and_a_colorbar(tiny_run):
     fig = plots.plot_heatmap(tiny_run["report"])
-    ax, bar = fig.axes
+    ax = fig.axes[0]
     assert ax.get_xlabel() == "fabric column" and ax.get_ylabel() == "fabric row"
-    assert bar.get_ylabel() == "busy cycles / step cycles"
+    bar = ax.images[0].colorbar
+    assert bar is not None and bar.ax.get_ylabel() == "busy cycles / step cycles"
+    assert bar.ax.get_position().height == pytest.approx(ax.get_position().height)
 
 
 def test_sram_heatmap_shows_bytes_per_core(tiny_run):

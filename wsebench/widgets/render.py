@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from ..formatting import fmt
-from ..plots import plot_heatmap, plot_placement
+from ..plots import legend_inches, plot_heatmap, plot_placement
 
 # heatmap and placement: room for the colorbar and a kernel legend; drawn at the size the
 # workbench shows them (VIEW_PX wide), so an 8-point label is 10 pixels on the screen. The
@@ -66,6 +66,12 @@ def heatmap_png(report, steps: int) -> bytes:
     fig, ax = _figure()
     plot_heatmap(report, ax=ax)
     ax.set_title(f"utilization per core, step {fmt(steps)}", fontsize=9)
+    return _map_png(fig, ax)
+
+
+def _map_png(fig, ax) -> bytes:
+    """A map's PNG, its figure taller by its kernel legend (VIEW_PX wide whatever the model)."""
+    fig.set_figheight(fig.get_figheight() + legend_inches(ax))
     return figure_png(fig)
 
 
@@ -95,7 +101,7 @@ def placement_png(plan) -> bytes:
     s = view.summary
     ax.set_title(f"{s['wafer']} {s['fabric']}: {fmt(s['active_pes_pct'], '%')} of cores "
                  "allocated", fontsize=9)
-    return figure_png(fig)
+    return _map_png(fig, ax)
 
 
 class LossPlot:
