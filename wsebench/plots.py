@@ -143,25 +143,35 @@ def _name_kernels(ax, report, color, backdrop: bool, colors=None) -> None:
         labelled.add(name)
         if text == name:
             inside.add(name)
-    rows, cols = np.shape(report.kernel_grid)
-    for n, (name, row, col, height, width) in numbered:
-        if name not in labelled:        # beside it, towards the fabric's middle
-            y, x = row - 0.5 + height / 2, col - 0.5 + width / 2
-            away = (10 if x < cols / 2 else -14, -12 if y < rows / 2 else 10)
-            ax.annotate(str(n), (x, y), xytext=away, textcoords="offset points", fontsize=MIN_FONT,
-                        bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8),
-                        arrowprops=dict(arrowstyle="-", color="black", linewidth=0.6))
+    for n, box in numbered:
+        if box[0] not in labelled:
+            _number_beside(ax, n, box, np.shape(report.kernel_grid))
     handles = [patches.Patch(facecolor=colors[n - 1] if colors else "none",
                              edgecolor="black", label=f"{n}: {box[0]}")
                for n, box in numbered if box[0] not in inside]
     if handles:
-        from matplotlib.transforms import ScaledTranslation
-        below = ax.transAxes + ScaledTranslation(0, -_BELOW_AXIS / 72, ax.figure.dpi_scale_trans)
-        ax.legend(handles=handles, fontsize=MIN_FONT, loc="upper left", title="kernels",
-                  title_fontsize=MIN_FONT, bbox_to_anchor=(0.0, 0.0), bbox_transform=below,
-                  ncol=_legend_columns(ax, [h.get_label() for h in handles]), frameon=False,
-                  handlelength=1.0, alignment="left", columnspacing=1.0)
-        ax.set_anchor("N")      # the map at the top of its space, the legend right below it
+        _kernel_legend(ax, handles)
+
+
+def _number_beside(ax, number: int, box, shape) -> None:
+    """`number` next to a region too small to hold it, on a leader line, towards the middle."""
+    _, row, col, height, width = box
+    y, x = row - 0.5 + height / 2, col - 0.5 + width / 2
+    away = (10 if x < shape[1] / 2 else -14, -12 if y < shape[0] / 2 else 10)
+    ax.annotate(str(number), (x, y), xytext=away, textcoords="offset points", fontsize=MIN_FONT,
+                bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8),
+                arrowprops=dict(arrowstyle="-", color="black", linewidth=0.6))
+
+
+def _kernel_legend(ax, handles) -> None:
+    """The legend of the kernels not named in their regions, below the axes' x label."""
+    from matplotlib.transforms import ScaledTranslation
+    below = ax.transAxes + ScaledTranslation(0, -_BELOW_AXIS / 72, ax.figure.dpi_scale_trans)
+    ax.legend(handles=handles, fontsize=MIN_FONT, loc="upper left", title="kernels",
+              title_fontsize=MIN_FONT, bbox_to_anchor=(0.0, 0.0), bbox_transform=below,
+              ncol=_legend_columns(ax, [h.get_label() for h in handles]), frameon=False,
+              handlelength=1.0, alignment="left", columnspacing=1.0)
+    ax.set_anchor("N")          # the map at the top of its space, the legend right below it
 
 
 def _legend_columns(ax, labels) -> int:
@@ -171,19 +181,23 @@ def _legend_columns(ax, labels) -> int:
     return int(max(1, min(len(labels), 4, width // column)))
 
 
-def legend_inches(ax) -> float:
-    """How much height `ax`'s kernel legend takes below the axes, in inches (0 without one):
-    a figure made for one map grows by this much, so many small kernels (a transformer's)
-    do not squeeze the map away."""
-    legend = ax.get_legend()
-    if legend is None:
-        return 0.0
+def fit_legend(ax) -> None:
+    """For a figure made for one map: the kernel legend gets a band of its own height under
+    the map (the figure grows by it), outside the layout, so many small kernels (a
+    transformer's) neither run off the bottom nor squeeze the map away."""
+    legend, fig = ax.get_legend(), ax.figure
+    engine = fig.get_layout_engine()
+    if legend is None or not hasattr(engine, "set"):
+        return
     from matplotlib.backends.backend_agg import RendererAgg
-    fig = ax.figure
-    # its size is in points, whatever the figure's: measured with a renderer of its own, as
-    # laying out the whole figure at the old height would fix the axes there
+    # its size is in points whatever the figure's: measured with a renderer of its own
     renderer = RendererAgg(*(fig.get_size_inches() * fig.dpi), fig.dpi)
-    return legend.get_window_extent(renderer).height / fig.dpi + 0.1
+    band = legend.get_window_extent(renderer).height / fig.dpi + 0.1
+    height = fig.get_figheight() + band
+    fig.set_figheight(height)
+    legend.set_in_layout(False)
+    engine.set(rect=(0, band / height, 1, 1 - band / height))
+    legend.set_bbox_to_anchor((0.02, band / height), transform=fig.transFigure)
 
 
 def _outline_kernels(ax, report, color="white", backdrop=True, colors=None) -> None:
@@ -226,7 +240,7 @@ def plot_heatmap(report, ax=None, what: str = "utilization"):
     fig.colorbar(image, cax=ax.inset_axes([1.04, 0.0, 0.05, 1.0]), label=label)
     _outline_kernels(ax, report)
     if own:
-        fig.set_figheight(fig.get_figheight() + legend_inches(ax))
+        fit_legend(ax)
     s = report.summary
     ax.set_title(f"{what} per core: {s.get('wafer', '')} {s.get('fabric', '')}")
     ax.set_xlabel("fabric column")
@@ -270,7 +284,7 @@ def plot_placement(report, ax=None):
               vmax=n + 0.5, interpolation="nearest")
     _outline_kernels(ax, report, color="black", backdrop=False, colors=colors)
     if own:
-        fig.set_figheight(fig.get_figheight() + legend_inches(ax))
+        fit_legend(ax)
     s = report.summary
     ax.set_title(f"placement: {s.get('wafer', '')} {s.get('fabric', '')}, "
                  f"{fmt(s.get('active_pes_pct', 0), '%')} of cores allocated")

@@ -169,3 +169,26 @@ def test_density_plot_has_a_bar_per_tensor_and_ticks_at_targets():
     assert widths == pytest.approx([t["density"] for t in report.tensors])
     targets = [t for t in report.tensors if t["target_density"] is not None]
     assert len(ax.lines) == len(targets) >= 2              # forward drop and gradient drop
+
+
+def _many_small_kernels(n: int = 14):
+    """A fabric of n one-row kernels with long names, like a transformer's."""
+    from types import SimpleNamespace
+    grid = np.zeros((32, 32), dtype=int)
+    for i in range(n):
+        grid[2 * i, 1:3] = i + 1
+    return SimpleNamespace(kernel_grid=grid, core_utilization=(grid > 0) * 0.5,
+                           kernel_names=[f"layers.{i}.attn.sdpa" for i in range(n)],
+                           summary={"wafer": "w", "fabric": "32 x 32", "active_pes_pct": 3.0})
+
+
+@pytest.mark.parametrize("plot", [plots.plot_heatmap, plots.plot_placement])
+def test_a_long_kernel_legend_grows_the_figure_and_stays_inside_it(plot):
+    import io
+    fig = plot(_many_small_kernels())
+    legend = fig.axes[0].get_legend()
+    assert len(legend.get_texts()) == 14
+    assert fig.get_figheight() > 5.0                       # grown from the default (6, 5)
+    fig.savefig(io.BytesIO(), format="png")                # lays it out
+    box = legend.get_window_extent()
+    assert box.y0 >= 0 and box.y1 <= fig.bbox.height      # no entry cut off at the bottom

@@ -15,13 +15,13 @@ from types import SimpleNamespace
 import numpy as np
 
 from ..formatting import fmt
-from ..plots import legend_inches, plot_heatmap, plot_placement
+from ..plots import fit_legend, plot_heatmap, plot_placement
 
 # heatmap and placement: room for the colorbar and a kernel legend; drawn at the size the
 # workbench shows them (VIEW_PX wide), so an 8-point label is 10 pixels on the screen. The
 # three views (LOSS_PX + 2 VIEW_PX and margins) fit one row of a 1,050 px notebook output.
 DPI = 90
-VIEW_INCHES = (3.7, 4.0)
+VIEW_INCHES = (3.7, 3.4)
 LOSS_INCHES = (3.8, 3.0)
 VIEW_PX = round(VIEW_INCHES[0] * DPI)
 LOSS_PX = round(LOSS_INCHES[0] * DPI)
@@ -71,7 +71,7 @@ def heatmap_png(report, steps: int) -> bytes:
 
 def _map_png(fig, ax) -> bytes:
     """A map's PNG, its figure taller by its kernel legend (VIEW_PX wide whatever the model)."""
-    fig.set_figheight(fig.get_figheight() + legend_inches(ax))
+    fit_legend(ax)
     return figure_png(fig)
 
 
