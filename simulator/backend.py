@@ -7,7 +7,7 @@ have no common NumPy/CuPy spelling (``erf``, unbuffered scatter-add) live here f
 from __future__ import annotations
 
 import functools
-import warnings
+import logging
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -19,6 +19,11 @@ from compiler.errors import ConfigError
 BACKEND_NAMES = ("auto", "numpy", "cupy")
 
 _INSTALL_HINT = "use backend='numpy', or install CuPy with `pip install cupy-cuda12x`"
+
+# The NumPy fallback is normal on a laptop, so it is said quietly: one INFO line on this logger
+# (shown where an application turns logging on; `wsebench.widgets` shows it in the workbench),
+# never a UserWarning, which a notebook prints in red as though something were wrong.
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -63,18 +68,19 @@ def cuda_available() -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _auto_backend() -> Backend:
-    """Resolve "auto" once per process, so the fallback warning is given only once."""
+    """Resolve "auto" once per process, so the fallback is logged only once."""
     cupy, reason = _probe_cupy()
     if cupy is not None:
         return Backend("cupy", cupy, reason)
-    warnings.warn(f"wsebench simulator: falling back to NumPy ({reason})", UserWarning, stacklevel=3)
+    log.info("wsebench simulator: falling back to NumPy (%s)", reason)
     return Backend("numpy", np, reason)
 
 
 def get_backend(name: str = "auto") -> Backend:
     """Return the ``Backend`` for ``name``: "auto", "numpy" or "cupy".
 
-    "auto" prefers CuPy when it imports and a kernel runs, else NumPy with one ``UserWarning``.
+    "auto" prefers CuPy when it imports and a kernel runs, else NumPy, saying why once: an
+    INFO record on the ``simulator.backend`` logger, and ``Backend.reason``.
     "cupy" raises ``RuntimeError`` when CuPy or CUDA is unusable, rather than silently
     running somewhere the user did not ask for.
     """

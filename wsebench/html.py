@@ -11,12 +11,15 @@ import json
 from html import escape
 from pathlib import Path
 
+from .formatting import fmt
+
 _STYLE = """<style>
 .wsebench-report table{border-collapse:collapse;margin:0.4em 0 1em 0;font-size:0.9em}
 .wsebench-report th,.wsebench-report td{border:1px solid #ccc;padding:2px 8px;text-align:right}
 .wsebench-report th{background:#f3f3f3}
 .wsebench-report td.k,.wsebench-report th.k{text-align:left}
 .wsebench-report pre{background:#f7f7f7;padding:0.6em;overflow-x:auto;font-size:0.85em}
+.wsebench-report .wsebench-scroll{overflow-x:auto;max-width:100%}
 </style>"""
 
 KERNEL_COLUMNS = (
@@ -27,26 +30,11 @@ KERNEL_COLUMNS = (
     ("harvested_macs", "harvested MACs"), ("imbalance", "busiest / mean core"),
     ("sram_bytes_per_core", "SRAM/core (B)"),
 )
+_KERNEL_UNITS = {"speedup_vs_dense": "x", "imbalance": "x", "x_density": "share",
+                 "dy_density": "share", "utilization": "share"}
 TENSOR_COLUMNS = (("tensor", "tensor"), ("kind", "kind"), ("module", "module"),
                   ("kernel", "kernel"), ("target_density", "target density"),
                   ("density", "actual density"), ("elements", "elements"))
-
-
-def fmt(value) -> str:
-    """A number as people read it: thousands separators, two decimals, more below 1."""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            return "unbounded" if value > 0 else str(value)
-        if abs(value) >= 1000:
-            return f"{value:,.0f}"
-        if abs(value) >= 1 or value == 0:
-            return f"{value:.2f}"
-        return f"{value:.4f}" if abs(value) >= 0.001 else f"{value:.3e}"
-    return str(value)
 
 
 def _rows(pairs) -> str:
@@ -62,9 +50,9 @@ def summary_rows(summary: dict) -> list[tuple[str, object]]:
         ("Samples/s", s.get("samples_per_s")),
         ("Compute Samples/s", s.get("compute_samples_per_s")),
         ("Transmission Samples/s", s.get("transmission_samples_per_s")),
-        ("Active PEs %", s.get("active_pes_pct")),
-        ("Compute Utilization %", s.get("compute_utilization_pct")),
-        ("Mean utilization of active PEs %", s.get("mean_utilization_active_pct")),
+        ("Active PEs %", _pct(s.get("active_pes_pct"))),
+        ("Compute Utilization %", _pct(s.get("compute_utilization_pct"))),
+        ("Mean utilization of active PEs %", _pct(s.get("mean_utilization_active_pct"))),
         ("Samples per step", s.get("samples_per_step")),
         ("Sparsity harvesting", s.get("harvest")),
         ("Measured cycles/step", s.get("step_cycles")),
@@ -89,15 +77,19 @@ def summary_rows(summary: dict) -> list[tuple[str, object]]:
 
 
 def _fractions(values):
-    return None if values is None else ", ".join(f"{100 * v:.0f}%" for v in values)
+    return None if values is None else ", ".join(fmt(v, "share") for v in values)
+
+
+def _pct(value):
+    return None if value is None else fmt(value, "%")
 
 
 def _percent(value):
-    return None if value is None else f"{100 * value:.1f}%"
+    return None if value is None else fmt(value, "share")
 
 
 def _ratio(value):
-    return None if value is None else f"{value:.3f}x"
+    return None if value is None else fmt(value, "x")
 
 
 def _pair(a, b, word="/"):
@@ -112,16 +104,16 @@ def kernel_table(kernels: list[dict]) -> str:
         cells = []
         for key, _ in KERNEL_COLUMNS:
             value = k.get(key, "")
-            if key in ("speedup_vs_dense", "imbalance") and isinstance(value, float):
-                value = f"{value:.3f}x"
-            elif key in ("x_density", "dy_density") and isinstance(value, float):
-                value = f"{100 * value:.1f}%"
-            elif key == "utilization" and isinstance(value, float):
-                value = f"{100 * value:.1f}%"
             cls = " class='k'" if key in ("name", "kind") else ""
-            cells.append(f"<td{cls}>{escape(fmt(value))}</td>")
+            cells.append(f"<td{cls}>{escape(fmt(value, _KERNEL_UNITS.get(key)))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    return scroll(f"<table><tr>{head}</tr>{''.join(body)}</table>")
+
+
+def scroll(table: str) -> str:
+    """A wide table in a box that scrolls sideways instead of being cut off (a notebook's
+    output area hides what overflows it)."""
+    return f"<div class='wsebench-scroll'>{table}</div>"
 
 
 def report_html(report, extra: dict | None = None) -> str:
@@ -139,7 +131,7 @@ def report_html(report, extra: dict | None = None) -> str:
 
 
 def _density(value) -> str:
-    return "natural" if value is None else f"{100 * value:.1f}%"
+    return "natural" if value is None else fmt(value, "share")
 
 
 def tensor_table(tensors: list[dict]) -> str:
@@ -156,19 +148,19 @@ def tensor_table(tensors: list[dict]) -> str:
             cls = " class='k'" if i < 4 else ""
             cells.append(f"<td{cls}>{escape(fmt(value))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    return scroll(f"<table><tr>{head}</tr>{''.join(body)}</table>")
 
 
 def comparison_html(c) -> str:
     """A sparse run next to its dense baseline (`wsebench.sparsity.compare`)."""
-    acc = lambda v: "" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    acc = lambda v: "" if v is None else fmt(v, "share")  # noqa: E731
     rows = [("", "sparse", "dense"),
             ("samples/s (simulated)", fmt(c.samples_per_s), fmt(c.dense_samples_per_s)),
             ("final loss (mean of last 5 steps)", fmt(c.final_loss), fmt(c.dense_final_loss)),
             ("accuracy", acc(c.accuracy), acc(c.dense_accuracy))]
     body = "".join("<tr>" + "".join(f"<td class='k'>{escape(str(v))}</td>" for v in r) + "</tr>"
                    for r in rows)
-    return (f"{_STYLE}<div class='wsebench-report'><p>speedup vs dense: <b>{c.speedup:.3f}x</b>"
+    return (f"{_STYLE}<div class='wsebench-report'><p>speedup vs dense: <b>{fmt(c.speedup, 'x')}</b>"
             f"</p><table>{body}</table></div>")
 
 
@@ -183,13 +175,13 @@ def harvest_comparison(runs: dict) -> str:
         s = run["report"].summary
         body += (f"<tr><td class='k'>{escape(label)}</td><td>{fmt(s['harvest'])}</td>"
                  f"<td>{fmt(s['step_cycles'])}</td><td>{fmt(s['dense_step_cycles'])}</td>"
-                 f"<td>{s['harvest_speedup']:.3f}x</td><td>{fmt(s['samples_per_s'])}</td>"
-                 f"<td>{fmt(run['final_loss'])}</td><td>{100 * run['accuracy']:.1f}%</td></tr>")
-    out = f"<table>{head}{body}</table>"
+                 f"<td>{fmt(s['harvest_speedup'], 'x')}</td><td>{fmt(s['samples_per_s'])}</td>"
+                 f"<td>{fmt(run['final_loss'])}</td><td>{fmt(run['accuracy'], 'share')}</td></tr>")
+    out = scroll(f"<table>{head}{body}</table>")
     ratio = on_off_ratio(runs)
     if ratio is not None:
         out += (f"<p>Harvest off / harvest on, measured cycles per step: "
-                f"<b>{ratio:.3f}x</b></p>")
+                f"<b>{fmt(ratio, 'x')}</b></p>")
     return out
 
 
@@ -206,7 +198,7 @@ def run_extra(run: dict) -> dict:
     """The run-level figures that sit next to a report: steps, loss, accuracy, wall time."""
     history = run["history"]
     return {"Steps trained": len(history), "First loss": history[0].loss,
-            "Final loss": run["final_loss"], "Training accuracy": f"{100 * run['accuracy']:.1f}%",
+            "Final loss": run["final_loss"], "Training accuracy": fmt(run["accuracy"], "share"),
             "Backend": run["session"].backend,
             "Wall-clock seconds (compile + train)": run.get("wall_seconds")}
 

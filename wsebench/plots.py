@@ -23,6 +23,8 @@ from matplotlib import patches  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from .formatting import fmt  # noqa: E402
+
 _HEATMAPS = {
     "utilization": ("core_utilization", "busy cycles / step cycles", "viridis"),
     "sram": ("sram_per_core", "SRAM bytes resident per core", "magma"),
@@ -60,6 +62,26 @@ def _axes(ax, figsize=(6.0, 5.0)):
     return fig, fig.add_subplot()
 
 
+# One colour scale in every rendering (the report's figures, the workbench's views): free
+# cores, which no kernel holds, are this grey in every heatmap and in the placement map, so
+# they never read as a value of the scale (viridis' 0 is dark purple: an idle core of a kernel).
+FREE_CORE = "#d9d9d9"
+MIN_FONT = 8.0              # points: the smallest kernel label drawn (6 px labels are unreadable)
+MAX_FONT = 10.0
+_BELOW_AXIS = 34            # points from the axes' bottom to below its tick labels and x label
+_CHAR = 0.62                # a character's width in a sans-serif font, in ems (DejaVu Sans ~0.6)
+
+
+def core_cmap(name: str):
+    """Colormap `name` with masked values (free cores) drawn in `FREE_CORE`."""
+    return matplotlib.colormaps[name].with_extremes(bad=FREE_CORE)
+
+
+def free_masked(values, kernel_grid) -> np.ma.MaskedArray:
+    """`values` with the free cores (kernel_grid == 0) masked: they draw as `FREE_CORE`."""
+    return np.ma.masked_array(np.asarray(values, dtype=float), mask=np.asarray(kernel_grid) == 0)
+
+
 def kernel_boxes(report) -> list[tuple[str, int, int, int, int]]:
     """(name, row, col, height, width) of each kernel's region, from `report.kernel_grid`."""
     boxes = []
@@ -71,24 +93,119 @@ def kernel_boxes(report) -> list[tuple[str, int, int, int, int]]:
     return boxes
 
 
-def _label(ax, box, color, backdrop: bool) -> None:
-    """The kernel's name at its region's centre; upright along tall, narrow regions."""
-    name, row, col, height, width = box
-    tall = height >= 3 * width
-    size = max(5, min(9, 3 + 2 * (min(height, 2 * width) if tall else min(height, width))))
-    ax.text(col - 0.5 + width / 2, row - 0.5 + height / 2, name, ha="center", va="center",
-            fontsize=size, color=color, clip_on=True, rotation=90 if tall else 0,
-            bbox=dict(boxstyle="round,pad=0.15", fc="black", ec="none", alpha=0.45)
-            if backdrop else None)
+def _cell_points(ax, shape) -> float:
+    """About how many points one core takes on `ax` (from its position before layout, which
+    the layout shrinks by the labels' room: the 0.85 covers that)."""
+    width, height = ax.figure.get_size_inches() * ax.get_position().size * 72 * 0.85
+    rows, cols = shape
+    return min(width / cols, height / rows)
 
 
-def _outline_kernels(ax, report, color="white", backdrop=True) -> None:
-    for box in kernel_boxes(report):
-        _, row, col, height, width = box
+def _fitting_font(text: str, width: float, height: float) -> "float | None":
+    """The largest font in [MIN_FONT, MAX_FONT] (points) at which `text` fits a width x height
+    point box on one line, else None."""
+    size = min(MAX_FONT, (width - 2) / (_CHAR * max(len(text), 1)), height / 1.3)
+    return size if size >= MIN_FONT else None
+
+
+def label_plan(boxes, cell: float) -> list[tuple[tuple, str, float, bool]]:
+    """Where each kernel's name goes: (box, text, fontsize, rotated) for a label drawn in its
+    region. A region that holds its name (upright along a tall one) shows it; a smaller one
+    shows its number (its index in the report's kernels) if that fits, and the legend names it."""
+    out = []
+    for number, box in boxes:
+        name, _, _, height, width = box
+        w, h = width * cell, height * cell
+        for text in (name, str(number)):
+            for rotated, (a, b) in ((False, (w, h)), (True, (h, w))):
+                size = _fitting_font(text, a, b)
+                if size is not None:
+                    out.append((box, text, size, rotated))
+                    break
+            else:
+                continue
+            break
+    return out
+
+
+def _name_kernels(ax, report, color, backdrop: bool, colors=None) -> None:
+    """Kernel names in their regions where they fit; a legend "n: name" for the others, with
+    the number n in the region or, where even that does not fit, beside it on a leader line
+    (`colors`: each kernel's face colour in the legend, else an outline)."""
+    numbered = [(report.kernel_names.index(b[0]) + 1, b) for b in kernel_boxes(report)]
+    placed = label_plan(numbered, _cell_points(ax, np.shape(report.kernel_grid)))
+    inside, labelled = set(), set()
+    for (name, row, col, height, width), text, size, rotated in placed:
+        ax.text(col - 0.5 + width / 2, row - 0.5 + height / 2, text, ha="center", va="center",
+                fontsize=size, color=color, clip_on=True, rotation=90 if rotated else 0,
+                bbox=dict(boxstyle="round,pad=0.15", fc="black", ec="none", alpha=0.45)
+                if backdrop else None)
+        labelled.add(name)
+        if text == name:
+            inside.add(name)
+    for n, box in numbered:
+        if box[0] not in labelled:
+            _number_beside(ax, n, box, np.shape(report.kernel_grid))
+    handles = [patches.Patch(facecolor=colors[n - 1] if colors else "none",
+                             edgecolor="black", label=f"{n}: {box[0]}")
+               for n, box in numbered if box[0] not in inside]
+    if handles:
+        _kernel_legend(ax, handles)
+
+
+def _number_beside(ax, number: int, box, shape) -> None:
+    """`number` next to a region too small to hold it, on a leader line, towards the middle."""
+    _, row, col, height, width = box
+    y, x = row - 0.5 + height / 2, col - 0.5 + width / 2
+    away = (10 if x < shape[1] / 2 else -14, -12 if y < shape[0] / 2 else 10)
+    ax.annotate(str(number), (x, y), xytext=away, textcoords="offset points", fontsize=MIN_FONT,
+                bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8),
+                arrowprops=dict(arrowstyle="-", color="black", linewidth=0.6))
+
+
+def _kernel_legend(ax, handles) -> None:
+    """The legend of the kernels not named in their regions, below the axes' x label."""
+    from matplotlib.transforms import ScaledTranslation
+    below = ax.transAxes + ScaledTranslation(0, -_BELOW_AXIS / 72, ax.figure.dpi_scale_trans)
+    ax.legend(handles=handles, fontsize=MIN_FONT, loc="upper left", title="kernels",
+              title_fontsize=MIN_FONT, bbox_to_anchor=(0.0, 0.0), bbox_transform=below,
+              ncol=_legend_columns(ax, [h.get_label() for h in handles]), frameon=False,
+              handlelength=1.0, alignment="left", columnspacing=1.0)
+    ax.set_anchor("N")          # the map at the top of its space, the legend right below it
+
+
+def _legend_columns(ax, labels) -> int:
+    """As many columns as fit the axes' width (a column: its longest label and the patch)."""
+    width = ax.figure.get_size_inches()[0] * ax.get_position().width * 72
+    column = (max(map(len, labels)) * _CHAR + 3) * MIN_FONT
+    return int(max(1, min(len(labels), 4, width // column)))
+
+
+def fit_legend(ax) -> None:
+    """For a figure made for one map: the kernel legend gets a band of its own height under
+    the map (the figure grows by it), outside the layout, so many small kernels (a
+    transformer's) neither run off the bottom nor squeeze the map away."""
+    legend, fig = ax.get_legend(), ax.figure
+    engine = fig.get_layout_engine()
+    if legend is None or not hasattr(engine, "set"):
+        return
+    from matplotlib.backends.backend_agg import RendererAgg
+    # its size is in points whatever the figure's: measured with a renderer of its own
+    renderer = RendererAgg(*(fig.get_size_inches() * fig.dpi), fig.dpi)
+    band = legend.get_window_extent(renderer).height / fig.dpi + 0.1
+    height = fig.get_figheight() + band
+    fig.set_figheight(height)
+    legend.set_in_layout(False)
+    engine.set(rect=(0, band / height, 1, 1 - band / height))
+    legend.set_bbox_to_anchor((0.02, band / height), transform=fig.transFigure)
+
+
+def _outline_kernels(ax, report, color="white", backdrop=True, colors=None) -> None:
+    for _, row, col, height, width in kernel_boxes(report):
         # imshow puts cell (r, c) at [c-0.5, c+0.5] x [r-0.5, r+0.5]
         ax.add_patch(patches.Rectangle((col - 0.5, row - 0.5), width, height, fill=False,
                                        edgecolor=color, linewidth=1.2))
-        _label(ax, box, color, backdrop)
+    _name_kernels(ax, report, color, backdrop, colors)
 
 
 def core_balance(report) -> np.ndarray:
@@ -107,18 +224,23 @@ def core_balance(report) -> np.ndarray:
 def plot_heatmap(report, ax=None, what: str = "utilization"):
     """Per-core image of `what`, shaped (rows, cols) like the fabric: "utilization" (busy /
     step cycles), "sram" (bytes resident) or "balance" (`core_balance`: busy / busiest core of
-    the kernel, which shows the imbalance sparsity causes); free cores show as 0 and each
-    kernel's region is outlined and named."""
+    the kernel, which shows the imbalance sparsity causes); free cores are `FREE_CORE` grey
+    (masked) and each kernel's region is outlined and named."""
     if what not in _HEATMAPS:
         raise ValueError(f"what must be one of {', '.join(_HEATMAPS)}, got {what!r}")
     attr, label, cmap = _HEATMAPS[what]
     values = core_balance(report) if attr is None else np.asarray(getattr(report, attr), dtype=float)
     vmax = float(report.summary.get("sram_bytes_per_core") or values.max() or 1.0) \
         if what == "sram" else 1.0
+    own = ax is None
     fig, ax = _axes(ax)
-    image = ax.imshow(values, cmap=cmap, vmin=0.0, vmax=vmax, interpolation="nearest")
-    fig.colorbar(image, ax=ax, label=label, shrink=0.85)
+    image = ax.imshow(free_masked(values, report.kernel_grid), cmap=core_cmap(cmap), vmin=0.0,
+                      vmax=vmax, interpolation="nearest")
+    # an inset colorbar is exactly as tall as the map, whatever the kernel legend below adds
+    fig.colorbar(image, cax=ax.inset_axes([1.04, 0.0, 0.05, 1.0]), label=label)
     _outline_kernels(ax, report)
+    if own:
+        fit_legend(ax)
     s = report.summary
     ax.set_title(f"{what} per core: {s.get('wafer', '')} {s.get('fabric', '')}")
     ax.set_xlabel("fabric column")
@@ -153,16 +275,19 @@ def plot_densities(report, ax=None):
 
 
 def plot_placement(report, ax=None):
-    """Which kernel holds each core (free cores light grey), with the kernels' names."""
+    """Which kernel holds each core (free cores `FREE_CORE` grey), with the kernels' names."""
     n = len(report.kernel_names)
-    colors = ["#eeeeee"] + [matplotlib.colormaps["tab20"](i % 20) for i in range(n)]
+    colors = [matplotlib.colormaps["tab20"](i % 20) for i in range(n)]
+    own = ax is None
     fig, ax = _axes(ax)
-    ax.imshow(report.kernel_grid, cmap=ListedColormap(colors), vmin=-0.5, vmax=n + 0.5,
-              interpolation="nearest")
-    _outline_kernels(ax, report, color="black", backdrop=False)
+    ax.imshow(report.kernel_grid, cmap=ListedColormap([FREE_CORE] + colors), vmin=-0.5,
+              vmax=n + 0.5, interpolation="nearest")
+    _outline_kernels(ax, report, color="black", backdrop=False, colors=colors)
+    if own:
+        fit_legend(ax)
     s = report.summary
     ax.set_title(f"placement: {s.get('wafer', '')} {s.get('fabric', '')}, "
-                 f"{s.get('active_pes_pct', 0):.0f}% of cores allocated")
+                 f"{fmt(s.get('active_pes_pct', 0), '%')} of cores allocated")
     ax.set_xlabel("fabric column")
     ax.set_ylabel("fabric row")
     return fig

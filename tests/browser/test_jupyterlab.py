@@ -1,11 +1,15 @@
 """The workbench in a real browser: JupyterLab headless on loopback, Debian's Chromium via Playwright.
 
 Opens notebooks/00_quickstart.ipynb (a copy, so the repository's notebook is never saved with
-outputs), runs all cells, and checks that
+outputs, with one cell added that shows a fresh workbench), runs all cells, and checks that
 - the widgets rendered (no "Error displaying widget" / "model not found"),
-- the per-core heatmap image is not blank (its pixels, read back from the page),
+- no image in any workbench is broken, before the first compile included (placeholders),
+- before the first compile the progress counts to the configured steps (not "0 / 1"),
+- the per-core heatmap image is not blank and has a colorbar (its pixels, read back),
 - clicking Train advances the loss plot (a new image and a later step),
-then saves out/browser_workbench.png.
+- the kernel table's last column can be scrolled to, not cut off,
+then saves out/browser_workbench.png, out/browser_workbench_before_compile.png and
+out/browser_workbench_report.png.
 
 Needs /usr/bin/chromium (`make test` installs it with apt-get when it runs as root), the Python
 packages playwright and jupyterlab (the dev extra). Without them the test skips and says why;
@@ -15,8 +19,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -30,6 +34,12 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 NOTEBOOK = "00_quickstart.ipynb"
 SCREENSHOT = ROOT / "out" / "browser_workbench.png"
+BEFORE_COMPILE = ROOT / "out" / "browser_workbench_before_compile.png"
+REPORT = ROOT / "out" / "browser_workbench_report.png"
+# appended to the notebook's copy: a workbench nobody has compiled yet, shown last
+FRESH_CELL = ('fresh = wb.Workbench.from_config(cfg)\n'
+              'fresh.widget.add_class("wsebench-fresh")\n'
+              'fresh')
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -70,7 +80,10 @@ def lab(tmp_path_factory):
     home = tmp_path_factory.mktemp("lab")
     work = home / "notebooks"
     work.mkdir()
-    shutil.copy(ROOT / "notebooks" / NOTEBOOK, work / NOTEBOOK)
+    notebook = json.loads((ROOT / "notebooks" / NOTEBOOK).read_text())
+    notebook["cells"].append({"cell_type": "code", "execution_count": None, "metadata": {},
+                              "outputs": [], "source": FRESH_CELL})
+    (work / NOTEBOOK).write_text(json.dumps(notebook))
     _settings(home / "settings")
     port, token = _free_port(), secrets.token_hex(16)
     env = {**os.environ, "WSEBENCH_FAST": "1", "JUPYTER_CONFIG_DIR": str(home / "config"),
@@ -166,6 +179,65 @@ PIXELS = """img => {
 }"""
 
 
+BROKEN_IMAGES = """() => {
+    const images = [...document.querySelectorAll('.wsebench-workbench img')];
+    return {count: images.length,
+            broken: images.filter(i => !i.complete || !i.naturalWidth).map(i => i.className)};
+}"""
+
+# The longest run of one pixel column whose colours are consecutive entries of the colour scale
+# (the `viridis` table, passed in): a colorbar is a gradient over most of the scale, while a
+# heatmap region has a few values (one per core) and free cores are grey.
+COLORBAR = """(img, table) => {
+    const c = document.createElement('canvas');
+    c.width = img.naturalWidth; c.height = img.naturalHeight;
+    const ctx = c.getContext('2d');
+    ctx.drawImage(img, 0, 0);
+    const d = ctx.getImageData(0, 0, c.width, c.height).data;
+    const nearest = (r, g, b) => {
+        let best = -1, dist = 12 * 12 * 3;
+        table.forEach(([tr, tg, tb], k) => {
+            const e = (r - tr) ** 2 + (g - tg) ** 2 + (b - tb) ** 2;
+            if (e < dist) { dist = e; best = k; }
+        });
+        return best;
+    };
+    let best = 0;
+    for (let x = Math.floor(c.width / 2); x < c.width; x++) {
+        const seen = new Set();
+        for (let y = 0; y < c.height; y++) {
+            const i = 4 * (y * c.width + x), k = nearest(d[i], d[i + 1], d[i + 2]);
+            if (k >= 0) seen.add(k);
+        }
+        best = Math.max(best, seen.size);
+    }
+    return best;
+}"""
+
+
+# The kernel table's last column ("SRAM/core (B)", once cut off at 1400 px): scrolled to the end
+# of its box, it shows inside the box, and the box inside the notebook's output area.
+KERNEL_TABLE = """() => {
+    const view = document.querySelector('.wsebench-workbench .wsebench-report-view');
+    const th = [...view.querySelectorAll('th')].find(t => t.innerText.trim() === 'SRAM/core (B)');
+    if (!th) return null;
+    const box = th.closest('.wsebench-scroll');
+    const output = view.closest('.jp-OutputArea-output') || document.body;
+    box.scrollLeft = box.scrollWidth;
+    const b = box.getBoundingClientRect(), t = th.getBoundingClientRect();
+    const o = output.getBoundingClientRect();
+    return {overflow: getComputedStyle(box).overflowX,
+            inBox: t.left >= b.left - 1 && t.right <= b.right + 1,
+            boxInOutput: b.left >= o.left - 1 && b.right <= o.right + 1};
+}"""
+
+
+def _viridis() -> list[list[int]]:
+    import matplotlib
+    return [[round(255 * v) for v in matplotlib.colormaps["viridis"](k / 255)[:3]]
+            for k in range(256)]
+
+
 def test_workbench_in_jupyterlab(lab):
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
@@ -187,6 +259,24 @@ def test_workbench_in_jupyterlab(lab):
             assert "model not found" not in text
             assert page.locator(".wsebench-train").count() >= 1
 
+            # 1b. before the first compile: placeholders, not broken images; the steps counted
+            fresh = page.locator(".wsebench-fresh").first
+            fresh.wait_for(state="visible")
+            page.wait_for_function(f"() => ({BROKEN_IMAGES})().broken.length === 0",
+                                   timeout=30_000)
+            images = page.evaluate(BROKEN_IMAGES)
+            assert images["count"] >= 6 and images["broken"] == [], images   # 2 workbenches
+            label = fresh.locator(".wsebench-progress").inner_text()
+            counted = re.search(r"(\d+) / (\d+)", label)
+            assert counted and counted[1] == "0" and int(counted[2]) > 1, label   # not "0 / 1"
+            for view in ("loss", "heatmap", "placement"):
+                stats = fresh.locator(f"img.wsebench-{view}").evaluate(PIXELS)
+                assert stats["width"] > 0 and stats["colors"] >= 3, (view, stats)
+            BEFORE_COMPILE.parent.mkdir(parents=True, exist_ok=True)
+            fresh.scroll_into_view_if_needed()
+            fresh.screenshot(path=str(BEFORE_COMPILE))
+            assert BEFORE_COMPILE.stat().st_size > 10_000
+
             # 2. the heatmap is not blank
             heat = bench.locator("img.wsebench-heatmap")
             heat.scroll_into_view_if_needed()
@@ -196,6 +286,8 @@ def test_workbench_in_jupyterlab(lab):
             }""")
             stats = heat.evaluate(PIXELS)
             assert stats["width"] > 0 and stats["colors"] >= 4 and stats["std"] > 5, stats
+            # ... and has a colorbar: a column spanning most of the colour scale
+            assert heat.evaluate(COLORBAR, _viridis()) >= 100
 
             # 3. clicking Train advances the loss plot
             loss = bench.locator("img.wsebench-loss")
@@ -221,15 +313,35 @@ def test_workbench_in_jupyterlab(lab):
             assert after_step > before_step
             assert after["width"] > 0 and after != before or loss.get_attribute("src") != before_src
 
+            # the last redraw (loss, then heatmap, then report) may still be on its way
+            _settled(bench.locator("img.wsebench-heatmap"))
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             bench.scroll_into_view_if_needed()
             bench.screenshot(path=str(SCREENSHOT))
             assert SCREENSHOT.stat().st_size > 10_000
+
+            # 4. the kernel table scrolls instead of being cut off
+            table = page.evaluate(KERNEL_TABLE)
+            assert table == {"overflow": "auto", "inBox": True, "boxInOutput": True}, table
+            report = bench.locator(".wsebench-report-view")
+            report.scroll_into_view_if_needed()
+            report.screenshot(path=str(REPORT))
         finally:
             browser.close()
 
 
+def _settled(image, quiet: float = 1.5, timeout: float = 30.0) -> None:
+    """Until `image`'s src has not changed for `quiet` seconds (or `timeout` passed)."""
+    end = time.monotonic() + timeout
+    src = image.get_attribute("src")
+    while time.monotonic() < end:
+        time.sleep(quiet)
+        now = image.get_attribute("src")
+        if now == src:
+            return
+        src = now
+
+
 def _step(status_text: str) -> int:
-    import re
     m = re.search(r"step (\d+)", status_text)
     return int(m.group(1)) if m else 0

@@ -1,6 +1,7 @@
-"""simulator.backend: choosing NumPy or CuPy, the fallback warning, and the one exit to NumPy."""
+"""simulator.backend: choosing NumPy or CuPy, the fallback said once in the log, and the one exit to NumPy."""
 from __future__ import annotations
 
+import logging
 import sys
 import warnings
 
@@ -23,14 +24,15 @@ def no_cupy(monkeypatch):
     backend._auto_backend.cache_clear()
 
 
-def test_auto_falls_back_to_numpy_with_one_warning(no_cupy):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+def test_auto_falls_back_to_numpy_saying_why_once_in_the_log(no_cupy, caplog):
+    with warnings.catch_warnings(), caplog.at_level(logging.INFO, logger="simulator.backend"):
+        warnings.simplefilter("error")          # quietly: no UserWarning (red in a notebook)
         first, second = get_backend("auto"), get_backend()
     assert first.name == second.name == "numpy" and first.xp is np
     assert "cupy not installed" in first.reason
-    fallbacks = [w for w in caught if issubclass(w.category, UserWarning) and "NumPy" in str(w.message)]
-    assert len(fallbacks) == 1 and "cupy not installed" in str(fallbacks[0].message)
+    fallbacks = [r for r in caplog.records if r.name == "simulator.backend"]
+    assert len(fallbacks) == 1 and fallbacks[0].levelno == logging.INFO
+    assert "NumPy" in fallbacks[0].getMessage() and "cupy not installed" in fallbacks[0].getMessage()
 
 
 def test_cupy_requested_without_cupy_raises(no_cupy):

@@ -4,11 +4,10 @@ from __future__ import annotations
 import threading
 import time
 
-import numpy as np
 import pytest
 
 from tests.configs import tiny_config
-from wsebench.widgets import render
+from tests.simulator.test_backend import no_cupy  # noqa: F401 - the fixture: CuPy missing
 from wsebench.widgets.runner import Runner
 
 
@@ -92,21 +91,12 @@ def test_recompiling_restarts_from_step_zero_with_the_same_losses():
     r.stop()
 
 
-def test_heatmap_png_is_drawn_from_the_array():
-    values = np.zeros((4, 6))
-    grid = np.zeros((4, 6), dtype=int)
-    grid[:2, :3], values[:2, :3] = 1, 0.2
-    grid[2:, 3:], values[2:, 3:] = 2, 0.9
-    rgb = render.heatmap_rgb(values, grid, size=60)
-    assert rgb.shape == (40, 60, 3)                     # 10 pixels per core
-    assert tuple(rgb[15, 45]) == render.FREE_CORE and tuple(rgb[5, 55]) == render.FREE_CORE
-    assert not np.array_equal(rgb[5, 5], rgb[35, 45])   # different utilization, other colour
-    assert tuple(rgb[0, 0]) == render.OUTLINE           # regions are outlined
-    assert render.heatmap_png(values, grid)[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_a_big_fabric_is_pooled_to_the_image_size():
-    values = np.random.default_rng(0).random((757, 996))
-    grid = np.ones((757, 996), dtype=int)
-    rgb = render.heatmap_rgb(values, grid, size=320)
-    assert max(rgb.shape[:2]) <= 332
+def test_the_numpy_fallback_is_a_note_not_a_warning(no_cupy):
+    import warnings
+    r = Runner()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        r.compile(tiny(backend="auto"))
+    assert r.session.backend == "numpy"
+    assert [n for n in r.notes if "falling back to NumPy (cupy not installed)" in n]
+    r.stop()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 from tests.configs import tiny_config
 from wsebench import config as cfg
-from wsebench.widgets import Workbench
+from wsebench.widgets import Workbench, render, views
 from wsebench.widgets.state import CONTROLS
 
 pytest.importorskip("ipywidgets")
@@ -260,3 +261,55 @@ def test_hide_and_lesson_presets(bench):
     assert lesson.config["model"]["dropout"] == 0.0
     with pytest.raises(cfg.ConfigError):
         Workbench.from_config(tiny(), hide=["no-such-control"])
+
+
+def _placeholder(w, view: str, compiled: bool, stepped: bool = False, stale: bool = False):
+    inches = render.LOSS_INCHES if view == "loss" else render.VIEW_INCHES
+    return render.placeholder_png(views.placeholders(compiled, stepped, stale)[view], inches)
+
+
+def test_before_the_first_compile_every_view_is_a_placeholder_and_progress_counts_the_steps(bench):
+    w = bench()
+    for view, image in (("loss", w.loss_image), ("heatmap", w.heatmap),
+                        ("placement", w.placement)):
+        assert image.value == _placeholder(w, view, compiled=False)     # not a broken image
+        assert png_pixels(image.value).std() > 0
+    assert (w.progress.value, w.progress.max, w.progress.description) == (0, 6, "0 / 6")
+    lesson = bench(preset="lesson-harvest")
+    assert lesson.progress.description == "0 / 40"                 # not "0 / 1"
+    w.compile()
+    assert w.placement.value != _placeholder(w, "placement", compiled=False)
+    assert w.heatmap.value == _placeholder(w, "heatmap", compiled=True)   # no step yet
+
+
+def test_a_family_switch_clears_the_old_models_views(bench):
+    w = bench()
+    w.compile()
+    w.run(timeout=120)
+    drawn = w.placement.value
+    assert "fc1" in w.report_html.value
+    w.set("model.family", "transformer")
+    for view, image in (("loss", w.loss_image), ("heatmap", w.heatmap),
+                        ("placement", w.placement)):
+        assert image.value == _placeholder(w, view, True, True, stale=True), view
+    assert w.report_html.value == ""
+    w.set("steps", 7)                                   # still the other model: still cleared
+    assert w.placement.value == _placeholder(w, "placement", True, True, stale=True)
+    with w.hold():                                      # back to the compiled model: redrawn
+        w.set("model.family", "mlp")
+        w.set("model.hidden", 24)
+        w.set("model.depth", 3)
+    assert w.config["model"] == w.runner.compiled_config["model"]
+    assert w.placement.value == drawn and "fc1" in w.report_html.value
+    assert png_pixels(w.heatmap.value).std() > 0
+    assert w.heatmap.value != _placeholder(w, "heatmap", True, True)
+
+
+def test_status_and_report_numbers_use_the_one_format(bench):
+    w = bench()
+    w.compile()
+    w.run(timeout=120)
+    assert re.search(r"[\d,]+ samples/s \(simulated\)", w.status.value)
+    assert re.search(r"harvest speedup \d\.\d{3}x", w.status.value)
+    assert not re.search(r"\de[+-]\d", w.status.value + w.report_html.value)
+    assert re.search(r"Compute Utilization %</th><td>\d+\.\d%</td>", w.report_html.value)

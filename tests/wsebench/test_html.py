@@ -75,7 +75,9 @@ def test_repr_html_is_the_fragment(tiny_run):
     assert "target vs actual density per tensor" in text and "natural" in text
 
 
-def test_fmt():
+def test_fmt_is_the_one_formatter():
+    from wsebench.formatting import fmt
+    assert html.fmt is fmt
     assert html.fmt(1234567.8) == "1,234,568"
     assert html.fmt(12) == "12"
     assert html.fmt(True) == "yes"
@@ -102,3 +104,25 @@ def test_tensor_table_shows_targets_and_natural_densities():
     text = html.tensor_table(rows)
     assert text.count("<tr>") == 3
     assert "50.0%" in text and "48.0%" in text and "natural" in text and "52.0%" in text
+
+
+def test_numpy_numbers_read_like_python_ones(tiny_run):
+    """float32 summaries once showed as `Compute Utilization % 5.9352627` and `1.753088e+06`."""
+    import copy
+
+    import numpy as np
+    report = copy.copy(tiny_run["report"])
+    report.summary = {**report.summary, "compute_utilization_pct": np.float32(5.9352627),
+                      "samples_per_s": np.float32(1753088.0), "active_pes_pct": 26.171875}
+    cells = dict(r for r in _rows(html.report_html(report)) if len(r) == 2)
+    assert cells["Compute Utilization %"] == "5.9%"
+    assert cells["Samples/s"] == "1,753,088"
+    assert cells["Active PEs %"] == "26.2%"
+    assert not re.search(r"\de[+-]\d", html.report_html(report))      # no exponents anywhere
+
+
+def test_wide_tables_scroll_instead_of_being_cut_off(tiny_run):
+    text = html.report_html(tiny_run["report"])
+    kernels = text[text.index("<h4>Kernels</h4>"):]
+    assert kernels.index("<div class='wsebench-scroll'>") < kernels.index("<table>")
+    assert ".wsebench-report .wsebench-scroll{overflow-x:auto" in text

@@ -5,8 +5,9 @@
   the panels offer, `family_choices` the families offered, `sparsity_controls` how the
   Sparsity panel edits `sparsity:`;
 - `runner`: training in a background thread with Train / Pause / Step (no widgets);
-- `render`: PNG bytes for the live views;
-- `panels`, `workbench`: the ipywidgets wiring (`Workbench`);
+- `views`: what each live view shows when (progress, placeholders, clearing, the status line;
+  no widgets), `render`: their PNG bytes (the report's own figures);
+- `panels`, `live`, `workbench`: the ipywidgets wiring (`Workbench`);
 - `lab`: self-checks for the classroom lab's exercises.
 """
 from .runner import Runner

@@ -14,6 +14,7 @@ from html import escape
 from .. import ConfigError, PlacementError, WaferFitError
 
 from .. import config as _config
+from ..formatting import fmt
 from .state import WorkbenchState, check, lesson_config, validate
 
 
@@ -61,11 +62,11 @@ def harvest_table(runs: dict) -> "HTMLTable":
     rows = []
     for label, result in runs.items():
         for k in result["report"].kernels:
-            rows.append([label, k["name"], f"{k['cycles']:,.0f}", f"{k['dense_cycles']:,.0f}",
-                         f"{k['speedup_vs_dense']:.3f}x", f"{int(k['harvested_macs']):,}"])
+            rows.append([label, k["name"], fmt(k["cycles"]), fmt(k["dense_cycles"]),
+                         fmt(k["speedup_vs_dense"], "x"), fmt(int(k["harvested_macs"]))])
         s = result["report"].summary
-        rows.append([label, "<b>whole step</b>", f"{s['step_cycles']:,.0f}",
-                     f"{s['dense_step_cycles']:,.0f}", f"{s['harvest_speedup']:.3f}x", ""])
+        rows.append([label, "<b>whole step</b>", fmt(s["step_cycles"]),
+                     fmt(s["dense_step_cycles"]), fmt(s["harvest_speedup"], "x"), ""])
     return HTMLTable(head, rows)
 
 
@@ -109,9 +110,9 @@ def sparsity_table(runs: dict) -> "HTMLTable":
     rows = []
     for label, result in runs.items():
         s = result["report"].summary
-        rows.append([label, f"{s['step_cycles']:,.0f}", f"{s['samples_per_s']:,.0f}",
-                     f"{int(s['executed_macs']):,}", f"{result['final_loss']:.4f}",
-                     f"{100 * result['accuracy']:.1f}%"])
+        rows.append([label, fmt(s["step_cycles"]), fmt(s["samples_per_s"]),
+                     fmt(int(s["executed_macs"])), fmt(result["final_loss"]),
+                     fmt(result["accuracy"], "share")])
     return HTMLTable(head, rows)
 
 
@@ -140,7 +141,7 @@ def check_best_kernel(answer, result: dict) -> bool | None:
     """Which kernel did harvesting speed up the most (largest dense / measured cycles)?"""
     best = max(result["report"].kernels, key=lambda k: k["speedup_vs_dense"])
     ok = None if answer is None else str(answer).strip() == best["name"]
-    return _verdict(ok, f"{best['name']} ran {best['speedup_vs_dense']:.3f}x faster than dense.",
+    return _verdict(ok, f"{best['name']} ran {fmt(best['speedup_vs_dense'], 'x')} faster than dense.",
                     "Read the 'dense / measured' column of the harvest-on run and pick the "
                     "largest.")
 
@@ -151,7 +152,7 @@ def check_step_vs_kernel(answer, result: dict) -> bool | None:
     step = result["report"].summary["harvest_speedup"]
     truth = "yes" if step >= best - 1e-9 else "no"
     ok = None if answer is None else str(answer).strip().lower() == truth
-    return _verdict(ok, f"the step ran {step:.3f}x faster, its best kernel {best:.3f}x: a "
+    return _verdict(ok, f"the step ran {fmt(step, 'x')} faster, its best kernel {fmt(best, 'x')}: a "
                     "pipeline runs at the pace of its slowest stage, and the kernels that "
                     "harvest nothing (or little) set that pace.",
                     "Compare the 'whole step' row with the kernels' rows.")
@@ -165,8 +166,8 @@ def check_activation(answer, relu: dict, other: dict, other_name: str = "tanh") 
     macs = {"relu": skipped(relu), other_name: skipped(other)}
     truth = max(macs, key=macs.get)
     ok = None if answer is None else str(answer).strip().lower() == truth
-    return _verdict(ok, f"{truth} let the wafer skip {macs[truth]:,} MACs per step, the other "
-                    f"{min(macs.values()):,}: ReLU outputs exact zeros for every negative input.",
+    return _verdict(ok, f"{truth} let the wafer skip {fmt(macs[truth])} MACs per step, the other "
+                    f"{fmt(min(macs.values()))}: ReLU outputs exact zeros for every negative input.",
                     "Compare the harvested MACs of the two runs.")
 
 
@@ -176,7 +177,7 @@ def check_area_speedup(answer, sizes: dict, small: int = 4, large: int = 8) -> b
     truth = sizes[small] / sizes[large]
     value = _number(answer)
     ok = None if value is None else abs(value - truth) <= 0.15 * truth
-    return _verdict(ok, f"measured {truth:.2f}x for {(large / small) ** 2:.0f}x the area: each "
+    return _verdict(ok, f"measured {fmt(truth, 'x')} for {(large / small) ** 2:.0f}x the area: each "
                     "core holds a smaller tile, so it does fewer MACs per sample (the overheads "
                     "that do not shrink keep it below the ideal).",
                     f"Divide the cycles per sample at {small}x{small} by those at "
@@ -211,7 +212,7 @@ def check_fastest_run(answer, runs: dict) -> bool | None:
     """Which run needed the fewest cycles per step?"""
     truth = min(runs, key=lambda label: _step_cycles(runs[label]))
     ok = None if answer is None else str(answer).strip().lower() == truth
-    return _verdict(ok, f"{truth!r} took {_step_cycles(runs[truth]):,.0f} cycles per step: every "
+    return _verdict(ok, f"{truth!r} took {fmt(_step_cycles(runs[truth]))} cycles per step: every "
                     "zero it induced is a multiplication the wafer skips where it streams.",
                     "Read the cycles/step column and pick the smallest.")
 
@@ -224,7 +225,7 @@ def check_step_ratio(answer, runs: dict, slow: str = "gelu",
     ok = None if value is None else abs(value - truth) <= 0.1 * truth
     macs = (runs[slow]["report"].summary["executed_macs"]
             / max(runs[fast]["report"].summary["executed_macs"], 1))
-    return _verdict(ok, f"measured {truth:.2f}x, while the MACs executed fell {macs:.2f}x: a "
+    return _verdict(ok, f"measured {fmt(truth, 'x')}, while the MACs executed fell {fmt(macs, 'x')}: a "
                     "step runs at the pace of its slowest kernel, and what is not skipped (the "
                     "dense input, the element-wise work) remains.",
                     f"Divide the cycles per step of {slow!r} by those of {fast!r}.")

@@ -11,9 +11,11 @@ from html import escape
 import ipywidgets as W
 
 from .state import CONTROLS, PANEL_NOTES, PANELS, Control
+from .views import CONTROL_PX, LABEL_PX
 
-LABEL_WIDTH = "112px"
-CONTROL_WIDTH = "230px"
+LABEL_WIDTH = f"{LABEL_PX}px"
+CONTROL_WIDTH = f"{CONTROL_PX}px"
+PANEL_WIDTH = f"{CONTROL_PX + 20}px"
 
 
 def make_control(control: Control, value, config: dict | None = None) -> W.Widget:
@@ -54,7 +56,7 @@ def make_panels(controls: dict[str, W.Widget]) -> dict[str, W.VBox]:
                                    f"{escape(PANEL_NOTES[panel])}</span>",
                                    layout=W.Layout(width=CONTROL_WIDTH)))
         box = W.VBox(children, layout=W.Layout(border="1px solid #ddd", padding="4px 8px",
-                                               margin="0 6px 6px 0", width="250px"))
+                                               margin="0 6px 6px 0", width=PANEL_WIDTH))
         box.add_class(f"wsebench-panel-{panel}")
         boxes[panel] = box
     return boxes
@@ -77,9 +79,11 @@ def make_buttons() -> dict[str, W.Button]:
     return buttons
 
 
-def image(cls: str, width: str) -> W.Image:
-    img = W.Image(format="png", layout=W.Layout(width=width, height="auto",
-                                                object_fit="contain"))
+def image(cls: str, width: str, placeholder: bytes) -> W.Image:
+    """A view's image, showing `placeholder` (PNG bytes) until it has something to draw: an
+    Image with no bytes is a broken-image icon in the browser."""
+    img = W.Image(value=placeholder, format="png",
+                  layout=W.Layout(width=width, height="auto", object_fit="contain"))
     img.add_class(cls)
     return img
 

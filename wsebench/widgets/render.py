@@ -1,20 +1,30 @@
 """PNG bytes for the workbench's live views (an ipywidgets.Image shows them, updated in place).
 
-The heatmap is drawn straight from the per-core array with NumPy (one pixel block per core,
-kernel regions outlined), so redrawing it every few steps costs milliseconds whatever the
-fabric's size; the loss curve and the placement map (with kernel names) use matplotlib.
+Every picture is the report's own matplotlib rendering (`wsebench.plots`), so the widget's
+heatmap and placement have the same colour scale (free cores grey), axes, colorbar and kernel
+names as the figures `Report.plot()` and `wsebench report` draw. Until a view has something
+true to show it gets a `placeholder_png` (no broken-image icon).
 """
 from __future__ import annotations
 
+import functools
 import io
-import math
 from html import escape
 from types import SimpleNamespace
 
 import numpy as np
 
-FREE_CORE = (224, 224, 224)     # cores no kernel holds
-OUTLINE = (255, 255, 255)
+from ..formatting import fmt
+from ..plots import fit_legend, plot_heatmap, plot_placement
+
+# heatmap and placement: room for the colorbar and a kernel legend; drawn at the size the
+# workbench shows them (VIEW_PX wide), so an 8-point label is 10 pixels on the screen. The
+# three views (LOSS_PX + 2 VIEW_PX and margins) fit one row of a 1,050 px notebook output.
+DPI = 90
+VIEW_INCHES = (3.7, 3.4)
+LOSS_INCHES = (3.8, 3.0)
+VIEW_PX = round(VIEW_INCHES[0] * DPI)
+LOSS_PX = round(LOSS_INCHES[0] * DPI)
 
 
 def png(rgb: np.ndarray) -> bytes:
@@ -25,55 +35,44 @@ def png(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def figure_png(fig, dpi: int = 80) -> bytes:
+def figure_png(fig, dpi: int = DPI) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
 
 
-def _pool(values: np.ndarray, grid: np.ndarray, factor: int):
-    """Shrink a big fabric by `factor`: mean utilization per block, the block's first kernel."""
-    rows, cols = values.shape
-    r, c = math.ceil(rows / factor), math.ceil(cols / factor)
-    padded = np.zeros((r * factor, c * factor))
-    padded[:rows, :cols] = values
-    pooled = padded.reshape(r, factor, c, factor).mean(axis=(1, 3))
-    return pooled, grid[::factor, ::factor]
+def _figure(inches=VIEW_INCHES):
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=inches, layout="constrained")
+    return fig, fig.add_subplot()
 
 
-def _outline(g: np.ndarray) -> np.ndarray:
-    """One-pixel outlines of the regions (g > 0): a pixel whose upper or left neighbour is in
-    another region, or whose lower or right neighbour is free or off the fabric."""
-    p = np.pad(g, 1, constant_values=0)
-    inner = p[1:-1, 1:-1]
-    up, down, left, right = p[:-2, 1:-1], p[2:, 1:-1], p[1:-1, :-2], p[1:-1, 2:]
-    edge = (inner != up) | (inner != left) | (down == 0) | (right == 0)
-    return edge & (inner > 0)
+@functools.lru_cache(maxsize=32)
+def placeholder_png(text: str, inches: tuple = VIEW_INCHES) -> bytes:
+    """A light, dashed frame with `text` in it: what a view shows before it has data."""
+    from matplotlib import patches
+    fig, ax = _figure(inches)
+    ax.set_axis_off()
+    ax.add_patch(patches.FancyBboxPatch((0.03, 0.03), 0.94, 0.94, boxstyle="round,pad=0",
+                                        transform=ax.transAxes, fill=True, fc="#f7f7f7",
+                                        ec="#bbbbbb", linestyle="--"))
+    ax.text(0.5, 0.5, text, ha="center", va="center", color="#666666", fontsize=10,
+            transform=ax.transAxes, wrap=True)
+    return figure_png(fig)
 
 
-def heatmap_rgb(values: np.ndarray, grid: np.ndarray, size: int = 320,
-                cmap: str = "viridis", vmax: float = 1.0) -> np.ndarray:
-    """An RGB image of per-core `values` (0..vmax): about `size` pixels on the long side, free
-    cores light grey, each kernel's region outlined."""
-    import matplotlib
-    values = np.nan_to_num(np.asarray(values, dtype=float))
-    grid = np.asarray(grid)
-    longest = max(values.shape)
-    if longest > size:
-        values, grid = _pool(values, grid, math.ceil(longest / size))
-        longest = max(values.shape)
-    scale = max(1, size // longest)
-    colors = matplotlib.colormaps[cmap](np.clip(values / (vmax or 1.0), 0.0, 1.0))[..., :3]
-    rgb = (colors * 255).round().astype(np.uint8)
-    rgb[grid == 0] = FREE_CORE
-    big = rgb.repeat(scale, axis=0).repeat(scale, axis=1)
-    if scale >= 3:
-        big[_outline(grid.repeat(scale, axis=0).repeat(scale, axis=1))] = OUTLINE
-    return big
+def heatmap_png(report, steps: int) -> bytes:
+    """The per-core utilization heatmap of `report`, as `Report.plot()` draws it."""
+    fig, ax = _figure()
+    plot_heatmap(report, ax=ax)
+    ax.set_title(f"utilization per core, step {fmt(steps)}", fontsize=9)
+    return _map_png(fig, ax)
 
 
-def heatmap_png(values, grid, size: int = 320) -> bytes:
-    return png(heatmap_rgb(values, grid, size))
+def _map_png(fig, ax) -> bytes:
+    """A map's PNG, its figure taller by its kernel legend (VIEW_PX wide whatever the model)."""
+    fit_legend(ax)
+    return figure_png(fig)
 
 
 def plan_grid(plan) -> tuple[np.ndarray, list[str]]:
@@ -95,30 +94,27 @@ def placement_view(plan):
                                     "active_pes_pct": 100.0 * float((grid > 0).mean())})
 
 
-def placement_png(plan, inches: float = 4.2) -> bytes:
-    from matplotlib.figure import Figure
-
-    from ..plots import plot_placement
-    fig = Figure(figsize=(inches, inches), layout="constrained")
-    ax = fig.add_subplot()
+def placement_png(plan) -> bytes:
+    fig, ax = _figure()
     view = placement_view(plan)
     plot_placement(view, ax=ax)
     s = view.summary
-    ax.set_title(f"{s['wafer']} {s['fabric']}: {s['active_pes_pct']:.0f}% of cores allocated",
-                 fontsize=9)
-    return figure_png(fig)
+    ax.set_title(f"{s['wafer']} {s['fabric']}: {fmt(s['active_pes_pct'], '%')} of cores "
+                 "allocated", fontsize=9)
+    return _map_png(fig, ax)
 
 
 class LossPlot:
     """The live loss curve (and simulated samples/s, dashed, on a twin axis): one figure kept
     and redrawn with new data, which is several times cheaper than building a figure per frame."""
 
-    def __init__(self, inches=(4.6, 3.2), dpi: int = 80):
+    def __init__(self, inches=LOSS_INCHES, dpi: int = DPI):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
-        self.fig = Figure(figsize=inches, dpi=dpi)
+        # constrained: the twin axis' tick labels (samples/s with thousands separators, up to
+        # "68,000,000") get the room they need instead of running off the right edge
+        self.fig = Figure(figsize=inches, dpi=dpi, layout="constrained")
         FigureCanvasAgg(self.fig)
-        self.fig.subplots_adjust(left=0.15, right=0.82, bottom=0.14, top=0.9)
         self.ax = self.fig.add_subplot()
         self.twin = self.ax.twinx()
         (self.loss,) = self.ax.plot([], [], color="C0", label="loss")
@@ -128,8 +124,8 @@ class LossPlot:
         self.ax.grid(alpha=0.3)
         self.twin.set_ylabel("samples/s (simulated)", color="C1")
         self.twin.tick_params(axis="y", colors="C1")
-        from matplotlib.ticker import EngFormatter
-        self.twin.yaxis.set_major_formatter(EngFormatter(places=1))
+        from matplotlib.ticker import FuncFormatter
+        self.twin.yaxis.set_major_formatter(FuncFormatter(lambda value, _: fmt(value)))
         self.ax.set_title("training on the wafer")
 
     def png(self, history) -> bytes:
@@ -151,7 +147,7 @@ def loss_png(history) -> bytes:
 def plan_html(plan) -> str:
     """The compile report before any step: each kernel's mapping, place and memory, and the
     compiler's static estimate (the measurement replaces it once a step has run)."""
-    from ..html import _STYLE, fmt
+    from ..html import _STYLE, scroll
     memory = plan.memory_per_core()
     est = plan.estimate()
     head = ("<tr><th class='k'>kernel</th><th class='k'>kind</th><th>rows</th><th>cols</th>"
@@ -167,27 +163,13 @@ def plan_html(plan) -> str:
                  f"<td>{fmt(float(est['per_sample_cycles'][k.name]))}</td></tr>")
     t = plan.target
     return (f"{_STYLE}<div class='wsebench-report'><h4>Compiled for {escape(t.name)} "
-            f"({t.rows} x {t.cols} cores)</h4><table>{head}{body}</table>"
+            f"({t.rows} x {t.cols} cores)</h4>{scroll(f'<table>{head}{body}</table>')}"
             f"<p>Static estimate: {fmt(float(est['cycles']))} cycles/step, "
             f"{fmt(float(est['samples_per_s']))} samples/s. Train or Step to measure.</p></div>")
 
 
-def dynamic_parts(result) -> list[str]:
-    """Dynamic execution in the status line: ponder steps (ACT) and skipped padding."""
-    parts = []
-    ponder = getattr(result, "mean_ponder_steps", None)
-    if ponder is not None:
-        parts.append(f"mean ponder steps {ponder:.2f} ({result.speedup_vs_fixed_depth:.2f}x vs "
-                     f"fixed depth)")
-    padding = getattr(result, "padding_fraction", None)
-    if padding:
-        parts.append(f"padding {100 * padding:.0f}% not sent ({result.speedup_vs_padded:.2f}x vs "
-                     f"padded)")
-    return parts
-
-
-def heatmap_caption(rep, steps: int) -> str:
+def heatmap_caption(rep) -> str:
     s = rep.summary
-    return (f"<span style='font-size:0.85em'>busy / step cycles, 0 (dark) to 1 (yellow); grey: "
+    return (f"<span style='font-size:0.85em'>busy / step cycles of each core (colorbar); grey: "
             f"free cores. {escape(str(s.get('wafer')))} {escape(str(s.get('fabric')))}, "
-            f"{s.get('active_pes_pct', 0):.0f}% of cores allocated, step {steps}</span>")
+            f"{fmt(s.get('active_pes_pct', 0), '%')} of cores allocated</span>")

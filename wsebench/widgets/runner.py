@@ -13,6 +13,8 @@ worker thread after each step; they must be quick (the workbench throttles its r
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 import time
 import warnings
@@ -33,7 +35,7 @@ class Runner:
         self.target = 0               # train() plays until len(history) reaches this
         self.status = "not compiled"  # not compiled | compiling | ready | running | paused | done | error
         self.error: BaseException | None = None
-        self.notes: list[str] = []    # warnings raised while compiling (e.g. the NumPy fallback)
+        self.notes: list[str] = []    # warnings and log lines of a compile (the NumPy fallback)
         self._cond = threading.Condition()
         self._play = threading.Event()   # set: run steps until the target; clear: paused
         self._pending = 0                # single steps asked for by step()
@@ -50,7 +52,7 @@ class Runner:
             self.wait()
             self._set_status("compiling")
             try:
-                with warnings.catch_warnings(record=True) as caught:
+                with warnings.catch_warnings(record=True) as caught, _logged() as lines:
                     warnings.simplefilter("always")
                     full = validate(config)
                     parts = {**_config.build(buildable(full)), "config": full}
@@ -63,7 +65,7 @@ class Runner:
             with self._cond:
                 self.notes = sorted({str(w.message) for w in caught
                                      if not issubclass(w.category, (DeprecationWarning,
-                                                                    FutureWarning))})
+                                                                    FutureWarning))} | set(lines))
                 self.parts, self.session, self.compiled_config = parts, session, full
                 self.history = History()
                 self.target = full["steps"]
@@ -214,6 +216,37 @@ class Runner:
                 self.on_status(status)
             except Exception:  # noqa: BLE001
                 pass
+
+
+# The simulator's quiet notices (the NumPy fallback: `simulator.backend`), which the workbench
+# shows under its plan instead of a warning.
+NOTICE_LOGGERS = ("simulator.backend",)
+
+
+class _Lines(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record) -> None:
+        self.lines.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _logged():
+    """The INFO and higher messages of `NOTICE_LOGGERS` while the block runs."""
+    handler, saved = _Lines(), {}
+    for name in NOTICE_LOGGERS:
+        logger = logging.getLogger(name)
+        saved[name] = logger.level
+        logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
+        logger.addHandler(handler)
+    try:
+        yield handler.lines
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).removeHandler(handler)
+            logging.getLogger(name).setLevel(level)
 
 
 def timed(fn, interval: float):

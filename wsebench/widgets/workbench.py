@@ -16,23 +16,21 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from html import escape
 
 import ipywidgets as W
 
 from .. import ConfigError
 
-from . import render
-from .panels import image, make_buttons, make_control, make_panels, titled
+from . import render, views
+from .live import LiveViews
+from .panels import make_buttons, make_control, make_panels
 from .runner import Runner
 from .state import (CONTROLS, PANELS, RUN_ONLY_KEYS, WorkbenchState, check_hide, lesson,
                     lesson_config, validate)
 
-REDRAW_SECONDS = 0.5        # while playing, views redraw at most this often
 
-
-class Workbench:
+class Workbench(LiveViews):
     def __init__(self, config: dict | None = None, preset: str | None = None, hide=None):
         hidden = list(check_hide(hide))
         self.lesson = None
@@ -53,6 +51,7 @@ class Workbench:
         self._loss_plot = render.LossPlot()
         self._job: threading.Thread | None = None
         self._autoplay = False
+        self._outdated = False         # the views were cleared: they picture an old model
         self._build()
         self._refresh()
         self._draw_idle()
@@ -106,37 +105,20 @@ class Workbench:
         self.buttons["train"].on_click(lambda _: self._click_train())
         self.buttons["pause"].on_click(lambda _: self.pause())
         self.buttons["step"].on_click(lambda _: self._click_step())
-        self.progress = W.IntProgress(value=0, min=0, max=1, description="0 / 0",
-                                      style={"description_width": "70px"},
-                                      layout=W.Layout(width="260px"))
-        self.progress.add_class("wsebench-progress")
-        self.status = W.HTML()
-        self.status.add_class("wsebench-status")
         self.notice = W.HTML()
         self.notice.add_class("wsebench-message")
-        self.loss_image = image("wsebench-loss", "360px")
-        self.loss_caption = W.HTML()
-        self.heatmap = image("wsebench-heatmap", "280px")
-        self.heatmap_caption = W.HTML()
-        self.placement = image("wsebench-placement", "290px")
-        self.report_html = W.HTML()
-        self.report_html.add_class("wsebench-report-view")
+        pictures = self._build_views()
         title = "wsebench workbench"
         intro = ""
         if self.lesson is not None:
             title = f"wsebench lesson: {self.lesson.title}"
             intro = f"<div style='margin:2px 0 6px 0'>{self.lesson.note}</div>"
-        views = W.HBox([
-            titled("Loss and samples/s", self.loss_image, self.loss_caption, width="370px"),
-            titled("Per-core utilization", self.heatmap, self.heatmap_caption, width="290px"),
-            titled("Placement", self.placement, width="300px")],
-            layout=W.Layout(flex_flow="row wrap"))
         bar = W.HBox([*self.buttons.values(), self.progress],
                       layout=W.Layout(align_items="center", flex_flow="row wrap"))
         self.widget = W.VBox([
             W.HTML(f"<h3 style='margin:4px 0'>{escape(title)}</h3>{intro}"),
             W.HBox(list(self.panels.values()), layout=W.Layout(flex_flow="row wrap")),
-            bar, self.status, self.notice, views, self.report_html])
+            bar, self.status, self.notice, pictures, self.report_html])
         self.widget.add_class("wsebench-workbench")
 
     def _repr_mimebundle_(self, **kwargs):
@@ -189,15 +171,26 @@ class Workbench:
             errors.append(f"{type(err).__name__}: {' '.join(str(err).split())}")
         self._show(self.state.problems() + errors, notes)
         self._update_buttons()
+        if self._outdated != self._views_outdated():
+            self._redraw()
+
+    def _validated(self) -> "dict | None":
+        try:
+            return validate(self.state.config)
+        except ConfigError:
+            return None
+
+    def _views_outdated(self) -> bool:
+        """Whether the compiled plan pictures another model, wafer or mapping than the
+        controls now name (`views.outdated`); an invalid config pictures nothing."""
+        current = self._validated()
+        return self.runner.compiled and (current is None or
+                                         views.outdated(self.runner.compiled_config, current))
 
     def _stale(self) -> bool:
-        def core(c):
-            return {k: v for k, v in c.items() if k not in RUN_ONLY_KEYS}
-        try:
-            current = validate(self.state.config)
-        except ConfigError:
-            return True
-        return core(current) != core(self.runner.compiled_config or {})
+        current = self._validated()
+        core = lambda c: {k: v for k, v in c.items() if k not in RUN_ONLY_KEYS}  # noqa: E731
+        return current is None or core(current) != core(self.runner.compiled_config or {})
 
     def _show(self, problems: list[str], notes: list[str]) -> None:
         parts = [f"<div style='color:#b00020'>✗ {escape(p)}</div>" for p in problems]
@@ -342,66 +335,6 @@ class Workbench:
     def _on_step(self, result) -> None:
         playing = self.runner._play.is_set()
         self._draw(force=not playing)
-
-    def _draw(self, force: bool = False) -> None:
-        with self._draw_lock:
-            now = time.monotonic()
-            self._draw_status()
-            # while playing, drawing takes at most about a fifth of the time
-            if not force and now - self._last_draw < max(REDRAW_SECONDS, 4 * self._draw_cost):
-                return
-            session, history = self.runner.session, list(self.runner.history)
-            if session is None or not history:
-                return
-            rep = session.report()
-            self.loss_image.value = self._loss_plot.png(history)
-            self.loss_caption.value = ""
-            self.heatmap.value = render.heatmap_png(rep.core_utilization, rep.kernel_grid)
-            self.heatmap_caption.value = render.heatmap_caption(rep, len(history))
-            self.report_html.value = rep._repr_html_()
-            self._last_draw = time.monotonic()
-            self._draw_cost = self._last_draw - now
-
-    def _draw_status(self) -> None:
-        r, history = self.runner, self.runner.history
-        done, target = len(history), max(r.target, len(history), 1)
-        self.progress.max = target
-        self.progress.value = done
-        self.progress.description = f"{done} / {target}"
-        self.progress.bar_style = {"done": "success", "error": "danger"}.get(r.status, "")
-        parts = [f"<b>{escape(r.status)}</b>"]
-        if done:
-            last = history[-1]
-            parts += [f"step {last.step}", f"loss {last.loss:.4f}",
-                      f"{last.samples_per_s:,.0f} samples/s (simulated)",
-                      f"harvest speedup {last.harvest_speedup:.3f}x", *render.dynamic_parts(last)]
-        if r.session is not None:
-            parts.append(f"backend {r.session.backend}")
-        if r.status == "error" and r.error is not None:
-            parts.append(f"<span style='color:#b00020'>{escape(type(r.error).__name__)}: "
-                         f"{escape(str(r.error))}</span>")
-        self.status.value = " · ".join(parts)
-
-    def _draw_idle(self) -> None:
-        """Views before any step: the placement and the plan, an empty loss plot."""
-        with self._draw_lock:
-            self._draw_status()
-            session = self.runner.session
-            self.loss_image.value = b""
-            self.loss_caption.value = "<i>no step yet: press Train or Step</i>"
-            if session is None:
-                self.placement.value = b""
-                self.heatmap.value = b""
-                self.heatmap_caption.value = "<i>press Compile</i>"
-                self.report_html.value = ""
-                return
-            plan = session.plan
-            grid, _ = render.plan_grid(plan)
-            self.placement.value = render.placement_png(plan)
-            self.heatmap.value = render.heatmap_png(grid * 0.0, grid)
-            self.heatmap_caption.value = "<i>no step yet</i>"
-            notes = "".join(f"<div style='color:#777'>{escape(n)}</div>" for n in self.runner.notes)
-            self.report_html.value = notes + render.plan_html(plan)
 
 
 __all__ = ["Workbench", "PANELS"]
