@@ -56,7 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--steps", type=int, default=None, help="override the config's steps")
     sweep.add_argument("--csv", default=None, help="also write the table to this CSV file")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
-    sub.add_parser("lab", help="open the notebooks in JupyterLab")
+    lab_cmd = sub.add_parser("lab", help="open the student's copy of the classroom lab "
+                             "(05_lab) in JupyterLab")
+    lab_cmd.add_argument("--dir", default="wsebench-lab", help="folder for the student's copy "
+                         "(wsebench-lab); a copy already there is opened, never overwritten")
     ispd = sub.add_parser("ispd", help="solve an ISPD 2020 wafer-placement contest instance "
                           "(.kgraph): size, pack and place its kernels; write the solution and a PNG")
     ispd.add_argument("kgraph", help="path to a .kgraph file")
@@ -71,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "lab":
-        return lab()
+        return lab(Path(args.dir))
     from .errors import user_errors
     try:
         if args.command == "demo":
@@ -290,12 +293,27 @@ def notebooks_dir() -> Path:
     return here if here.is_dir() else Path.cwd() / "notebooks"
 
 
-def lab() -> int:
+STUDENT_LAB = "05_lab.ipynb"     # the teacher's copy, with the answer key, is in teacher/
+
+
+def lab(folder: Path = Path("wsebench-lab")) -> int:
+    """Copy the student's lab notebook into `folder` (keeping a copy already there, with the
+    student's answers) and open it in JupyterLab."""
     if importlib.util.find_spec("jupyterlab") is None:
         print("wsebench: error: JupyterLab is not installed; install it with "
               "`pip install -e .[lab]` (or run `make lab`)", file=sys.stderr)
         return USAGE_ERROR
-    return subprocess.call([sys.executable, "-m", "jupyterlab", str(notebooks_dir())])
+    copy = folder / STUDENT_LAB
+    if not copy.exists():
+        import shutil
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(notebooks_dir() / STUDENT_LAB, copy)
+        except OSError as err:
+            print(f"wsebench: error: cannot write the lab to {str(folder)!r}: "
+                  f"{err.strerror or err}; pass --dir FOLDER", file=sys.stderr)
+            return USAGE_ERROR
+    return subprocess.call([sys.executable, "-m", "jupyterlab", str(copy)])
 
 
 if __name__ == "__main__":

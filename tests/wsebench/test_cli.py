@@ -106,9 +106,16 @@ def test_lab_without_jupyterlab_says_how_to_install(monkeypatch, capsys):
     assert "pip install -e .[lab]" in capsys.readouterr().err
 
 
-def test_lab_launches_jupyterlab_on_the_notebooks(monkeypatch):
+def test_lab_opens_the_students_copy_and_keeps_their_answers(monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr(cli.importlib.util, "find_spec", lambda name: object())
     monkeypatch.setattr(cli.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
-    assert cli.main(["lab"]) == 0
-    assert calls[0][1:3] == ["-m", "jupyterlab"] and calls[0][3].endswith("notebooks")
+    folder = tmp_path / "class"
+    assert cli.main(["lab", "--dir", str(folder)]) == 0
+    copy = folder / "05_lab.ipynb"
+    assert calls[0][1:3] == ["-m", "jupyterlab"] and calls[0][3] == str(copy)
+    assert copy.read_bytes() == (cli.notebooks_dir() / "05_lab.ipynb").read_bytes()
+    assert b"answer_key" not in copy.read_bytes()            # the student's copy: no answers
+    copy.write_text("my answers")
+    assert cli.main(["lab", "--dir", str(folder)]) == 0
+    assert copy.read_text() == "my answers"

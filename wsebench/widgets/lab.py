@@ -2,8 +2,10 @@
 
 A self-check never holds the answer: it measures it, from the runs the student made (or by
 compiling), and tells the student whether their answer matches, with a hint if it does not.
-Checks print their verdict and return True (right), False (wrong) or None (not answered yet);
-they never raise, so a lab runs top to bottom before anyone has answered.
+Checks return a `wsebench.exercises.Verdict` (a coloured ✓ or ✗ in Jupyter; `.ok` is True,
+False or None when not answered yet), compare answers loosely (case, spacing, synonyms such as
+"dropout" for "drop") and never raise, so a lab runs top to bottom before anyone has answered;
+`score()` sums them up.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from html import escape
 from .. import ConfigError, PlacementError, WaferFitError
 
 from .. import config as _config
+from .. import exercises
+from ..exercises import Verdict, score  # noqa: F401 (score: the lab's last cell)
 from ..formatting import fmt
 from .state import WorkbenchState, check, lesson_config, validate
 
@@ -118,117 +122,127 @@ def sparsity_table(runs: dict) -> "HTMLTable":
 
 # --- self-checks ------------------------------------------------------------------------------
 
-def _verdict(ok: bool | None, right: str, wrong: str) -> bool | None:
-    if ok is None:
-        print("… not answered yet: set the answer variable above, then run this cell again")
-    elif ok:
-        print(f"✓ right. {right}")
-    else:
-        print(f"✗ not quite. {wrong}")
-    return ok
+def _best_kernel(result: dict) -> dict:
+    return max(result["report"].kernels, key=lambda k: k["speedup_vs_dense"])
 
 
-def _number(answer):
-    if answer is None:
-        return None
-    try:
-        return float(answer)
-    except (TypeError, ValueError):
-        return float("nan")
+def _step_vs_kernel(result: dict) -> str:
+    best = _best_kernel(result)["speedup_vs_dense"]
+    return "yes" if result["report"].summary["harvest_speedup"] >= best - 1e-9 else "no"
 
 
-def check_best_kernel(answer, result: dict) -> bool | None:
-    """Which kernel did harvesting speed up the most (largest dense / measured cycles)?"""
-    best = max(result["report"].kernels, key=lambda k: k["speedup_vs_dense"])
-    ok = None if answer is None else str(answer).strip() == best["name"]
-    return _verdict(ok, f"{best['name']} ran {fmt(best['speedup_vs_dense'], 'x')} faster than dense.",
-                    "Read the 'dense / measured' column of the harvest-on run and pick the "
-                    "largest.")
+def _skipped(result: dict) -> int:
+    s = result["report"].summary
+    return int(s["dense_macs"] - s["executed_macs"])
 
 
-def check_step_vs_kernel(answer, result: dict) -> bool | None:
-    """Does the whole step speed up as much as the best kernel? ("yes" or "no")"""
-    best = max(k["speedup_vs_dense"] for k in result["report"].kernels)
+def _more_zeros(relu: dict, other: dict, other_name: str = "tanh") -> tuple[str, dict]:
+    """The activation whose run skipped more MACs, and the MACs each skipped."""
+    macs = {"relu": _skipped(relu), other_name: _skipped(other)}
+    return max(macs, key=macs.get), macs
+
+
+def _smallest_area(base: dict, largest: int = 32) -> int | None:
+    return next((n for n in range(1, largest + 1) if fits(base, n)[0]), None)
+
+
+def _fastest(runs: dict) -> str:
+    return min(runs, key=lambda label: _step_cycles(runs[label]))
+
+
+def answer_key(on: dict, tanh: dict, sizes: dict, base: dict, sparse: dict) -> dict:
+    """The answers of this lab's checks, measured from the runs given (for the teacher's copy)."""
+    return {"1a": _best_kernel(on)["name"], "1b": _step_vs_kernel(on),
+            "2": _more_zeros(on, tanh)[0],
+            "3": round(sizes[4] / sizes[8], 2), "4": _smallest_area(base),
+            "5a": _fastest(sparse),
+            "5b": round(_step_cycles(sparse["gelu"]) / _step_cycles(sparse["relu + drop"]), 2)}
+
+
+def check_best_kernel(answer, result: dict) -> Verdict:
+    """1a. Which kernel did harvesting speed up the most (largest dense / measured cycles)?"""
+    kernels = result["report"].kernels
+    best = _best_kernel(result)
+    return exercises.choice("1a", answer, best["name"], [k["name"] for k in kernels],
+                            f"{best['name']} ran {fmt(best['speedup_vs_dense'], 'x')} faster than "
+                            "dense.", "Read the 'dense / measured' column of the harvest-on run "
+                            "and pick the largest.")
+
+
+def check_step_vs_kernel(answer, result: dict) -> Verdict:
+    """1b. Does the whole step speed up as much as the best kernel? ("yes" or "no")"""
+    best = _best_kernel(result)["speedup_vs_dense"]
     step = result["report"].summary["harvest_speedup"]
-    truth = "yes" if step >= best - 1e-9 else "no"
-    ok = None if answer is None else str(answer).strip().lower() == truth
-    return _verdict(ok, f"the step ran {fmt(step, 'x')} faster, its best kernel {fmt(best, 'x')}: a "
-                    "pipeline runs at the pace of its slowest stage, and the kernels that "
-                    "harvest nothing (or little) set that pace.",
-                    "Compare the 'whole step' row with the kernels' rows.")
+    return exercises.choice("1b", answer, _step_vs_kernel(result), ["yes", "no"],
+                            f"the step ran {fmt(step, 'x')} faster, its best kernel "
+                            f"{fmt(best, 'x')}: a pipeline runs at the pace of its slowest stage, "
+                            "and the kernels that harvest nothing (or little) set that pace.",
+                            "Compare the 'whole step' row with the kernels' rows.")
 
 
-def check_activation(answer, relu: dict, other: dict, other_name: str = "tanh") -> bool | None:
-    """Which activation gave the wafer more zeros to skip (more harvested MACs)?"""
-    def skipped(result):
-        s = result["report"].summary
-        return int(s["dense_macs"] - s["executed_macs"])
-    macs = {"relu": skipped(relu), other_name: skipped(other)}
-    truth = max(macs, key=macs.get)
-    ok = None if answer is None else str(answer).strip().lower() == truth
-    return _verdict(ok, f"{truth} let the wafer skip {fmt(macs[truth])} MACs per step, the other "
-                    f"{fmt(min(macs.values()))}: ReLU outputs exact zeros for every negative input.",
-                    "Compare the harvested MACs of the two runs.")
+def check_activation(answer, relu: dict, other: dict, other_name: str = "tanh") -> Verdict:
+    """2. Which activation gave the wafer more zeros to skip (more harvested MACs)?"""
+    truth, macs = _more_zeros(relu, other, other_name)
+    return exercises.choice("2", answer, truth, list(macs),
+                            f"{truth} let the wafer skip {fmt(macs[truth])} MACs per step, the "
+                            f"other {fmt(min(macs.values()))}: ReLU outputs exact zeros for every "
+                            "negative input.", "Compare the harvested MACs of the two runs.")
 
 
-def check_area_speedup(answer, sizes: dict, small: int = 4, large: int = 8) -> bool | None:
-    """How many times faster is the kernel on large x large cores than on small x small?
+def check_area_speedup(answer, sizes: dict, small: int = 4, large: int = 8) -> Verdict:
+    """3. How many times faster is the kernel on large x large cores than on small x small?
     Right within 15% of the measured ratio."""
     truth = sizes[small] / sizes[large]
-    value = _number(answer)
-    ok = None if value is None else abs(value - truth) <= 0.15 * truth
-    return _verdict(ok, f"measured {fmt(truth, 'x')} for {(large / small) ** 2:.0f}x the area: each "
-                    "core holds a smaller tile, so it does fewer MACs per sample (the overheads "
-                    "that do not shrink keep it below the ideal).",
-                    f"Divide the cycles per sample at {small}x{small} by those at "
-                    f"{large}x{large}.")
+    return exercises.number("3", answer, truth, 0.15,
+                            f"measured {fmt(truth, 'x')} for {(large / small) ** 2:.0f}x the area: "
+                            "each core holds a smaller tile, so it does fewer MACs per sample (the "
+                            "overheads that do not shrink keep it below the ideal).",
+                            f"Divide the cycles per sample at {small}x{small} by those at "
+                            f"{large}x{large}.")
 
 
-def check_smallest_area(answer, base: dict) -> bool | None:
-    """The smallest side n such that the model compiles on an n x n area of the wafer."""
+def check_smallest_area(answer, base: dict) -> Verdict:
+    """4. The smallest side n such that the model compiles on an n x n area of the wafer."""
+    right = "it fits and one side smaller does not: the weights, gradients, optimizer state and " \
+            "stashed activations need that much SRAM."
     if answer is None:
-        return _verdict(None, "", "")
+        return exercises.verdict("4", None, right, "")
     try:
         n = int(answer)
     except (TypeError, ValueError):
-        return _verdict(False, "", "the answer is a whole number of cores per side.")
+        return exercises.verdict("4", False, right, "the answer is a whole number of cores per side.")
     fits_n, why_n = fits(base, n)
     if not fits_n:
-        return _verdict(False, "", f"on {n} x {n} it does not fit: {why_n}")
-    if n > 1:
-        fits_smaller, _ = fits(base, n - 1)
-        if fits_smaller:
-            return _verdict(False, "", f"it still fits on {n - 1} x {n - 1}: try smaller.")
-    return _verdict(True, f"{n} x {n} fits and {n - 1} x {n - 1} does not: the weights, "
-                    "gradients, optimizer state and stashed activations need that much SRAM.",
-                    "")
+        return exercises.verdict("4", False, right, f"on {n} x {n} it does not fit: {why_n}")
+    if n > 1 and fits(base, n - 1)[0]:
+        return exercises.verdict("4", False, right, f"{n} x {n} fits, but it is not the smallest "
+                                 "square that does: keep shrinking until the compiler refuses.")
+    return exercises.verdict("4", True, f"{n} x {n}: {right}", "")
 
 
 def _step_cycles(result: dict) -> float:
     return float(result["report"].summary["step_cycles"])
 
 
-def check_fastest_run(answer, runs: dict) -> bool | None:
-    """Which run needed the fewest cycles per step?"""
-    truth = min(runs, key=lambda label: _step_cycles(runs[label]))
-    ok = None if answer is None else str(answer).strip().lower() == truth
-    return _verdict(ok, f"{truth!r} took {fmt(_step_cycles(runs[truth]))} cycles per step: every "
-                    "zero it induced is a multiplication the wafer skips where it streams.",
-                    "Read the cycles/step column and pick the smallest.")
+def check_fastest_run(answer, runs: dict) -> Verdict:
+    """5a. Which run needed the fewest cycles per step?"""
+    truth = _fastest(runs)
+    return exercises.choice("5a", answer, truth, list(runs),
+                            f"{truth!r} took {fmt(_step_cycles(runs[truth]))} cycles per step: "
+                            "every zero it induced is a multiplication the wafer skips where it "
+                            "streams.", "Read the cycles/step column and pick the smallest.")
 
 
-def check_step_ratio(answer, runs: dict, slow: str = "gelu",
-                     fast: str = "relu + drop") -> bool | None:
-    """How many times faster per step is run `fast` than run `slow`? Right within 10%."""
+def check_step_ratio(answer, runs: dict, slow: str = "gelu", fast: str = "relu + drop") -> Verdict:
+    """5b. How many times faster per step is run `fast` than run `slow`? Right within 10%."""
     truth = _step_cycles(runs[slow]) / _step_cycles(runs[fast])
-    value = _number(answer)
-    ok = None if value is None else abs(value - truth) <= 0.1 * truth
     macs = (runs[slow]["report"].summary["executed_macs"]
             / max(runs[fast]["report"].summary["executed_macs"], 1))
-    return _verdict(ok, f"measured {fmt(truth, 'x')}, while the MACs executed fell {fmt(macs, 'x')}: a "
-                    "step runs at the pace of its slowest kernel, and what is not skipped (the "
-                    "dense input, the element-wise work) remains.",
-                    f"Divide the cycles per step of {slow!r} by those of {fast!r}.")
+    return exercises.number("5b", answer, truth, 0.1,
+                            f"measured {fmt(truth, 'x')}, while the MACs executed fell "
+                            f"{fmt(macs, 'x')}: a step runs at the pace of its slowest kernel, and "
+                            "what is not skipped (the dense input, the element-wise work) remains.",
+                            f"Divide the cycles per step of {slow!r} by those of {fast!r}.")
 
 
 class HTMLTable:

@@ -1,0 +1,44 @@
+"""wsebench.exercises: loose comparison of answers, verdicts that show as ✓/✗, and the score."""
+from __future__ import annotations
+
+import pytest
+
+from wsebench import exercises as ex
+
+
+@pytest.mark.parametrize("given, canonical", [
+    ("ReLU + Drop", "relu + drop"), ("relu+drop", "relu + drop"), ("relu and dropout", "relu + drop"),
+    ("  FC2 ", "fc2"), ("Yes", "yes"), ("y", "yes"), ("relu/tanh", "relu / tanh")])
+def test_answers_are_compared_loosely(given, canonical):
+    assert ex.normalize(given) == canonical
+
+
+def test_a_wrong_choice_gets_the_hint_and_an_unknown_one_the_accepted_forms():
+    wrong = ex.choice("q", "relu", "gelu", ["relu", "gelu"], right="gelu it is", hint="look again")
+    assert wrong.ok is False and wrong.message.endswith("look again") and "gelu it is" not in wrong.message
+    unknown = ex.choice("q", "swish", "gelu", ["relu", "gelu"], right="", hint="look again")
+    assert unknown.ok is False and "'relu', 'gelu'" in unknown.message
+
+
+def test_numbers_within_their_tolerance():
+    assert ex.number("n", "3.1x", 3.0, 0.05, "", "").ok is True
+    assert ex.number("n", 3.2, 3.0, 0.05, "", "").ok is False
+    assert ex.number("n", "three", 3.0, 0.05, "", "").ok is False
+    assert ex.number("n", None, 3.0, 0.05, "", "").ok is None
+
+
+def test_the_score_counts_the_last_verdict_of_each_check():
+    ex.score(reset=True)
+    ex.choice("a", "x", "x", ["x", "y"], "", "")
+    ex.choice("b", "y", "x", ["x", "y"], "", "")
+    ex.choice("b", "x", "x", ["x", "y"], "", "")      # answered again: now right
+    ex.choice("c", None, "x", ["x", "y"], "", "")
+    s = ex.score(reset=True)
+    assert (s.right, s.answered, s.total) == (2, 2, 3)
+    assert "2 of 3 right" in s._repr_html_() and ex.score().total == 0
+
+
+def test_a_verdict_renders_as_coloured_html():
+    right = ex.verdict("x", True, "well done", "")
+    assert "✓" in right._repr_html_() and "#1a7f37" in right._repr_html_()
+    assert "✗" in ex.verdict("x", False, "", "hint").__str__()
