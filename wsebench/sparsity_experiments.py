@@ -156,7 +156,8 @@ def run_experiment(exp: Experiment, same_plan: bool = False, accuracy: bool = Tr
     """One row per variant: speedup vs the experiment's dense baseline (each compiled for its
     own densities), samples/s, accuracy, and the harvest speedup on the variant's own plan.
     `same_plan`: also compile each sparse variant dense-sized, as its baseline is, and give
-    its harvest speedup there (`same_plan_speedup`: harvesting on vs off on one plan).
+    its harvest speedup there (`same_plan_speedup`: harvesting on vs off on one plan; what
+    `describe` says of that run under `same_plan`).
     `accuracy`: measure held-out accuracy. `describe(session) -> dict`: more fields per row;
     given it, rows keep no session, so only two are alive at a time (large models)."""
     base = run_variant(exp, exp.variants[0], **kwargs)
@@ -164,7 +165,7 @@ def run_experiment(exp: Experiment, same_plan: bool = False, accuracy: bool = Tr
     rows = []
     for i, variant in enumerate(exp.variants):
         # first, so that no more than two sessions are alive at a time
-        same = _same_plan_speedup(exp, variant, **kwargs) if same_plan and i > 0 else None
+        same = _same_plan(exp, variant, describe, **kwargs) if same_plan and i > 0 else None
         run = base if i == 0 else run_variant(exp, variant, **kwargs)
         session = run["session"]
         c = compare(session, base["session"], x_test, y_test)
@@ -176,18 +177,19 @@ def run_experiment(exp: Experiment, same_plan: bool = False, accuracy: bool = Tr
                "seed": variant.seed_speedup, "note": exp.note,
                "compile_s": run["compile_s"], "step_s": run["step_s"]}
         if same is not None:
-            row["same_plan_speedup"] = same
+            row["same_plan_speedup"], row["same_plan"] = same
         row.update(describe(session) if describe else {"session": session})
         rows.append(row)
         del run, session, report
     return rows
 
 
-def _same_plan_speedup(exp: Experiment, variant: Variant, **kwargs) -> float:
+def _same_plan(exp: Experiment, variant: Variant, describe=None, **kwargs) -> tuple[float, dict]:
     """The variant compiled dense-sized (the plan its dense baseline gets): harvesting on vs
-    off on that one plan, measured (dense cycles / cycles of the same step)."""
-    session = run_variant(exp, variant, **kwargs, densities="dense")["session"]
-    return session.report().summary["harvest_speedup"]
+    off on that one plan, measured (dense cycles / cycles of the same step), and what
+    `describe` says of that session."""
+    session = run_variant(exp, variant, **{**kwargs, "densities": "dense"})["session"]
+    return session.report().summary["harvest_speedup"], describe(session) if describe else {}
 
 
 def run_all(fast: bool = False, **kwargs) -> list[dict]:
