@@ -2,7 +2,7 @@
 each row with what bounds its step.
 
     PYTHONPATH=. python bench/fidelity.py [--quick] [--only bert sparsity scaling kernels]
-                                          [--bert-layers 12] [--mp-layers 12]
+                                          [--bert-layers 12] [--mp-layers 4]
 
 Rows (wse2 unless a row says otherwise; one simulated training step per run, NumPy backend):
 - BERT-base training (12 layers, d 768, 12 heads, FFN 3072, seq 128, batch 8, GELU, no dropout,
@@ -15,8 +15,9 @@ Rows (wse2 unless a row says otherwise; one simulated training step per run, Num
   gives the harvest speedup on the same plan (sized dense, as its baseline's: zero-skipping on
   against off) and the speedup after a sparsity-aware recompile (sized for the densities
   calibrated on the first batch, against the dense baseline);
-- model-parallel scaling: BERT-base-shaped at batch 8, mapping "model", on a quarter, a half and
-  the whole wse2 (`compiler.target.sub_wafer`); data-parallel scaling: a 4-layer MLP of width 256
+- model-parallel scaling: BERT-base-shaped with 4 layers (12 do not fit a quarter of wse2) at
+  batch 8, mapping "model", on a quarter, a half and the whole wse2
+  (`compiler.target.sub_wafer`); data-parallel scaling: a 4-layer MLP of width 256
   at batch 64 and 256, mapping "data", on the same areas of a 128 x 128 classroom-core wafer (a
   small model replicates past any batch on wse2, where one sample per replica is the ceiling).
   Efficiency: speedup over the quarter wafer divided by the ratio of cores (1.0: linear);
@@ -44,7 +45,7 @@ import torch.nn as nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))     # bench/parallelism.py
 
 import wsebench as wb                                            # noqa: E402
-from compiler.cost import sram_factor                            # noqa: E402
+from compiler.cost import sent_share, sram_factor                # noqa: E402
 from compiler.estimate import kernel_cycles, update_cycles       # noqa: E402
 from compiler.target import sub_wafer                            # noqa: E402
 from parallelism import efficiency, run_point                    # noqa: E402
@@ -101,7 +102,7 @@ def sizes(quick: bool, args) -> dict:
         return {"seq": 32, "bert_layers": 1, "mp_layers": 1, "t_layers": 1,
                 "fc_hidden": 256, "fc_batch": 32, "dp_side": 64, "dp_batches": (64,)}
     return {"seq": 128, "bert_layers": args.bert_layers,
-            "mp_layers": args.mp_layers, "t_layers": 2, "fc_hidden": 1024, "fc_batch": 64,
+            "mp_layers": args.mp_layers, "t_layers": 2, "fc_hidden": 1024, "fc_batch": 256,
             "dp_side": 128, "dp_batches": (64, 256)}
 
 
@@ -244,7 +245,11 @@ def format_table(rows: list[list[str]]) -> str:
                   "is shown) / speedup after a sparsity-aware recompile (vs the dense baseline; its "
                   "bound in the detail); scaling rows: "
                   "efficiency on the whole wafer against a quarter (1.0: linear), per area in "
-                  "the detail; kernel-size rows: area x time against 6x6"]
+                  "the detail; kernel-size rows: area x time against 6x6",
+              "links: a zero-filtering sender sends one (value, index) wavelet per non-zero, so a "
+              "stream at density d carries " + ", ".join(
+                  f"{d:.0%}: {float(sent_share(d, wb.wafer('wse2'))):.2f}" for d in (0.75, 0.5, 0.25))
+              + " of its dense wavelets (compiler.cost.sent_share, 2 FP16 values per dense wavelet)"]
     return "\n".join(lines)
 
 
@@ -262,7 +267,9 @@ def main(argv=None) -> list[list[str]]:
     parser.add_argument("--only", nargs="*", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--bert-layers", type=int, default=12,
                         help="BERT layers of the BERT-base row and the 50%% induced row (one model)")
-    parser.add_argument("--mp-layers", type=int, default=12, help="BERT layers, model-parallel row")
+    parser.add_argument("--mp-layers", type=int, default=4,
+                        help="BERT layers of the model-parallel row (12 need more cores than a "
+                             "quarter of wse2 holds at 48 KB each)")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     z = sizes(args.quick, args)
