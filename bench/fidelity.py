@@ -39,6 +39,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -47,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))     # bench/parallelism
 import wsebench as wb                                            # noqa: E402
 from compiler.cost import sent_share, sram_factor                # noqa: E402
 from compiler.estimate import kernel_cycles, update_cycles       # noqa: E402
+from compiler.kernels import kind_of                             # noqa: E402
 from compiler.target import sub_wafer                            # noqa: E402
 from parallelism import efficiency, run_point                    # noqa: E402
 from wsebench import sparsity_experiments as sx                  # noqa: E402
@@ -83,14 +85,18 @@ def bound(plan) -> dict:
     pct = lambda cycles: 100.0 * cycles / est["cycles"]  # noqa: E731
     return {"bottleneck": name, "stage_bound": stage_bound, "bound": max(parts, key=parts.get),
             "steady_pct": pct(est["cycles"] - fill - update), "fill_pct": pct(fill),
-            "update_pct": pct(update), "stage_cycles": stages[name], "limits": limits}
+            "update_pct": pct(update), "stage_cycles": stages[name], "limits": limits,
+            "weights_per_core": int(np.max(kind_of(kernel).weights_per_core(kernel, mapping.replica)))}
 
 
 def bound_text(plan) -> str:
-    """The bound in words, with the numbers behind it: the slowest stage's cycles per sample
-    and its limit, and the step's shares of steady state, fill and update."""
+    """The bound in words, with the numbers behind it: the slowest stage's cycles per sample,
+    its limit and the weights its fullest core holds (a few weights a core leave little work
+    to skip, and the busiest core of many small tiles is nearly dense on every sample), and
+    the step's shares of steady state, fill and update."""
     b = bound(plan)
-    stage = f"{b['stage_bound']} at {b['bottleneck']} ({b['stage_cycles']:,.0f} cyc/sample)"
+    held = f", {b['weights_per_core']:,} weights/core" if b["weights_per_core"] else ""
+    stage = f"{b['stage_bound']} at {b['bottleneck']} ({b['stage_cycles']:,.0f} cyc/sample{held})"
     head = stage if b["bound"] == b["stage_bound"] else f"{b['bound']}; slowest stage {stage}"
     return (f"{head}; steady {b['steady_pct']:.0f}%, fill {b['fill_pct']:.0f}%, "
             f"update {b['update_pct']:.0f}%")
@@ -160,7 +166,8 @@ def sparsity_rows(z: dict, only_bert: bool = False) -> list[list[str]]:
             rows.append([f"{exp.name}: {r['variant']}",
                          f"{r['same_plan_speedup']:.2f}x / {r['speedup']:.2f}x", r["seed"],
                          r["same_plan"]["bound"],
-                         f"{exp.note}; recompiled: {r['bound']}"])
+                         f"{exp.note}; recompiled (compile {r['compile_s']:.0f} s with the "
+                         f"calibration, dense baseline {runs[0]['compile_s']:.0f} s): {r['bound']}"])
         if exp.name == "bert_induced":
             rows.insert(0, bert_row(runs[0], z["bert_layers"], z["seq"]))
     return rows
