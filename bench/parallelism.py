@@ -23,6 +23,7 @@ A strategy "scales linearly" while the efficiency stays >= 0.75 (area) or the ga
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 import warnings
 
@@ -51,28 +52,43 @@ MODELS = {"mlp": mlp_case, "stack": stack_case}
 _CAPTURED: dict = {}
 
 
-def _memoized_capture(key):
-    """wb.compile's capture, reused for every wafer and strategy of one (model, batch)."""
+@contextlib.contextmanager
+def memoized_capture(key):
+    """Within the block, wb.compile's capture of one (model, batch) `key` is reused for every
+    wafer and strategy; the real capture is back in place after it."""
     import wsebench.session as session
-    real = session.capture.__wrapped__ if hasattr(session.capture, "__wrapped__") else session.capture
+    real = session.capture
 
     def capture(model, loss_fn, example, method="auto"):
         if key not in _CAPTURED:
             _CAPTURED[key] = real(model, loss_fn, example, method=method)
         return _CAPTURED[key]
-    capture.__wrapped__ = real
     session.capture = capture
+    try:
+        yield
+    finally:
+        session.capture = real
 
 
-def run_point(make, batch: int, area: int, strategy: str, steps: int, backend: str) -> dict:
-    _memoized_capture((make.__name__, batch))
+def efficiency(samples_per_s: float, cores: int, base_samples_per_s: float, base_cores: int) -> float:
+    """Scaling efficiency: the speedup over the base wafer divided by the ratio of cores
+    (1.0: linear in area)."""
+    return samples_per_s / base_samples_per_s / (cores / base_cores)
+
+
+def run_point(make, batch: int, wafer, strategy: str, steps: int, backend: str) -> dict:
+    """Compile `make(batch)` for `wafer` (a Target, or a classroom side length) with mapping
+    `strategy` and train `steps` steps; samples/s measured and estimated, or the error."""
+    if isinstance(wafer, int):
+        wafer = wb.wafer("classroom", rows=wafer, cols=wafer)
     torch.manual_seed(0)
     model, loss_fn, x, y = make(batch)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     start = time.perf_counter()
     try:
-        s = wb.compile(model, loss_fn, (x, y), opt, wafer=wb.wafer("classroom", rows=area, cols=area),
-                       mapping=strategy, backend=backend, capture_method="aot")
+        with memoized_capture((make.__name__, batch)):
+            s = wb.compile(model, loss_fn, (x, y), opt, wafer=wafer, mapping=strategy,
+                           backend=backend, capture_method="aot")
     except (wb.WaferFitError, ValueError) as err:
         return {"error": f"{type(err).__name__}: {str(err)[:60]}"}
     compile_s = time.perf_counter() - start
@@ -85,7 +101,8 @@ def run_point(make, batch: int, area: int, strategy: str, steps: int, backend: s
             "replicas": max(m.replicas for m in mappings),
             "active_pes_pct": summary["active_pes_pct"],
             "bottleneck": dict(s.plan.meta)["search_bottleneck"],
-            "compile_s": compile_s, "total_s": time.perf_counter() - start}
+            "compile_s": compile_s, "total_s": time.perf_counter() - start,
+            "cores": wafer.cores, "plan": s.plan}
 
 
 def scaling_notes(rows: dict, batches, areas) -> list[str]:
@@ -100,7 +117,8 @@ def scaling_notes(rows: dict, batches, areas) -> list[str]:
                 base = sps(b, areas[0])
                 if not base:
                     continue
-                effs = [(a, sps(b, a) / base / ((a / areas[0]) ** 2)) for a in areas[1:] if sps(b, a)]
+                effs = [(a, efficiency(sps(b, a), a * a, base, areas[0] ** 2))
+                        for a in areas[1:] if sps(b, a)]
                 linear = [a for a, e in effs if e >= LINEAR_AREA]
                 stop = next((a for a, e in effs if e < LINEAR_AREA), None)
                 cells = " ".join(f"{a}x{a}:{e:.2f}" for a, e in effs)

@@ -145,3 +145,18 @@ def wafer(name: "str | Target" = "classroom", precision: str | None = None, **ov
     if unknown:
         raise ConfigError(f"unknown Target field(s) {sorted(unknown)}; allowed: {sorted(fields)}")
     return dataclasses.replace(base, **overrides)
+
+
+def sub_wafer(target: "str | Target", fraction: float) -> Target:
+    """A part of `target` holding `fraction` of its cores (0.25: a quarter wafer), same aspect
+    ratio and constants: rows and cols each scaled by sqrt(fraction), rounded, at least 1. For
+    scaling studies (samples/s against area on one wafer's cores)."""
+    base = wafer(target)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+        raise ConfigError(f"sub_wafer fraction must be a number in (0, 1] (the share of the "
+                          f"wafer's cores), got {fraction!r}")
+    side = fraction ** 0.5
+    return dataclasses.replace(base, name=f"{base.name}[{fraction:g}]",
+                               rows=max(1, round(base.rows * side)),
+                               cols=max(1, round(base.cols * side)))
+

@@ -163,11 +163,22 @@ class Trainer:
     def calibrate_densities(self, x, y) -> dict[str, tuple[float, float]]:
         """Run the step's numerics once (no update, no RNG draw kept) and measure, per matmul
         kernel, the fraction of non-zeros in its streamed x and dY."""
+        return self.context.densities(self.xp, self.example_env(x, y))
+
+    def example_env(self, x, y) -> dict:
+        """The step's tensors on batch (x, y): its numerics run once, no update applied and no
+        RNG draw kept (for calibration, and for timing other plans of the same graph)."""
         self._check_batch(x, y)
         state = self.rng.bit_generator.state
         env = self.executor.run(self._environment(x, y, self.draw_masks()))
         self.rng.bit_generator.state = state
-        return self.context.densities(self.xp, env)
+        return env
+
+    def example_cycles(self, plan: Plan, env: dict) -> float:
+        """Measured cycles of the step whose tensors are `env` (`example_env`) on `plan`, a plan
+        of this trainer's graph (e.g. one sized for other densities), harvesting as this run."""
+        used = self.weight_masks if self._sparse is not None else None
+        return measure_step(PlanContext(plan), self.xp, env, self.harvest, weight_masks=used).cycles
 
     def _check_batch(self, x, y) -> None:
         types = self.plan.graph.type_of

@@ -19,6 +19,7 @@ from simulator.training import NONFINITE_POLICIES, StepResult, Trainer
 
 from . import checkpoint as _checkpoint
 from . import contracts as _contracts
+from . import densities as _densities
 from . import sparsity as _sparsity
 from .errors import NonFiniteError, NonFiniteWarning, UserError
 from .metrics import accuracy
@@ -257,13 +258,17 @@ def _numpy(value) -> np.ndarray:
 def compile(model: torch.nn.Module, loss_fn: Callable, example: tuple, optimizer: Any,
             wafer: "str | Target" = "classroom", sparsity=None, mapping="auto", backend: str = "auto",
             seed: int = 0, capture_method: str = "auto", density: float = 1.0,
-            densities=None, on_nonfinite: str = "raise",
+            densities="auto", on_nonfinite: str = "raise",
             clip_grad_norm: float | None = None) -> Session:
     """Capture, compile, map and place `model`'s training step; return a Session to train it.
 
-    `densities="calibrate"` runs the step once on the example batch, measures each matmul
-    kernel's operand densities, and sizes the kernels for the work they will really do (a
-    dict of kernel name -> (x density, dY density) gives them directly).
+    `densities`: the fraction of non-zeros in each matmul kernel's streamed x and dY that the
+    plan is sized for (`wsebench.densities`). "auto" (default): when sparsity is configured
+    (harvesting on, and a ReLU, dropout, a drop rule or weight sparsity makes zeros), run the
+    step once on the example batch, measure them and size the kernels for the work they will
+    really do; otherwise dense. "calibrate" always measures; "dense" (or None) assumes
+    `density` for every kernel; a dict of kernel name -> (x density, dY density) gives them.
+    `plan.summary()` says per kernel which densities it assumed and where they came from.
     `on_nonfinite`: what a step whose input, loss, gradient or update is NaN/inf does:
     "raise" (NonFiniteError naming the step and the tensor; the step is not applied),
     "warn" (applied, with a NonFiniteWarning) or "skip" (not applied, with a warning).
@@ -302,21 +307,23 @@ def compile(model: torch.nn.Module, loss_fn: Callable, example: tuple, optimizer
     _contracts.check_classes(labels)
     if labels is not None:
         labels.check(_numpy(example[1]), "example batch")
-    if densities not in (None, "calibrate") and not isinstance(densities, dict):
-        raise ConfigError(f"densities must be None, 'calibrate' or a dict of kernel name -> "
-                          f"(x density, dY density), got {densities!r}")
-    plan = compile_plan(graph, target, spec, mapping=mapping, density=density,
-                        densities=densities if isinstance(densities, dict) else None,
+    how = _densities.resolve(densities, density, graph, sparsity)
+    given = how if isinstance(how, dict) else None
+    plan = compile_plan(graph, target, spec, mapping=mapping, density=density, densities=given,
                         harvest=sparsity.harvest)
     params = {k: v.detach().cpu().numpy().copy() for k, v in model.named_parameters()}
     buffers = {k: v.detach().cpu().numpy().copy() for k, v in model.named_buffers()}
-    trainer = _trainer(plan, params, buffers, chosen, sparsity, seed, on_nonfinite, clip_grad_norm)
-    if densities == "calibrate":
-        measured = trainer.calibrate_densities(_numpy(example[0]), _numpy(example[1]))
-        plan = compile_plan(graph, target, spec, mapping=mapping, density=density, densities=measured,
-                            harvest=sparsity.harvest)
-        trainer = _trainer(plan, params, buffers, chosen, sparsity, seed, on_nonfinite,
-                           clip_grad_norm)
+    build = lambda p: _trainer(p, params, buffers, chosen, sparsity, seed,  # noqa: E731
+                               on_nonfinite, clip_grad_norm)
+    if how == "calibrate":
+        sized = lambda measured: compile_plan(graph, target, spec, mapping=mapping,  # noqa: E731
+                                              density=density, densities=measured,
+                                              harvest=sparsity.harvest)
+        plan = _densities.calibrated(plan, build(plan), sized, _numpy(example[0]),
+                                     _numpy(example[1]), keep_faster=densities == "auto")
+    else:
+        plan = _densities.record(plan, "given" if given else "dense", given or ())
+    trainer = build(plan)
     session = Session(plan, trainer, model, sparsity)
     session._optimizer, session._group_of = optimizer, group_of
     session._read_param_groups()

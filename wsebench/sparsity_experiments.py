@@ -15,6 +15,7 @@ Nothing here is tuned to the seed's figures: they are printed next to ours, with
 """
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -45,6 +46,7 @@ class Experiment:
     lr: float
     note: str                      # how our setup differs from the seed's
     he_init: bool = False          # He et al. 2015 init, so a deep plain MLP trains at all
+    optimizer: str = "adam"        # "adam" or "sgd"
 
 
 def _tokens(samples: int, vocab: int, length: int, seed: int):
@@ -125,39 +127,69 @@ def _he_init(model: nn.Module) -> None:
 
 
 def run_variant(exp: Experiment, variant: Variant, wafer="classroom", backend: str = "numpy",
-                seed: int = 0) -> dict:
-    """Compile and train one variant; the session and its held-out accuracy."""
+                seed: int = 0, densities="auto") -> dict:
+    """Compile and train one variant; the session, its held-out data and the wall seconds
+    its compile and its mean step took. `densities` as `wb.compile` takes it ("auto": sized
+    for the densities calibrated on the first batch when the variant makes zeros)."""
     kwargs = {k: v for k, v in variant.model.items() if k != "family"}
     model = getattr(_models, variant.model["family"])(seed=seed, **kwargs)
     if exp.he_init:
         _he_init(model)
     x, y, x_test, y_test = _make_data(exp.data, exp.batch * exp.steps, seed)
-    opt = torch.optim.Adam(model.parameters(), lr=exp.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=exp.lr) if exp.optimizer == "adam" else \
+        torch.optim.SGD(model.parameters(), lr=exp.lr)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        start = time.perf_counter()
         session = _compile(model, nn.CrossEntropyLoss(), example=(x[:exp.batch], y[:exp.batch]),
                            optimizer=opt, wafer=wafer, sparsity=variant.sparsity,
-                           backend=backend, seed=seed, densities="calibrate")
+                           backend=backend, seed=seed, densities=densities)
+        compiled = time.perf_counter()
         session.train(_data.batches(x, y, exp.batch, seed=seed), steps=exp.steps, progress=False)
-    return {"session": session, "variant": variant, "held_out": (x_test, y_test)}
+    return {"session": session, "variant": variant, "held_out": (x_test, y_test),
+            "compile_s": compiled - start,
+            "step_s": (time.perf_counter() - compiled) / max(len(session.history), 1)}
 
 
-def run_experiment(exp: Experiment, **kwargs) -> list[dict]:
-    """One row per variant: speedup vs the experiment's dense baseline, samples/s, accuracy."""
-    runs = [run_variant(exp, v, **kwargs) for v in exp.variants]
-    x_test, y_test = runs[0]["held_out"]
-    base = runs[0]["session"]
+def run_experiment(exp: Experiment, same_plan: bool = False, accuracy: bool = True,
+                   describe=None, **kwargs) -> list[dict]:
+    """One row per variant: speedup vs the experiment's dense baseline (each compiled for its
+    own densities), samples/s, accuracy, and the harvest speedup on the variant's own plan.
+    `same_plan`: also compile each sparse variant dense-sized, as its baseline is, and give
+    its harvest speedup there (`same_plan_speedup`: harvesting on vs off on one plan; what
+    `describe` says of that run under `same_plan`).
+    `accuracy`: measure held-out accuracy. `describe(session) -> dict`: more fields per row;
+    given it, rows keep no session, so only two are alive at a time (large models)."""
+    base = run_variant(exp, exp.variants[0], **kwargs)
+    x_test, y_test = base["held_out"] if accuracy else (None, None)
     rows = []
-    for run in runs:
-        c = compare(run["session"], base, x_test, y_test)
-        report = run["session"].report()
-        rows.append({"experiment": exp.name, "variant": run["variant"].label,
-                     "speedup": c.speedup, "samples_per_s": c.samples_per_s,
-                     "accuracy": c.accuracy, "final_loss": c.final_loss,
-                     "harvest_speedup": report.summary["harvest_speedup"],
-                     "seed": run["variant"].seed_speedup, "note": exp.note,
-                     "session": run["session"]})
+    for i, variant in enumerate(exp.variants):
+        # first, so that no more than two sessions are alive at a time
+        same = _same_plan(exp, variant, describe, **kwargs) if same_plan and i > 0 else None
+        run = base if i == 0 else run_variant(exp, variant, **kwargs)
+        session = run["session"]
+        c = compare(session, base["session"], x_test, y_test)
+        report = session.report()
+        row = {"experiment": exp.name, "variant": variant.label,
+               "speedup": c.speedup, "samples_per_s": c.samples_per_s,
+               "accuracy": c.accuracy, "final_loss": c.final_loss,
+               "harvest_speedup": report.summary["harvest_speedup"],
+               "seed": variant.seed_speedup, "note": exp.note,
+               "compile_s": run["compile_s"], "step_s": run["step_s"]}
+        if same is not None:
+            row["same_plan_speedup"], row["same_plan"] = same
+        row.update(describe(session) if describe else {"session": session})
+        rows.append(row)
+        del run, session, report
     return rows
+
+
+def _same_plan(exp: Experiment, variant: Variant, describe=None, **kwargs) -> tuple[float, dict]:
+    """The variant compiled dense-sized (the plan its dense baseline gets): harvesting on vs
+    off on that one plan, measured (dense cycles / cycles of the same step), and what
+    `describe` says of that session."""
+    session = run_variant(exp, variant, **{**kwargs, "densities": "dense"})["session"]
+    return session.report().summary["harvest_speedup"], describe(session) if describe else {}
 
 
 def run_all(fast: bool = False, **kwargs) -> list[dict]:
@@ -166,16 +198,23 @@ def run_all(fast: bool = False, **kwargs) -> list[dict]:
 
 def format_table(rows: list[dict]) -> str:
     """Plain-text table: ours next to the seed's, and each experiment's note."""
+    same = any("same_plan_speedup" in r for r in rows)
     lines = [f"{'experiment':<26}{'variant':<26}{'speedup':>9}{'seed':>12}{'samples/s':>14}"
-             f"{'accuracy':>10}{'harvest':>9}"]
+             f"{'accuracy':>10}{'harvest':>9}" + (f"{'same plan':>11}" if same else "")]
     notes = {}
     for r in rows:
+        accuracy = "-" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}%"
+        same_plan = r.get("same_plan_speedup")
         lines.append(f"{r['experiment']:<26}{r['variant']:<26}{r['speedup']:>8.2f}x"
                      f"{r['seed'] or '-':>12}{r['samples_per_s']:>14.3g}"
-                     f"{100 * r['accuracy']:>9.1f}%{r['harvest_speedup']:>8.2f}x")
+                     f"{accuracy:>10}{r['harvest_speedup']:>8.2f}x"
+                     + ("" if not same else "-".rjust(11) if same_plan is None
+                        else f"{same_plan:>10.2f}x"))
         notes[r["experiment"]] = r["note"]
     lines += ["", "speedup: against the experiment's dense variant, each compiled for its own "
-                  "densities; harvest: the same plan with zero-skipping on against off"]
+                  "densities (calibrated on the first batch); harvest: zero-skipping on against "
+                  "off on the variant's own plan"
+              + ("; same plan: the same on the plan sized dense, as its baseline's" if same else "")]
     lines.append("")
     lines += [f"{name}: {note}" for name, note in notes.items()]
     return "\n".join(lines)

@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 
 from compiler.errors import ConfigError
-from compiler.target import PRESETS, Target, wafer
+from compiler.target import PRESETS, Target, sub_wafer, wafer
 
 # DESIGN.md, "Target hardware": (rows, cols, simd) per preset; SRAM is 48 KB everywhere.
 DESIGN_PRESETS = {
@@ -176,3 +176,19 @@ def test_precision_sets_the_width_of_values_on_the_fabric():
     assert sram_factor(full) == 2 * sram_factor(half)
     with pytest.raises(ConfigError, match="bf16"):
         wafer("wse2", precision="bf16")
+
+
+def test_sub_wafer_holds_the_share_of_cores_asked_for_with_the_same_constants():
+    full = wafer("wse2")
+    quarter = sub_wafer("wse2", 0.25)
+    assert (quarter.rows, quarter.cols) == (round(757 / 2), 996 // 2)
+    assert quarter.cores / full.cores == pytest.approx(0.25, rel=1e-2)
+    assert dataclasses.replace(quarter, name=full.name, rows=full.rows, cols=full.cols) == full
+    assert sub_wafer(full, 1.0).cores == full.cores
+    assert sub_wafer("classroom", 1e-6).cores == 1
+
+
+@pytest.mark.parametrize("fraction", [0, -0.5, 1.5, "half", True])
+def test_sub_wafer_refuses_a_share_outside_0_1(fraction):
+    with pytest.raises(ConfigError, match="fraction"):
+        sub_wafer("wse2", fraction)

@@ -55,8 +55,10 @@ def test_step_result_fields_are_consistent():
 
 
 def test_harvest_off_takes_more_cycles_for_a_relu_mlp():
+    """Harvesting on and off on the same plan: both sized dense (the default would size the
+    harvesting one for its calibrated densities, a different plan)."""
     torch.manual_seed(1)
-    on, _, x, y, b = _setup(depth=4, hidden=128)
+    on, _, x, y, b = _setup(depth=4, hidden=128, densities="dense")
     torch.manual_seed(1)
     off, _, _, _, _ = _setup(depth=4, hidden=128, sparsity={"harvest": False})
     batches = list(wb.data.batches(x, y, b, epochs=1))[:3]
