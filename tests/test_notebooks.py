@@ -48,3 +48,11 @@ def test_notebook_runs_headless(path, notebook_runs):
     if "Workbench" in "".join(c.source for c in nb.cells):
         assert _outputs(nb, "application/vnd.jupyter.widget-view+json") >= 1, \
             f"{path.name} makes a Workbench but displays no widget"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_every_notebook_links_the_glossary(path):
+    if path.name == "00_wafer_101.ipynb":
+        pytest.skip("the glossary's own notebook")
+    first = nbformat.read(path, as_version=4).cells[0].source
+    assert "00_wafer_101.ipynb#Glossary" in first, f"{path.name} does not link the glossary"

@@ -146,15 +146,21 @@ class Session:
         warnings.warn(f"{what}; {done}", NonFiniteWarning, stacklevel=3)
 
     def train(self, batches: Iterable, steps: int | None = None, progress: bool = True,
-              scheduler=None) -> History:
+              scheduler=None, clip_grad_norm: float | None | str = "compiled") -> History:
         """Train on `batches` ((x, y) pairs) for `steps` steps or until they run out. An
         interrupted run (Ctrl-C, or an error in the data) keeps every step it finished.
         `scheduler`: a torch.optim.lr_scheduler over the compiled optimizer, stepped after
-        every step as a torch loop steps it (ReduceLROnPlateau with the step's loss)."""
+        every step as a torch loop steps it (ReduceLROnPlateau with the step's loss).
+        `clip_grad_norm`: the max 2-norm of these steps' gradients (None: no clipping), in place
+        of the one compiled in."""
         from tqdm.auto import tqdm
         if steps is not None and (not isinstance(steps, int) or steps < 0):
             raise ConfigError(f"steps must be a non-negative integer or None, got {steps!r}")
         self._check_scheduler(scheduler)
+        compiled = self._trainer.clip_grad_norm
+        if clip_grad_norm != "compiled":
+            _contracts.check_clip_grad_norm(clip_grad_norm)
+            self._trainer.clip_grad_norm = None if clip_grad_norm is None else float(clip_grad_norm)
         done = History()
         bar = tqdm(total=steps, disable=not progress, desc="training on the wafer", unit="step")
         try:
@@ -171,6 +177,7 @@ class Session:
             bar.write(f"interrupted after {len(done)} steps; their results are kept")
         finally:
             bar.close()
+            self._trainer.clip_grad_norm = compiled
         return done
 
     def _check_scheduler(self, scheduler) -> None:
@@ -291,10 +298,7 @@ def compile(model: torch.nn.Module, loss_fn: Callable, example: tuple, optimizer
             _contracts.check_hyperparameters(group, where)
     spec = optimizer_spec(optimizer)
     group_of = _group_of(model, optimizer)
-    if clip_grad_norm is not None and (isinstance(clip_grad_norm, bool) or not isinstance(
-            clip_grad_norm, (int, float)) or not 0 < clip_grad_norm < float("inf")):
-        raise ConfigError(f"clip_grad_norm must be a positive finite number (the max 2-norm) or "
-                          f"None, got {clip_grad_norm!r}")
+    _contracts.check_clip_grad_norm(clip_grad_norm)
     chosen = _backend(backend)
     if sparsity.relu or sparsity.drop:
         applied = _sparsity.apply(model, sparsity)   # what the wafer trains; the original stays as is

@@ -181,6 +181,21 @@ def test_clip_grad_norm_equals_torch(make_optimizer, tolerance):
     assert gap > 100 * tolerance
 
 
+def test_clip_grad_norm_as_an_option_of_train():
+    """train(clip_grad_norm=) clips those steps as torch's loop would, then the compiled
+    setting (none here) holds again."""
+    model, batches, loss_fn = mlp(), regression_batches(scale=10.0), nn.MSELoss()
+    eager = copy.deepcopy(model)
+    make = lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9)  # noqa: E731
+    eager_train(eager, loss_fn, make(eager.parameters()), batches, clip=0.5)
+    session = wb.compile(model, loss_fn, batches[0], make(model.parameters()), backend="numpy")
+    session.train(batches, progress=False, clip_grad_norm=0.5)
+    assert_same_parameters(session, eager, SGD_TOLERANCE)
+    assert session._trainer.clip_grad_norm is None
+    with pytest.raises(ConfigError, match="clip_grad_norm"):
+        session.train(batches, progress=False, clip_grad_norm=-1)
+
+
 @pytest.mark.parametrize("bad", [0, -1.0, float("inf"), float("nan"), True, "1.0"])
 def test_bad_clip_grad_norm_is_refused(bad):
     model, batches = mlp(), regression_batches(steps=1)
