@@ -107,12 +107,18 @@ def components(kernel: Kernel, c, mapping, target) -> cost.Components:
     fwd, bwd = _compute(g, x, dy, per_value)
     if c.worked is not None:
         worked = c.worked[:, None, None, None]
-        masked = np.ceil(c.dw[:, None] / g.simd)
-        if g.dx:
-            masked = masked + np.ceil(c.dx[:, None] / g.simd)
-        fwd = np.where(worked, np.ceil(c.fwd[:, None] / g.simd), fwd)
-        bwd = np.where(worked, masked, bwd)
+        fwd_m, bwd_m = _compute(g, _per(c.fwd[:, None], g.tn), dy, _per_dy_value(c.dw[:, None], dy),
+                                _per(c.dx[:, None], g.tk) if g.dx else None)
+        fwd, bwd = np.where(worked, np.ceil(fwd_m), fwd), np.where(worked, np.ceil(bwd_m), bwd)
     return _terms(g, x, dy, tokens, fwd, bwd, macs(c, g))
+
+
+def _per(macs_, tile):
+    """A masked weight's MACs as values streamed against a whole tile: its MACs over the tile
+    size (the rounding of each value's FMAC is the dense tile's: a full mask costs what no
+    mask costs)."""
+    return np.divide(macs_, tile, out=np.zeros(np.broadcast_shapes(np.shape(macs_), tile.shape)),
+                     where=tile > 0)
 
 
 def _per_dy_value(pairs, dy):
@@ -123,13 +129,13 @@ def _per_dy_value(pairs, dy):
     return np.round(out, 6)
 
 
-def _compute(g: Geometry, x, dy, per_value):
+def _compute(g: Geometry, x, dy, per_value, dx_values=None):
     """FMAC cycles of each pass: every streamed value one FMAC, rounded up to the SIMD width on
     its own: x times its outputs; dY times the non-zeros of x it meets (dW) and, with a dX
-    pass, its outputs."""
+    pass, its outputs (`dx_values` of them; default dY's)."""
     bwd = dy * np.ceil(per_value / g.simd)
     if g.dx:
-        bwd = bwd + dy * g.simd_k
+        bwd = bwd + (dy if dx_values is None else dx_values) * g.simd_k
     return x * g.simd_n, bwd
 
 
