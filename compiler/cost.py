@@ -178,6 +178,21 @@ def busiest_core(core: np.ndarray) -> np.ndarray:
     return core.reshape(core.shape[0], -1).max(axis=1)
 
 
+def run_busiest(core: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(V, S) the kernel's time for each sample of each variant's run (`rows` (V, S): the
+    distinct sample of each, `core` (distinct, rows, cols)): the cycles of the core busiest
+    over the whole run. Cores run decoupled, each taking its wavelets from its own queues, so
+    a run of samples takes its busiest core's sum, not the sum of each sample's busiest core
+    (the fabric model, `simulator.fabric.check`: a core lightly loaded by one sample catches
+    up on the next). With one distinct sample (the static estimate) it is `busiest_core`."""
+    flat = core.reshape(core.shape[0], -1)
+    out = np.empty(rows.shape, dtype=flat.dtype)
+    for v, run in enumerate(rows):
+        times = np.bincount(run, minlength=len(flat)).astype(flat.dtype)
+        out[v] = flat[run, int(np.argmax(times @ flat))]
+    return out
+
+
 def _busiest(term, shape: tuple[int, ...]) -> np.ndarray:
     """(samples,) the busiest core's `term` summed over the calls."""
     total = np.broadcast_to(term, shape)

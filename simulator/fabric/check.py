@@ -3,8 +3,9 @@
 Both see the same tensors: the analytic model through the kind's counts and components
 (`compiler.kernels`, `compiler.cost`), evaluated for the one pass (the other pass's terms
 zeroed, so `cost.per_core_cycles` is the one formula); the fabric model by streaming the values.
-Samples follow one another, so the analytic time of the run is the sum over samples of the
-busiest core's pass (what the pipeline schedule charges a stage per sample).
+Samples follow one another, so the analytic time of the run is the sum over samples of each
+one's pass (what the pipeline schedule charges a stage per sample: the core busiest over the
+run's, `cost.run_busiest`) and the run's fill (`cost.fill_cycles`).
 
 Where they disagree is split into categories, each the most any core spends on it:
 compute (SIMD cycles), SRAM (port cycles beyond the SIMD), task (activation per wavelet),
@@ -35,7 +36,8 @@ PASSES = {"forward": ("fwd", "bwd"), "backward": ("bwd", "fwd")}
 
 def pass_terms(kernel, counts, mapping, target, variant: int = 0, pass_: str = "forward") -> dict:
     """Per category (rows, cols), the analytic cycles of `pass_` on every core summed over the
-    samples of `variant` (`counts.rows`), and "total" (samples,) the busiest core's pass."""
+    samples of `variant` (`counts.rows`), "fill" the run's (`cost.fill_cycles`) and "total"
+    (samples,) each sample's pass as the measurement charges it (`cost.run_busiest`)."""
     if pass_ not in PASSES:
         raise ValueError(f"unknown pass {pass_!r}; passes: {sorted(PASSES)}")
     own, other = PASSES[pass_]
@@ -57,7 +59,7 @@ def pass_terms(kernel, counts, mapping, target, variant: int = 0, pass_: str = "
             "link": summed(getattr(c, f"{own}_link")),
             "queueing": np.zeros_like(compute),
             "fill": cost.fill_cycles(c, own, shape, mapping.rows, mapping.cols, target)[rows[-1]],
-            "total": cost.busiest_core(cost.per_core_cycles(alone, shape))[rows]}
+            "total": cost.run_busiest(cost.per_core_cycles(alone, shape), rows[None])[0]}
 
 
 def fabric_terms(result: Run, program) -> dict:

@@ -139,3 +139,17 @@ def test_empty_cores_do_no_update_and_no_allreduce():
 def test_resident_bytes_count_weight_gradient_and_state():
     for opt in (SGD, SGD_M, ADAM):
         assert cost.resident_bytes(10, T, opt) == 10 * (T.weight_bytes + 4 * (1 + opt.state_slots))
+
+
+def test_a_run_takes_its_busiest_cores_sum_not_the_sum_of_each_samples_busiest():
+    """Two cores, two samples: each core is the busier one for one sample. Decoupled cores
+    take the run in the busier core's sum (core 1: 4 + 3 = 7 against core 0's 5 + 1), not
+    the sum of each sample's busiest (5 + 3 = 8)."""
+    core = np.array([[[5.0, 4.0]], [[1.0, 3.0]]])             # (distinct, rows, cols)
+    rows = np.array([[0, 1], [1, 1]])
+    got = cost.run_busiest(core, rows)
+    np.testing.assert_array_equal(got[0], [4.0, 3.0])         # core 1: 4 + 3 = 7 > 5 + 1
+    np.testing.assert_array_equal(got[1], [3.0, 3.0])         # variant 1: samples 1, 1
+    assert got[0].sum() <= cost.busiest_core(core)[rows[0]].sum()
+    one = np.array([[0, 0, 0]])                               # one distinct sample: its busiest
+    np.testing.assert_array_equal(cost.run_busiest(core, one)[0], [5.0] * 3)
