@@ -56,6 +56,13 @@ def _components(trainer, kernel, env, masks):
     return {key: getattr(c, key)[rows, 0] for key in ("fwd_compute", "bwd_compute")}
 
 
+def _per_value(macs_, tile):
+    """FMAC cycles of a masked tile's MACs: MACs over the tile values, ceil(tile / simd) each."""
+    tile = np.broadcast_to(tile, macs_.shape)
+    values = np.divide(macs_, tile, out=np.zeros_like(macs_), where=tile > 0)
+    return values * np.ceil(tile / T.simd)
+
+
 @pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9])
 def test_measured_cycles_and_macs_follow_the_kept_weights(sparsity):
     ws = WeightSparsity.from_dict({"sparsity": sparsity, "seed": 1})
@@ -78,17 +85,12 @@ def test_measured_cycles_and_macs_follow_the_kept_weights(sparsity):
         tk, tn = (cost.tile_sizes(kernel.nest.extent(d), p) * 1.0 for d, p in
                   (("i", m.rows), ("j", m.cols)))
         tk, tn = tk[None, :, None], tn[None, None, :]
-
-        def per_value(macs_, tile):
-            tile = np.broadcast_to(tile, macs_.shape)
-            values = np.divide(macs_, tile, out=np.zeros_like(macs_), where=tile > 0)
-            return values * np.ceil(tile / simd)
-        np.testing.assert_array_equal(got["fwd_compute"], np.ceil(per_value(want["fwd"], tn)))
+        np.testing.assert_array_equal(got["fwd_compute"], np.ceil(_per_value(want["fwd"], tn)))
         dx = computes_dx(kernel)
         nnz_dy = np.add.reduceat(dys[:, 0] != 0, np.arange(m.cols) * int(tn.max()), axis=1)
         dy = np.broadcast_to(nnz_dy[:, None, :] * 1.0, want["dw"].shape)
         per_dy = np.round(np.divide(want["dw"], dy, out=np.zeros_like(dy), where=dy > 0), 6)
-        bwd = dy * np.ceil(per_dy / simd) + (per_value(want["dx"], tk) if dx else 0)
+        bwd = dy * np.ceil(per_dy / simd) + (_per_value(want["dx"], tk) if dx else 0)
         np.testing.assert_array_equal(got["bwd_compute"], np.ceil(bwd))
         total = want["fwd"].sum() + want["dw"].sum() + (want["dx"].sum() if dx else 0)
         assert kt.executed_macs == kt.useful_macs == total
