@@ -64,9 +64,10 @@ def wavelets(nonzeros, dense):
 def streamed_wavelets(nonzeros, dense, items):
     """Wavelets a core receives of a stream of `items` tiles (`wavelets` each), each tile ended
     by one control wavelet: a receiver of a filtered stream cannot know where a tile ends from
-    its count, so the sender marks it (Cerebras SDK: control wavelets and sentinels end a
-    stream, csl-examples tutorials/10-sentinel-colors). It crosses the link and activates a
-    task like a data wavelet."""
+    its count, so the sender marks it. A control wavelet travels the same route as the data
+    and activates a control task on the receiving PE (Cerebras SDK, csl-examples "Topic 7:
+    Switches and Control Entrypoints"), so it costs a link cycle and an activation like a
+    data wavelet (the fabric model, `simulator.fabric.chain`)."""
     return wavelets(nonzeros, dense) + items
 
 

@@ -99,7 +99,8 @@ def components(kernel: Kernel, c, mapping, target) -> cost.Components:
     """Per distinct sample and core (samples, 1, rows, cols): each pass's FMAC cycles, the
     streamed operand in (zeros filtered, `cost.streamed_wavelets`), the partial sums added and
     those out. A tile size shared by every core stays a size-1 axis. A masked weight's counted
-    MACs (where `worked`) go over the SIMD width as a whole."""
+    MACs (where `worked`) are streamed values against the whole tile (`_per`), each rounded
+    as the dense tile's, the total rounded up to a whole cycle."""
     g = geometry(kernel, mapping, target, c.x.dtype)
     x, dy = c.x[:, None, :, None], c.dy[:, None, None, :]
     tokens = c.tokens[:, None, None, None]
