@@ -179,26 +179,39 @@ def busiest_core(core: np.ndarray) -> np.ndarray:
     return core.reshape(core.shape[0], -1).max(axis=1)
 
 
-def run_busiest(core: np.ndarray, rows: np.ndarray) -> np.ndarray:
+def run_cycles(c: Components, shape: tuple[int, ...], rows: np.ndarray) -> np.ndarray:
     """(V, S) the kernel's time for each sample of each variant's run (`rows` (V, S): the
-    distinct sample of each, `core` (distinct, rows, cols)): the cycles of the core busiest
-    over the whole run. Cores run decoupled, each taking its wavelets from its own queues, so
-    a run of samples takes its busiest core's sum, not the sum of each sample's busiest core
-    (the fabric model, `simulator.fabric.check`: a core lightly loaded by one sample catches
-    up on the next). With one distinct sample (the static estimate) it is `busiest_core`."""
-    flat = core.reshape(core.shape[0], -1)
-    out = np.empty(rows.shape, dtype=flat.dtype)
+    distinct sample of each; `shape` (distinct, calls, rows, cols)). Cores run decoupled, each
+    taking its wavelets from its own queues, and a core's PE works on the next sample while its
+    router still sends the last one's results (the fabric model, `simulator.fabric.check`). So
+    a run takes, on each core, each pass's max(work summed over the run, link summed over the
+    run), and the kernel its busiest core's: not the sum of each sample's busiest core, nor of
+    each sample's max(work, link). Each sample is charged its share of that run: the busiest
+    core's per-sample cycles (`per_core_cycles`), scaled to sum to the run's. With one distinct
+    sample (the static estimate) it is `busiest_core`."""
+    core = per_core_cycles(c, shape).reshape(shape[0], -1)
+    passes = [(_summed_calls(c.fwd_work, shape), _summed_calls(c.fwd_link, shape)),
+              (_summed_calls(c.bwd_work, shape), _summed_calls(c.bwd_link, shape))]
+    out = np.empty(rows.shape, dtype=np.float64)
     for v, run in enumerate(rows):
-        times = np.bincount(run, minlength=len(flat)).astype(flat.dtype)
-        out[v] = flat[run, int(np.argmax(times @ flat))]
+        times = np.bincount(run, minlength=shape[0]).astype(np.float64)
+        total = sum(np.maximum(times @ work, times @ link) for work, link in passes)
+        busiest = int(np.argmax(total))
+        charged = float(times @ core[:, busiest])
+        out[v] = core[run, busiest] * (total[busiest] / charged if charged > 0 else 1.0)
     return out
+
+
+def _summed_calls(term, shape: tuple[int, ...]) -> np.ndarray:
+    """(distinct, rows * cols) `term` of every core, summed over the calls."""
+    total = np.broadcast_to(term, shape)
+    total = total[:, 0] if shape[1] == 1 else total.sum(axis=1)
+    return total.reshape(shape[0], -1)
 
 
 def _busiest(term, shape: tuple[int, ...]) -> np.ndarray:
     """(samples,) the busiest core's `term` summed over the calls."""
-    total = np.broadcast_to(term, shape)
-    total = total[:, 0] if shape[1] == 1 else total.sum(axis=1)
-    return total.reshape(shape[0], -1).max(axis=1)
+    return _summed_calls(term, shape).max(axis=1)
 
 
 def split(c: Components, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:

@@ -4,8 +4,8 @@ Both see the same tensors: the analytic model through the kind's counts and comp
 (`compiler.kernels`, `compiler.cost`), evaluated for the one pass (the other pass's terms
 zeroed, so `cost.per_core_cycles` is the one formula); the fabric model by streaming the values.
 Samples follow one another, so the analytic time of the run is the sum over samples of each
-one's pass (what the pipeline schedule charges a stage per sample: the core busiest over the
-run's, `cost.run_busiest`) and the run's fill (`cost.fill_cycles`).
+one's pass (what the pipeline schedule charges a stage per sample: its share of the run,
+`cost.run_cycles`) and the run's fill (`cost.fill_cycles`).
 
 Where they disagree is split into categories, each the most any core spends on it:
 compute (SIMD cycles), SRAM (port cycles beyond the SIMD), task (activation per wavelet),
@@ -37,7 +37,7 @@ PASSES = {"forward": ("fwd", "bwd"), "backward": ("bwd", "fwd")}
 def pass_terms(kernel, counts, mapping, target, variant: int = 0, pass_: str = "forward") -> dict:
     """Per category (rows, cols), the analytic cycles of `pass_` on every core summed over the
     samples of `variant` (`counts.rows`), "fill" the run's (`cost.fill_cycles`) and "total"
-    (samples,) each sample's pass as the measurement charges it (`cost.run_busiest`)."""
+    (samples,) each sample's pass as the measurement charges it (`cost.run_cycles`)."""
     if pass_ not in PASSES:
         raise ValueError(f"unknown pass {pass_!r}; passes: {sorted(PASSES)}")
     own, other = PASSES[pass_]
@@ -59,7 +59,7 @@ def pass_terms(kernel, counts, mapping, target, variant: int = 0, pass_: str = "
             "link": summed(getattr(c, f"{own}_link")),
             "queueing": np.zeros_like(compute),
             "fill": cost.fill_cycles(c, own, shape, mapping.rows, mapping.cols, target)[rows[-1]],
-            "total": cost.run_busiest(cost.per_core_cycles(alone, shape), rows[None])[0]}
+            "total": cost.run_cycles(alone, shape, rows[None])[0]}
 
 
 def fabric_terms(result: Run, program) -> dict:
