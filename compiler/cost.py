@@ -7,7 +7,9 @@ the backward pass. Everything after that is the same for every kind, and the sta
 tensors) both go through this module (DESIGN.md, "Cost model"):
 
 - a core's work in a pass is its compute, or its SRAM traffic where the ports are slower
-  (`sram_factor`), plus one task activation per wavelet it receives (`Target.task_cycles`);
+  (`sram_factor`), plus one task activation per wavelet it receives (`Target.task_cycles`),
+  plus its adds of operands read straight off the fabric (partial sums: one datapath cycle a
+  wavelet and no activation, the SDK's fabin DSD operand, csl-examples tutorials/gemv-06);
 - a pass takes max(work, link in, link out): the core streams while it computes (Hot Chips
   2020, dataflow);
 - a sample costs forward + backward on the same cores, summed over the kernel's calls; the
@@ -59,6 +61,16 @@ def wavelets(nonzeros, dense):
     return np.minimum(nonzeros, dense)
 
 
+def streamed_wavelets(nonzeros, dense, items):
+    """Wavelets a core receives of a stream of `items` tiles (`wavelets` each), each tile ended
+    by one control wavelet: a receiver of a filtered stream cannot know where a tile ends from
+    its count, so the sender marks it. A control wavelet travels the same route as the data
+    and activates a control task on the receiving PE (Cerebras SDK, csl-examples "Topic 7:
+    Switches and Control Entrypoints"), so it costs a link cycle and an activation like a
+    data wavelet (the fabric model, `simulator.fabric.chain`)."""
+    return wavelets(nonzeros, dense) + items
+
+
 def sent_share(density, target):
     """The share of a stream's dense wavelets its sender sends when it filters zeros: one
     (value, index) wavelet per non-zero where that is fewer (`wavelets`), at `density`."""
@@ -91,7 +103,13 @@ class Components:
     link in carries and those its busiest link out carries; `macs` (samples,) the MACs each
     sample executes. A kernel called once per recurrent step has one entry per call. `task`
     and `sram` (`core_terms`): activation cycles per wavelet received, SRAM cycles per compute
-    cycle."""
+    cycle. `fwd_reduce`, `bwd_reduce`: cycles of adds whose operand is read off the fabric as
+    it arrives (a partial sum chain: one a wavelet, no activation, no SRAM factor: the port
+    traffic of a one-value add fits a cycle). `fwd_recv`, `bwd_recv`: the wavelets the core's
+    PE takes, each activating a task, where fewer than its busiest link in carries (a link
+    that carries its neighbours' tiles too); None: the link in's. `fwd_drain`, `bwd_drain`:
+    what a core sends only once its sample's stream is done (its partial sums, when no core
+    after it adds them as they come), the tail of a run (`fill_cycles`)."""
     fwd_compute: Any
     fwd_in: Any
     fwd_out: Any
@@ -101,11 +119,30 @@ class Components:
     macs: np.ndarray
     task: float = 0.0
     sram: float = 1.0
+    fwd_reduce: Any = 0.0
+    bwd_reduce: Any = 0.0
+    fwd_recv: Any = None
+    bwd_recv: Any = None
+    fwd_drain: Any = 0.0
+    bwd_drain: Any = 0.0
 
-    def work(self, compute, link_in):
+    def work(self, compute, received, reduce=0.0):
         """A core's busy cycles in a pass: compute (or SRAM traffic, if slower) plus a task
-        activation per wavelet received."""
-        return compute * max(1.0, self.sram) + self.task * link_in
+        activation per wavelet received, plus the adds of operands off the fabric."""
+        return compute * max(1.0, self.sram) + self.task * received + reduce
+
+    def received(self, pass_: str):
+        """The wavelets the core's PE takes in pass "fwd" or "bwd"."""
+        recv = getattr(self, f"{pass_}_recv")
+        return getattr(self, f"{pass_}_in") if recv is None else recv
+
+    @property
+    def fwd_work(self):
+        return self.work(self.fwd_compute, self.received("fwd"), self.fwd_reduce)
+
+    @property
+    def bwd_work(self):
+        return self.work(self.bwd_compute, self.received("bwd"), self.bwd_reduce)
 
     @property
     def fwd_link(self):
@@ -119,7 +156,7 @@ class Components:
     def shape(self) -> tuple[int, ...]:
         """The broadcast shape of the terms (a size-1 axis where no term varies)."""
         return np.broadcast(self.fwd_compute, self.fwd_in, self.fwd_out, self.bwd_compute,
-                            self.bwd_in, self.bwd_out).shape
+                            self.bwd_in, self.bwd_out, self.fwd_reduce, self.bwd_reduce).shape
 
 
 def _pass(work, link_in, link_out):
@@ -131,8 +168,7 @@ def _pass(work, link_in, link_out):
 def per_core_cycles(c: Components, shape: tuple[int, ...]) -> np.ndarray:
     """(samples, rows, cols) cycles of each core for each sample: forward + backward on the
     same cores, summed over the calls. `shape` is (samples, calls, rows, cols)."""
-    total = np.add(_pass(c.work(c.fwd_compute, c.fwd_in), c.fwd_in, c.fwd_out),
-                   _pass(c.work(c.bwd_compute, c.bwd_in), c.bwd_in, c.bwd_out))
+    total = np.add(_pass(c.fwd_work, c.fwd_in, c.fwd_out), _pass(c.bwd_work, c.bwd_in, c.bwd_out))
     if total.shape != shape:
         total = np.broadcast_to(total, shape)
     return total[:, 0] if shape[1] == 1 else total.sum(axis=1)
@@ -143,15 +179,62 @@ def busiest_core(core: np.ndarray) -> np.ndarray:
     return core.reshape(core.shape[0], -1).max(axis=1)
 
 
+def run_cycles(c: Components, shape: tuple[int, ...], rows: np.ndarray) -> np.ndarray:
+    """(V, S) the kernel's time for each sample of each variant's run (`rows` (V, S): the
+    distinct sample of each; `shape` (distinct, calls, rows, cols)). Cores run decoupled, each
+    taking its wavelets from its own queues, and a core's PE works on the next sample while its
+    router still sends the last one's results (the fabric model, `simulator.fabric.check`). So
+    a run takes, on each core, each pass's max(work summed over the run, link summed over the
+    run), and the kernel its busiest core's: not the sum of each sample's busiest core, nor of
+    each sample's max(work, link). Each sample is charged its share of that run: the busiest
+    core's per-sample cycles (`per_core_cycles`), scaled to sum to the run's. With one distinct
+    sample (the static estimate) it is `busiest_core`."""
+    core = per_core_cycles(c, shape).reshape(shape[0], -1)
+    passes = [(_summed_calls(c.fwd_work, shape), _summed_calls(c.fwd_link, shape)),
+              (_summed_calls(c.bwd_work, shape), _summed_calls(c.bwd_link, shape))]
+    out = np.empty(rows.shape, dtype=np.float64)
+    for v, run in enumerate(rows):
+        times = np.bincount(run, minlength=shape[0]).astype(np.float64)
+        total = sum(np.maximum(times @ work, times @ link) for work, link in passes)
+        busiest = int(np.argmax(total))
+        charged = float(times @ core[:, busiest])
+        out[v] = core[run, busiest] * (total[busiest] / charged if charged > 0 else 1.0)
+    return out
+
+
+def _summed_calls(term, shape: tuple[int, ...]) -> np.ndarray:
+    """(distinct, rows * cols) `term` of every core, summed over the calls."""
+    total = np.broadcast_to(term, shape)
+    total = total[:, 0] if shape[1] == 1 else total.sum(axis=1)
+    return total.reshape(shape[0], -1)
+
+
+def _busiest(term, shape: tuple[int, ...]) -> np.ndarray:
+    """(samples,) the busiest core's `term` summed over the calls."""
+    return _summed_calls(term, shape).max(axis=1)
+
+
 def split(c: Components, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """(samples,) cycles if only the cores' work, or only the links, limited the kernel: the
     busiest core's forward + backward work, and its forward + backward link time."""
     def busiest(term):
-        total = np.broadcast_to(term, shape)
-        total = total[:, 0] if shape[1] == 1 else total.sum(axis=1)
-        return total.reshape(shape[0], -1).max(axis=1)
-    return (busiest(c.work(c.fwd_compute, c.fwd_in) + c.work(c.bwd_compute, c.bwd_in)),
+        return _busiest(term, shape)
+    return (busiest(c.fwd_work + c.bwd_work),
             busiest(c.fwd_link + c.bwd_link))
+
+
+def fill_cycles(c: Components, pass_: str, shape: tuple[int, ...], rows: int, cols: int,
+                target) -> np.ndarray:
+    """(samples,) the cycles a run of pass "fwd" or "bwd" takes beyond its samples' busiest
+    cores, once a run, if sample u is the last: the first wavelet crosses the region and the
+    last result leaves it (`Target.hop_cycles` times rows + cols - 1: along the row, down the
+    chain, onto the edge), and what the busiest core sends only once its last sample's work is
+    done (its drain, at most that work: the second stage of a two-stage pipeline, S max(a, b)
+    + min(a, b)). Read off the fabric model (`simulator.fabric.check`), which the analytic
+    model matches within 10% with it (`bench/fabric_check.py`)."""
+    work = getattr(c, f"{pass_}_work")
+    drain = np.minimum(getattr(c, f"{pass_}_drain"), work)
+    return _busiest(drain, shape) + target.hop_cycles * (rows + cols - 1)
 
 
 # ------------------------------------------------------------------------------ the update

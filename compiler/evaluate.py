@@ -21,7 +21,8 @@ from .table import Table, evaluate_tables
 
 class KernelCycles:
     """A kernel evaluated on `Counts`, per variant and sample (`rows` (V, S), the distinct
-    sample of each): `sample` (V, S) the kernel's time (its busiest core's); `macs` (V,)
+    sample of each): `sample` (V, S) the kernel's time (its share of the run, `cost.run_cycles`);
+    `macs` (V,)
     executed in the step; `sums` (distinct,) each distinct sample's cycles summed over its
     cores. `looked_up`: its table's (busiest, sums), when evaluated with other tables."""
 
@@ -30,10 +31,8 @@ class KernelCycles:
         self.kernel, self.counts, self.mapping, self.target = kernel, counts, mapping, target
         self.rows, self.table = counts.rows, table
         if table is not None:
-            busiest, self.sums = looked_up or evaluate_tables([table])[0]
-        else:
-            busiest = cost.busiest_core(self.core)
-        self.sample = busiest[self.rows]
+            self.sums = (looked_up or evaluate_tables([table])[0])[1]
+        self.sample = cost.run_cycles(*self.evaluated, self.rows)
 
     @cached_property
     def macs(self) -> np.ndarray:

@@ -5,9 +5,14 @@ generated from their loop nest by unrolling it across the fabric. Here the nest 
 `for b, e: out[b, e] = f(in[b, e])` with e the elements of a sample (the widest value of the
 group, per sample), unrolled over all rows x cols cores of the kernel's rectangle; each point
 costs `flops_per_point` element operations (one per full-width op of the group). Forward and
-backward each stream the core's tile once and do its element work once, so per sample and core
-  compute = ceil(ceil(e / cores) * flops / simd)     link = ceil(ceil(e / cores) / values per wavelet)
-per pass, the link in and the link out each carrying the tile once. Generated kernels harvest no zeros.
+backward each stream the core's tile once and do its element work once, so per sample and core,
+with t = ceil(e / cores) elements in w = ceil(t / v) dense wavelets of v values:
+  compute = (t // v) ceil(v flops / simd) + ceil((t % v) flops / simd)   (a task a wavelet,
+            each rounded up to the SIMD width on its own)
+  received = w     link in = cols w     link out = rows w
+per pass: a row's tiles all enter over its west edge and a column's results all leave over its
+south edge, so the busiest link carries a row's (column's) tiles, not one core's (the fabric
+model, `simulator.fabric.elementwise`). Generated kernels harvest no zeros.
 
 Counts: the elements a sample computes. With `running` markers (dynamic depth, real tokens) a
 sample costs the share of the kernel's elements its ops' positions make up
@@ -130,9 +135,13 @@ class GeneratedKind(KindDefaults):
     def components(kernel: Kernel, elements, mapping, target) -> cost.Components:
         per_core = np.ceil(np.asarray(elements, dtype=np.float64) / (mapping.rows * mapping.cols))
         per_core = per_core[:, None, None, None]                     # (U, 1, 1, 1)
-        compute = np.ceil(per_core * kernel.nest.flops_per_point / target.simd)
-        link = cost.dense_wavelets(per_core, target)
-        return cost.Components(compute, link, link, compute, link, link, np.zeros(len(per_core)),
+        v, flops = target.dense_values_per_wavelet, kernel.nest.flops_per_point
+        compute = (per_core // v) * np.ceil(v * flops / target.simd) + \
+            np.ceil(per_core % v * flops / target.simd)
+        wavelets = cost.dense_wavelets(per_core, target)
+        link_in, link_out = mapping.cols * wavelets, mapping.rows * wavelets
+        return cost.Components(compute, link_in, link_out, compute, link_in, link_out,
+                               np.zeros(len(per_core)), fwd_recv=wavelets, bwd_recv=wavelets,
                                **cost.core_terms(target))
 
     @staticmethod

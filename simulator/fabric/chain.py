@@ -15,7 +15,9 @@ dX: dY along columns, partial sums across the rows).
 - **partial sums, colour P**: the first core of each chain sends its sums on once its own
   stream for the item is done; a later core's P task adds each arriving sum into its own, once
   its own stream for that item is done, and its PE sends the sum on. The chain's last core
-  sends them over the far edge: the output.
+  sends them over the far edge: the output. The add reads the sum straight off the fabric (a
+  fabin DSD operand of one `@fadds` over the item's sums, Cerebras csl-examples
+  tutorials/gemv-06-routes), so an arriving sum costs its add's cycle and no task activation.
 """
 from __future__ import annotations
 
@@ -191,11 +193,12 @@ class Chain:
         return Work(op.simd * counted, op.sram * counted, None)
 
     def _psum(self, heads, mask) -> Work:
-        """Add an arriving partial sum into this core's own for the same output."""
+        """Add an arriving partial sum into this core's own for the same output: one cycle of
+        the datapath, read off the fabric (no task activation, `pe.Datapath.streamed`)."""
         xp = self.xp
         s, j = xp.minimum(self.ps, self.items - 1), xp.minimum(self.pj, self.step_out - 1)
         self.acc[s, self.ri, self.ci, j] += xp.where(mask, heads.v[P, ..., 0], 0)
-        return self.dp.task(xp, self.dp.fmac(xp, xp.ones_like(self.n_out)), mask)
+        return self.dp.streamed(xp, self.dp.fmac(xp, xp.ones_like(self.n_out)), mask)
 
     def emit(self) -> tuple:
         """The PE's next partial sum to send on, where it is complete: its own stream for the

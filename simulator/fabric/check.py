@@ -3,12 +3,13 @@
 Both see the same tensors: the analytic model through the kind's counts and components
 (`compiler.kernels`, `compiler.cost`), evaluated for the one pass (the other pass's terms
 zeroed, so `cost.per_core_cycles` is the one formula); the fabric model by streaming the values.
-Samples follow one another, so the analytic time of the run is the sum over samples of the
-busiest core's pass (what the pipeline schedule charges a stage per sample).
+Samples follow one another, so the analytic time of the run is the sum over samples of each
+one's pass (what the pipeline schedule charges a stage per sample: its share of the run,
+`cost.run_cycles`) and the run's fill (`cost.fill_cycles`).
 
 Where they disagree is split into categories, each the most any core spends on it:
 compute (SIMD cycles), SRAM (port cycles beyond the SIMD), task (activation per wavelet),
-reduction (the fabric's partial-sum adds, which the analytic model leaves out), link (the
+reduction (the partial-sum adds of a chain, read off the fabric), link (the
 busiest link's wavelets), queueing (cycles a wavelet or a send waited for space: back-pressure)
 and fill (the run's cycles beyond its busiest PE or link: start-up and drain).
 """
@@ -35,13 +36,16 @@ PASSES = {"forward": ("fwd", "bwd"), "backward": ("bwd", "fwd")}
 
 def pass_terms(kernel, counts, mapping, target, variant: int = 0, pass_: str = "forward") -> dict:
     """Per category (rows, cols), the analytic cycles of `pass_` on every core summed over the
-    samples of `variant` (`counts.rows`), and "total" (samples,) the busiest core's pass."""
+    samples of `variant` (`counts.rows`), "fill" the run's (`cost.fill_cycles`) and "total"
+    (samples,) each sample's pass as the measurement charges it (`cost.run_cycles`)."""
     if pass_ not in PASSES:
         raise ValueError(f"unknown pass {pass_!r}; passes: {sorted(PASSES)}")
     own, other = PASSES[pass_]
     c = kind_of(kernel).components(kernel, counts.values, mapping, target)
     shape = c.shape[:2] + (mapping.rows, mapping.cols)
-    alone = dataclasses.replace(c, **{f"{other}_{t}": 0 for t in ("compute", "in", "out")})
+    alone = dataclasses.replace(c, **{f"{other}_{t}": 0 for t in
+                                      ("compute", "in", "out", "reduce", "drain")},
+                                **{f"{other}_recv": None})
     rows = counts.rows[variant]
 
     def summed(term):
@@ -50,10 +54,12 @@ def pass_terms(kernel, counts, mapping, target, variant: int = 0, pass_: str = "
         return per[rows].sum(axis=0)
     compute = summed(getattr(c, f"{own}_compute"))
     return {"compute": compute, "SRAM": compute * max(0.0, c.sram - 1.0),
-            "task": summed(c.task * np.asarray(getattr(c, f"{own}_in"))),
-            "reduction": np.zeros_like(compute), "link": summed(getattr(c, f"{own}_link")),
+            "task": summed(c.task * np.asarray(c.received(own))),
+            "reduction": summed(getattr(c, f"{own}_reduce")),
+            "link": summed(getattr(c, f"{own}_link")),
             "queueing": np.zeros_like(compute),
-            "total": cost.busiest_core(cost.per_core_cycles(alone, shape))[rows]}
+            "fill": cost.fill_cycles(c, own, shape, mapping.rows, mapping.cols, target)[rows[-1]],
+            "total": cost.run_cycles(alone, shape, rows[None])[0]}
 
 
 def fabric_terms(result: Run, program) -> dict:
@@ -93,7 +99,8 @@ class Comparison:
 
     @property
     def analytic_total(self) -> float:
-        return float(np.sum(self.analytic["total"]))
+        """The samples' busiest-core passes, one after another, and the run's fill."""
+        return float(np.sum(self.analytic["total"]) + self.analytic.get("fill", 0.0))
 
     def table(self) -> str:
         lines = [f"kernel {self.kernel}: {self.pass_}, {self.samples} sample(s)",
@@ -143,6 +150,7 @@ def compare(kernel, mapping, target, tensors: dict, samples: int | None = None,
     counts = measured_counts(one, mapping, tensors, harvest)
     analytic = pass_terms(one, counts, mapping, target, 0 if harvest else 1, pass_)
     assumed = kind_of(kernel).assumed_counts(one, mapping, target, density, harvest)
-    estimate = float(np.sum(pass_terms(one, assumed, mapping, target, 0, pass_)["total"])) * samples
+    terms = pass_terms(one, assumed, mapping, target, 0, pass_)
+    estimate = float(np.sum(terms["total"])) * samples + float(terms["fill"])
     return Comparison(kernel.name, pass_, samples, fabric_terms(result, program), analytic,
                       estimate, result, error)

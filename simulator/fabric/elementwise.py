@@ -4,8 +4,10 @@ laid over its rectangle, each pass (forward and backward alike: the kind charges
 Elements of a sample are tiled ceil(e / cores) to a core, cores in row-major order (the
 generated kind's nest unrolls e over every core). Data enters and leaves over the region's
 edges, as a route from the previous kernel arrives over a side (`compiler.links`):
-- **in**: each row's tiles enter over its west edge on colour IN, item by item, core by core,
-  packed densely (generated kernels harvest no zeros), each wavelet indexed by its first
+- **in**: each row's tiles enter over its west edge on colour IN, item by item, the row's
+  cores in turn, a wavelet each (so that a core still busy with its last wavelet holds up the
+  shared link no longer than its own share: sent core by core, the link would wait on each
+  core's whole tile in turn), packed densely (generated kernels harvest no zeros), each wavelet indexed by its first
   element; the route multicasts east, and each core's filter keeps its own range of elements
   for its ramp and passes on only what lies beyond (`router.Router`, filters);
 - **the task**: per wavelet, the kernel's `flops_per_point` element operations on each value
@@ -52,8 +54,8 @@ def filters(rows: int, cols: int, tile: int) -> np.ndarray:
 
 def row_streams(values: np.ndarray, rows: int, cols: int, per_wavelet: int) -> tuple:
     """(Wavelets (rows, length), lengths (rows,), wavelets a core gets an item (rows, cols)):
-    each row's tiles of `values` (items, e), item by item, core by core, `per_wavelet` values a
-    wavelet, idx the index of its first element in the item."""
+    each row's tiles of `values` (items, e), item by item, the row's cores in turn a wavelet
+    each, `per_wavelet` values a wavelet, idx the index of its first element in the item."""
     items, e = values.shape
     tile = -(-e // (rows * cols))
     slots = -(-tile // per_wavelet)
@@ -66,7 +68,8 @@ def row_streams(values: np.ndarray, rows: int, cols: int, per_wavelet: int) -> t
     n = inside.reshape(rows, cols, slots, per_wavelet).sum(axis=-1)            # values a wavelet
     idx = np.broadcast_to(at.reshape(rows, cols, slots, per_wavelet)[..., 0], (items,) + n.shape)
     keep = np.broadcast_to(n[None] > 0, idx.shape)
-    flat = lambda a: np.moveaxis(a, 1, 0).reshape((rows, -1) + a.shape[4:])
+    # (items, rows, cols, slots, ...) -> (rows, items * slots * cols, ...): slot-major in a row
+    flat = lambda a: np.moveaxis(np.swapaxes(a, 2, 3), 1, 0).reshape((rows, -1) + a.shape[4:])
     keep_f = flat(keep)
     order = np.argsort(~keep_f, axis=1, kind="stable")
     pick = lambda a: np.take_along_axis(a, order.reshape(order.shape + (1,) * (a.ndim - 2)), axis=1)

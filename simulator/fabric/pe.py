@@ -9,6 +9,10 @@ SRAM ports, with constants from `compiler.target.Target` (the ones the analytic 
   makes (a sum to send, the end of a sample) counts only from the cycle it finishes.
 - **Cost of a task**: `Target.task_cycles` to activate it (per wavelet received), then its
   vector work, and at least one cycle: a PE takes one wavelet per cycle at most.
+- **Fabric-input operands** (`Datapath.streamed`): an operation that reads a stream straight
+  off the fabric (a fabin DSD operand, e.g. `@fadds(y, y, in_dsd)` adding arriving partial
+  sums: Cerebras csl-examples, tutorials/gemv-06-routes) is one asynchronous operation over
+  the whole vector, so a wavelet it consumes activates no task: only its datapath cycles count.
 - **Vector work** (`Datapath.fmac`): an FMAC over n elements with a scalar operand takes
   ceil(n / simd) cycles of the SIMD lanes (`Target.simd`, Hot Chips 2020), unless the SRAM
   ports are slower: each element reads two `value_bits` operands and writes one through
@@ -45,11 +49,17 @@ class Datapath:
                            xp.ceil(n * self.value_bytes / t.sram_write_bytes)).astype(simd.dtype)
         return Work(simd, xp.maximum(ports - simd, 0), xp.zeros_like(simd))
 
-    def task(self, xp, work: Work, mask) -> Work:
-        """`work` where `mask` (zero elsewhere), plus the activation of the task."""
+    def task(self, xp, work: Work, mask, activate: bool = True) -> Work:
+        """`work` where `mask` (zero elsewhere), plus the activation of the task (none for an
+        operation on a fabric-input operand: `streamed`)."""
         zero = xp.zeros_like(work.simd)
         return Work(xp.where(mask, work.simd, zero), xp.where(mask, work.sram, zero),
-                    xp.where(mask, self.target.task_cycles, zero))
+                    xp.where(mask, self.target.task_cycles if activate else 0, zero))
+
+    def streamed(self, xp, work: Work, mask) -> Work:
+        """`work` of an operation whose operand is read off the fabric (a fabin DSD): the
+        wavelet feeds the running operation and activates no task (csl-examples, gemv-06)."""
+        return self.task(xp, work, mask, activate=False)
 
 
 class PE:

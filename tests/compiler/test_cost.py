@@ -139,3 +139,31 @@ def test_empty_cores_do_no_update_and_no_allreduce():
 def test_resident_bytes_count_weight_gradient_and_state():
     for opt in (SGD, SGD_M, ADAM):
         assert cost.resident_bytes(10, T, opt) == 10 * (T.weight_bytes + 4 * (1 + opt.state_slots))
+
+
+def _run(work, out):
+    """Components of a forward pass only: FMAC `work` and sums `out` (distinct, rows, cols)."""
+    work, out = (np.asarray(a, dtype=float)[:, None] for a in (work, out))
+    return Components(work, 0.0, out, 0.0, 0.0, 0.0, np.zeros(len(work))), (len(work), 1) + work.shape[2:]
+
+
+def test_a_run_takes_its_busiest_cores_sum_not_the_sum_of_each_samples_busiest():
+    """Two cores, two samples: each core is the busier one for one sample. Decoupled cores
+    take the run in the busier core's sum (core 1: 4 + 3 = 7 against core 0's 5 + 1), not
+    the sum of each sample's busiest (5 + 3 = 8)."""
+    c, shape = _run([[[5.0, 4.0]], [[1.0, 3.0]]], [[[0.0, 0.0]], [[0.0, 0.0]]])
+    got = cost.run_cycles(c, shape, np.array([[0, 1], [1, 1]]))
+    np.testing.assert_array_equal(got[0], [4.0, 3.0])         # core 1: 4 + 3 = 7 > 5 + 1
+    np.testing.assert_array_equal(got[1], [3.0, 3.0])         # variant 1: samples 1, 1
+    one = np.array([[0, 0, 0]])                               # one distinct sample: its busiest
+    np.testing.assert_array_equal(cost.run_cycles(c, shape, one)[0], [5.0] * 3)
+
+
+def test_a_cores_work_overlaps_the_last_samples_sends_over_a_run():
+    """One core: sample 0 works 4 cycles and sends 8 sums, sample 1 works 16 and sends 8.
+    Per sample max(work, link) charges 8 + 16; the PE works on sample 1 while the router sends
+    sample 0's sums, so the run takes max(4 + 16, 8 + 8) = 20, shared as 8 : 16."""
+    c, shape = _run([[[4.0]], [[16.0]]], [[[8.0]], [[8.0]]])
+    got = cost.run_cycles(c, shape, np.array([[0, 1]]))[0]
+    assert got.sum() == 20.0 < cost.busiest_core(cost.per_core_cycles(c, shape)).sum() == 24.0
+    np.testing.assert_allclose(got, [20 * 8 / 24, 20 * 16 / 24])

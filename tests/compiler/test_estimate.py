@@ -113,7 +113,8 @@ def test_every_wavelet_received_activates_a_task():
     k, m = matmul_kernel(k=64, n=64), Mapping(2, 2)
     a = estimate.dense_sample_cycles(k, m, T)
     b = estimate.dense_sample_cycles(k, m, wafer("classroom", task_cycles=T.task_cycles + 1))
-    received = 2 * (32 / T.dense_values_per_wavelet)   # x rows forward, dY columns backward
+    # x rows forward, dY columns backward, each tile ended by a control wavelet
+    received = 2 * (32 / T.dense_values_per_wavelet + 1)
     assert b - a == received
 
 

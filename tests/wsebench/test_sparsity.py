@@ -243,10 +243,11 @@ def test_matmul_cycles_follow_brute_force_nonzero_counts():
         counts = MATMUL.measured_counts(kernel, m, env, runs)
         c = MATMUL.components(kernel, counts.values, m, t)
         fwd, bwd_got = c.fwd_compute[counts.rows[0], 0], c.bwd_compute[counts.rows[0], 0]
+        # each streamed value one FMAC, rounded up to the SIMD width on its own
         assert np.array_equal(np.broadcast_to(fwd, nx.shape[:2] + (m.cols,)),
-                              np.ceil(nx * tn / t.simd)), kt.name
+                              nx * np.ceil(tn / t.simd)), kt.name
         dx = computes_dx(kernel)
-        bwd = np.ceil(nx * ndy / t.simd) + (np.ceil(ndy * tk[:, None] / t.simd) if dx else 0)
+        bwd = ndy * np.ceil(nx / t.simd) + (ndy * np.ceil(tk[:, None] / t.simd) if dx else 0)
         assert np.array_equal(np.broadcast_to(bwd_got, bwd.shape), bwd), kt.name
         macs = nx.sum() * N + (ndy.sum() * K if dx else 0) + (nx * ndy).sum()
         assert kt.executed_macs == pytest.approx(macs), kt.name

@@ -90,8 +90,9 @@ EXACT = [
     # N 8 over two columns: x reaches column 1 one hop later
     ("forward", 4, 8, 1, 2, [1, 2, 3, 4], None, True, 13),
     # K 8 over two rows: row 0 as above sends its sums at 7-10; each reaches row 1's ramp 2
-    # cycles later; row 1 adds each in 2 cycles (9-10, 11-12, 13-14, 15-16), sends, edge 17
-    ("forward", 8, 4, 2, 1, [1] * 8, None, True, 18),
+    # cycles later; row 1 adds each in 1 cycle, read off the fabric with no activation
+    # (9, 10, 11, 12), sends each as it ends, the last reaches the edge at 13
+    ("forward", 8, 4, 2, 1, [1] * 8, None, True, 14),
     # a first layer's backward: dY's 2 wavelets, each value a dW FMAC over 4 x (1-6), control
     # (7); no sums: done at 8
     ("backward", 4, 4, 1, 1, [1, 2, 3, 4], None, False, 8),

@@ -28,3 +28,11 @@ def test_a_task_costs_its_activation_only_where_it_runs():
     dp = Datapath(np, wafer("classroom", task_cycles=3))
     work = dp.task(np, dp.fmac(np, np.array([8, 8])), np.array([True, False]))
     assert work.simd.tolist() == [2, 0] and work.task.tolist() == [3, 0]
+
+
+def test_an_operand_read_off_the_fabric_activates_no_task():
+    """An add whose operand is a fabric-input DSD (a partial sum chain's `@fadds`, csl-examples
+    gemv-06) runs its datapath cycles and no activation, where it runs."""
+    dp = Datapath(np, wafer("classroom", task_cycles=3))
+    work = dp.streamed(np, dp.fmac(np, np.array([1, 1])), np.array([True, False]))
+    assert work.simd.tolist() == [1, 0] and work.task.tolist() == [0, 0]

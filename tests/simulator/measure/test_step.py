@@ -56,6 +56,13 @@ def _components(trainer, kernel, env, masks):
     return {key: getattr(c, key)[rows, 0] for key in ("fwd_compute", "bwd_compute")}
 
 
+def _per_value(macs_, tile):
+    """FMAC cycles of a masked tile's MACs: MACs over the tile values, ceil(tile / simd) each."""
+    tile = np.broadcast_to(tile, macs_.shape)
+    values = np.divide(macs_, tile, out=np.zeros_like(macs_), where=tile > 0)
+    return values * np.ceil(tile / T.simd)
+
+
 @pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9])
 def test_measured_cycles_and_macs_follow_the_kept_weights(sparsity):
     ws = WeightSparsity.from_dict({"sparsity": sparsity, "seed": 1})
@@ -73,10 +80,18 @@ def test_measured_cycles_and_macs_follow_the_kept_weights(sparsity):
         want = brute_force(xs, dys, mask, m.rows, m.cols)
         simd = T.simd
         got = _components(trainer, kernel, env, masks)
-        np.testing.assert_array_equal(got["fwd_compute"], np.ceil(want["fwd"] / simd))
+        # each streamed value one FMAC over its tile, rounded up as the dense tile's: the MACs
+        # over the tile are values, ceil(tile / simd) cycles each; dW an FMAC per dY value
+        tk, tn = (cost.tile_sizes(kernel.nest.extent(d), p) * 1.0 for d, p in
+                  (("i", m.rows), ("j", m.cols)))
+        tk, tn = tk[None, :, None], tn[None, None, :]
+        np.testing.assert_array_equal(got["fwd_compute"], np.ceil(_per_value(want["fwd"], tn)))
         dx = computes_dx(kernel)
-        bwd = np.ceil(want["dw"] / simd) + (np.ceil(want["dx"] / simd) if dx else 0)
-        np.testing.assert_array_equal(got["bwd_compute"], bwd)
+        nnz_dy = np.add.reduceat(dys[:, 0] != 0, np.arange(m.cols) * int(tn.max()), axis=1)
+        dy = np.broadcast_to(nnz_dy[:, None, :] * 1.0, want["dw"].shape)
+        per_dy = np.round(np.divide(want["dw"], dy, out=np.zeros_like(dy), where=dy > 0), 6)
+        bwd = dy * np.ceil(per_dy / simd) + (_per_value(want["dx"], tk) if dx else 0)
+        np.testing.assert_array_equal(got["bwd_compute"], np.ceil(bwd))
         total = want["fwd"].sum() + want["dw"].sum() + (want["dx"].sum() if dx else 0)
         assert kt.executed_macs == kt.useful_macs == total
         kept = mask_tiles(np, np.asarray, mask, m.rows, m.cols).kept
