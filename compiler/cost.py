@@ -188,18 +188,46 @@ def run_cycles(c: Components, shape: tuple[int, ...], rows: np.ndarray) -> np.nd
     run), and the kernel its busiest core's: not the sum of each sample's busiest core, nor of
     each sample's max(work, link). Each sample is charged its share of that run: the busiest
     core's per-sample cycles (`per_core_cycles`), scaled to sum to the run's. With one distinct
-    sample (the static estimate) it is `busiest_core`."""
-    core = per_core_cycles(c, shape).reshape(shape[0], -1)
-    passes = [(_summed_calls(c.fwd_work, shape), _summed_calls(c.fwd_link, shape)),
-              (_summed_calls(c.bwd_work, shape), _summed_calls(c.bwd_link, shape))]
-    out = np.empty(rows.shape, dtype=np.float64)
-    for v, run in enumerate(rows):
-        times = np.bincount(run, minlength=shape[0]).astype(np.float64)
-        total = sum(np.maximum(times @ work, times @ link) for work, link in passes)
-        busiest = int(np.argmax(total))
-        charged = float(times @ core[:, busiest])
-        out[v] = core[run, busiest] * (total[busiest] / charged if charged > 0 else 1.0)
-    return out
+    sample (the static estimate) it is `busiest_core`. The terms are summed over the runs in
+    their own broadcast shapes (one product per term for every variant), and per sample only
+    at each run's busiest core."""
+    distinct, calls, height, width = shape
+    times = np.zeros((len(rows), distinct))
+    np.add.at(times, (np.arange(len(rows))[:, None], rows), 1.0)                   # (V, distinct)
+    passes = [[_compact(t) for t in (c.fwd_work, c.fwd_link)],
+              [_compact(t) for t in (c.bwd_work, c.bwd_link)]]
+    total = sum(np.maximum(*(_run_sum(times, t, calls) for t in pass_)) for pass_ in passes)
+    total = np.broadcast_to(total, (len(rows), height, width)).reshape(len(rows), -1)
+    busiest = total.argmax(axis=1)
+    r, col = np.divmod(busiest, width)
+    core = sum(np.maximum(*(_at_cores(t, r, col) for t in pass_)) for pass_ in passes)
+    core = np.broadcast_to(core, (distinct, calls, len(rows))).sum(axis=1)          # (distinct, V)
+    run_total = total[np.arange(len(rows)), busiest]
+    charged = np.einsum("vu,uv->v", times, core)
+    scale = np.divide(run_total, charged, out=np.ones_like(run_total), where=charged > 0)
+    return core[rows, np.arange(len(rows))[:, None]] * scale[:, None]
+
+
+def _compact(term) -> np.ndarray:
+    """`term` as a 4-D float64 array in its own broadcast shape (size 1 where it does not vary)."""
+    t = np.asarray(term, dtype=np.float64)
+    return t.reshape((1,) * (4 - t.ndim) + t.shape)
+
+
+def _run_sum(times: np.ndarray, t: np.ndarray, calls: int) -> np.ndarray:
+    """(V, rows or 1, cols or 1) term `t` (compact) of every core, summed over the calls and
+    over each run, which takes distinct sample u `times[v, u]` times."""
+    if t.shape[0] == 1:
+        summed = times.sum(axis=1)[:, None] * t.reshape(1, -1)
+    else:
+        summed = times @ t.reshape(t.shape[0], -1)
+    summed = summed.reshape((len(times),) + t.shape[1:]).sum(axis=1)
+    return summed * calls if t.shape[1] == 1 else summed
+
+
+def _at_cores(t: np.ndarray, r: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """(distinct or 1, calls or 1, V) term `t` (compact) at core (r[v], c[v]) of each run."""
+    return t[:, :, r if t.shape[2] > 1 else 0 * r, c if t.shape[3] > 1 else 0 * c]
 
 
 def _summed_calls(term, shape: tuple[int, ...]) -> np.ndarray:
