@@ -12,6 +12,10 @@ The step list then becomes one generated Python function, straight-line code wit
 step, rather than a loop that dispatches on each step's kind: for the MLP's ~90 ops the loop's
 own bookkeeping (unpacking a step, building its argument list, the checks) cost about as much as
 the small kernels themselves, and the fixed cost per op is what the step's host time is made of.
+
+Given the values its caller reads after a run (`keep`), the generated code drops every other
+value from `env` right after its last use, as torch frees activations once the backward has
+used them: a step then holds at most its live values, not every intermediate of the graph.
 """
 from __future__ import annotations
 
@@ -51,6 +55,22 @@ def _has_refs(value) -> bool:
     return isinstance(value, Ref) or (isinstance(value, tuple) and any(_has_refs(v) for v in value))
 
 
+def _refs(value):
+    """The names of the `Ref`s in an op argument (nested in tuples too)."""
+    if isinstance(value, Ref):
+        yield value.name
+    elif isinstance(value, tuple):
+        for v in value:
+            yield from _refs(v)
+
+
+def _reads(step) -> list[str]:
+    """The values a step reads from `env`."""
+    if step.kind == _GENERAL:
+        return [n for v in step.args + tuple((step.kwargs or {}).values()) for n in _refs(v)]
+    return list(step.names)
+
+
 def _resolve(value, env):
     if isinstance(value, Ref):
         return env[value.name]
@@ -60,17 +80,43 @@ def _resolve(value, env):
 
 
 class Executor:
-    def __init__(self, graph: Graph, xp):
+    def __init__(self, graph: Graph, xp, keep=None):
+        """`keep`: the values a run's caller reads from its `env` (the placeholders are always
+        kept); every other value is dropped after its last use. None keeps every value."""
         missing = unsupported_ops(graph)
         if missing:
             raise UnsupportedOpError(missing[0].op)
         self.graph, self.xp = graph, xp
+        self.keep = None if keep is None else frozenset(keep)
         types = graph.type_of
         self._placeholders = tuple((name, np.dtype(types[name].dtype), types[name].shape)
                                    for name in graph.placeholders if name in types)
         self.constants: dict[str, Any] = {}    # values computed once, at construction
         self.steps = [self._compile(op, types) for op in graph.ops]
         self._run_steps = self._generate()
+
+    def retain(self, names) -> None:
+        """Keep `names` too after a run (when values are dropped at all)."""
+        if self.keep is not None and not set(names) <= self.keep:
+            self.keep = self.keep | frozenset(names)
+            self._run_steps = self._generate()
+
+    def _dropped_after(self) -> list[tuple[str, ...]]:
+        """Per step, the values whose last use it is and that no caller reads after the run."""
+        if self.keep is None:
+            return [()] * len(self.steps)
+        last: dict[str, int] = {}
+        for i, step in enumerate(self.steps):
+            for name in step.outputs:
+                last.setdefault(name, i)
+            for name in _reads(step):
+                last[name] = i
+        kept = self.keep | set(self.graph.placeholders)
+        out: list[list[str]] = [[] for _ in self.steps]
+        for name, i in last.items():
+            if name not in kept:
+                out[i].append(name)
+        return [tuple(sorted(names)) for names in out]
 
     def _compile(self, op: Op, types) -> _Step:
         outputs = op.outputs
@@ -142,28 +188,29 @@ class Executor:
         """
         names = {"ndarray": self.xp.ndarray, "_store": self._store, "_general": self._general}
         lines = ["def run_steps(env):"]
+        dropped = self._dropped_after()
         for i, step in enumerate(self.steps):
-            out = repr(step.outputs[0])
-            if step.kind == _ALIAS:
-                lines.append(f"    env[{out}] = env[{step.names[0]!r}]")
-                continue
-            if step.kind == _CONST:
-                names[f"c{i}"] = step.call
-                lines.append(f"    env[{out}] = c{i}")
-                continue
-            names[f"f{i}"], names[f"s{i}"], names[f"d{i}"] = step.call, step, step.dtypes[0]
-            if step.kind == _FAST:
-                lines.append(f"    r = f{i}({', '.join(f'env[{n!r}]' for n in step.names)})")
-            else:
-                lines.append(f"    r = _general(s{i}, env)")
-            if len(step.outputs) == 1:
-                dtype_ok = "" if step.dtypes[0] is None else f" and r.dtype is d{i}"
-                lines.append(f"    if type(r) is ndarray{dtype_ok}:")
-                lines.append(f"        env[{out}] = r")
-                lines.append("    else:")
-                lines.append(f"        _store(env, r, s{i})")
-            else:
-                lines.append(f"    _store(env, r, s{i})")
+            lines.extend(self._step_lines(i, step, names))
+            lines.extend(f"    env.pop({name!r}, None)" for name in dropped[i])
         lines.append("    return env")
         exec(compile("\n".join(lines), "<wsebench executor steps>", "exec"), names)  # noqa: S102
         return names["run_steps"]
+
+    def _step_lines(self, i: int, step: _Step, names: dict) -> list[str]:
+        """The generated lines of step `i` (see `_generate`), its callables put in `names`."""
+        out = repr(step.outputs[0])
+        if step.kind == _ALIAS:
+            return [f"    env[{out}] = env[{step.names[0]!r}]"]
+        if step.kind == _CONST:
+            names[f"c{i}"] = step.call
+            return [f"    env[{out}] = c{i}"]
+        names[f"f{i}"], names[f"s{i}"], names[f"d{i}"] = step.call, step, step.dtypes[0]
+        if step.kind == _FAST:
+            lines = [f"    r = f{i}({', '.join(f'env[{n!r}]' for n in step.names)})"]
+        else:
+            lines = [f"    r = _general(s{i}, env)"]
+        if len(step.outputs) != 1:
+            return lines + [f"    _store(env, r, s{i})"]
+        dtype_ok = "" if step.dtypes[0] is None else f" and r.dtype is d{i}"
+        return lines + [f"    if type(r) is ndarray{dtype_ok}:", f"        env[{out}] = r",
+                        "    else:", f"        _store(env, r, s{i})"]

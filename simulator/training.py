@@ -86,7 +86,11 @@ class Trainer:
         self.plan, self.backend, self.harvest = plan, backend, harvest
         self.context = PlanContext(plan)       # the measurement's per-plan caches
         xp = self.xp = backend.xp
-        self.executor = Executor(plan.graph, xp)
+        graph = plan.graph
+        # a step's other intermediates are dropped once used (`Executor`, `keep`)
+        self.executor = Executor(graph, xp, keep=self.context.measured_values | {
+            graph.loss, *graph.inputs, *(g for _, g in graph.grads),
+            *graph.buffer_updates.values()})
         self.params = {fqn: xp.asarray(v) for fqn, v in params.items()}
         self.buffers = {fqn: xp.asarray(v) for fqn, v in buffers.items()}
         self.clip_grad_norm = clip_grad_norm

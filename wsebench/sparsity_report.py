@@ -53,6 +53,7 @@ class DensityProbe:
         streams = [v for k in context.plan.kernels for v in kind_of(k).streamed(k).values()]
         self.names = tuple(names)
         self._keep = tuple(dict.fromkeys(self.names + tuple(streams)))
+        executor.retain(self._keep)
         self._values: dict = {}
         self._counts = self._densities = None
 

@@ -79,6 +79,16 @@ class PlanContext:
         return out
 
     @cached_property
+    def measured_values(self) -> frozenset[str]:
+        """The graph values the measurement reads from a step's tensors: every kernel's streams
+        (what its kind counts), the values the sample routes carry, and the position markers."""
+        names = {value for k in self.plan.kernels for _, value in k.streams}
+        names |= set(self.route_values[0])
+        if self.layout is not None:
+            names |= set(self.layout.markers.masks)
+        return frozenset(names)
+
+    @cached_property
     def route_values(self) -> tuple[tuple[str, ...], np.ndarray]:
         """The distinct values the plan's sample routes carry, and each route's index among
         them (several routes may carry one value)."""
