@@ -131,3 +131,36 @@ def test_generated_steps_handle_scalars_tuples_casts_and_general_kernels():
     ours = executor.run(dict(env))
     _assert_same_env(ours, _reference_run(graph, dict(env)))
     assert ours["s64"].dtype == np.float64 and ours["al"] is ours["m"]
+
+
+class _Watch(dict):
+    """An env that records the most values it ever held at once."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.most = len(self)
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self.most = max(self.most, len(self))
+
+
+@pytest.mark.parametrize("which", ["mlp", "mixer"])
+def test_values_no_caller_reads_are_dropped_after_their_last_use(which):
+    if which == "mlp":
+        model, x, y = _mlp(), torch.randn(16, 12), torch.randint(0, 5, (16,))
+    else:
+        model, x, y = _Mixer(), torch.randint(0, 20, (4, 6)), torch.randint(0, 5, (4,))
+    graph, env = _graph_and_env(model, x, y)
+    keep = {graph.loss, *(g for _, g in graph.grads)}
+    everything = Executor(graph, np).run(_Watch(env))
+    lean = Executor(graph, np, keep=keep).run(_Watch(env))
+    for name in keep:                                       # what the caller reads is the same
+        np.testing.assert_array_equal(lean[name], everything[name])
+    dropped = set(everything) - set(lean)
+    assert dropped and not dropped & (keep | set(graph.placeholders))
+    assert lean.most < everything.most                      # fewer values held at once
+    retained = next(iter(dropped))
+    executor = Executor(graph, np, keep=keep)
+    executor.retain([retained])
+    np.testing.assert_array_equal(executor.run(dict(env))[retained], everything[retained])
