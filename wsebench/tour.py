@@ -9,18 +9,21 @@ a real `Plan`, so every number on them is the one the simulator uses.
   dimension each axis of the rectangle unrolls.
 - `draw_wavelet(plan, route)`: a route between two kernels and where one wavelet is after
   every few cycles on it (one hop per `Target.hop_cycles`).
+Each returns its axes; `.figure` is the figure to show.
 """
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 from matplotlib import patches
+from matplotlib.figure import Figure
 
 PORTS = {"N": (0, 1), "S": (0, -1), "E": (1, 0), "W": (-1, 0)}
 
 
 def _axes(ax, size=(6, 6)):
+    """`ax`, or the axes of a new figure made without pyplot (a notebook shows the figure a
+    cell returns, once, whatever the backend)."""
     if ax is None:
-        _, ax = plt.subplots(figsize=size)
+        ax = Figure(figsize=size, layout="constrained").subplots()
     ax.set_aspect("equal")
     ax.axis("off")
     return ax
