@@ -71,7 +71,9 @@ def estimate(plan) -> dict:
     rates = schedule.rates(compute[..., None], link[..., None], replicas, congestion,
                            target.clock_hz)
     clock = target.clock_hz
-    macs = sum(kind_of(k).dense_macs(k) for k in plan.kernels) * samples
+    # useful MACs at the assumed densities, as the measurement counts its own (non-zero
+    # operands only); a plan sized dense assumes every MAC useful
+    macs = sum(float(e.macs[0]) for e in evaluated) * samples
     stage = schedule.stage_times(per_sample[0], replicas, congestion[0])
     return {"cycles": cycles, "samples_per_s": samples * clock / cycles if cycles else 0.0,
             "per_sample_cycles": dict(zip(names, stage.tolist())),

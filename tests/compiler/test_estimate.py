@@ -10,7 +10,7 @@ import torch.nn as nn
 
 import wsebench as wb
 from compiler import estimate
-from compiler.kernels import KINDS, attention_kernel, generated_kernel, matmul_kernel
+from compiler.kernels import KINDS, attention_kernel, generated_kernel, kind_of, matmul_kernel
 from compiler.kernels.conv import conv_kernel
 from compiler.mapping import Mapping
 from compiler.optim_spec import OptimizerSpec
@@ -161,3 +161,27 @@ def test_speedup_follows_density_on_a_compute_bound_chain():
     assert at[1.0] > at[0.75] > at[0.5] > at[0.25] > at[0.0] > 0
     for d in (0.75, 0.5, 0.25):
         assert at[d] == pytest.approx(at[0.0] + d * (at[1.0] - at[0.0]), rel=0.01)
+
+
+def test_the_estimates_utilization_counts_the_macs_its_densities_execute():
+    """A plan sized for sparse densities executes fewer MACs than dense: its estimated compute
+    utilization counts those (as the measurement counts the useful ones), so it never passes
+    100% of the peak and sits below the dense-MAC figure of the same plan (which it once was)."""
+    import dataclasses
+
+    import torch
+    import torch.nn as nn
+
+    import wsebench as wb
+    model = wb.models.mlp(16, 128, 4, depth=4, dropout=0.3, seed=0)
+    x, y = wb.data.blobs(32, 16, 4, seed=0)
+    plan = wb.compile(model, nn.CrossEntropyLoss(), example=(x, y), backend="numpy",
+                      optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                      densities="calibrate").plan
+    est = plan.estimate()
+    dense_macs = sum(kind_of(k).dense_macs(k) for k in plan.kernels) * plan.kernels[0].samples
+    dense_pct = 100.0 * 2 * dense_macs / (plan.target.peak_flops * est["cycles"] / plan.target.clock_hz)
+    assert est["compute_utilization_pct"] < dense_pct
+    assert est["compute_utilization_pct"] <= 100.0
+    assert dataclasses.replace(plan, harvest=False).estimate()["compute_utilization_pct"] > \
+        est["compute_utilization_pct"]
