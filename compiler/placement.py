@@ -5,9 +5,9 @@ previous kernel (a greedy winding path over the fabric; `compiler.free_space` fi
 spots), then refined by moving kernels toward
 the centroid of the kernels they talk to while total wire length falls. (`compiler.packing`
 chooses between this placer and a shape-choosing shelf packer; both compile_plan and the ISPD
-contest solver go through it.) Routing: every producer
--> consumer edge gets a dimension-ordered (X then Y) Manhattan route between rectangle centres,
-as a bundle of parallel lanes, one per boundary core; `compiler.links` sums their loads per link.
+contest solver go through it.) The routes between the rectangles (`Route`: a bundle of parallel
+lanes, one per boundary core) are laid by `compiler.routing`; `compiler.links` sums their loads
+per link.
 """
 from __future__ import annotations
 
@@ -189,79 +189,6 @@ def refine(rects: tuple[Rect, ...], pairs: list[tuple[str, str]], target: Target
         if not improved:
             break
     return tuple(rects)
-
-
-def route(edges: list[Edge], rects: tuple[Rect, ...]) -> tuple[Route, ...]:
-    """A dimension-ordered route from producer centre to consumer centre for every edge: the
-    data leaves the producer over every boundary core on the side it travels out of, one lane
-    each, and enters the consumer over every core of the side it arrives on. Of X-then-Y,
-    Y-then-X, a straight route over the rows (or columns) two facing regions share, and
-    X-Y-X or Y-X-Y (leaving and arriving over the same kind of side: two flat regions talk
-    over their columns), the route takes the one with the most lanes at its narrowest (in that
-    order on a tie)."""
-    where = {r.name: r for r in rects}
-    routes = []
-    for e in edges:
-        a, b = where[e.src], where[e.dst]
-        candidates = [_dimension_ordered(e, a, b, True), _dimension_ordered(e, a, b, False)]
-        candidates += _straight(e, a, b) + [_three_legs(e, a, b, True), _three_legs(e, a, b, False)]
-        routes.append(max(candidates, key=lambda rt: rt.lanes))
-    return tuple(routes)
-
-
-def _three_legs(edge: Edge, a: Rect, b: Rect, x_outer: bool) -> Route:
-    """X-Y-X (`x_outer`: out over a's rows, in over b's rows) or Y-X-Y, turning half way; the
-    middle leg spreads over as many lanes as the narrower end has, within the span of rows
-    (or columns) the two regions cover."""
-    (r0, c0), (r1, c1) = a.center, b.center
-    if x_outer:
-        cm = (c0 + c1) // 2
-        path = ((r0, c0), (r0, cm), (r1, cm), (r1, c1))
-        ends = (a.row, a.row + a.height), (b.row, b.row + b.height)
-        span = (min(a.col, b.col), max(a.col + a.width, b.col + b.width))
-        turn = cm
-    else:
-        rm = (r0 + r1) // 2
-        path = ((r0, c0), (rm, c0), (rm, c1), (r1, c1))
-        ends = (a.col, a.col + a.width), (b.col, b.col + b.width)
-        span = (min(a.row, b.row), max(a.row + a.height, b.row + b.height))
-        turn = rm
-    lanes = min(hi - lo for lo, hi in ends)
-    lo = min(max(span[0], turn - lanes // 2), span[1] - lanes)
-    return Route(edge, path, (ends[0], (max(lo, span[0]), min(lo + lanes, span[1])), ends[1]))
-
-
-def _straight(edge: Edge, a: Rect, b: Rect) -> list[Route]:
-    """The straight routes between two regions that share rows (east/west, over the shared rows)
-    or columns (north/south, over the shared columns), drawn along the middle of what they share."""
-    routes = []
-    lo, hi = max(a.row, b.row), min(a.row + a.height, b.row + b.height)
-    if lo < hi and a.center[1] != b.center[1]:
-        mid = (lo + hi - 1) // 2
-        routes.append(Route(edge, ((mid, a.center[1]), (mid, b.center[1])), ((lo, hi),)))
-    lo, hi = max(a.col, b.col), min(a.col + a.width, b.col + b.width)
-    if lo < hi and a.center[0] != b.center[0]:
-        mid = (lo + hi - 1) // 2
-        routes.append(Route(edge, ((a.center[0], mid), (b.center[0], mid)), ((lo, hi),)))
-    return routes
-
-
-def _dimension_ordered(edge: Edge, a: Rect, b: Rect, x_first: bool) -> Route:
-    """X-then-Y (or Y-then-X) from a's centre to b's: the first segment's lanes are a's rows (or
-    columns), the second's b's columns (or rows); a route with one segment is as wide as the
-    narrower of the two sides it joins."""
-    (r0, c0), (r1, c1) = a.center, b.center
-    rows = lambda r: (r.row, r.row + r.height)           # noqa: E731
-    cols = lambda r: (r.col, r.col + r.width)            # noqa: E731
-    narrower = lambda x, y: min(x, y, key=lambda band: band[1] - band[0])   # noqa: E731
-    if x_first:
-        path, first, second = ((r0, c0), (r0, c1), (r1, c1)), rows, cols
-    else:
-        path, first, second = ((r0, c0), (r1, c0), (r1, c1)), cols, rows
-    moves_first, moves_second = path[0] != path[1], path[1] != path[2]
-    band_first = first(a) if moves_second else narrower(first(a), first(b))
-    band_second = second(b) if moves_first else narrower(second(a), second(b))
-    return Route(edge, path, (band_first, band_second))
 
 
 REDUCTION = "gradient all-reduce"     # the value every reduction route's edge is named after

@@ -26,8 +26,9 @@ from .passes import run_pipeline
 from .links import link_loads, route_links
 from .schedule import Streaming
 from .steps import sequence_length
-from .placement import (Edge, Rect, Route, is_sample_route, reduction_routes, refine, route,
+from .placement import (Edge, Rect, Route, is_sample_route, reduction_routes, refine,
                         wire_length)
+from .routing import route
 from .target import Target
 
 PLAN_FORMAT = 3

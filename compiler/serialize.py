@@ -90,7 +90,7 @@ def plan_fields(d: dict, format_: int) -> dict:
 
 def _route(r: dict, rects: tuple) -> Route:
     """A stored route. Plans before format 3 kept a lane count, not bands: their bands are
-    rebuilt from the rectangles as `placement.route` and `reduction_routes` lay them."""
+    rebuilt from the rectangles as `routing.route` and `reduction_routes` lay them."""
     edge, path = Edge(**r["edge"]), tuple(tuple(p) for p in r["path"])
     if "bands" in r:
         return Route(edge, path, tuple(tuple(b) for b in r["bands"]))

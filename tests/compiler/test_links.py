@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from compiler.links import DIRECTIONS, directed_link_loads, link_loads, route_links, segments
-from compiler.placement import Edge, Rect, Route, route
+from compiler.placement import Edge, Rect, Route
+from compiler.routing import route
 from compiler.target import wafer
 
 T = wafer("classroom")

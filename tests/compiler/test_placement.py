@@ -1,6 +1,6 @@
 """compiler.placement: greedy nearest-free placement (replayed by brute force), refinement and
-wire length, Manhattan routes bundled over lanes (one per boundary core), gradient reduction
-routes. Link loads are tested in test_links.py. The property-based versions (hypothesis) live in test_placement_properties.py."""
+wire length, gradient reduction routes. Routes between kernels are tested in test_routing.py,
+link loads in test_links.py. The property-based versions (hypothesis) live in test_placement_properties.py."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,9 +8,8 @@ import pytest
 
 from compiler.mapping import Mapping
 from compiler.errors import PlacementError
-from compiler.links import link_loads
 from compiler.placement import (Edge, Rect, Route, free_positions,
-                                occupancy, place, reduction_routes, refine, route, wire_length)
+                                occupancy, place, reduction_routes, refine, wire_length)
 from compiler.target import wafer
 from tests.compiler.test_free_space import brute_nearest, grid_of, scan_nearest, scattered_rects
 
@@ -145,7 +144,7 @@ def test_empty_placement():
     assert place([], {}, T) == ()
 
 
-# ---------------------------------------------------------------- routes
+# ---------------------------------------------------------------- rectangles and routes
 
 
 def random_rects(r, n):
@@ -155,33 +154,6 @@ def random_rects(r, n):
         rects.append(Rect(f"k{i}", int(r.integers(0, T.rows - h + 1)),
                           int(r.integers(0, T.cols - w + 1)), h, w))
     return tuple(rects)
-
-
-def random_edges(r, rects, n):
-    names = [x.name for x in rects]
-    return [Edge(names[int(r.integers(len(names)))], names[int(r.integers(len(names)))], f"v{i}",
-                 int(r.integers(1, 100))) for i in range(n)]
-
-
-def test_routes_are_manhattan():
-    r = np.random.default_rng(1)
-    for _ in range(50):
-        rects = random_rects(r, 6)
-        where = {x.name: x for x in rects}
-        edges = random_edges(r, rects, 10)
-        routes = route(edges, rects)
-        assert [rt.edge for rt in routes] == edges
-        for rt in routes:
-            src, dst = where[rt.edge.src], where[rt.edge.dst]
-            (r0, c0), (r1, c1) = rt.path[0], rt.path[-1]
-            assert rt.hops == abs(r0 - r1) + abs(c0 - c1)
-            assert rt.hops <= abs(src.center[0] - dst.center[0]) + abs(src.center[1] - dst.center[1])
-            inside = lambda p, x: x.row <= p[0] < x.row + x.height and x.col <= p[1] < x.col + x.width  # noqa: E731
-            assert inside(rt.path[0], src) and inside(rt.path[-1], dst)
-            if rt.path[0] != src.center:                   # straight: over rows or columns both hold
-                assert len(rt.path) == 2 and rt.lanes == rt.bands[0][1] - rt.bands[0][0]
-            for a, b in zip(rt.path, rt.path[1:]):
-                assert a[0] == b[0] or a[1] == b[1]        # axis-aligned segments
 
 
 def test_centers_lie_inside_rects():
@@ -195,54 +167,6 @@ def test_route_hops_by_hand():
     rt = Route(Edge("a", "b", "v", 1), ((0, 0), (0, 5), (3, 5)))
     assert rt.hops == 8
     assert Route(Edge("a", "a", "v", 1), ((2, 2), (2, 2), (2, 2))).hops == 0
-
-
-def test_every_link_of_a_band_carries_its_share():
-    """A route's wavelets spread over its lanes: summed over the links of a band, each hop of
-    the path carries every wavelet once, so all links together carry wavelets x hops."""
-    r = np.random.default_rng(3)
-    for _ in range(50):
-        rects = random_rects(r, 5)
-        routes = route(random_edges(r, rects, 12), rects)
-        horizontal, vertical = link_loads(routes, T)
-        assert horizontal.shape == (T.rows, T.cols - 1)
-        assert vertical.shape == (T.rows - 1, T.cols)
-        assert (horizontal >= -1e-9).all() and (vertical >= -1e-9).all()
-        for rt in routes:
-            assert rt.load == pytest.approx(rt.edge.wavelets / rt.lanes)
-        total = sum(rt.edge.wavelets * rt.hops for rt in routes)
-        assert horizontal.sum() + vertical.sum() == pytest.approx(total)
-
-
-def test_route_lanes_are_the_boundary_cores():
-    """A route leaves over the producer's side and enters over the consumer's (straight over
-    the rows or columns two regions share, where that is widest), as wide as its narrower part;
-    the per-link load falls by the lanes."""
-    left, right = Rect("a", 0, 0, 6, 2), Rect("b", 1, 20, 4, 3)
-    (rt,) = route([Edge("a", "b", "v", 120)], (left, right))
-    assert rt.lanes == 4 and rt.load == 30
-    top, bottom = Rect("a", 0, 0, 2, 5), Rect("b", 20, 1, 2, 8)
-    (rt,) = route([Edge("a", "b", "v", 120)], (top, bottom))
-    # straight down over the 4 shared columns, or Y-X-Y: out over a's 5 columns, in over b's 8
-    assert rt.lanes == 5 and rt.load == 24 and len(rt.path) == 4 and rt.bands[0] == (0, 5)
-    narrow = Rect("b", 20, 1, 2, 3)
-    (rt,) = route([Edge("a", "b", "v", 120)], (top, narrow))
-    assert rt.lanes == 3 and rt.bands[-1] == (1, 4)          # straight down b's (narrower) columns
-    one = Rect("c", 10, 10, 1, 1)
-    (rt,) = route([Edge("a", "c", "v", 7)], (left, one))
-    assert rt.lanes == 1 and rt.load == 7
-    assert Route(Edge("a", "b", "v", 9), ((0, 0), (0, 1))).load == 9     # no bands: one lane
-
-
-def test_route_turns_where_it_has_more_lanes():
-    """A tall thin producer sends east over its rows, then the route turns into a wide consumer
-    over its columns (X then Y); a wide flat producer goes south first (Y then X)."""
-    tall, wide = Rect("a", 0, 0, 10, 1), Rect("b", 20, 30, 2, 12)
-    (rt,) = route([Edge("a", "b", "v", 100)], (tall, wide))
-    assert rt.path[1] == (tall.center[0], wide.center[1]) and rt.lanes == 10
-    flat, thin = Rect("a", 0, 0, 1, 12), Rect("b", 20, 30, 9, 1)
-    (rt,) = route([Edge("a", "b", "v", 100)], (flat, thin))
-    assert rt.path[1] == (thin.center[0], flat.center[1]) and rt.lanes == 9
 
 
 # ---------------------------------------------------------------- wire length, refinement

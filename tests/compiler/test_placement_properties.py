@@ -24,7 +24,8 @@ from compiler.frontend import capture
 from compiler.kernels import build_kernels
 from compiler.optim_spec import OptimizerSpec
 from compiler.passes import run_pipeline
-from compiler.placement import Edge, occupancy, place, reduction_routes, refine, route
+from compiler.placement import Edge, occupancy, place, reduction_routes, refine
+from compiler.routing import route
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, event, given, settings  # noqa: E402

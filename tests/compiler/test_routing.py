@@ -1,0 +1,156 @@
+"""compiler.routing: Manhattan routes bundled over lanes (one per boundary core), taken where
+they have the most lanes when alone, and laid around each other where they would share a band
+(the busiest link after all routes never exceeds what the lanes-only rule gives, in the cases
+built here by hand). Link loads themselves are tested in test_links.py."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from compiler.links import link_loads, route_links
+from compiler.placement import Edge, Rect, Route
+from compiler.routing import Laid, LinkLoads, candidates, route
+from compiler.target import wafer
+from tests.compiler.test_placement import random_rects
+
+T = wafer("classroom")
+
+
+def lanes_only(edges, rects):
+    """The rule before congestion was counted: each edge alone on the fabric, the candidate
+    with the most lanes at its narrowest (first on a tie)."""
+    where = {r.name: r for r in rects}
+    return tuple(max(candidates(e, where[e.src], where[e.dst]), key=lambda rt: rt.lanes)
+                 for e in edges)
+
+
+def busiest_link(routes, rects):
+    loads = LinkLoads(rects)
+    for rt in routes:
+        loads.add(Laid(rt))
+    return float(loads.loads.max())
+
+
+def random_edges(r, rects, n):
+    names = [x.name for x in rects]
+    return [Edge(names[int(r.integers(len(names)))], names[int(r.integers(len(names)))], f"v{i}",
+                 int(r.integers(1, 100))) for i in range(n)]
+
+
+def test_routes_are_manhattan():
+    r = np.random.default_rng(1)
+    for _ in range(50):
+        rects = random_rects(r, 6)
+        where = {x.name: x for x in rects}
+        edges = random_edges(r, rects, 10)
+        routes = route(edges, rects)
+        assert [rt.edge for rt in routes] == edges
+        for rt in routes:
+            src, dst = where[rt.edge.src], where[rt.edge.dst]
+            (r0, c0), (r1, c1) = rt.path[0], rt.path[-1]
+            assert rt.hops == abs(r0 - r1) + abs(c0 - c1)
+            assert rt.hops <= abs(src.center[0] - dst.center[0]) + abs(src.center[1] - dst.center[1])
+            inside = lambda p, x: x.row <= p[0] < x.row + x.height and x.col <= p[1] < x.col + x.width  # noqa: E731
+            assert inside(rt.path[0], src) and inside(rt.path[-1], dst)
+            if rt.path[0] != src.center:                   # straight: over rows or columns both hold
+                assert len(rt.path) == 2 and rt.lanes == rt.bands[0][1] - rt.bands[0][0]
+            for a, b in zip(rt.path, rt.path[1:]):
+                assert a[0] == b[0] or a[1] == b[1]        # axis-aligned segments
+
+
+def test_every_link_of_a_band_carries_its_share():
+    """A route's wavelets spread over its lanes: summed over the links of a band, each hop of
+    the path carries every wavelet once, so all links together carry wavelets x hops."""
+    r = np.random.default_rng(3)
+    for _ in range(50):
+        rects = random_rects(r, 5)
+        routes = route(random_edges(r, rects, 12), rects)
+        horizontal, vertical = link_loads(routes, T)
+        assert horizontal.shape == (T.rows, T.cols - 1)
+        assert vertical.shape == (T.rows - 1, T.cols)
+        assert (horizontal >= -1e-9).all() and (vertical >= -1e-9).all()
+        for rt in routes:
+            assert rt.load == pytest.approx(rt.edge.wavelets / rt.lanes)
+        total = sum(rt.edge.wavelets * rt.hops for rt in routes)
+        assert horizontal.sum() + vertical.sum() == pytest.approx(total)
+
+
+def test_route_lanes_are_the_boundary_cores():
+    """A route leaves over the producer's side and enters over the consumer's (straight over
+    the rows or columns two regions share, where that is widest), as wide as its narrower part;
+    the per-link load falls by the lanes."""
+    left, right = Rect("a", 0, 0, 6, 2), Rect("b", 1, 20, 4, 3)
+    (rt,) = route([Edge("a", "b", "v", 120)], (left, right))
+    assert rt.lanes == 4 and rt.load == 30
+    top, bottom = Rect("a", 0, 0, 2, 5), Rect("b", 20, 1, 2, 8)
+    (rt,) = route([Edge("a", "b", "v", 120)], (top, bottom))
+    # straight down over the 4 shared columns, or Y-X-Y: out over a's 5 columns, in over b's 8
+    assert rt.lanes == 5 and rt.load == 24 and len(rt.path) == 4 and rt.bands[0] == (0, 5)
+    narrow = Rect("b", 20, 1, 2, 3)
+    (rt,) = route([Edge("a", "b", "v", 120)], (top, narrow))
+    assert rt.lanes == 3 and rt.bands[-1] == (1, 4)          # straight down b's (narrower) columns
+    one = Rect("c", 10, 10, 1, 1)
+    (rt,) = route([Edge("a", "c", "v", 7)], (left, one))
+    assert rt.lanes == 1 and rt.load == 7
+    assert Route(Edge("a", "b", "v", 9), ((0, 0), (0, 1))).load == 9     # no bands: one lane
+
+
+def test_route_turns_where_it_has_more_lanes():
+    """A tall thin producer sends east over its rows, then the route turns into a wide consumer
+    over its columns (X then Y); a wide flat producer goes south first (Y then X)."""
+    tall, wide = Rect("a", 0, 0, 10, 1), Rect("b", 20, 30, 2, 12)
+    (rt,) = route([Edge("a", "b", "v", 100)], (tall, wide))
+    assert rt.path[1] == (tall.center[0], wide.center[1]) and rt.lanes == 10
+    flat, thin = Rect("a", 0, 0, 1, 12), Rect("b", 20, 30, 9, 1)
+    (rt,) = route([Edge("a", "b", "v", 100)], (flat, thin))
+    assert rt.path[1] == (thin.center[0], flat.center[1]) and rt.lanes == 9
+
+
+def test_a_route_alone_takes_the_most_lanes():
+    """With nothing else on the fabric, the busiest link a candidate meets is its own narrowest
+    band, so the choice is the lanes-only rule's, route for route."""
+    r = np.random.default_rng(4)
+    for _ in range(100):
+        rects = random_rects(r, 4)
+        edges = random_edges(r, rects, 1)
+        assert route(edges, rects) == lanes_only(edges, rects)
+
+
+def test_routes_that_would_share_a_band_go_around_each_other():
+    """Two heavy edges between square regions on a diagonal: alone, each would leave east over
+    the producer's 8 rows (X then Y, first on the tie with Y then X over its 8 columns). Laid
+    together, the second leaves south instead, and the busiest link carries half as much."""
+    top_left, bottom_right = Rect("a", 0, 0, 8, 8), Rect("b", 20, 30, 8, 8)
+    edges = [Edge("a", "b", "x", 800), Edge("a", "b", "y", 800)]
+    piled, spread = lanes_only(edges, (top_left, bottom_right)), route(edges, (top_left, bottom_right))
+    assert (piled[0].path, piled[0].bands) == (piled[1].path, piled[1].bands)
+    assert (spread[0].path, spread[0].bands) != (spread[1].path, spread[1].bands)
+    assert busiest_link(piled, (top_left, bottom_right)) == pytest.approx(2 * 800 / 8)
+    assert busiest_link(spread, (top_left, bottom_right)) == pytest.approx(800 / 8)
+
+
+def test_laying_around_never_loads_a_link_more_than_piling_up():
+    """Random layouts with many edges between a few regions: the greedy router's busiest link is
+    at most the lanes-only rule's (it starts from the heaviest edge, the one that sets the
+    lanes-only peak on its own band)."""
+    r = np.random.default_rng(5)
+    worse = 0
+    for _ in range(40):
+        rects = random_rects(r, 4)
+        edges = random_edges(r, rects, 10)
+        worse += busiest_link(route(edges, rects), rects) > busiest_link(lanes_only(edges, rects), rects) + 1e-9
+    assert worse == 0
+
+
+def test_link_loads_follow_the_routes_added():
+    """The router's running loads equal the finished routes' difference-array sum."""
+    r = np.random.default_rng(6)
+    rects = random_rects(r, 5)
+    routes = route(random_edges(r, rects, 12), rects)
+    running = LinkLoads(rects)
+    for rt in routes:
+        running.add(Laid(rt))
+    full = route_links(routes, [], T).loads()
+    rows, cols = (min(a, b) for a, b in zip(running.loads.shape[1:], full.shape[1:]))
+    np.testing.assert_allclose(running.loads[:, :rows, :cols], full[:, :rows, :cols], atol=1e-9)
+    assert running.loads.sum() == pytest.approx(full.sum())      # nothing outside the overlap
