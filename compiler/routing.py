@@ -35,7 +35,7 @@ def route(edges: list[Edge], rects: tuple[Rect, ...]) -> tuple[Route, ...]:
         for i in sorted(range(len(edges)), key=lambda i: -edges[i].wavelets):
             if chosen[i] is not None:
                 loads.add(chosen[i], sign=-1.0)
-            chosen[i] = min(options[i], key=lambda laid: (loads.peak_with(laid), -laid.route.lanes))
+            chosen[i] = min(options[i], key=lambda laid: (loads.peak_with(laid), -laid.lanes))
             loads.add(chosen[i])
     return tuple(laid.route for laid in chosen)
 
@@ -50,7 +50,7 @@ class Laid:
     """A candidate route with its bands as (direction index, rows, cols, wavelets per link)."""
 
     def __init__(self, rt: Route):
-        self.route = rt
+        self.route, self.lanes = rt, rt.lanes
         self.bands = [(DIRECTIONS.index(d), rows, cols, rt.edge.wavelets / lanes)
                       for d, rows, cols, lanes in segments(rt)]
 
