@@ -84,6 +84,7 @@ def bound(plan) -> dict:
     parts = {stage_bound: steady, "fill": fill, "update": update}
     pct = lambda cycles: 100.0 * cycles / est["cycles"]  # noqa: E731
     return {"bottleneck": name, "stage_bound": stage_bound, "bound": max(parts, key=parts.get),
+            "waits": sum(plan.streaming.waits), "samples": plan.kernels[0].samples,
             "steady_pct": pct(est["cycles"] - fill - update), "fill_pct": pct(fill),
             "update_pct": pct(update), "stage_cycles": stages[name], "limits": limits,
             "weights_per_core": int(np.max(kind_of(kernel).weights_per_core(kernel, mapping.replica)))}
@@ -97,7 +98,11 @@ def bound_text(plan) -> str:
     b = bound(plan)
     held = f", {b['weights_per_core']:,} weights/core" if b["weights_per_core"] else ""
     stage = f"{b['stage_bound']} at {b['bottleneck']} ({b['stage_cycles']:,.0f} cyc/sample{held})"
-    head = stage if b["bound"] == b["stage_bound"] else f"{b['bound']}; slowest stage {stage}"
+    limit = b["bound"]
+    if limit == "fill" and b["waits"]:
+        # each stage that waits for whole samples adds about a sample's time to the fill
+        limit += f" ({b['waits']} stages wait for whole samples, {b['samples']} samples a step)"
+    head = stage if b["bound"] == b["stage_bound"] else f"{limit}; slowest stage {stage}"
     return (f"{head}; steady {b['steady_pct']:.0f}%, fill {b['fill_pct']:.0f}%, "
             f"update {b['update_pct']:.0f}%")
 
