@@ -8,8 +8,9 @@ Each size R x C ("wse2": the full fabric, `compiler.target.wafer("wse2")`'s rows
 one matmul forward kernel on the whole region: K = tile * R, N = tile * C (a `tile` x `tile`
 block of weights per core), `samples` samples of x at `density` non-zeros, x multicast along the
 rows and partial sums chained down the columns (`simulator.fabric.matmul`), on wse2's
-constants. A short K keeps the run to about R + C cycles, the time a wavelet needs to cross the
-region and the sums to chain down it, so the whole fabric runs in minutes.
+constants. A short K keeps the run to about 1.5 (R + C) cycles: x crossing the region (a hop
+a cycle), then the sums chaining down it (an add and a hop a core), so the whole fabric runs in
+minutes.
 
 Per size it prints: cycles simulated; wall and CPU seconds of the cycle loop; core-cycles per
 second (cycles x cores / s) on each; the engine's array bytes (`engine.array_bytes`: every
