@@ -122,9 +122,11 @@ class Fabric:
         self.streams = [Stream(xp, side, w, n) for side, (w, n) in program.streams.items()]
         self.sinks = {side: Sink(xp, expected, values) for side, expected in program.sinks.items()}
         shape, region = (5,) + self.router.region, self.router.region
-        self.sent, self.blocked, self.peak = (xp.zeros(shape, dtype=xp.int64) for _ in range(3))
-        self.peak_pe = xp.zeros(self.pe.queues.shape, dtype=xp.int64)
-        self.held = xp.zeros(region, dtype=xp.int64)    # a PE's send waiting for its ramp queue
+        # per-core stats in int32 (a run is far shorter than 2**31 cycles): compact on a wafer
+        self.sent, self.blocked = (xp.zeros(shape, dtype=xp.int32) for _ in range(2))
+        self.peak = xp.zeros(shape, dtype=xp.int8)      # a queue holds at most 127 wavelets
+        self.peak_pe = xp.zeros(self.pe.queues.shape, dtype=xp.int8)
+        self.held = xp.zeros(region, dtype=xp.int32)    # a PE's send waiting for its ramp queue
         self.lost = 0                                   # wavelets off an edge with no sink
         self.finished = xp.asarray(-1)                  # the first cycle the cores were done
         self._colours = xp.arange(program.colours)[:, None, None]
@@ -193,19 +195,46 @@ class Fabric:
         return {side: to_numpy(s.expected - s.count).tolist() for side, s in self.sinks.items()}
 
 
+def array_bytes(*objects) -> int:
+    """Bytes of the arrays `objects` hold (a `Fabric`: its routers, PEs, streams, sinks and
+    program), each array once (a view counts as the array it views), found through
+    attributes, tuples, lists and dicts."""
+    seen, total, todo = set(), 0, list(objects)
+    while todo:
+        obj = todo.pop()
+        while hasattr(getattr(obj, "base", None), "nbytes"):
+            obj = obj.base
+        if id(obj) in seen or obj is None or isinstance(obj, (str, bytes, int, float, type)):
+            continue
+        seen.add(id(obj))
+        if hasattr(obj, "nbytes") and hasattr(obj, "dtype"):
+            total += int(obj.nbytes)
+        elif isinstance(obj, (tuple, list)):
+            todo.extend(obj)
+        elif isinstance(obj, dict):
+            todo.extend(obj.values())
+        elif hasattr(obj, "__dict__") and type(obj).__module__.startswith(("simulator", "compiler")):
+            todo.extend(vars(obj).values())
+    return total
+
+
 def run(xp, program, target, depth: int = 4, check_every: int = 1,
-        max_cycles: int | None = None) -> Run:
+        max_cycles: int | None = None, record=None) -> Run:
     """Run `program` on a fresh region until its sinks are full and its cores done; `depth`
     wavelets per queue. `check_every`: cycles between looks (each a host sync on a GPU); the
     cycles come out the same, and the stats run on up to that many cycles past the end, which
     add only idle cycles. Raises RuntimeError naming the sinks still waiting if it runs past
-    `max_cycles` (default: the program's own bound), which a deadlocked program does."""
+    `max_cycles` (default: the program's own bound), which a deadlocked program does.
+    `record`: a `trace.Recorder` shown the fabric after every cycle (it keeps frames of what
+    moved); none by default, and then nothing is recorded."""
     fabric = Fabric(xp, program, target, depth)
     limit = max_cycles if max_cycles is not None else program.bound
     cycle = 0
     while True:
         fabric.step(cycle)
         cycle += 1
+        if record is not None:
+            record.capture(cycle, fabric)
         if cycle % check_every == 0 or cycle >= limit:
             if fabric.done():
                 return fabric.result()
@@ -215,4 +244,4 @@ def run(xp, program, target, depth: int = 4, check_every: int = 1,
                                    "deadlock, or pass a larger max_cycles)")
 
 
-__all__ = ["PORTS", "SIDES", "Fabric", "Run", "Sink", "Stream", "edge_cores", "run"]
+__all__ = ["PORTS", "SIDES", "Fabric", "Run", "Sink", "Stream", "array_bytes", "edge_cores", "run"]

@@ -38,15 +38,15 @@ class Datapath:
 
     def __init__(self, xp, target):
         self.xp, self.target = xp, target
-        self.value_bytes = target.value_bits / 8
 
     def fmac(self, xp, n) -> Work:
         """One vector FMAC (or add) over `n` elements per core: its SIMD cycles and the SRAM
         cycles beyond them (two operands read and one written per element)."""
         t = self.target
         simd = -(-n // t.simd)
-        ports = xp.maximum(xp.ceil(2 * n * self.value_bytes / t.sram_read_bytes),
-                           xp.ceil(n * self.value_bytes / t.sram_write_bytes)).astype(simd.dtype)
+        # ceil(bits moved / bits a cycle), in integers (exact, and cheaper over a whole fabric)
+        ports = xp.maximum(-(-2 * n * t.value_bits // (8 * t.sram_read_bytes)),
+                           -(-n * t.value_bits // (8 * t.sram_write_bytes)))
         return Work(simd, xp.maximum(ports - simd, 0), xp.zeros_like(simd))
 
     def task(self, xp, work: Work, mask, activate: bool = True) -> Work:
@@ -64,16 +64,17 @@ class Datapath:
 
 class PE:
     """The PEs of a region: a queue per colour (colours, rows, cols), the cycles left of the
-    running task, and per colour the work it did (colours, 3, rows, cols): SIMD, SRAM, task."""
+    running task, and per colour the work it did (colours, 3, rows, cols): SIMD, SRAM, task.
+    Per-core state is int32 (int8 the running task's colour): compact over a whole wafer."""
 
     def __init__(self, xp, colours: int, region: tuple, depth: int, values: int):
         self.xp = xp
         self.queues = Queues(xp, (colours,) + tuple(region), depth, values)
-        self.busy = xp.zeros(region, dtype=xp.int64)
-        self.colour = xp.zeros(region, dtype=xp.int64)     # of the running task
-        self.work = xp.zeros((colours, 3) + tuple(region), dtype=xp.int64)
-        self.waiting = xp.zeros(region, dtype=xp.int64)     # free, a wavelet queued, none ready
-        self.idle = xp.zeros(region, dtype=xp.int64)        # free, nothing queued
+        self.busy = xp.zeros(region, dtype=xp.int32)
+        self.colour = xp.zeros(region, dtype=xp.int8)      # of the running task
+        self.work = xp.zeros((colours, 3) + tuple(region), dtype=xp.int32)
+        self.waiting = xp.zeros(region, dtype=xp.int32)     # free, a wavelet queued, none ready
+        self.idle = xp.zeros(region, dtype=xp.int32)        # free, nothing queued
 
     def step(self, program) -> None:
         """Start a task on every free PE that has a ready wavelet, count down a cycle, and tell
@@ -94,11 +95,12 @@ class PE:
         for colour in program.priority:
             mask = chosen[colour]
             work = program.run(colour, heads, mask)
-            self.work[colour] += xp.stack([work.simd, work.sram, work.task])
-            self.busy = xp.where(mask, xp.maximum(work.simd + work.sram + work.task, 1), self.busy)
-            self.colour = xp.where(mask, colour, self.colour)
+            for k, part in enumerate(work):
+                self.work[colour, k] += part
+            self.busy[...] = xp.where(mask, xp.maximum(work.simd + work.sram + work.task, 1), self.busy)
+            self.colour[...] = xp.where(mask, colour, self.colour)
         q.pop(chosen)
         done = self.busy == 1
-        self.busy = xp.maximum(self.busy - 1, 0)
+        self.busy[...] = xp.maximum(self.busy - 1, 0)
         for colour in program.priority:
             program.complete(colour, done & (self.colour == colour))

@@ -7,9 +7,11 @@ carries `n` (0 for a control wavelet, 1 for a sparse (value, index) wavelet, up 
 values `v` (a trailing axis of `dense_values_per_wavelet`).
 
 Each queue is a ring buffer of `depth` slots, the queues stored flat (queue, slot). A read
-gathers every queue's head slot and a write scatters into every queue's tail slot by advanced
-indexing (one index per queue, so no two writes meet), so one call moves a wavelet in or out of
-every queue of the fabric at once, with no Python loop over cores, on NumPy and CuPy alike.
+gathers the head slot of every queue that holds a wavelet and a write scatters into the tail slot
+of every queue written, by advanced indexing over those queues only (one index per queue, so no
+two writes meet): one call moves a wavelet in or out of every queue of the fabric at once, with
+no Python loop over cores, on NumPy and CuPy alike, and its cost follows the queues it touches,
+not the fabric's size (on a large fabric most queues are idle in any one cycle).
 """
 from __future__ import annotations
 
@@ -37,45 +39,47 @@ def empty(xp, shape: tuple, values: int) -> Wavelets:
 
 
 class Queues:
-    """FIFOs of `depth` wavelets for every lane and core of `shape` (e.g. (ports, rows, cols))."""
+    """FIFOs of `depth` wavelets for every lane and core of `shape` (e.g. (ports, rows, cols));
+    `head` and `count` are int8 (a queue holds at most 127 wavelets)."""
 
     def __init__(self, xp, shape: tuple, depth: int, values: int):
-        if depth < 1:
-            raise ValueError(f"a queue must hold at least one wavelet, got depth {depth}")
+        if not 1 <= depth <= 127:
+            raise ValueError(f"a queue must hold at least one wavelet and at most 127, got depth {depth}")
         self.xp, self.shape, self.depth = xp, tuple(shape), depth
-        size = 1
+        self.size = 1
         for n in self.shape:
-            size *= n
-        self.slots = empty(xp, (size, depth), values)
-        self.head = xp.zeros(self.shape, dtype=xp.int32)
-        self.count = xp.zeros(self.shape, dtype=xp.int32)
-        self._queue = xp.arange(size)
+            self.size *= n
+        self.slots = empty(xp, (self.size, depth), values)
+        self.head = xp.zeros(self.shape, dtype=xp.int8)
+        self.count = xp.zeros(self.shape, dtype=xp.int8)
 
     def space(self):
         """Where a queue can take one more wavelet (back-pressure: a full queue takes none)."""
         return self.count < self.depth
 
     def peek(self) -> Wavelets:
-        """The wavelet at the head of every queue (the last one it held where it is empty)."""
-        at = (self._queue, self.head.reshape(-1))
-        s, shape = self.slots, self.shape
-        return Wavelets(s.colour[at].reshape(shape), s.n[at].reshape(shape),
-                        s.idx[at].reshape(shape), s.v[at].reshape(shape + s.v.shape[-1:]))
+        """The wavelet at the head of every queue (zero in every field where it is empty)."""
+        xp, s = self.xp, self.slots
+        live = xp.flatnonzero(self.count.reshape(-1) > 0)
+        at = (live, self.head.reshape(-1)[live])
+        out = empty(xp, (self.size,), s.v.shape[-1])
+        for field, slot in zip(out, s):
+            field[live] = slot[at]
+        return Wavelets(*(f.reshape(self.shape + f.shape[1:]) for f in out))
 
     def pop(self, mask) -> None:
         """Drop the head wavelet of the queues where `mask` (each must hold one)."""
-        xp = self.xp
-        self.head = xp.where(mask, (self.head + 1) % self.depth, self.head)
+        self.head = (self.head + mask) % self.depth
         self.count = self.count - mask
 
     def push(self, mask, w: Wavelets) -> None:
         """Append `w` (broadcast to the queues) to the queues where `mask` (each must have
         `space`)."""
         xp = self.xp
-        at = (self._queue, ((self.head + self.count) % self.depth).reshape(-1))
-        flat = xp.broadcast_to(mask, self.shape).reshape(-1)
+        mask = xp.broadcast_to(mask, self.shape)
+        at = xp.nonzero(mask)
+        flat = xp.ravel_multi_index(at, self.shape)
+        tail = (self.head[at] + self.count[at]) % self.depth
         for field, new in zip(self.slots, w):
-            new = xp.broadcast_to(new, self.shape + field.shape[2:]).reshape((-1,) + field.shape[2:])
-            keep = flat.reshape((-1,) + (1,) * (field.ndim - 2))
-            field[at] = xp.where(keep, new, field[at])
+            field[flat, tail] = xp.broadcast_to(new, self.shape + field.shape[2:])[at]
         self.count = self.count + mask

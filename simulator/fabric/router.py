@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .queues import Queues, Wavelets
+from .queues import Queues, Wavelets, empty
 
 N, S, E, W, RAMP = range(5)
 PORTS = ("N", "S", "E", "W", "ramp")
@@ -65,7 +65,7 @@ class Router:
             raise ValueError(f"routes must have 5 input ports (N, S, E, W, ramp), got {ports}")
         self.region = (rows, cols)
         self.queues = Queues(xp, (5, rows, cols), depth, values)
-        self._dirs = xp.arange(5, dtype=xp.uint8)[None, :, None, None]
+        self._ports = xp.arange(5, dtype=xp.uint8)[:, None, None]
 
     def link_space(self):
         """(rows, cols) route bits of the neighbour links whose far queue has space; a link
@@ -88,11 +88,11 @@ class Router:
         a colour has space (the ramp's far end). Pops the heads that leave."""
         xp, q = self.xp, self.queues
         heads = q.peek()
-        want = xp.take_along_axis(self.routes, heads.colour[None].astype(xp.intp), axis=0)[0]
-        want = xp.where(q.count > 0, want, 0).astype(xp.uint8)
+        colour = heads.colour
+        want = xp.where(q.count > 0, by_colour(xp, self.routes, colour), 0).astype(xp.uint8)
         if self.filters is not None:
             want = self._filter(want, heads)
-        ramp = xp.take_along_axis(pe_space, heads.colour.astype(xp.intp), axis=0)
+        ramp = by_colour(xp, pe_space, colour)
         links = self.link_space()
         claimed = xp.zeros(self.region, dtype=xp.uint8)
         go = xp.zeros(want.shape, dtype=bool)
@@ -103,26 +103,43 @@ class Router:
             claimed |= xp.where(ok, want[p], 0).astype(xp.uint8)
             go[p] = ok
         q.pop(go)
-        # bits[p, d]: input port p's head leaves through output port d
-        bits = go[:, None] & (((want[:, None] >> self._dirs) & 1) == 1)
-        out = Wavelets(xp.where(bits, heads.colour[:, None], 0).sum(axis=0, dtype=xp.int16),
-                       xp.where(bits, heads.n[:, None], 0).sum(axis=0, dtype=xp.int8),
-                       xp.where(bits, heads.idx[:, None], 0).sum(axis=0, dtype=xp.int32),
-                       xp.where(bits[..., None], heads.v[:, None], 0).sum(axis=0, dtype=xp.float32))
+        sent = ((claimed[None] >> self._ports) & 1) == 1
         stalled = (want != 0) & ~go & ((want & ~links & 0x0F) != 0)
-        return Hop(go, out, bits.any(axis=0), stalled)
+        return Hop(go, self._outputs(go, want, heads), sent, stalled)
 
+    def _outputs(self, go, want, heads) -> Wavelets:
+        """(5, rows, cols) the wavelet on each output port: each head that left, copied to
+        every port of its route (no two heads share a port: `claimed`), zero elsewhere. Only
+        the heads that left are touched."""
+        xp = self.xp
+        at = xp.nonzero(go)                                   # (input port, row, col)
+        bits = want[at]
+        out = empty(xp, go.shape, heads.v.shape[-1])
+        for d in range(5):
+            through = ((bits >> d) & 1) == 1
+            src = tuple(a[through] for a in at)
+            for field, head in zip(out, heads):
+                field[(d,) + src[1:]] = head[src]
+        return out
 
     def _filter(self, want, heads):
         """The route bits a filtered colour keeps: the ramp for its core's range, the links
         for what lies beyond it."""
         xp = self.xp
-        colour = heads.colour.astype(xp.intp)
-        lo = xp.take_along_axis(self.filters[:, 0], colour, axis=0)
-        hi = xp.take_along_axis(self.filters[:, 1], colour, axis=0)
+        lo = by_colour(xp, self.filters[:, 0], heads.colour)
+        hi = by_colour(xp, self.filters[:, 1], heads.colour)
         ramp = xp.where((heads.idx >= lo) & (heads.idx < hi), want & bit(RAMP), 0)
         links = xp.where(heads.idx >= hi, want & 0x0F, 0)
         return xp.where(lo <= hi, ramp | links, want).astype(xp.uint8)
+
+
+def by_colour(xp, table, colour):
+    """`table` (colours, *shape) read at each element's `colour` (shape): a select per colour
+    (a program has a few), cheaper than a gather over the whole fabric."""
+    out = xp.broadcast_to(table[0], colour.shape)
+    for c in range(1, table.shape[0]):
+        out = xp.where(colour == c, table[c], out)
+    return out
 
 
 def arrive(xp, hop: Hop) -> tuple:

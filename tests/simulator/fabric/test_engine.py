@@ -8,7 +8,7 @@ from compiler.kernels import matmul_kernel
 from compiler.target import wafer
 from simulator.backend import cuda_available, get_backend
 from simulator.fabric import program_for, run
-from simulator.fabric.engine import edge_cores
+from simulator.fabric.engine import array_bytes, edge_cores
 from simulator.fabric.matmul import MatmulForward
 
 TARGET = wafer("classroom")
@@ -47,6 +47,13 @@ def test_edge_cores_are_in_order_along_each_side():
     assert grid[edge_cores("S", (3, 4))].tolist() == [8, 9, 10, 11]
     assert grid[edge_cores("W", (3, 4))].tolist() == [0, 4, 8]
     assert grid[edge_cores("E", (3, 4))].tolist() == [3, 7, 11]
+
+
+def test_the_engine_counts_each_array_once_and_a_view_as_what_it_views():
+    a = np.zeros(100, np.float32)
+    holder = type("Holder", (), {"__module__": "simulator.x"})()
+    holder.a, holder.b, holder.c = a, a[10:], {"x": (a.reshape(10, 10), np.ones(5, np.int8))}
+    assert array_bytes(holder) == 400 + 5
 
 
 @pytest.mark.gpu
