@@ -8,7 +8,7 @@ edge streams and sinks), `programs` (the registry of each kernel kind's fabric p
 `elementwise` (the matmul and generated kinds' programs), `operands` (a kernel's tensors read off
 a step) and `check` (cycles next to the analytic model's).
 """
-from . import elementwise, matmul  # noqa: F401  (register the kinds' programs)
+from . import allreduce, elementwise, matmul, routes  # noqa: F401  (register the programs)
 from .engine import Run, run
 from .programs import PROGRAMS, program_for, register
 

@@ -20,12 +20,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compiler import cost
+from compiler import cost, estimate, schedule
+from compiler.evaluate import evaluate
 from compiler.kernels import kind_of
 
 from ..backend import is_cupy
 from ..measure.context import Runs, variants
 from .engine import Run, run
+from .pipeline import Step
 from .programs import program_for
 
 ROWS = ("compute", "SRAM", "task", "reduction", "link", "queueing", "fill")
@@ -154,3 +156,108 @@ def compare(kernel, mapping, target, tensors: dict, samples: int | None = None,
     estimate = float(np.sum(terms["total"])) * samples + float(terms["fill"])
     return Comparison(kernel.name, pass_, samples, fabric_terms(result, program), analytic,
                       estimate, result, error)
+
+
+# ------------------------------------------------------------------------- the whole step
+
+def analytic_step(plan, kernels, tensors: dict, variant: int) -> dict:
+    """The analytic model on the same samples: per kernel its counts' per-sample times
+    (`cost.run_cycles`) and per-core terms of both passes (`pass_terms`), the update, and the
+    step (`schedule.step`, with the plan's hops, congestion and streaming)."""
+    times, terms, updates = [], {}, []
+    for k in kernels:
+        mapping = plan.mapping[k.name].replica
+        counts = measured_counts(k, mapping, tensors[k.name], plan.harvest)
+        times.append(evaluate(k, counts, mapping, plan.target).sample[variant])
+        both = [pass_terms(k, counts, mapping, plan.target, variant, p) for p in PASSES]
+        terms[k.name] = {row: np.max(both[0][row] + both[1][row]) for row in ROWS}
+        updates.append(estimate.update_cycles(k, plan.mapping[k.name], plan.target, plan.optimizer))
+    per_sample = np.stack(times)[None]                                          # (1, K, S)
+    replicas = [plan.mapping[k.name].replicas for k in kernels]
+    cycles = schedule.step(per_sample, replicas, plan.congestion_array()[:1], plan.hops(),
+                           np.array([updates]), plan.streaming)[0]
+    return {"cycles": float(cycles), "per_sample": per_sample[0], "terms": terms,
+            "updates": dict(zip((k.name for k in kernels), updates))}
+
+
+def estimate_step(plan, kernels) -> float:
+    """The static estimate (the plan's assumed densities) of a step of these kernels' samples."""
+    per_sample = np.stack([estimate.kernel_cycles(k, plan.mapping[k.name].replica, plan.target,
+                                                  plan.density_of(k.name), plan.harvest).sample[0]
+                           for k in kernels])
+    samples = kernels[0].samples
+    updates = [[estimate.update_cycles(k, plan.mapping[k.name], plan.target, plan.optimizer)
+                for k in kernels]]
+    return float(schedule.step(np.repeat(per_sample[None], samples, axis=-1),
+                               [plan.mapping[k.name].replicas for k in kernels],
+                               plan.congestion_array()[:1], plan.hops(), np.array(updates),
+                               plan.streaming)[0])
+
+
+@dataclass
+class StepComparison:
+    """A whole step on the fabric (`pipeline.Step`) next to the analytic model on the same
+    samples, the static `estimate` and the `measured` step (all of the batch's samples,
+    `batch`); `fabric`, `analytic` {category: cycles} of the bottleneck kernel (the analytic
+    model's slowest stage), fill the step's cycles beyond it."""
+    samples: int
+    batch: int
+    step: object
+    analytic_step: dict
+    fabric: dict
+    analytic: dict
+    bottleneck: str
+    estimate: float
+    measured: float | None
+    error: float
+
+    @property
+    def ratio(self) -> float:
+        return self.step.cycles / self.analytic_step["cycles"]
+
+    def table(self) -> str:
+        a, s = self.analytic_step, self.step
+        lines = [f"whole step: {len(s.order)} kernels, forward and backward, routes and update; "
+                 f"{self.samples} sample(s)",
+                 f"  {'kernel':<14}{'analytic':>10}{'fabric':>10}{'ends':>8}{'update':>8}"]
+        for i, name in enumerate(s.order):
+            stage = s.stages[name]
+            lines.append(f"  {name:<14}{a['per_sample'][i].sum():>10.0f}"
+                         f"{stage.run.busy.max():>10.0f}{stage.end:>8}{s.updates[name]:>8}")
+        lines.append(f"  bottleneck {self.bottleneck}:  {'analytic':>10}{'fabric':>10}"
+                     f"{'fabric-analytic':>17}")
+        for row in ROWS:
+            lines.append(f"  {row:<24}{self.analytic[row]:>10.0f}{self.fabric[row]:>10.0f}"
+                         f"{self.fabric[row] - self.analytic[row]:>17.0f}")
+        lines.append(f"  {'step cycles':<24}{a['cycles']:>10.0f}{s.cycles:>10.0f}"
+                     f"{s.cycles - a['cycles']:>17.0f}   (fabric / analytic {self.ratio:.3f})")
+        lines.append(f"  static estimate of these samples: {self.estimate:.0f} cycles; fabric runs "
+                     f"{'settled' if s.converged else 'did NOT settle'} in {s.rounds} round(s); "
+                     f"largest difference from NumPy's results {self.error:.2g}")
+        if self.measured is not None:
+            lines.append(f"  measured step ({self.batch} samples): {self.measured:.0f} cycles")
+        return "\n".join(lines)
+
+
+def compare_step(plan, tensors: dict, samples: int, xp=np, depth: int = 4,
+                 measured: float | None = None) -> StepComparison:
+    """Run the whole step of `plan` for its first `samples` samples (`tensors` {kernel:
+    operands by role, each (samples, ...)}) on the fabric, next to the analytic model."""
+    kernels = [dataclasses.replace(k, samples=samples) for k in plan.kernels]
+    step = Step(plan, kernels, tensors, samples, xp, depth)
+    variant = 0 if plan.harvest else 1
+    analytic = analytic_step(plan, kernels, tensors, variant)
+    slowest = int(np.argmax(analytic["per_sample"].sum(axis=1)))
+    name = kernels[slowest].name
+    stage = step.stages[name]
+    fabric = fabric_terms(stage.run, stage.program)
+    fabric["fill"] = float(step.cycles - max(stage.run.busy.max(), fabric["link"]))
+    terms = dict(analytic["terms"][name])
+    own = analytic["per_sample"][slowest].sum()
+    terms["fill"] = analytic["cycles"] - own
+    error = 0.0
+    for s in step.stages.values():
+        got, want = s.program.output(s.run), s.program.reference()
+        error = max([error] + [float(np.abs(got[k] - want[k]).max()) for k in want])
+    return StepComparison(samples, plan.kernels[0].samples, step, analytic, fabric, terms, name,
+                          estimate_step(plan, kernels), measured, error)
