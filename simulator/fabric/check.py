@@ -28,7 +28,7 @@ from ..backend import is_cupy
 from ..measure.context import Runs, variants
 from .engine import Run, run
 from .pipeline import Step
-from .programs import program_for
+from .programs import part, program_for
 
 ROWS = ("compute", "SRAM", "task", "reduction", "link", "queueing", "fill")
 
@@ -174,7 +174,7 @@ def analytic_step(plan, kernels, tensors: dict, variant: int) -> dict:
         updates.append(estimate.update_cycles(k, plan.mapping[k.name], plan.target, plan.optimizer))
     per_sample = np.stack(times)[None]                                          # (1, K, S)
     replicas = [plan.mapping[k.name].replicas for k in kernels]
-    cycles = schedule.step(per_sample, replicas, plan.congestion_array()[:1], plan.hops(),
+    cycles = schedule.step(per_sample, replicas, plan.congestion_array()[:1], plan.latency(),
                            np.array([updates]), plan.streaming)[0]
     return {"cycles": float(cycles), "per_sample": per_sample[0], "terms": terms,
             "updates": dict(zip((k.name for k in kernels), updates))}
@@ -190,7 +190,7 @@ def estimate_step(plan, kernels) -> float:
                 for k in kernels]]
     return float(schedule.step(np.repeat(per_sample[None], samples, axis=-1),
                                [plan.mapping[k.name].replicas for k in kernels],
-                               plan.congestion_array()[:1], plan.hops(), np.array(updates),
+                               plan.congestion_array()[:1], plan.latency(), np.array(updates),
                                plan.streaming)[0])
 
 
@@ -219,10 +219,11 @@ class StepComparison:
         a, s = self.analytic_step, self.step
         lines = [f"whole step: {len(s.order)} kernels, forward and backward, routes and update; "
                  f"{self.samples} sample(s)",
-                 f"  {'kernel':<14}{'analytic':>10}{'fabric':>10}{'ends':>8}{'update':>8}"]
+                 f"  {'kernel':<14}{'fwd+bwd':>10}{'busy':>10}{'ends':>8}{'update':>8}"
+                 "   (analytic fwd + bwd of a replica's samples; the fabric's busiest core)"]
         for i, name in enumerate(s.order):
-            stage = s.stages[name]
-            lines.append(f"  {name:<14}{a['per_sample'][i].sum():>10.0f}"
+            stage, r = s.stages[name], s.stages[name].mapping.replicas
+            lines.append(f"  {name:<14}{a['per_sample'][i].sum() / r:>10.0f}"
                          f"{stage.run.busy.max():>10.0f}{stage.end:>8}{s.updates[name]:>8}")
         lines.append(f"  bottleneck {self.bottleneck}:  {'analytic':>10}{'fabric':>10}"
                      f"{'fabric-analytic':>17}")
@@ -247,17 +248,40 @@ def compare_step(plan, tensors: dict, samples: int, xp=np, depth: int = 4,
     step = Step(plan, kernels, tensors, samples, xp, depth)
     variant = 0 if plan.harvest else 1
     analytic = analytic_step(plan, kernels, tensors, variant)
-    slowest = int(np.argmax(analytic["per_sample"].sum(axis=1)))
+    stage_time = analytic["per_sample"].sum(axis=1) / [plan.mapping[k.name].replicas for k in kernels]
+    slowest = int(np.argmax(stage_time))
     name = kernels[slowest].name
     stage = step.stages[name]
     fabric = fabric_terms(stage.run, stage.program)
     fabric["fill"] = float(step.cycles - max(stage.run.busy.max(), fabric["link"]))
-    terms = dict(analytic["terms"][name])
-    own = analytic["per_sample"][slowest].sum()
+    replicas = plan.mapping[name].replicas              # the fabric's terms are one replica's
+    terms = {row: value / replicas for row, value in analytic["terms"][name].items()}
+    own = analytic["per_sample"][slowest].sum() / replicas
     terms["fill"] = analytic["cycles"] - own
     error = 0.0
     for s in step.stages.values():
-        got, want = s.program.output(s.run), s.program.reference()
-        error = max([error] + [float(np.abs(got[k] - want[k]).max()) for k in want])
+        for got, want in s.outputs():
+            error = max([error] + [float(np.abs(got[k] - want[k]).max()) for k in want])
     return StepComparison(samples, plan.kernels[0].samples, step, analytic, fabric, terms, name,
                           estimate_step(plan, kernels), measured, error)
+
+
+def compare_update(tile: int, mapping, target, optimizer, xp=np, depth: int = 4,
+                   seed: int = 0) -> Comparison:
+    """The replicas' ring all-reduce and update of `tile` weights a core (`allreduce`, random
+    gradients: the values do not change the time) next to `cost.update_cycles`, split into
+    the update's compute, the ring's link share and the rest (its hops: fill)."""
+    flops = cost.update_flops(optimizer)
+    grads = np.random.default_rng(seed).standard_normal(
+        (mapping.replicas, mapping.rows, mapping.cols, tile)).astype(np.float32)
+    program = part("update")(tile, mapping, flops, grads)
+    result = run(xp, program, target, depth, check_every=64 if is_cupy(xp) else 1)
+    got, want = program.output(result), program.reference()
+    total = float(cost.update_cycles(tile, mapping, target, optimizer))
+    compute = float(cost.update_cycles(tile, mapping.replica, target, optimizer))
+    link = float(np.ceil(cost.allreduce_share(tile * mapping.cols, mapping.replicas)))
+    analytic = {"compute": compute, "link": link, "fill": total - compute - link,
+                "total": np.array([compute + link])}
+    fabric = fabric_terms(result, program)
+    return Comparison("all-reduce", "update", mapping.replicas, fabric, analytic, total, result,
+                      max(float(np.abs(got[k] - want[k]).max()) for k in want))

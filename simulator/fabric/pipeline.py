@@ -14,10 +14,14 @@ its weights once its last backward is done (`pe.Datapath` over the weights a cor
 `cost.update_flops` a weight; replicas would add the ring all-reduce, `allreduce`), and the
 step ends when the last update does.
 
-Kernels run one fabric region each, so two routes never share a link here (the analytic model's
-congestion), and replicated kernels are not run (check them one by one).
+A replicated kernel takes every r-th sample on each replica (`Replicas`: one stage a replica,
+the same program on its share of the samples) and all-reduces its gradients over them before
+the update. Kernels run one fabric region each, so two routes never share a link here (the
+analytic model's congestion is not checked).
 """
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
@@ -119,6 +123,47 @@ def update_cycles(kernel, mapping, target, optimizer, xp=np) -> int:
     return int(work.simd + work.sram)
 
 
+class Replicas:
+    """A kernel's stages, one a replica, each taking every `replicas`-th sample: the `Stage`
+    protocol over all of the samples (`done` merged, `end` the last replica's)."""
+
+    def __init__(self, kernel, mapping, target, tensors: dict, harvest: bool, samples: int):
+        r = mapping.replicas
+        self.share = [np.arange(samples)[q::r] for q in range(min(r, samples))]
+        self.kernel, self.mapping, self.samples = kernel, mapping, samples
+        self.stages = []
+        for rows in self.share:
+            one = dataclasses.replace(kernel, samples=len(rows))
+            mine = {role: v if role == "w" else np.asarray(v)[rows] for role, v in tensors.items()}
+            self.stages.append(Stage(one, mapping.replica, stage_program(
+                one, mapping.replica, target, mine, harvest)))
+        self.program = self.stages[0].program
+        self.done = {name: None for name in PASSES}
+
+    @property
+    def run(self):
+        """The first replica's run (every replica runs the same program on its share)."""
+        return self.stages[0].run
+
+    @property
+    def end(self) -> int:
+        return max(s.end for s in self.stages)
+
+    def rerun(self, xp, target, depth: int, gates: dict) -> bool:
+        ran = [s.rerun(xp, target, depth, {p: g[rows] for p, g in gates.items()})
+               for s, rows in zip(self.stages, self.share)]
+        for name in PASSES:
+            if self.stages[0].done[name] is not None:
+                self.done[name] = np.zeros(self.samples, np.int64)
+                for s, rows in zip(self.stages, self.share):
+                    self.done[name][rows] = s.done[name]
+        return any(ran)
+
+    def outputs(self):
+        """(fabric's, NumPy's) results of every replica's run."""
+        return [(s.program.output(s.run), s.program.reference()) for s in self.stages]
+
+
 class Step:
     """The step of `kernels` (`plan`'s, each of `samples` samples) on `tensors` {kernel:
     operands}: `cycles`, each kernel's `stages` and `updates`, and whether the runs reached
@@ -126,14 +171,10 @@ class Step:
 
     def __init__(self, plan, kernels, tensors: dict, samples: int, xp=np, depth: int = 4,
                  max_rounds: int = 12):
-        for k in kernels:
-            if plan.mapping[k.name].replicas > 1:
-                raise NotImplementedError(f"kernel {k.name!r} is replicated; the whole-step check "
-                                          "runs unreplicated plans (check it alone)")
         self.plan, self.samples, self.xp, self.depth = plan, samples, xp, depth
         self.order = [k.name for k in kernels]
-        self.stages = {k.name: Stage(k, plan.mapping[k.name], stage_program(
-            k, plan.mapping[k.name], plan.target, tensors[k.name], plan.harvest)) for k in kernels}
+        self.stages = {k.name: Replicas(k, plan.mapping[k.name], plan.target, tensors[k.name],
+                                        plan.harvest, samples) for k in kernels}
         at = {n: i for i, n in enumerate(self.order)}
         routes = plan.sample_routes
         self.into = {n: {p: [] for p in PASSES} for n in self.order}
