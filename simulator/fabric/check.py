@@ -1,4 +1,6 @@
-"""The cycle-level model next to the analytic one, for one pass of one kernel.
+"""The cycle-level model next to the analytic one, for one pass of one kernel (`compare`), the
+replicas' all-reduce and update (`compare_update`, against `cost.update_cycles`) and a whole
+step (`compare_step`: `pipeline.Step` against `schedule.step` on the same samples).
 
 Both see the same tensors: the analytic model through the kind's counts and components
 (`compiler.kernels`, `compiler.cost`), evaluated for the one pass (the other pass's terms
