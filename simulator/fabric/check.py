@@ -221,12 +221,14 @@ class StepComparison:
         a, s = self.analytic_step, self.step
         lines = [f"whole step: {len(s.order)} kernels, forward and backward, routes and update; "
                  f"{self.samples} sample(s)",
-                 f"  {'kernel':<14}{'fwd+bwd':>10}{'busy':>10}{'ends':>8}{'update':>8}"
-                 "   (analytic fwd + bwd of a replica's samples; the fabric's busiest core)"]
+                 f"  {'kernel':<14}{'fwd+bwd':>10}{'busy':>10}{'ends':>8}{'update':>16}"
+                 "   (analytic fwd + bwd of a replica's samples; the fabric's busiest core, "
+                 "last cycle; update: fabric (analytic))"]
         for i, name in enumerate(s.order):
             stage, r = s.stages[name], s.stages[name].mapping.replicas
+            update = f"{s.updates[name]} ({a['updates'][name]:.0f})"
             lines.append(f"  {name:<14}{a['per_sample'][i].sum() / r:>10.0f}"
-                         f"{stage.run.busy.max():>10.0f}{stage.end:>8}{s.updates[name]:>8}")
+                         f"{stage.run.busy.max():>10.0f}{stage.end:>8}{update:>16}")
         lines.append(f"  bottleneck {self.bottleneck}:  {'analytic':>10}{'fabric':>10}"
                      f"{'fabric-analytic':>17}")
         for row in ROWS:
