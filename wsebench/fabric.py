@@ -58,10 +58,13 @@ def _kept(trainer) -> dict:
 
 def _check_step(session, samples: int, depth: int, show: bool) -> StepComparison:
     plan, trainer = session.plan, session._trainer
-    missing = [k.name for k in plan.kernels if k.kind not in PROGRAMS]
+    missing = [k.name for k in plan.kernels
+               if not {"forward", "backward"} <= set(PROGRAMS.get(k.kind, ()))]
     if missing:
-        raise ConfigError(f"kernels {missing} have no fabric program, so the whole step cannot run; "
-                          f"kinds with one: {sorted(PROGRAMS)} (check a kernel with kernel=...)")
+        raise ConfigError(f"kernels {missing} have no forward and backward fabric programs, so the "
+                          "whole step cannot run; kinds with both: "
+                          f"{sorted(k for k, p in PROGRAMS.items() if {'forward', 'backward'} <= set(p))}"
+                          " (check a kernel alone with kernel=...)")
     kept = _kept(trainer)
     tensors = {k.name: operands(trainer.xp, plan.graph, k, kept, trainer.params, samples)
                for k in plan.kernels}

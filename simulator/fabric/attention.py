@@ -333,6 +333,12 @@ def forward(kernel, mapping, target, tensors: dict, harvest: bool = True) -> Att
     """`tensors`: "q", "k", "v" (samples, heads, L, dh) and "probs" (samples, heads, L, L) the
     softmax, whose non-zero pairs are the ones the mask lets through (or "allowed" (samples,
     L, L))."""
+    missing = [role for role in ("q", "k", "v") if role not in tensors]
+    if missing:
+        raise NotImplementedError(
+            f"the attention program streams q, k and v, and got no {missing}: the attention kind "
+            "names only its softmax among a session's values, so check an attention kernel with "
+            "its tensors (simulator.fabric.check.compare), not from a session")
     allowed = tensors.get("allowed")
     if allowed is None:
         allowed = (np.asarray(tensors["probs"]) != 0).any(axis=1)

@@ -58,3 +58,9 @@ def test_pad_tokens_are_not_sent_and_cost_nothing():
 def test_fp32_values_are_refused_with_the_reason():
     with pytest.raises(ValueError, match="two values a wavelet"):
         _case(1, 1, target=wafer("classroom", precision="fp32"))
+
+
+def test_without_q_k_and_v_the_program_says_where_to_get_them():
+    with pytest.raises(NotImplementedError, match="got no \\['q', 'k', 'v'\\]"):
+        compare(attention_kernel("attn", 2, 2, 8, 4), Mapping(1, 1), TARGET,
+                {"probs": np.ones((2, 2, 8, 8), np.float32)})
