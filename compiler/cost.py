@@ -293,7 +293,7 @@ def update_cycles(weights, mapping, target, optimizer):
     whose boundary link carries the tiles of the row's `cols` cores one after another, and
     the latency of a chunk's chain around it: 2 (r-1) hops of `cols` links each to its twin
     (the fabric model's ring, `simulator.fabric.allreduce`, which shows that latency where
-    tiles are small; one lap, r cols, fell short of it by up to 45%).
+    tiles are small; one lap, r cols, fell short of it by up to 40%).
     (`-(-v // 1)` is ceil for numbers and arrays alike.)"""
     cycles = -(-(weights * update_flops(optimizer) / target.simd) // 1)
     if mapping.replicas > 1:
