@@ -10,6 +10,12 @@ another, and the run's fill), the fabric's, their ratio, and the cost where they
 (`simulator.fabric.check`; queueing is left out: back-pressure overlaps the work). A
 replicated mapping runs one replica on its share of the batch (every `replicas`-th sample).
 Generated kernels harvest no zeros: their density only changes the values, never the time.
+Attention (forward) runs on square, tall, wide and one-core mappings with every token real
+(density 1), half of them real (0.5: the rest pads, which the host does not send) and a causal
+mask. The replicas' ring all-reduce and update (`cost.update_cycles`) runs over 2 to 4 replicas of
+one and two columns; the whole step of a classroom MLP (every kernel forward and backward, the
+routes between them, the update: `simulator.fabric.pipeline`) next to the analytic step
+(`compiler.schedule.step`) on the same samples.
 Prints the table and how many cases agree within 10%; figures are printed, never asserted here
 (tests/bench/test_fabric_check.py asserts the 10% on a few cases).
 """
@@ -21,10 +27,11 @@ from typing import NamedTuple
 import numpy as np
 
 from compiler import Mapping
-from compiler.kernels import generated_kernel, matmul_kernel
+from compiler.kernels import attention_kernel, generated_kernel, matmul_kernel
 from compiler.target import wafer
 from simulator.backend import get_backend
-from simulator.fabric.check import ROWS, compare
+from compiler.optim_spec import OptimizerSpec
+from simulator.fabric.check import ROWS, compare, compare_update
 
 TOLERANCE = 0.10                                 # issue 15: agree within 10% on every case
 DENSITIES = (1.0, 0.5, 0.1)
@@ -42,6 +49,19 @@ class Shape(NamedTuple):
 SHAPES = {"square": Shape(Mapping(2, 2), 4), "tall": Shape(Mapping(4, 1), 8),
           "wide": Shape(Mapping(1, 4), 2), "replicated": Shape(Mapping(2, 2, replicas=2), 8),
           "uneven": Shape(Mapping(3, 3), 4, 30, 36), "one core": Shape(Mapping(1, 1), 4)}
+
+
+# replicas' all-reduce: (mapping with replicas, weights a core)
+RINGS = {"2 replicas": (Mapping(2, 2, replicas=2), 16), "3 replicas": (Mapping(2, 2, replicas=3), 30),
+         "4 replicas": (Mapping(1, 1, replicas=4), 64), "4 replicas wide": (Mapping(2, 2, replicas=4), 64),
+         "3 replicas uneven": (Mapping(1, 2, replicas=3), 60),
+         # three flows merge on every ring link: the fabric shows back-pressure the model lacks
+         "4 replicas 3 cols": (Mapping(1, 3, replicas=4), 64)}
+SGD = OptimizerSpec("sgd", 0.05, momentum=0.9)
+# attention: mapping -> (rows, cols); masks: density of real tokens, or "causal"
+ATTENTION = {"square": Mapping(2, 2), "tall": Mapping(4, 2), "wide": Mapping(1, 4),
+             "one core": Mapping(1, 1)}
+MASKS = (1.0, 0.5, "causal")
 
 
 def _sparse(rng, shape, density):
@@ -82,6 +102,68 @@ def _row(kind, shape, density, c) -> dict:
             "most": max(gaps, key=lambda k: abs(gaps[k])), "error": c.error}
 
 
+def attention_case(xp, target, shape: str, mask, samples: int = 2, heads: int = 2,
+                   length: int = 8, head_dim: int = 4, seed: int = 0):
+    """One attention case's `check.Comparison`: random Q, K, V, and the softmax P of the mask
+    (the pairs it lets through are P's non-zeros, as the measurement reads them)."""
+    rng = np.random.default_rng(seed)
+    q, k, v = (rng.standard_normal((samples, heads, length, head_dim)).astype(np.float32)
+               for _ in range(3))
+    allowed = np.ones((samples, length, length), dtype=bool)
+    if mask == "causal":
+        allowed &= np.tril(allowed[0])
+    else:
+        real = int(round(length * mask))
+        allowed[:, real:], allowed[:, :, real:] = False, False
+    score = np.where(allowed[:, None], np.einsum("bhqd,bhkd->bhqk", q, k), -np.inf)
+    with np.errstate(invalid="ignore"):
+        p = np.exp(score - score.max(axis=-1, keepdims=True))
+        p = np.nan_to_num(p / p.sum(axis=-1, keepdims=True))
+    kernel = attention_kernel("attn", samples, heads, length, head_dim)
+    return compare(kernel, ATTENTION[shape], target, {"q": q, "k": k, "v": v, "probs": p}, xp=xp)
+
+
+def attention_cases(xp, target) -> list[dict]:
+    return [{**_row("attention", shape, 1.0 if m == "causal" else m, attention_case(xp, target, shape, m)),
+             "density": m if m == "causal" else float(m), "batch": 2}
+            for shape in ATTENTION for m in MASKS]
+
+
+def ring_cases(xp, target, rings=tuple(RINGS)) -> list[dict]:
+    """One row per ring of `RINGS`: the all-reduce and update against `cost.update_cycles`."""
+    rows = []
+    for name in rings:
+        mapping, tile = RINGS[name]
+        c = compare_update(tile, mapping, target, SGD, xp)
+        rows.append({**_row("all-reduce", "square", 1.0, c), "mapping": name,
+                     "batch": mapping.replicas})
+    return rows
+
+
+def step_case(xp, hidden: int = 64, depth: int = 4, batch: int = 64, samples: int = 8):
+    """The whole step of the classroom MLP (the default config's: ReLU, dropout 0.1, SGD with
+    momentum, spirals) for its first `samples` samples: `check.StepComparison`."""
+    import torch
+    from torch import nn
+
+    import wsebench as wb
+    torch.manual_seed(0)
+    model = wb.models.mlp(16, hidden, 4, depth=depth, activation="relu", dropout=0.1)
+    x, y = wb.data.spirals(batch, 16, 4)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    session = wb.compile(model, nn.CrossEntropyLoss(), example=(x, y), optimizer=opt,
+                         backend="numpy")
+    session.step(x, y)
+    return wb.fabric.check(session, samples=samples, show=False)
+
+
+def step_row(c) -> dict:
+    gaps = {row: c.fabric[row] - c.analytic[row] for row in ROWS if row != "queueing"}
+    return {"kind": "whole step", "mapping": "MLP", "density": 1.0, "batch": c.samples,
+            "analytic": c.analytic_step["cycles"], "fabric": c.step.cycles, "ratio": c.ratio,
+            "most": max(gaps, key=lambda k: abs(gaps[k])), "error": c.error}
+
+
 def within(row: dict) -> bool:
     return abs(row["ratio"] - 1.0) <= TOLERANCE
 
@@ -91,7 +173,8 @@ def print_cases(rows: list[dict]) -> None:
           f"{'fabric':>7} {'ratio':>6}  differs most in")
     for r in rows:
         flag = "" if within(r) else "   <- beyond 10%"
-        print(f"{r['kind']:<16} {r['mapping']:<11} {r['batch']:>5} {r['density']:>7.1f} "
+        density = r["density"] if isinstance(r["density"], str) else f"{r['density']:.1f}"
+        print(f"{r['kind']:<16} {r['mapping']:<11} {r['batch']:>5} {density:>7} "
               f"{r['analytic']:>9.0f} {r['fabric']:>7.0f} {r['ratio']:>6.2f}  {r['most']}{flag}")
     ratios = [r["ratio"] for r in rows]
     print(f"{sum(map(within, rows))} of {len(rows)} cases within {TOLERANCE:.0%}; "
@@ -101,10 +184,18 @@ def print_cases(rows: list[dict]) -> None:
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="numpy", choices=("numpy", "cupy", "auto"))
-    parser.add_argument("--only", nargs="*", default=None, choices=KINDS, metavar="KIND",
-                        help=f"kinds to run, among {KINDS}")
+    extra = ("attention", "all-reduce", "step")
+    parser.add_argument("--only", nargs="*", default=None, choices=KINDS + extra,
+                        metavar="KIND", help=f"kinds to run, among {KINDS + extra}")
     args = parser.parse_args(argv)
-    rows = cases(get_backend(args.backend).xp, wafer("classroom"), kinds=tuple(args.only or KINDS))
+    xp, target, only = get_backend(args.backend).xp, wafer("classroom"), args.only
+    rows = cases(xp, target, kinds=tuple(k for k in (only or KINDS) if k in KINDS))
+    if not only or "attention" in only:
+        rows += attention_cases(xp, target)
+    if not only or "all-reduce" in only:
+        rows += ring_cases(xp, target)
+    if not only or "step" in only:
+        rows.append(step_row(step_case(xp)))
     print_cases(rows)
     return rows
 

@@ -262,7 +262,14 @@ def fill_cycles(c: Components, pass_: str, shape: tuple[int, ...], rows: int, co
     model matches within 10% with it (`bench/fabric_check.py`)."""
     work = getattr(c, f"{pass_}_work")
     drain = np.minimum(getattr(c, f"{pass_}_drain"), work)
-    return _busiest(drain, shape) + target.hop_cycles * (rows + cols - 1)
+    return _busiest(drain, shape) + crossing_cycles(rows, cols, target)
+
+
+def crossing_cycles(rows: int, cols: int, target) -> float:
+    """Cycles a wavelet takes to cross a rows x cols region, along a row and down a column
+    (`Target.hop_cycles` a hop): the latency a sample's first wavelet meets in each region of
+    the pipeline, forward and back (the fabric model's whole step, `simulator.fabric.pipeline`)."""
+    return target.hop_cycles * (rows + cols - 1)
 
 
 # ------------------------------------------------------------------------------ the update
@@ -283,13 +290,16 @@ def update_cycles(weights, mapping, target, optimizer):
     """Per core (rows, cols), or one number for `weights` held by every core: the in-place
     update of the weights each core holds, once per step, plus the gradient all-reduce across
     replicas, a ring per row of cores (2 (r-1)/r of each core's tile, Patarasuk & Yuan 2009)
-    whose boundary link carries the tiles of the row's `cols` cores one after another.
+    whose boundary link carries the tiles of the row's `cols` cores one after another, and
+    the latency of a chunk's chain around it: 2 (r-1) hops of `cols` links each to its twin
+    (the fabric model's ring, `simulator.fabric.allreduce`, which shows that latency where
+    tiles are small; one lap, r cols, fell short of it by up to 40%).
     (`-(-v // 1)` is ceil for numbers and arrays alike.)"""
     cycles = -(-(weights * update_flops(optimizer) / target.simd) // 1)
     if mapping.replicas > 1:
         r = mapping.replicas
         row = weights * mapping.cols if np.ndim(weights) == 0 else weights.sum(axis=1, keepdims=True)
-        ring = -(-allreduce_share(row, r) // 1) + r * mapping.cols * target.hop_cycles
+        ring = -(-allreduce_share(row, r) // 1) + 2 * (r - 1) * mapping.cols * target.hop_cycles
         cycles = cycles + (row > 0) * ring
     return cycles
 

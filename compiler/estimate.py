@@ -67,7 +67,7 @@ def estimate(plan) -> dict:
     updates = np.array([[update_cycles(k, plan.mapping[k.name], target, plan.optimizer)
                          for k in plan.kernels]])
     cycles = float(schedule.step(np.repeat(per_sample[..., None], samples, axis=-1), replicas,
-                                 congestion, plan.hops(), updates, plan.streaming)[0])
+                                 congestion, plan.latency(), updates, plan.streaming)[0])
     rates = schedule.rates(compute[..., None], link[..., None], replicas, congestion,
                            target.clock_hz)
     clock = target.clock_hz

@@ -89,6 +89,16 @@ class Plan:
         dist = [0] + [abs(a[0] - b[0]) + abs(a[1] - b[1]) for a, b in zip(centers, centers[1:])]
         return np.asarray(dist, dtype=np.float64) * self.target.hop_cycles
 
+    def latency(self) -> np.ndarray:
+        """Cycles a sample's first wavelet takes to reach each region and cross it (pipeline
+        order): the `hops` from the previous region's centre and the region's own crossing
+        (`cost.crossing_cycles`), which the fabric model's whole step shows the pipeline fills
+        with (`simulator.fabric.pipeline`; `bench/fabric_check.py`, the whole-step row). The
+        schedule charges it on the way in and on the gradient's way back."""
+        cross = [cost.crossing_cycles(self.mapping[k.name].rows, self.mapping[k.name].cols,
+                                      self.target) for k in self.kernels]
+        return self.hops() + np.asarray(cross, dtype=np.float64)
+
     def memory_per_core(self) -> dict[str, int]:
         n = len(self.kernels)
         return {k.name: _estimate.memory_per_core(k, self.mapping[k.name], self.target,

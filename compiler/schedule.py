@@ -56,7 +56,7 @@ def pipeline_finish(stage_cycles: np.ndarray, hops: np.ndarray,
         t = t[..., None] * share
         t = t.reshape(t.shape[:-2] + (-1,))
     running = np.cumsum(t, axis=-1)                                     # C_k[j] of every stage
-    own = t - running + np.asarray(hops, dtype=np.float64)[:, None]     # hops[k] - C_k[j - 1]
+    own = t - running + np.asarray(hops, dtype=np.float64)[..., None]   # hops[k] - C_k[j - 1]
     gap = own.copy()
     gap[..., 1:, :] += running[..., :-1, :]
     start = np.empty_like(t)
@@ -102,11 +102,16 @@ def step(per_sample, replicas, congestion, hops, updates, streaming: Streaming |
     """(V,) cycles of the step of kernels with per-sample times `per_sample` (V, K, S),
     `replicas` (K,), per-sample `congestion` (V, K), entry `hops` (K,) and `updates` (V, K),
     samples moving as `streaming` says (None: whole samples), each token taking its
-    `token_shares` (V, S, chunks) of its sample's time."""
+    `token_shares` (V, S, chunks) of its sample's time. A replica takes a whole sample's time,
+    so replicas share a stage's samples but do not speed up the first one through it: the
+    stage's entry is later by the rest of that sample's time, t (1 - 1/r) (the fabric model's
+    whole step, `simulator.fabric.pipeline`)."""
     replicas, hops = np.asarray(replicas, dtype=np.float64), np.asarray(hops, dtype=np.float64)
-    stage = stage_times(np.asarray(per_sample, dtype=np.float64), replicas[:, None],
+    per_sample = np.asarray(per_sample, dtype=np.float64)
+    stage = stage_times(per_sample, replicas[:, None],
                         np.asarray(congestion, dtype=np.float64)[..., None])
-    return np.atleast_1d(step_cycles(stage, hops, float(hops.sum()), updates, streaming,
+    first = per_sample[..., 0] * (1.0 - 1.0 / replicas) if per_sample.shape[-1] else 0.0
+    return np.atleast_1d(step_cycles(stage, hops + first, float(hops.sum()), updates, streaming,
                                      token_shares))
 
 

@@ -55,6 +55,10 @@ from .base import Access, Counts, Kernel, KindDefaults, LoopNest
 # backward multiply dP by P, add to the row sum, subtract it, multiply by P, mask, scale.
 FORWARD_SCORE_FLOPS = 7
 BACKWARD_SCORE_FLOPS = 6
+# Element operations of merging an arriving partial into a core's own (online softmax, Milakov
+# & Gimelshein 2018): per (m, l) pair a max, two subtractions, two exps and an FMA; per output
+# value both sides rescaled and added.
+MERGE_FLOPS = {"stats": 6, "out": 2}
 
 
 class AttentionCounts(NamedTuple):
@@ -147,11 +151,25 @@ def _every_pair(queries: np.ndarray, keys: np.ndarray, rows: int, cols: int) -> 
     return block_sizes(queries, rows)[..., :, None] * block_sizes(keys, cols)[..., None, :]
 
 
+def _merge_cycles(stats, outs, cols: int, target) -> np.ndarray:
+    """(..., cols) cycles each core of a row spends merging the partials that arrive from the
+    core east of it (every core but the row's east end), `stats` (m, l) wavelets and `outs`
+    output wavelets of them, each an operation on a fabric-input operand (`cost.Components`,
+    reduce) of `MERGE_FLOPS` a value (the fabric model, `simulator.fabric.attention`)."""
+    merges = (np.arange(cols) < cols - 1).astype(np.float64)
+    per = target.dense_values_per_wavelet
+    return merges * (stats * np.ceil(MERGE_FLOPS["stats"] / target.simd) +
+                     outs * np.ceil(MERGE_FLOPS["out"] * per / target.simd))
+
+
 class AttentionKind(KindDefaults):
     name = "attention"
     priority = 20     # build_kernels asks the kinds by priority
     origin = "hand-optimized"
     build = staticmethod(build)
+    # what its fabric program (simulator.fabric.attention) shares with the formulas
+    score_flops, merge_flops = FORWARD_SCORE_FLOPS, MERGE_FLOPS
+    block_sizes = staticmethod(block_sizes)
 
     @staticmethod
     def weights_per_core(kernel: Kernel, mapping, tiles=None) -> int:
@@ -226,8 +244,10 @@ class AttentionKind(KindDefaults):
 
         def wavelets(values):
             return cost.dense_wavelets(values, target)
-        fwd_in = np.maximum(wavelets(q * width),                 # Q in, along the row
-                            wavelets(2 * k * width))             # K and V in, down the column
+        sends = (c.queries > 0)[..., None, None]                # a call with no query: nothing
+        q_in = cost.streamed_wavelets(wavelets(q * width), wavelets(q * width), sends)
+        kv_in = cost.streamed_wavelets(wavelets(2 * k * width), wavelets(2 * k * width), sends)
+        fwd_in = np.maximum(q_in, kv_in)              # Q along the row, K and V down the column
         fwd_out = wavelets(q * width + across * 2 * heads * q)  # O partials, max and sum out
         bwd_in = wavelets(q * width)                             # dO in, along the row
         bwd_out = np.maximum(wavelets(q * width + across * heads * q),   # dQ partials, row sums
@@ -236,7 +256,11 @@ class AttentionKind(KindDefaults):
         return cost.Components(np.ceil((2 * pairs * width + FORWARD_SCORE_FLOPS * scores) / simd),
                                fwd_in, fwd_out,
                                np.ceil((4 * pairs * width + BACKWARD_SCORE_FLOPS * scores) / simd),
-                               bwd_in, bwd_out, macs, **cost.core_terms(target))
+                               bwd_in, bwd_out, macs, fwd_recv=q_in + kv_in,
+                               fwd_reduce=_merge_cycles(heads * q, wavelets(q * width),
+                                                        mapping.cols, target),
+                               fwd_drain=0 if across else wavelets(q * width),
+                               **cost.core_terms(target))
 
     @staticmethod
     def governed(graph, kernel: Kernel, mask_shape) -> list:

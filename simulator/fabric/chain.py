@@ -122,6 +122,8 @@ class Chain:
         self.routes = routes(rows, cols, axis)
         enter, leave = SIDES[axis]
         self.streams = {enter: tile_stream(self.a, parts_in, values, harvest)}
+        control = self.streams[enter][0].n == 0                          # each item's last
+        self.stream_items = {enter: np.cumsum(control, axis=1) - control}
         self.sinks = {leave: self.items * self.t_out} if chained else {}
         longest = int(self.streams[enter][1].max())
         self.bound = 64 * (longest * (self.step_out + self.step_in + 2) +
@@ -217,6 +219,18 @@ class Chain:
         self.oj = self.oj + mask
         wrap = self.oj >= self.n_out
         self.os, self.oj = self.os + wrap, xp.where(wrap, 0, self.oj)
+
+    def item_done(self, run) -> np.ndarray | None:
+        """(items,) the cycle after each item's last sum left the far edge; None without a
+        chain."""
+        if not self.chained:
+            return None
+        cycle = run.sinks[SIDES[self.axis][1]][2]
+        done = np.zeros(self.items, dtype=np.int64)
+        for edge, t in enumerate(self.t_out):
+            if t:
+                done = np.maximum(done, cycle[edge, t - 1::t][:self.items] + 1)
+        return done
 
     def product(self, run) -> np.ndarray:
         """(items, F_out) `a @ m` read off the far edge's sink, item by item, each core's

@@ -93,6 +93,8 @@ class Elementwise:
         self.filters = filters(rows, cols, -(-self.e // (rows * cols)))
         w, lengths, self.per_item = row_streams(self.values, rows, cols, per_wavelet)
         self.streams = {"W": (w, lengths)}
+        per_row = np.maximum(self.per_item.sum(axis=1), 1)[:, None]         # a row's, an item
+        self.stream_items = {"W": np.arange(w.n.shape[1])[None, :] // per_row}
         self.per_core = self.per_item * self.items                             # (rows, cols)
         self.sinks = {"S": self.per_core.sum(axis=0)}
         self.bound = 64 * (int(lengths.max()) * (flops + 2) + rows + cols) + 256
@@ -156,6 +158,14 @@ class Elementwise:
 
     def reference(self) -> dict:
         return {"out": self.values}
+
+    def item_done(self, run) -> np.ndarray:
+        """(items,) the cycle after each item's last result left the south edge."""
+        _, idx, cycle, count, _ = run.sinks["S"]
+        got = np.arange(idx.shape[1])[None] < count[:, None]
+        done = np.zeros(self.items, dtype=np.int64)
+        np.maximum.at(done, idx[got] // self.e, cycle[got] + 1)
+        return done
 
 
 def _program(kernel, mapping, target, tensors: dict, harvest: bool = True) -> Elementwise:

@@ -16,12 +16,17 @@ with
   `emitted(mask)`, `finished()` (a boolean scalar array: all its cores are done),
   `output(run)` and `reference()` (dicts of named results: the fabric's and NumPy's), and
   optionally `state()` (device arrays the run hands back in `Run.extra`).
+
+The parts of a step that are no kernel's pass, the replicas' all-reduce and update
+(`allreduce`) and the routes between kernels (`routes`), register with `@register_part(name)`
+and are found by `part(name)`, so the whole-step check (`pipeline`) asks for them by name.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 
 PROGRAMS: dict[str, dict[str, Callable]] = {}
+PARTS: dict[str, Callable] = {}
 
 
 def register(kind: str, pass_: str):
@@ -49,3 +54,18 @@ def program_for(kernel, mapping, target, tensors: dict, harvest: bool = True, pa
         raise NotImplementedError(
             f"the {kernel.kind} fabric program has no {pass_!r} pass yet; passes: {sorted(passes)}")
     return passes[pass_](kernel, mapping, target, tensors, harvest)
+
+
+def register_part(name: str):
+    """Register `builder` as the fabric program of the step's part `name` ("update", "route")."""
+    def decorate(builder: Callable) -> Callable:
+        PARTS[name] = builder
+        return builder
+    return decorate
+
+
+def part(name: str) -> Callable:
+    """The builder of the step's part `name`; an error naming the parts there are."""
+    if name not in PARTS:
+        raise NotImplementedError(f"no fabric program for the step's {name!r}; parts: {sorted(PARTS)}")
+    return PARTS[name]

@@ -98,10 +98,10 @@ class PlanContext:
 
     @cached_property
     def schedule(self) -> tuple[np.ndarray, np.ndarray]:
-        """(replicas (K,), entry hops (K,)) of the plan's kernels."""
+        """(replicas (K,), entry latency (K,), `Plan.latency`) of the plan's kernels."""
         plan = self.plan
         return (np.array([plan.mapping[k.name].replicas for k in plan.kernels], dtype=np.float64),
-                plan.hops())
+                plan.latency())
 
     @cached_property
     def in_flight(self) -> dict[str, int]:

@@ -45,3 +45,17 @@ def test_the_suite_covers_the_issue_and_the_table_says_how_many_agree(capsys):
 def test_an_unknown_kind_is_named():
     with pytest.raises(ValueError, match="unknown kind 'conv'"):
         fabric_check.case(np, TARGET, "conv", "square", 1.0)
+
+
+@pytest.mark.parametrize("shape,mask", [("square", 0.5), ("wide", "causal"), ("one core", 1.0)])
+def test_attention_agrees_with_the_fabric_within_ten_percent(shape, mask):
+    c = fabric_check.attention_case(np, TARGET, shape, mask)
+    assert abs(c.ratio - 1.0) <= fabric_check.TOLERANCE, c.table()
+    assert c.error < 1e-5
+
+
+def test_the_replicas_all_reduce_agrees_within_ten_percent_and_is_printed(capsys):
+    rows = fabric_check.ring_cases(np, TARGET, rings=("2 replicas", "4 replicas wide"))
+    assert all(fabric_check.within(r) for r in rows) and all(r["error"] < 1e-4 for r in rows)
+    fabric_check.print_cases(rows)
+    assert "all-reduce" in capsys.readouterr().out

@@ -181,7 +181,17 @@ def test_variants_run_through_the_recurrence_together():
         alone = step(per_sample[v:v + 1], replicas, congestion[v:v + 1], hops, updates[v:v + 1])
         assert together[v] == alone[0]
         stage = np.maximum(per_sample[v] / replicas[:, None], congestion[v][:, None])
-        assert alone[0] == step_cycles(stage, hops, hops.sum(), updates[v])
+        first = per_sample[v][:, 0] * (1 - 1 / replicas)     # a replica's whole first sample
+        assert alone[0] == step_cycles(stage, hops + first, hops.sum(), updates[v])
+
+
+def test_replicas_share_the_samples_but_not_the_first_ones_time():
+    """A replica takes a whole sample's time: four replicas of a 40-cycle stage pass a sample
+    every 10 cycles, but the first still takes 40 to cross it (the fabric model's whole step)."""
+    per_sample = np.full((1, 2, 8), [[8.0], [40.0]])
+    one = step(per_sample, [1, 4], np.zeros((1, 2)), np.zeros(2), np.zeros((1, 2)))[0]
+    assert one == 8 + 40 + 7 * 10                 # the first sample through both, then one per 10
+    assert step(per_sample[:, :, :1], [1, 4], np.zeros((1, 2)), np.zeros(2), np.zeros((1, 2)))[0] == 48
 
 
 def test_rates_are_bound_by_the_slowest_stage_and_transmission_counts_congestion():

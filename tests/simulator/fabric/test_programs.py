@@ -1,4 +1,6 @@
 """The registry of fabric programs: keyed by kind and pass, with errors that name what exists."""
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -20,8 +22,11 @@ def test_matmul_forward_is_registered_and_built_from_the_kernel():
 
 def test_a_kind_or_pass_without_a_program_is_named():
     target = wafer("classroom")
+    conv = dataclasses.replace(matmul_kernel(), kind="conv")
     with pytest.raises(NotImplementedError,
-                       match="kind 'attention'.*kinds with one: \\['generated', 'matmul'\\]"):
-        program_for(attention_kernel("att", 2, 2, 4, 8), Mapping(1, 1), target, {})
+                       match="kind 'conv'.*kinds with one: \\['attention', 'generated', 'matmul'\\]"):
+        program_for(conv, Mapping(1, 1), target, {})
+    with pytest.raises(NotImplementedError, match="attention fabric program has no 'backward'"):
+        program_for(attention_kernel("att", 2, 2, 4, 8), Mapping(1, 1), target, {}, pass_="backward")
     with pytest.raises(NotImplementedError, match="no 'dw' pass"):
         program_for(matmul_kernel(), Mapping(1, 1), target, {}, pass_="dw")
