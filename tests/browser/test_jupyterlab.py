@@ -9,7 +9,9 @@ outputs, with one cell added that shows a fresh workbench), runs all cells, and 
 - clicking Train advances the loss plot (a new image and a later step),
 - the kernel table's last column can be scrolled to, not cut off,
 then saves out/browser_workbench.png, out/browser_workbench_before_compile.png and
-out/browser_workbench_report.png.
+out/browser_workbench_report.png. It also opens notebooks/00_wafer_101.ipynb (a copy), runs it,
+checks that every image in it loads (no broken image anywhere in the DOM) and that each of its
+pictures has content, and saves the whole notebook as out/browser_wafer_101.png.
 
 Needs /usr/bin/chromium (`make test` installs it with apt-get when it runs as root), the Python
 packages playwright and jupyterlab (the dev extra). Without them the test skips and says why;
@@ -33,9 +35,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 NOTEBOOK = "00_quickstart.ipynb"
+TOUR = "00_wafer_101.ipynb"
 SCREENSHOT = ROOT / "out" / "browser_workbench.png"
 BEFORE_COMPILE = ROOT / "out" / "browser_workbench_before_compile.png"
 REPORT = ROOT / "out" / "browser_workbench_report.png"
+TOUR_SHOT = ROOT / "out" / "browser_wafer_101.png"
+TOUR_PICTURES = 4           # the core, the mesh, a kernel, a wavelet (tour.draw_*)
 # appended to the notebook's copy: a workbench nobody has compiled yet, shown last
 FRESH_CELL = ('fresh = wb.Workbench.from_config(cfg)\n'
               'fresh.widget.add_class("wsebench-fresh")\n'
@@ -84,6 +89,7 @@ def lab(tmp_path_factory):
     notebook["cells"].append({"cell_type": "code", "execution_count": None, "metadata": {},
                               "outputs": [], "source": FRESH_CELL})
     (work / NOTEBOOK).write_text(json.dumps(notebook))
+    (work / TOUR).write_text((ROOT / "notebooks" / TOUR).read_text())
     _settings(home / "settings")
     port, token = _free_port(), secrets.token_hex(16)
     env = {**os.environ, "WSEBENCH_FAST": "1", "JUPYTER_CONFIG_DIR": str(home / "config"),
@@ -232,6 +238,21 @@ KERNEL_TABLE = """() => {
 }"""
 
 
+# Every image in the page (outputs, Markdown, the Lab's own chrome): which are broken, and the
+# pictures in the notebook's outputs
+ALL_IMAGES = """() => {
+    const all = [...document.querySelectorAll('img')];
+    const outputs = [...document.querySelectorAll('.jp-Notebook .jp-OutputArea-output img')];
+    return {count: all.length, outputs: outputs.length,
+            broken: all.filter(i => !i.complete || !i.naturalWidth).map(i => i.src.slice(0, 80))};
+}"""
+
+NOTEBOOK_HEIGHT = """() => {
+    const nb = window.jupyterapp.shell.currentWidget.content.node;
+    return nb.scrollHeight;
+}"""
+
+
 def _viridis() -> list[list[int]]:
     import matplotlib
     return [[round(255 * v) for v in matplotlib.colormaps["viridis"](k / 255)[:3]]
@@ -245,11 +266,7 @@ def test_workbench_in_jupyterlab(lab):
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 2400})
             page.set_default_timeout(90_000)
-            page.goto(f"{lab['base']}/lab/tree/{NOTEBOOK}?token={lab['token']}")
-            page.wait_for_function(NOTEBOOK_READY, timeout=90_000)
-            page.evaluate(RUN_ALL)
-            page.wait_for_function(ALL_CELLS_DONE, timeout=150_000, polling=500)
-            assert page.evaluate(CELL_ERRORS) == []
+            _open_and_run(page, lab, NOTEBOOK)
 
             # 1. the widgets rendered
             bench = page.locator(".wsebench-workbench").first
@@ -345,3 +362,42 @@ def _settled(image, quiet: float = 1.5, timeout: float = 30.0) -> None:
 def _step(status_text: str) -> int:
     m = re.search(r"step (\d+)", status_text)
     return int(m.group(1)) if m else 0
+
+
+def _open_and_run(page, lab, name: str) -> None:
+    """Open notebook `name` in the Lab, run all its cells and wait until they are done."""
+    page.goto(f"{lab['base']}/lab/tree/{name}?token={lab['token']}")
+    page.wait_for_function(NOTEBOOK_READY, timeout=90_000)
+    page.evaluate(RUN_ALL)
+    page.wait_for_function(ALL_CELLS_DONE, timeout=150_000, polling=500)
+    assert page.evaluate(CELL_ERRORS) == []
+
+
+def test_wafer_101_in_jupyterlab(lab):
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 1600})
+            page.set_default_timeout(90_000)
+            _open_and_run(page, lab, TOUR)
+            page.wait_for_function(f"""() => {{
+                const s = ({ALL_IMAGES})();
+                return s.outputs >= {TOUR_PICTURES} && s.broken.length === 0;
+            }}""", timeout=30_000)
+            images = page.evaluate(ALL_IMAGES)
+            assert images["broken"] == [] and images["outputs"] >= TOUR_PICTURES, images
+            pictures = page.locator(".jp-Notebook .jp-OutputArea-output img")
+            for k in range(pictures.count()):     # drawn, not blank
+                stats = pictures.nth(k).evaluate(PIXELS)
+                assert stats["width"] > 100 and stats["colors"] >= 8 and stats["std"] > 5, (k, stats)
+            # the whole notebook in one picture: a viewport as tall as the notebook
+            height = page.evaluate(NOTEBOOK_HEIGHT)
+            page.set_viewport_size({"width": 1200, "height": min(int(height) + 200, 16_000)})
+            page.wait_for_timeout(500)
+            assert page.evaluate(ALL_IMAGES)["broken"] == []
+            TOUR_SHOT.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(TOUR_SHOT))
+            assert TOUR_SHOT.stat().st_size > 50_000
+        finally:
+            browser.close()
