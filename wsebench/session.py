@@ -162,8 +162,7 @@ class Session:
             _contracts.check_clip_grad_norm(clip_grad_norm)
             self._trainer.clip_grad_norm = None if clip_grad_norm is None else float(clip_grad_norm)
         done = History()
-        # the bar counts to the steps this call will take: `steps`, or the batches a list holds
-        size = len(batches) if hasattr(batches, "__len__") else None
+        size = len(batches) if hasattr(batches, "__len__") else None   # a list's steps count too
         total = steps if size is None else size if steps is None else min(steps, size)
         bar = tqdm(total=total, disable=not progress, desc="training on the wafer", unit="step")
         try:
