@@ -71,3 +71,10 @@ def test_a_miss_reveals_neither_the_truth_nor_the_explanation():
 def test_a_right_answer_gets_the_explanation():
     ok = ex.number("n", "3.1x", truth=3.14159, tolerance=0.1, right="area x time stays put", hint="h")
     assert ok.ok is True and "area x time stays put" in str(ok) and "not quite" not in str(ok)
+
+
+def test_a_tie_accepts_each_of_the_tied_options_and_nothing_else():
+    tied = ["blocks.0.qkv", "blocks.1.qkv"]
+    options = tied + ["blocks.0.proj"]
+    assert all(ex.choice("q", t.upper(), tied, options, "", "").ok for t in tied)
+    assert ex.choice("q", "blocks.0.proj", tied, options, "", "").ok is False
