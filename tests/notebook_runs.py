@@ -24,9 +24,10 @@ def cores() -> int:
     return os.cpu_count() or 1
 
 
-def execute(path: Path):
-    """Run the notebook at `path` top to bottom with WSEBENCH_FAST=1; returns it with its
-    outputs (nbclient raises CellExecutionError on the first cell that fails)."""
+def execute(path: Path, fast: bool = True):
+    """Run the notebook at `path` top to bottom, with WSEBENCH_FAST=1 unless `fast` is False
+    (the student's sizes); returns it with its outputs (nbclient raises CellExecutionError on
+    the first cell that fails)."""
     import nbclient
     import nbformat
     nb = nbformat.read(path, as_version=4)
@@ -36,6 +37,8 @@ def execute(path: Path):
     env = {**os.environ, "WSEBENCH_FAST": "1", "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join(
                [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+    if not fast:
+        env.pop("WSEBENCH_FAST")
     client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
                                      resources={"metadata": {"path": str(ROOT)}})
     client.km = client.create_kernel_manager()
@@ -49,3 +52,24 @@ def start(paths: list[Path], workers: int) -> tuple[ThreadPoolExecutor, dict[Pat
     error) is its future's."""
     pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="notebook")
     return pool, {path: pool.submit(execute, path) for path in paths}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Time notebooks headless, one at a time, as the tests run them but at the student's
+    sizes (`--fast` for the tests' sizes):
+    `PYTHONPATH=. python -m tests.notebook_runs [--fast] [notebooks/NAME.ipynb ...]`."""
+    import argparse
+    import time
+    parser = argparse.ArgumentParser(prog="python -m tests.notebook_runs", description=main.__doc__)
+    parser.add_argument("paths", nargs="*", type=Path, help="notebooks (default: all of them)")
+    parser.add_argument("--fast", action="store_true", help="WSEBENCH_FAST=1, as the tests run")
+    args = parser.parse_args(argv)
+    for path in args.paths or NOTEBOOKS:
+        start = time.perf_counter()
+        execute(path.resolve(), fast=args.fast)
+        print(f"{path.name:<32}{time.perf_counter() - start:8.1f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,6 +5,8 @@ execute in the background from the run's first test on, in kernels of their own 
 the tests leave idle (`notebook_runs`, tests/conftest.py); each test checks its own notebook."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.notebook_runs import NOTEBOOKS
@@ -56,3 +58,21 @@ def test_every_notebook_links_the_glossary(path):
         pytest.skip("the glossary's own notebook")
     first = nbformat.read(path, as_version=4).cells[0].source
     assert "00_wafer_101.ipynb#Glossary" in first, f"{path.name} does not link the glossary"
+
+
+STUDENT = [p for p in NOTEBOOKS if p.parent.name != "teacher"]
+CHECK = re.compile(r"\b(?:exercises\.(?:choice|number)|lab\.check_\w+)\(")
+ANSWER = re.compile(r"^(answer_\w+)\s*=\s*(.+?)\s*(?:#.*)?$", re.M)
+
+
+@pytest.mark.parametrize("path", STUDENT, ids=[p.name for p in STUDENT])
+def test_every_student_notebook_has_exercises_a_score_and_no_answers(path):
+    code = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    checks = sum(len(CHECK.findall(source)) for source in code)
+    assert checks >= 2, f"{path.name} has {checks} self-check(s); give it 2 or 3 'try this' prompts"
+    assert any(s.strip() in ("exercises.score()", "lab.score()") for s in code), \
+        f"{path.name} has no score cell (exercises.score()) after its checks"
+    answers = [m for source in code for m in ANSWER.findall(source)]
+    assert answers, f"{path.name}: its checks read no answer_... variable"
+    given = [name for name, value in answers if value != "None"]
+    assert not given, f"{path.name} holds answers ({', '.join(given)}); leave them None for the student"

@@ -110,13 +110,13 @@ class PaddingSetup:
     seed: int = 0
 
 
-def _train(model, loss_fn, task, setup, wafer: str, backend: str):
+def _train(model, loss_fn, task, setup, wafer: str, backend: str, progress: bool = False):
     from .session import compile
     x, y = next(tasks.batches(task, setup.batch, seed=setup.seed, pad_to="max"))
     session = compile(model, loss_fn, example=(x, y), wafer=wafer, backend=backend,
                       optimizer=torch.optim.Adam(model.parameters(), lr=setup.lr), seed=setup.seed)
     history = session.train(tasks.batches(task, setup.batch, seed=setup.seed, pad_to="max"),
-                            steps=setup.steps, progress=False)
+                            steps=setup.steps, progress=progress)
     return session, history
 
 
@@ -126,10 +126,11 @@ def _accuracy(session, task) -> float:
 
 
 def ponder_experiment(setup: PonderSetup = PonderSetup(), wafer: str = "classroom",
-                      backend: str = "numpy") -> list[dict]:
+                      backend: str = "numpy", progress: bool = False) -> list[dict]:
     """Rows "fixed depth" and "ACT": mean simulated cycles per step over the run, speedup over
     the fixed-depth model, mean ponder steps, held-out accuracy, and the ACT run's speedup over
-    its own fixed-depth baseline (the same tensors with every position running every step)."""
+    its own fixed-depth baseline (the same tensors with every position running every step).
+    `progress`: a progress bar per training run (tqdm.auto, as `Session.train` shows)."""
     task = tasks.parity(setup.samples, 1, setup.max_len, seed=setup.seed)
     test = tasks.parity(setup.test_samples, 1, setup.max_len, seed=setup.seed + 1)
     rows = []
@@ -137,7 +138,7 @@ def ponder_experiment(setup: PonderSetup = PonderSetup(), wafer: str = "classroo
         model = universal_transformer(vocab=task.vocab, d_model=setup.d_model, heads=setup.heads,
                                       ffn=setup.ffn, max_steps=setup.max_steps, classes=2,
                                       act=act, tau=setup.tau, max_len=setup.max_len, seed=setup.seed)
-        session, history = _train(model, ut_loss(model), task, setup, wafer, backend)
+        session, history = _train(model, ut_loss(model), task, setup, wafer, backend, progress)
         total = run_summary(history)
         rows.append({"model": "ACT" if act else f"fixed depth ({setup.max_steps} steps)",
                      "cycles": total["cycles"] / max(total["steps"], 1),
@@ -151,16 +152,18 @@ def ponder_experiment(setup: PonderSetup = PonderSetup(), wafer: str = "classroo
 
 
 def padding_experiment(setup: PaddingSetup = PaddingSetup(), wafer: str = "classroom",
-                       backend: str = "numpy") -> dict:
+                       backend: str = "numpy", progress: bool = False) -> dict:
     """The classifier trained on padded batches: mean cycles per step with real tokens only and
-    with the pads charged (the same tensors), the speedup, and the padding share of the data."""
+    with the pads charged (the same tensors), the speedup, and the padding share of the data.
+    `progress`: a progress bar for the training run."""
     task = tasks.longtail(setup.samples, 2, setup.max_len, median=setup.median, seed=setup.seed)
     test = tasks.longtail(setup.test_samples, 2, setup.max_len, median=setup.median,
                           seed=setup.seed + 1)
     model = transformer(vocab=task.vocab, d_model=setup.d_model, heads=setup.heads,
                         layers=setup.layers, ffn=setup.ffn, max_len=setup.max_len,
                         classes=task.classes, seed=setup.seed)
-    session, history = _train(model, torch.nn.CrossEntropyLoss(), task, setup, wafer, backend)
+    session, history = _train(model, torch.nn.CrossEntropyLoss(), task, setup, wafer, backend,
+                              progress)
     total = run_summary(history)
     steps = max(total["steps"], 1)
     return {"task": task, "cycles": total["cycles"] / steps,

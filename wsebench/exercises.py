@@ -67,8 +67,9 @@ def verdict(name: str, ok: bool | None, right: str, hint: str) -> Verdict:
     return Verdict(name, ok, message.strip())
 
 
-def choice(name: str, answer, truth: str, options, right: str, hint: str) -> Verdict:
-    """`answer` against `truth`, one of `options`, compared with `normalize`."""
+def choice(name: str, answer, truth, options, right: str, hint: str) -> Verdict:
+    """`answer` against `truth`, one of `options` (or several of them, where the measurement
+    ties: two kernels equally busy), compared with `normalize`."""
     if answer is None:
         return verdict(name, None, right, hint)
     given, forms = normalize(answer), {normalize(o): o for o in options}
@@ -76,7 +77,8 @@ def choice(name: str, answer, truth: str, options, right: str, hint: str) -> Ver
         listed = ", ".join(repr(o) for o in options)
         return verdict(name, False, right, f"{answer!r} is none of the answers this check knows: "
                                            f"give one of {listed}. {hint}")
-    return verdict(name, given == normalize(truth), right, hint)
+    truths = [truth] if isinstance(truth, str) else list(truth)
+    return verdict(name, given in {normalize(t) for t in truths}, right, hint)
 
 
 def number(name: str, answer, truth: float, tolerance: float, right: str, hint: str) -> Verdict:

@@ -162,7 +162,9 @@ class Session:
             _contracts.check_clip_grad_norm(clip_grad_norm)
             self._trainer.clip_grad_norm = None if clip_grad_norm is None else float(clip_grad_norm)
         done = History()
-        bar = tqdm(total=steps, disable=not progress, desc="training on the wafer", unit="step")
+        size = len(batches) if hasattr(batches, "__len__") else None   # a list's steps count too
+        total = steps if size is None else size if steps is None else min(steps, size)
+        bar = tqdm(total=total, disable=not progress, desc="training on the wafer", unit="step")
         try:
             for i, (x, y) in enumerate(batches):
                 if steps is not None and i >= steps:

@@ -117,10 +117,20 @@ def test_step_ratio_within_ten_percent():
     assert "5.000x" in lab.check_step_ratio(2.0, SPARSE).message         # MACs 2000 / 400
 
 
-def test_sparsity_runs_differ_only_in_the_induced_sparsity():
+def test_sparsity_runs_differ_only_in_the_induced_sparsity(monkeypatch):
+    import tqdm.auto
+    counted = []
+
+    class Bar(tqdm.auto.tqdm):                          # the bar over the runs, when asked
+        def __iter__(self):
+            counted.extend(super().__iter__())
+            return iter(counted)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
     base = lab.config("lesson-sparsity", steps=2)
     base["backend"] = "numpy"
-    runs = lab.sparsity_runs(base)
+    runs = lab.sparsity_runs(base, progress=True)
+    assert [label for label, _ in counted] == list(lab.SPARSITY_RUNS)
     assert list(runs) == ["gelu", "relu", "relu + drop"]
     sparsity = {label: r["config"]["sparsity"] for label, r in runs.items()}
     assert sparsity["gelu"] == {"harvest": True}

@@ -42,3 +42,39 @@ def test_a_verdict_renders_as_coloured_html():
     right = ex.verdict("x", True, "well done", "")
     assert "✓" in right._repr_html_() and "#1a7f37" in right._repr_html_()
     assert "✗" in ex.verdict("x", False, "", "hint").__str__()
+
+
+@pytest.mark.parametrize("given", ["UP", " up ", "Up"])
+def test_the_notebooks_choices_accept_case_and_spacing(given):
+    assert ex.choice("q", given, "up", ["up", "down"], right="", hint="").ok is True
+    assert ex.choice("q", given, "down", ["up", "down"], right="", hint="").ok is False
+
+
+@pytest.mark.parametrize("given", ["y", "Yes", "TRUE", "yeah"])
+def test_yes_and_its_synonyms(given):
+    assert ex.choice("q", given, "yes", ["yes", "no"], right="", hint="").ok is True
+
+
+def test_a_miss_reveals_neither_the_truth_nor_the_explanation():
+    # a wrong number: the message holds the caller's hint, not the measured value
+    wrong = ex.number("n", 5, truth=3.14159, tolerance=0.1, right="it was 3.14159", hint="scale it")
+    assert wrong.ok is False and "3.14" not in str(wrong) and "scale it" in str(wrong)
+    # an unknown choice lists every option the same way, so the list singles out none of them
+    unknown = ex.choice("q", "fc9", "fc2", ["fc1", "fc2", "fc3"], right="fc2 it was", hint="look")
+    listed = str(unknown)
+    assert "fc2 it was" not in listed and listed.count("'fc2'") == listed.count("'fc1'") == 1
+    # not answered yet: neither the truth nor the hint
+    unanswered = ex.number("n", None, truth=3.14159, tolerance=0.1, right="it was 3.14159", hint="x")
+    assert "3.14" not in str(unanswered) and unanswered.ok is None
+
+
+def test_a_right_answer_gets_the_explanation():
+    ok = ex.number("n", "3.1x", truth=3.14159, tolerance=0.1, right="area x time stays put", hint="h")
+    assert ok.ok is True and "area x time stays put" in str(ok) and "not quite" not in str(ok)
+
+
+def test_a_tie_accepts_each_of_the_tied_options_and_nothing_else():
+    tied = ["blocks.0.qkv", "blocks.1.qkv"]
+    options = tied + ["blocks.0.proj"]
+    assert all(ex.choice("q", t.upper(), tied, options, "", "").ok for t in tied)
+    assert ex.choice("q", "blocks.0.proj", tied, options, "", "").ok is False

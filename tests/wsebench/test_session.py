@@ -122,6 +122,22 @@ def test_interrupted_training_keeps_finished_steps():
     assert len(session.history) == 2
 
 
+@pytest.mark.parametrize("steps, expected", [(None, 3), (2, 2), (5, 3)])
+def test_the_progress_bar_counts_the_steps_a_list_of_batches_gives(monkeypatch, steps, expected):
+    import tqdm.auto
+    totals = []
+
+    class Bar(tqdm.auto.tqdm):
+        def __init__(self, *args, **kwargs):
+            totals.append(kwargs.get("total"))
+            super().__init__(*args, **{**kwargs, "disable": True})
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    session, _, x, y, b = _setup()
+    session.train([(x[i * b:(i + 1) * b], y[i * b:(i + 1) * b]) for i in range(3)], steps=steps)
+    assert totals == [expected]
+
+
 def test_plan_json_round_trip_through_public_api():
     session, *_ = _setup()
     again = wb.Plan.from_json(session.plan.to_json())

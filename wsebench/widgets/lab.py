@@ -103,9 +103,13 @@ SPARSITY_RUNS = {"gelu": {}, "relu": {"sparsity.relu.on": True},
                  "relu + drop": {"sparsity.relu.on": True, "sparsity.drop.fraction": 0.75}}
 
 
-def sparsity_runs(base: dict) -> dict:
-    """`base` trained as each of `SPARSITY_RUNS` (same seed: same data and initial weights)."""
-    return {label: run(variant(base, changes)) for label, changes in SPARSITY_RUNS.items()}
+def sparsity_runs(base: dict, progress: bool = False) -> dict:
+    """`base` trained as each of `SPARSITY_RUNS` (same seed: same data and initial weights);
+    `progress`: a bar over the runs (tqdm.auto)."""
+    from tqdm.auto import tqdm
+    return {label: run(variant(base, changes))
+            for label, changes in tqdm(SPARSITY_RUNS.items(), desc="exercise 5's runs", unit="run",
+                                       disable=not progress)}
 
 
 def sparsity_table(runs: dict) -> "HTMLTable":
