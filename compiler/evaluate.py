@@ -16,7 +16,7 @@ import numpy as np
 
 from . import cost
 from .kernels import Counts, Kernel, kind_of
-from .table import Table, evaluate_tables
+from .table import Table, evaluate_tables, run_cycles
 
 
 class KernelCycles:
@@ -30,9 +30,11 @@ class KernelCycles:
                  looked_up: tuple | None = None):
         self.kernel, self.counts, self.mapping, self.target = kernel, counts, mapping, target
         self.rows, self.table = counts.rows, table
+        sample = None
         if table is not None:
             self.sums = (looked_up or evaluate_tables([table])[0])[1]
-        self.sample = cost.run_cycles(*self.evaluated, self.rows)
+            sample = run_cycles(table, self.rows)
+        self.sample = cost.run_cycles(*self.evaluated, self.rows) if sample is None else sample
 
     @cached_property
     def macs(self) -> np.ndarray:

@@ -15,6 +15,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import cost
+
 
 class Grid(NamedTuple):
     """A kind's table: `cycles` (I, J) of a core for every pair of inputs it can have; a core
@@ -22,13 +24,15 @@ class Grid(NamedTuple):
     `col_offset`. The core rows (columns) fall into contiguous runs starting at `row_runs`
     (`col_runs`) whose indices run through one block of the table along which the cycles never
     fall (more non-zeros never cost less), so a sample's busiest core is at the largest index
-    it uses in each run. Kinds cache their grids: a step's joint table is kept while the same
-    grids come back."""
+    it uses in each run. `passes` (4, I, J): each pass's work and link (`cost.pass_terms`,
+    forward then backward), which a run sums (`run_cycles`); None: the run is evaluated whole.
+    Kinds cache their grids: a step's joint table is kept while the same grids come back."""
     cycles: np.ndarray
     row_offset: np.ndarray
     col_offset: np.ndarray
     row_runs: np.ndarray
     col_runs: np.ndarray
+    passes: np.ndarray | None = None
 
 
 class Table(NamedTuple):
@@ -181,3 +185,96 @@ def _row_starts(samples: int, size: int) -> np.ndarray:
     starts = np.arange(samples)[:, None] * size
     starts.flags.writeable = False
     return starts
+
+
+# --------------------------------------------------------------------------------- a run
+
+def run_cycles(table: Table, rows: np.ndarray) -> np.ndarray | None:
+    """(V, S) `cost.run_cycles` of the table's samples (`rows` (V, S) the distinct sample of
+    each), from lookups (`cost.share_runs`); None when its grid has no pass terms."""
+    if table.grid.passes is None:
+        return None
+    row, col = table.row, table.col
+
+    def at(r, c):
+        return table.grid.cycles[row[:, r], col[:, c]].astype(np.float64)     # (U, V)
+    return cost.share_runs(rows, len(row), (row.shape[1], col.shape[1]),
+                           lambda times: _run_sums(_run_grid(table.grid), row, col, times), at)
+
+
+class _RunGrid(NamedTuple):
+    """A grid's four pass terms as a run sums them, each by the cheapest of three ways. A term
+    that depends on a core column only through the column's run of equal tile kinds (its count
+    of dY, say, does not change it) is read off `by_row` (I, column runs, n) at the core row's
+    index: one gather and one product for all such terms (`in_by_row` their positions among
+    the four); `by_col` (J, row runs, n), `in_by_col` likewise with rows and columns swapped; `dense` (n, I,
+    J), `in_dense` the rest, looked up on every core. `col_run`, `row_run`: the run of each
+    core column (row)."""
+    by_row: np.ndarray
+    in_by_row: tuple[int, ...]
+    by_col: np.ndarray
+    in_by_col: tuple[int, ...]
+    dense: np.ndarray
+    in_dense: tuple[int, ...]
+    col_run: np.ndarray
+    row_run: np.ndarray
+
+
+_RUN_GRIDS: dict = {}
+
+
+def _run_grid(grid: Grid) -> _RunGrid:
+    """Cached while the grid lives (keyed by its identity, holding it)."""
+    hit = _RUN_GRIDS.get(id(grid))
+    if hit is not None and hit[0] is grid:
+        return hit[1]
+    if len(_RUN_GRIDS) > 256:
+        _RUN_GRIDS.clear()
+    cols, rows = _block_starts(grid.col_offset, grid.passes.shape[2]), \
+        _block_starts(grid.row_offset, grid.passes.shape[1])
+    by_row = [i for i, t in enumerate(grid.passes) if np.array_equal(t, t[:, cols])]
+    by_col = [i for i, t in enumerate(grid.passes) if i not in by_row and np.array_equal(t, t[rows])]
+    dense = [i for i in range(len(grid.passes)) if i not in by_row + by_col]
+    col_at, row_at = grid.col_offset[grid.col_runs].astype(np.intp), \
+        grid.row_offset[grid.row_runs].astype(np.intp)
+    out = _RunGrid(np.stack([grid.passes[i][:, col_at] for i in by_row], axis=-1) if by_row else None,
+                   tuple(by_row),
+                   np.stack([grid.passes[i][row_at].T for i in by_col], axis=-1) if by_col else None,
+                   tuple(by_col), grid.passes[dense], tuple(dense),
+                   _run_of(grid.col_runs, len(grid.col_offset)),
+                   _run_of(grid.row_runs, len(grid.row_offset)))
+    _RUN_GRIDS[id(grid)] = (grid, out)
+    return out
+
+
+def _block_starts(offsets: np.ndarray, size: int) -> np.ndarray:
+    """(size,) the first table index of the block (one tile kind's counts) each index is in."""
+    starts = np.unique(offsets.astype(np.intp))
+    return starts[np.searchsorted(starts, np.arange(size), side="right") - 1]
+
+
+def _run_of(runs: np.ndarray, cores: int) -> np.ndarray:
+    return np.searchsorted(runs, np.arange(cores), side="right") - 1
+
+
+def _run_sums(g: _RunGrid, row: np.ndarray, col: np.ndarray, times: np.ndarray) -> list:
+    """Each pass's (work, link) of every core (V, rows, cols) summed over each run."""
+    variants, samples = times.shape
+    height, width = row.shape[1], col.shape[1]
+    out: list = [None] * 4
+    if g.in_by_row:
+        picked = g.by_row.take(row, axis=0)                              # (U, rows, runs, n)
+        summed = (times @ picked.reshape(samples, -1)).reshape((variants,) + picked.shape[1:])
+        for n, i in enumerate(g.in_by_row):
+            out[i] = summed[:, :, g.col_run, n]
+    if g.in_by_col:
+        picked = g.by_col.take(col, axis=0)                              # (U, cols, runs, n)
+        summed = (times @ picked.reshape(samples, -1)).reshape((variants,) + picked.shape[1:])
+        for n, i in enumerate(g.in_by_col):
+            out[i] = summed[:, :, g.row_run, n].transpose(0, 2, 1)
+    if g.in_dense:
+        index = (row * g.dense.shape[2])[:, :, None] + col[:, None, :]    # (U, rows, cols)
+    for term, i in zip(g.dense, g.in_dense):
+        picked = term.take(index)
+        out[i] = (times @ picked.reshape(samples, -1)).reshape(variants, height, width)
+    return [(out[0], out[1]), (out[2], out[3])]

@@ -9,7 +9,7 @@ from compiler.kernels import matmul_kernel
 from compiler.kernels.matmul import MATMUL
 from compiler.kernels.matmul.counts import MatmulCounts
 from compiler.mapping import Mapping
-from compiler.table import Table, evaluate_tables
+from compiler.table import Table, _run_grid, evaluate_tables, run_cycles
 from compiler.target import wafer
 
 T = wafer("classroom")
@@ -18,6 +18,13 @@ T = wafer("classroom")
 def random_table(r, samples: int) -> tuple[Table, np.ndarray]:
     """A matmul's table on random counts (one token per sample), and every core's cycles from
     the kind's full evaluation."""
+    table, components, shape = random_components(r, samples)
+    return table, cost.per_core_cycles(components, shape)
+
+
+def random_components(r, samples: int):
+    """A matmul's table on random counts (one token per sample), the kind's components of the
+    same counts, and their shape (samples, calls, rows, cols)."""
     k, n = int(r.integers(1, 200)), int(r.integers(1, 200))
     rows, cols = int(r.integers(1, min(k, 12) + 1)), int(r.integers(1, min(n, 12) + 1))
     kernel = matmul_kernel("fc", k, n, samples, dx=bool(r.integers(0, 2)))
@@ -25,9 +32,8 @@ def random_table(r, samples: int) -> tuple[Table, np.ndarray]:
     x = np.floor(r.random((samples, rows)) * (tk + 1)).astype(np.float32)
     dy = np.floor(r.random((samples, cols)) * (tn + 1)).astype(np.float32)
     counts, mapping = MatmulCounts(x, dy, np.ones(samples, dtype=np.float32)), Mapping(rows, cols)
-    full = cost.per_core_cycles(MATMUL.components(kernel, counts, mapping, T),
-                                (samples, 1, rows, cols))
-    return MATMUL.tabulate(kernel, counts, mapping, T), full
+    return (MATMUL.tabulate(kernel, counts, mapping, T),
+            MATMUL.components(kernel, counts, mapping, T), (samples, 1, rows, cols))
 
 
 def test_tables_together_give_each_cores_full_evaluation():
@@ -58,3 +64,20 @@ def test_indices_are_offsets_plus_counts():
     np.testing.assert_array_equal(table.row, table.grid.row_offset + table.x)
     np.testing.assert_array_equal(table.col, table.grid.col_offset + table.dy)
     assert table.row.max() < table.grid.cycles.shape[0] and table.col.max() < table.grid.cycles.shape[1]
+
+
+def test_a_run_from_the_table_is_the_full_evaluations():
+    """`run_cycles` from a table's lookups equals `cost.run_cycles` on the kind's components,
+    for runs that take the distinct samples any number of times, whichever way the table
+    sums each pass term (by core row, by core column, or on every core)."""
+    r = np.random.default_rng(8)
+    ways = set()
+    for _ in range(40):
+        samples = int(r.integers(1, 6))
+        table, components, shape = random_components(r, samples)
+        rows = r.integers(0, samples, size=(int(r.integers(1, 4)), int(r.integers(1, 9))))
+        np.testing.assert_array_equal(run_cycles(table, rows), cost.run_cycles(components, shape, rows))
+        g = _run_grid(table.grid)
+        ways |= {w for w, terms in (("row", g.in_by_row), ("col", g.in_by_col),
+                                    ("dense", g.in_dense)) if terms}
+    assert ways == {"row", "col", "dense"}
