@@ -209,10 +209,11 @@ def share_runs(rows: np.ndarray, distinct: int, cores: tuple[int, int], sums, at
     sample u `times[v, u]` times; `at(r, c)` (distinct, V) each distinct sample's cycles on core
     (r[v], c[v]). A table (`compiler.table`) gives both from its lookups."""
     height, width = cores
-    times = np.zeros((len(rows), distinct))
-    np.add.at(times, (np.arange(len(rows))[:, None], rows), 1.0)                   # (V, distinct)
+    times = run_times(rows, distinct)
     total = sum(np.maximum(work, link) for work, link in sums(times))
-    total = np.broadcast_to(total, (len(rows), height, width)).reshape(len(rows), -1)
+    if total.shape != (len(rows), height, width):
+        total = np.broadcast_to(total, (len(rows), height, width))
+    total = total.reshape(len(rows), -1)
     busiest = total.argmax(axis=1)
     r, col = np.divmod(busiest, width)
     core = at(r, col)                                                               # (distinct, V)
@@ -220,6 +221,27 @@ def share_runs(rows: np.ndarray, distinct: int, cores: tuple[int, int], sums, at
     charged = np.einsum("vu,uv->v", times, core)
     scale = np.divide(run_total, charged, out=np.ones_like(run_total), where=charged > 0)
     return core[rows, np.arange(len(rows))[:, None]] * scale[:, None]
+
+
+_RUN_TIMES: dict = {}
+
+
+def run_times(rows: np.ndarray, distinct: int) -> np.ndarray:
+    """(V, distinct) how many times each run (a row of `rows`) takes each distinct sample;
+    kept for read-only `rows` (the kinds' cached `Counts.rows`), which come back every step."""
+    key = (id(rows), distinct)
+    hit = _RUN_TIMES.get(key)
+    if hit is not None and hit[0] is rows:
+        return hit[1]
+    flat = (rows + distinct * np.arange(len(rows))[:, None]).ravel()
+    times = np.bincount(flat, minlength=len(rows) * distinct).reshape(len(rows), distinct) \
+        .astype(np.float64)
+    if not rows.flags.writeable:
+        if len(_RUN_TIMES) > 256:
+            _RUN_TIMES.clear()
+        times.flags.writeable = False
+        _RUN_TIMES[key] = (rows, times)
+    return times
 
 
 def _compact(term) -> np.ndarray:

@@ -32,7 +32,7 @@ class KernelCycles:
         self.rows, self.table = counts.rows, table
         sample = None
         if table is not None:
-            self.sums = (looked_up or evaluate_tables([table])[0])[1]
+            self.sums = (looked_up or evaluate_tables([table], busiest=False)[0])[1]
             sample = run_cycles(table, self.rows)
         self.sample = cost.run_cycles(*self.evaluated, self.rows) if sample is None else sample
 
@@ -83,7 +83,7 @@ def evaluate_all(kernels: list[tuple[Kernel, Counts, object]], target) -> list[K
     """(kernel, counts, mapping) triples through the one evaluation, the tables of those whose
     kind tabulates looked up together (`compiler.table.evaluate_tables`)."""
     tables = [_table(*item, target) for item in kernels]
-    looked_up = iter(evaluate_tables([t for t in tables if t is not None]))
+    looked_up = iter(evaluate_tables([t for t in tables if t is not None], busiest=False))
     return [KernelCycles(*item, target, t, next(looked_up) if t is not None else None)
             for item, t in zip(kernels, tables)]
 

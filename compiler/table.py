@@ -71,21 +71,21 @@ def _index(counts: np.ndarray, offset: np.ndarray) -> np.ndarray:
     return (counts + offset).astype(np.int32)
 
 
-def evaluate_tables(tables: list[Table]) -> list[tuple[np.ndarray, np.ndarray]]:
+def evaluate_tables(tables: list[Table], busiest: bool = True) -> list[tuple[Any, np.ndarray]]:
     """Each table's (busiest core (U,), cycles summed over its cores (U,)), the tables with as
-    many samples evaluated together as one block-diagonal table."""
+    many samples evaluated together as one block-diagonal table; busiest None unless asked."""
     groups: dict[int, list[int]] = {}
     for i, t in enumerate(tables):
         groups.setdefault(len(t.x), []).append(i)
     out: list = [None] * len(tables)
     for members in groups.values():
-        busiest, sums = _evaluate([tables[i] for i in members])
+        top, sums = _evaluate([tables[i] for i in members], busiest)
         for n, i in enumerate(members):
-            out[i] = busiest[:, n], sums[:, n]
+            out[i] = top[:, n] if busiest else None, sums[:, n]
     return out
 
 
-def _evaluate(tables: list[Table]) -> tuple[np.ndarray, np.ndarray]:
+def _evaluate(tables: list[Table], busiest: bool = True) -> tuple[Any, np.ndarray]:
     """(U, K) busiest and summed cycles of `tables`. Busiest: the largest index each sample
     uses in each run, every pair of a row run and a column run of a table looked up, the
     largest pair per table. Sums: how many of a sample's cores use each table column, times
@@ -95,13 +95,15 @@ def _evaluate(tables: list[Table]) -> tuple[np.ndarray, np.ndarray]:
     row = _index(_joined([t.x for t in tables]), joint.row_base)
     col = _index(_joined([t.dy for t in tables]), joint.col_base)
     samples, (height, width) = len(row), joint.cycles.shape
-    top = np.maximum.reduceat(row, joint.row_runs, axis=1)
-    right = np.maximum.reduceat(col, joint.col_runs, axis=1)
-    corners = joint.cycles.take(top[:, joint.pair_row] * width + right[:, joint.pair_col])
-    busiest = np.maximum.reduceat(corners, joint.pair_starts, axis=1)
+    largest = None
+    if busiest:
+        top = np.maximum.reduceat(row, joint.row_runs, axis=1)
+        right = np.maximum.reduceat(col, joint.col_runs, axis=1)
+        corners = joint.cycles.take(top[:, joint.pair_row] * width + right[:, joint.pair_col])
+        largest = np.maximum.reduceat(corners, joint.pair_starts, axis=1)
     per_row = _histogram(col, width) @ joint.transposed                     # (U, I)
     picked = per_row.take(row + _row_starts(samples, height))
-    return busiest, np.add.reduceat(picked, joint.row_starts, axis=1, dtype=np.float64)
+    return largest, np.add.reduceat(picked, joint.row_starts, axis=1, dtype=np.float64)
 
 
 def _joined(parts: list[np.ndarray]) -> np.ndarray:
@@ -203,19 +205,20 @@ def run_cycles(table: Table, rows: np.ndarray) -> np.ndarray | None:
 
 
 class _RunGrid(NamedTuple):
-    """A grid's four pass terms as a run sums them, each by the cheapest of three ways. A term
-    that depends on a core column only through the column's run of equal tile kinds (its count
-    of dY, say, does not change it) is read off `by_row` (I, column runs, n) at the core row's
-    index: one gather and one product for all such terms (`in_by_row` their positions among
-    the four); `by_col` (J, row runs, n), `in_by_col` likewise with rows and columns swapped; `dense` (n, I,
-    J), `in_dense` the rest, looked up on every core. `col_run`, `row_run`: the run of each
-    core column (row)."""
-    by_row: np.ndarray
-    in_by_row: tuple[int, ...]
-    by_col: np.ndarray
-    in_by_col: tuple[int, ...]
-    dense: np.ndarray
-    in_dense: tuple[int, ...]
+    """A grid's four pass terms split into parts a run sums cheaply. A part that depends on a
+    core column only through the column's run of equal tile kinds (a count of dY does not
+    change it) is read off `by_row` (I, column runs, n) at the core row's table index: one
+    gather and one product for all such parts (`by_row_to`: the term each adds to); `by_col`
+    (J, row runs, n), `by_col_to` likewise with rows and columns swapped; `products` (P (I,),
+    Q (J,), term): a part P[i] Q[j] (dW's dY times ceil(nnz(x) / simd)), one (rows x samples)
+    (samples x cols) product per run; `dense` (grid (I, J), term): looked up on every core.
+    `col_run`, `row_run`: the run of each core column (row)."""
+    by_row: np.ndarray | None
+    by_row_to: tuple[int, ...]
+    by_col: np.ndarray | None
+    by_col_to: tuple[int, ...]
+    products: tuple
+    dense: tuple
     col_run: np.ndarray
     row_run: np.ndarray
 
@@ -230,21 +233,47 @@ def _run_grid(grid: Grid) -> _RunGrid:
         return hit[1]
     if len(_RUN_GRIDS) > 256:
         _RUN_GRIDS.clear()
-    cols, rows = _block_starts(grid.col_offset, grid.passes.shape[2]), \
-        _block_starts(grid.row_offset, grid.passes.shape[1])
-    by_row = [i for i, t in enumerate(grid.passes) if np.array_equal(t, t[:, cols])]
-    by_col = [i for i, t in enumerate(grid.passes) if i not in by_row and np.array_equal(t, t[rows])]
-    dense = [i for i in range(len(grid.passes)) if i not in by_row + by_col]
-    col_at, row_at = grid.col_offset[grid.col_runs].astype(np.intp), \
-        grid.row_offset[grid.row_runs].astype(np.intp)
-    out = _RunGrid(np.stack([grid.passes[i][:, col_at] for i in by_row], axis=-1) if by_row else None,
-                   tuple(by_row),
-                   np.stack([grid.passes[i][row_at].T for i in by_col], axis=-1) if by_col else None,
-                   tuple(by_col), grid.passes[dense], tuple(dense),
+    sc = _block_starts(grid.col_offset, grid.passes.shape[2])
+    sr = _block_starts(grid.row_offset, grid.passes.shape[1])
+    parts: dict[str, list] = {"row": [], "col": [], "product": [], "dense": []}
+    for i, t in enumerate(grid.passes):
+        for way, part in _split(t, sr, sc):
+            parts[way].append((part, i))
+    col_at = grid.col_offset[grid.col_runs].astype(np.intp)
+    row_at = grid.row_offset[grid.row_runs].astype(np.intp)
+    by_row = [part[:, col_at] for part, _ in parts["row"]]
+    by_col = [part[row_at].T for part, _ in parts["col"]]
+    out = _RunGrid(np.stack(by_row, axis=-1) if by_row else None, tuple(i for _, i in parts["row"]),
+                   np.stack(by_col, axis=-1) if by_col else None, tuple(i for _, i in parts["col"]),
+                   tuple((p, q, i) for (p, q), i in parts["product"]), tuple(parts["dense"]),
                    _run_of(grid.col_runs, len(grid.col_offset)),
                    _run_of(grid.row_runs, len(grid.row_offset)))
     _RUN_GRIDS[id(grid)] = (grid, out)
     return out
+
+
+def _split(t: np.ndarray, sr: np.ndarray, sc: np.ndarray) -> list[tuple[str, Any]]:
+    """Term `t` (I, J) as parts: itself if it depends on a column (row) only through its
+    block (`sc`, `sr`: each index's block start, count zero); else, when its values are
+    whole numbers (the sums are then exact in any order), t[i, sc] - t[sr, sc] (by row) +
+    t[sr, j] (by column) + what is left, when that is exactly one outer product P Q (checked
+    cell by cell); else the whole term, looked up on every core."""
+    if np.array_equal(t, t[:, sc]):
+        return [("row", t)]
+    if np.array_equal(t, t[sr]):
+        return [("col", t)]
+    if not np.array_equal(t, np.round(t)):
+        return [("dense", t)]
+    by_row, by_col = t[:, sc] - t[sr][:, sc], t[sr]
+    rest = t - by_row - by_col
+    nonzero = np.flatnonzero(rest)
+    if len(nonzero) == 0:
+        return [("row", by_row), ("col", by_col)]
+    i, j = np.unravel_index(nonzero[np.argmin(np.abs(rest.flat[nonzero]))], rest.shape)
+    p, q = rest[:, j], rest[i] / rest[i, j]
+    if not np.array_equal(np.outer(p, q), rest):
+        return [("dense", t)]
+    return [("row", by_row), ("col", by_col), ("product", (p, q))]
 
 
 def _block_starts(offsets: np.ndarray, size: int) -> np.ndarray:
@@ -260,21 +289,25 @@ def _run_of(runs: np.ndarray, cores: int) -> np.ndarray:
 def _run_sums(g: _RunGrid, row: np.ndarray, col: np.ndarray, times: np.ndarray) -> list:
     """Each pass's (work, link) of every core (V, rows, cols) summed over each run."""
     variants, samples = times.shape
-    height, width = row.shape[1], col.shape[1]
-    out: list = [None] * 4
-    if g.in_by_row:
+    parts: list = []                                  # (term, its part summed over each run)
+    if g.by_row_to:
         picked = g.by_row.take(row, axis=0)                              # (U, rows, runs, n)
         summed = (times @ picked.reshape(samples, -1)).reshape((variants,) + picked.shape[1:])
-        for n, i in enumerate(g.in_by_row):
-            out[i] = summed[:, :, g.col_run, n]
-    if g.in_by_col:
+        summed = summed[:, :, g.col_run]
+        parts += [(i, summed[..., n]) for n, i in enumerate(g.by_row_to)]
+    if g.by_col_to:
         picked = g.by_col.take(col, axis=0)                              # (U, cols, runs, n)
         summed = (times @ picked.reshape(samples, -1)).reshape((variants,) + picked.shape[1:])
-        for n, i in enumerate(g.in_by_col):
-            out[i] = summed[:, :, g.row_run, n].transpose(0, 2, 1)
-    if g.in_dense:
-        index = (row * g.dense.shape[2])[:, :, None] + col[:, None, :]    # (U, rows, cols)
-    for term, i in zip(g.dense, g.in_dense):
+        summed = summed[:, :, g.row_run].transpose(0, 2, 1, 3)
+        parts += [(i, summed[..., n]) for n, i in enumerate(g.by_col_to)]
+    for p, q, i in g.products:
+        weighted = (times[:, :, None] * p.take(row)).transpose(0, 2, 1)  # (V, rows, U)
+        parts.append((i, weighted @ q.take(col)))
+    for term, i in g.dense:
+        index = (row * term.shape[1])[:, :, None] + col[:, None, :]      # (U, rows, cols)
         picked = term.take(index)
-        out[i] = (times @ picked.reshape(samples, -1)).reshape(variants, height, width)
+        parts.append((i, (times @ picked.reshape(samples, -1)).reshape(variants, *index.shape[1:])))
+    out: list = [None] * 4
+    for i, part in parts:
+        out[i] = part if out[i] is None else out[i] + part
     return [(out[0], out[1]), (out[2], out[3])]

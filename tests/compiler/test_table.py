@@ -54,9 +54,12 @@ def test_a_table_alone_is_the_same_as_in_company():
     r = np.random.default_rng(6)
     made = [random_table(r, 4)[0] for _ in range(4)]
     together = evaluate_tables(made)
-    for table, (busiest, sums) in zip(made, together):
+    sums_only = evaluate_tables(made, busiest=False)
+    for table, (busiest, sums), (none, same) in zip(made, together, sums_only):
         np.testing.assert_array_equal(table.busiest(), busiest)
         np.testing.assert_array_equal(table.sums(), sums)
+        assert none is None
+        np.testing.assert_array_equal(same, sums)
 
 
 def test_indices_are_offsets_plus_counts():
@@ -78,6 +81,6 @@ def test_a_run_from_the_table_is_the_full_evaluations():
         rows = r.integers(0, samples, size=(int(r.integers(1, 4)), int(r.integers(1, 9))))
         np.testing.assert_array_equal(run_cycles(table, rows), cost.run_cycles(components, shape, rows))
         g = _run_grid(table.grid)
-        ways |= {w for w, terms in (("row", g.in_by_row), ("col", g.in_by_col),
-                                    ("dense", g.in_dense)) if terms}
-    assert ways == {"row", "col", "dense"}
+        ways |= {w for w, parts in (("row", g.by_row_to), ("col", g.by_col_to),
+                                    ("product", g.products)) if parts}
+    assert ways == {"row", "col", "product"}
