@@ -293,16 +293,17 @@ def _run_sums(g: _RunGrid, row: np.ndarray, col: np.ndarray, times: np.ndarray) 
     if g.by_row_to:
         picked = g.by_row.take(row, axis=0)                              # (U, rows, runs, n)
         summed = (times @ picked.reshape(samples, -1)).reshape((variants,) + picked.shape[1:])
-        summed = summed[:, :, g.col_run]
+        summed = summed.take(g.col_run, axis=2)
         parts += [(i, summed[..., n]) for n, i in enumerate(g.by_row_to)]
     if g.by_col_to:
         picked = g.by_col.take(col, axis=0)                              # (U, cols, runs, n)
         summed = (times @ picked.reshape(samples, -1)).reshape((variants,) + picked.shape[1:])
-        summed = summed[:, :, g.row_run].transpose(0, 2, 1, 3)
+        summed = summed.take(g.row_run, axis=2).transpose(0, 2, 1, 3)
         parts += [(i, summed[..., n]) for n, i in enumerate(g.by_col_to)]
     for p, q, i in g.products:
-        weighted = (times[:, :, None] * p.take(row)).transpose(0, 2, 1)  # (V, rows, U)
-        parts.append((i, weighted @ q.take(col)))
+        weighted = times[:, None, :] * p.take(row).T                     # (V, rows, U)
+        summed = weighted.reshape(-1, samples) @ q.take(col)
+        parts.append((i, summed.reshape(variants, -1, summed.shape[-1])))
     for term, i in g.dense:
         index = (row * term.shape[1])[:, :, None] + col[:, None, :]      # (U, rows, cols)
         picked = term.take(index)
