@@ -209,39 +209,40 @@ def share_runs(rows: np.ndarray, distinct: int, cores: tuple[int, int], sums, at
     sample u `times[v, u]` times; `at(r, c)` (distinct, V) each distinct sample's cycles on core
     (r[v], c[v]). A table (`compiler.table`) gives both from its lookups."""
     height, width = cores
-    times = run_times(rows, distinct)
+    times, index = run_times(rows, distinct)
     total = sum(np.maximum(work, link) for work, link in sums(times))
     if total.shape != (len(rows), height, width):
         total = np.broadcast_to(total, (len(rows), height, width))
     total = total.reshape(len(rows), -1)
     busiest = total.argmax(axis=1)
     r, col = np.divmod(busiest, width)
-    core = at(r, col)                                                               # (distinct, V)
+    core = at(r, col).T                                                             # (V, distinct)
     run_total = total[np.arange(len(rows)), busiest]
-    charged = np.einsum("vu,uv->v", times, core)
+    charged = np.einsum("vu,vu->v", times, core)
     scale = np.divide(run_total, charged, out=np.ones_like(run_total), where=charged > 0)
-    return core[rows, np.arange(len(rows))[:, None]] * scale[:, None]
+    return core.take(index) * scale[:, None]
 
 
 _RUN_TIMES: dict = {}
 
 
-def run_times(rows: np.ndarray, distinct: int) -> np.ndarray:
-    """(V, distinct) how many times each run (a row of `rows`) takes each distinct sample;
-    kept for read-only `rows` (the kinds' cached `Counts.rows`), which come back every step."""
+def run_times(rows: np.ndarray, distinct: int) -> tuple[np.ndarray, np.ndarray]:
+    """(V, distinct) how many times each run (a row of `rows`) takes each distinct sample, and
+    (V, S) each sample's flat index into a (V, distinct) array; kept for read-only `rows` (the
+    kinds' cached `Counts.rows`), which come back every step."""
     key = (id(rows), distinct)
     hit = _RUN_TIMES.get(key)
     if hit is not None and hit[0] is rows:
         return hit[1]
-    flat = (rows + distinct * np.arange(len(rows))[:, None]).ravel()
-    times = np.bincount(flat, minlength=len(rows) * distinct).reshape(len(rows), distinct) \
-        .astype(np.float64)
+    index = rows + distinct * np.arange(len(rows))[:, None]
+    times = np.bincount(index.ravel(), minlength=len(rows) * distinct) \
+        .reshape(len(rows), distinct).astype(np.float64)
     if not rows.flags.writeable:
         if len(_RUN_TIMES) > 256:
             _RUN_TIMES.clear()
-        times.flags.writeable = False
-        _RUN_TIMES[key] = (rows, times)
-    return times
+        times.flags.writeable = index.flags.writeable = False
+        _RUN_TIMES[key] = (rows, (times, index))
+    return times, index
 
 
 def _compact(term) -> np.ndarray:

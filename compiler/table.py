@@ -196,12 +196,12 @@ def run_cycles(table: Table, rows: np.ndarray) -> np.ndarray | None:
     each), from lookups (`cost.share_runs`); None when its grid has no pass terms."""
     if table.grid.passes is None:
         return None
-    row, col = table.row, table.col
+    row, col, g = table.row, table.col, _run_grid(table.grid)
 
-    def at(r, c):
-        return table.grid.cycles[row[:, r], col[:, c]].astype(np.float64)     # (U, V)
+    def at(r, c):                                                            # (U, V)
+        return g.cycles.take(row.take(r, axis=1) * table.grid.cycles.shape[1] + col.take(c, axis=1))
     return cost.share_runs(rows, len(row), (row.shape[1], col.shape[1]),
-                           lambda times: _run_sums(_run_grid(table.grid), row, col, times), at)
+                           lambda times: _run_sums(g, row, col, times), at)
 
 
 class _RunGrid(NamedTuple):
@@ -212,7 +212,8 @@ class _RunGrid(NamedTuple):
     (J, row runs, n), `by_col_to` likewise with rows and columns swapped; `products` (P (I,),
     Q (J,), term): a part P[i] Q[j] (dW's dY times ceil(nnz(x) / simd)), one (rows x samples)
     (samples x cols) product per run; `dense` (grid (I, J), term): looked up on every core.
-    `col_run`, `row_run`: the run of each core column (row)."""
+    `col_run`, `row_run`: the run of each core column (row); `cycles` the grid's cycles,
+    flat, in float64."""
     by_row: np.ndarray | None
     by_row_to: tuple[int, ...]
     by_col: np.ndarray | None
@@ -221,6 +222,7 @@ class _RunGrid(NamedTuple):
     dense: tuple
     col_run: np.ndarray
     row_run: np.ndarray
+    cycles: np.ndarray
 
 
 _RUN_GRIDS: dict = {}
@@ -247,7 +249,8 @@ def _run_grid(grid: Grid) -> _RunGrid:
                    np.stack(by_col, axis=-1) if by_col else None, tuple(i for _, i in parts["col"]),
                    tuple((p, q, i) for (p, q), i in parts["product"]), tuple(parts["dense"]),
                    _run_of(grid.col_runs, len(grid.col_offset)),
-                   _run_of(grid.row_runs, len(grid.row_offset)))
+                   _run_of(grid.row_runs, len(grid.row_offset)),
+                   grid.cycles.ravel().astype(np.float64))
     _RUN_GRIDS[id(grid)] = (grid, out)
     return out
 
