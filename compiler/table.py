@@ -15,7 +15,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import cost
 
 
 class Grid(NamedTuple):
@@ -25,7 +24,7 @@ class Grid(NamedTuple):
     (`col_runs`) whose indices run through one block of the table along which the cycles never
     fall (more non-zeros never cost less), so a sample's busiest core is at the largest index
     it uses in each run. `passes` (4, I, J): each pass's work and link (`cost.pass_terms`,
-    forward then backward), which a run sums (`run_cycles`); None: the run is evaluated whole.
+    forward then backward), which a run sums (`table_run`); None: the run is evaluated whole.
     Kinds cache their grids: a step's joint table is kept while the same grids come back."""
     cycles: np.ndarray
     row_offset: np.ndarray
@@ -187,131 +186,3 @@ def _row_starts(samples: int, size: int) -> np.ndarray:
     starts = np.arange(samples)[:, None] * size
     starts.flags.writeable = False
     return starts
-
-
-# --------------------------------------------------------------------------------- a run
-
-def run_cycles(table: Table, rows: np.ndarray) -> np.ndarray | None:
-    """(V, S) `cost.run_cycles` of the table's samples (`rows` (V, S) the distinct sample of
-    each), from lookups (`cost.share_runs`); None when its grid has no pass terms."""
-    if table.grid.passes is None:
-        return None
-    row, col, g = table.row, table.col, _run_grid(table.grid)
-
-    def at(r, c):                                                            # (U, V)
-        return g.cycles.take(row.take(r, axis=1) * table.grid.cycles.shape[1] + col.take(c, axis=1))
-    return cost.share_runs(rows, len(row), (row.shape[1], col.shape[1]),
-                           lambda times: _run_sums(g, row, col, times), at)
-
-
-class _RunGrid(NamedTuple):
-    """A grid's four pass terms split into parts a run sums cheaply. A part that depends on a
-    core column only through the column's run of equal tile kinds (a count of dY does not
-    change it) is read off `by_row` (I, column runs, n) at the core row's table index: one
-    gather and one product for all such parts (`by_row_to`: the term each adds to); `by_col`
-    (J, row runs, n), `by_col_to` likewise with rows and columns swapped; `products` (P (I,),
-    Q (J,), term): a part P[i] Q[j] (dW's dY times ceil(nnz(x) / simd)), one (rows x samples)
-    (samples x cols) product per run; `dense` (grid (I, J), term): looked up on every core.
-    `col_run`, `row_run`: the run of each core column (row); `cycles` the grid's cycles,
-    flat, in float64."""
-    by_row: np.ndarray | None
-    by_row_to: tuple[int, ...]
-    by_col: np.ndarray | None
-    by_col_to: tuple[int, ...]
-    products: tuple
-    dense: tuple
-    col_run: np.ndarray
-    row_run: np.ndarray
-    cycles: np.ndarray
-
-
-_RUN_GRIDS: dict = {}
-
-
-def _run_grid(grid: Grid) -> _RunGrid:
-    """Cached while the grid lives (keyed by its identity, holding it)."""
-    hit = _RUN_GRIDS.get(id(grid))
-    if hit is not None and hit[0] is grid:
-        return hit[1]
-    if len(_RUN_GRIDS) > 256:
-        _RUN_GRIDS.clear()
-    sc = _block_starts(grid.col_offset, grid.passes.shape[2])
-    sr = _block_starts(grid.row_offset, grid.passes.shape[1])
-    parts: dict[str, list] = {"row": [], "col": [], "product": [], "dense": []}
-    for i, t in enumerate(grid.passes):
-        for way, part in _split(t, sr, sc):
-            parts[way].append((part, i))
-    col_at = grid.col_offset[grid.col_runs].astype(np.intp)
-    row_at = grid.row_offset[grid.row_runs].astype(np.intp)
-    by_row = [part[:, col_at] for part, _ in parts["row"]]
-    by_col = [part[row_at].T for part, _ in parts["col"]]
-    out = _RunGrid(np.stack(by_row, axis=-1) if by_row else None, tuple(i for _, i in parts["row"]),
-                   np.stack(by_col, axis=-1) if by_col else None, tuple(i for _, i in parts["col"]),
-                   tuple((p, q, i) for (p, q), i in parts["product"]), tuple(parts["dense"]),
-                   _run_of(grid.col_runs, len(grid.col_offset)),
-                   _run_of(grid.row_runs, len(grid.row_offset)),
-                   grid.cycles.ravel().astype(np.float64))
-    _RUN_GRIDS[id(grid)] = (grid, out)
-    return out
-
-
-def _split(t: np.ndarray, sr: np.ndarray, sc: np.ndarray) -> list[tuple[str, Any]]:
-    """Term `t` (I, J) as parts: itself if it depends on a column (row) only through its
-    block (`sc`, `sr`: each index's block start, count zero); else, when its values are
-    whole numbers (the sums are then exact in any order), t[i, sc] - t[sr, sc] (by row) +
-    t[sr, j] (by column) + what is left, when that is exactly one outer product P Q (checked
-    cell by cell); else the whole term, looked up on every core."""
-    if np.array_equal(t, t[:, sc]):
-        return [("row", t)]
-    if np.array_equal(t, t[sr]):
-        return [("col", t)]
-    if not np.array_equal(t, np.round(t)):
-        return [("dense", t)]
-    by_row, by_col = t[:, sc] - t[sr][:, sc], t[sr]
-    rest = t - by_row - by_col
-    nonzero = np.flatnonzero(rest)
-    if len(nonzero) == 0:
-        return [("row", by_row), ("col", by_col)]
-    i, j = np.unravel_index(nonzero[np.argmin(np.abs(rest.flat[nonzero]))], rest.shape)
-    p, q = rest[:, j], rest[i] / rest[i, j]
-    if not np.array_equal(np.outer(p, q), rest):
-        return [("dense", t)]
-    return [("row", by_row), ("col", by_col), ("product", (p, q))]
-
-
-def _block_starts(offsets: np.ndarray, size: int) -> np.ndarray:
-    """(size,) the first table index of the block (one tile kind's counts) each index is in."""
-    starts = np.unique(offsets.astype(np.intp))
-    return starts[np.searchsorted(starts, np.arange(size), side="right") - 1]
-
-
-def _run_of(runs: np.ndarray, cores: int) -> np.ndarray:
-    return np.searchsorted(runs, np.arange(cores), side="right") - 1
-
-
-def _run_sums(g: _RunGrid, row: np.ndarray, col: np.ndarray, times: np.ndarray) -> list:
-    """Each pass's (work, link) of every core (V, rows, cols) summed over each run."""
-    variants, samples = times.shape
-    parts: list = []                                  # (term, its part summed over each run)
-    if g.by_row_to:
-        picked = g.by_row.take(row, axis=0)                              # (U, rows, runs, n)
-        summed = (times @ picked.reshape(samples, -1)).reshape((variants,) + picked.shape[1:])
-        summed = summed.take(g.col_run, axis=2)
-        parts += [(i, summed[..., n]) for n, i in enumerate(g.by_row_to)]
-    if g.by_col_to:
-        picked = g.by_col.take(col, axis=0)                              # (U, cols, runs, n)
-        summed = (times @ picked.reshape(samples, -1)).reshape((variants,) + picked.shape[1:])
-        summed = summed.take(g.row_run, axis=2).transpose(0, 2, 1, 3)
-        parts += [(i, summed[..., n]) for n, i in enumerate(g.by_col_to)]
-    for p, q, i in g.products:
-        weighted = times[:, None, :] * p.take(row).T                     # (V, rows, U)
-        summed = weighted.reshape(-1, samples) @ q.take(col)
-        parts.append((i, summed.reshape(variants, -1, summed.shape[-1])))
-    for term, i in g.dense:
-        index = (row * term.shape[1])[:, :, None] + col[:, None, :]      # (U, rows, cols)
-        picked = term.take(index)
-        parts.append((i, (times @ picked.reshape(samples, -1)).reshape(variants, *index.shape[1:])))
-    out: list = [None] * 4
-    for i, part in parts:
-        out[i] = part if out[i] is None else out[i] + part
-    return [(out[0], out[1]), (out[2], out[3])]

@@ -9,7 +9,7 @@ from compiler.kernels import matmul_kernel
 from compiler.kernels.matmul import MATMUL
 from compiler.kernels.matmul.counts import MatmulCounts
 from compiler.mapping import Mapping
-from compiler.table import Table, _run_grid, evaluate_tables, run_cycles
+from compiler.table import Table, evaluate_tables
 from compiler.target import wafer
 
 T = wafer("classroom")
@@ -68,19 +68,3 @@ def test_indices_are_offsets_plus_counts():
     np.testing.assert_array_equal(table.col, table.grid.col_offset + table.dy)
     assert table.row.max() < table.grid.cycles.shape[0] and table.col.max() < table.grid.cycles.shape[1]
 
-
-def test_a_run_from_the_table_is_the_full_evaluations():
-    """`run_cycles` from a table's lookups equals `cost.run_cycles` on the kind's components,
-    for runs that take the distinct samples any number of times, whichever way the table
-    sums each pass term (by core row, by core column, or on every core)."""
-    r = np.random.default_rng(8)
-    ways = set()
-    for _ in range(40):
-        samples = int(r.integers(1, 6))
-        table, components, shape = random_components(r, samples)
-        rows = r.integers(0, samples, size=(int(r.integers(1, 4)), int(r.integers(1, 9))))
-        np.testing.assert_array_equal(run_cycles(table, rows), cost.run_cycles(components, shape, rows))
-        g = _run_grid(table.grid)
-        ways |= {w for w, parts in (("row", g.by_row_to), ("col", g.by_col_to),
-                                    ("product", g.products)) if parts}
-    assert ways == {"row", "col", "product"}
