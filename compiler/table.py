@@ -100,7 +100,9 @@ def _evaluate(tables: list[Table], busiest: bool = True) -> tuple[Any, np.ndarra
         right = np.maximum.reduceat(col, joint.col_runs, axis=1)
         corners = joint.cycles.take(top[:, joint.pair_row] * width + right[:, joint.pair_col])
         largest = np.maximum.reduceat(corners, joint.pair_starts, axis=1)
-    per_row = _histogram(col, width) @ joint.transposed                     # (U, I)
+    counts = _histogram(col, width)
+    per_row = counts @ joint.transposed if len(tables) == 1 else np.concatenate(   # (U, I)
+        [counts[:, j0:j1] @ block for j0, j1, block in joint.blocks], axis=1)
     picked = per_row.take(row + _row_starts(samples, height))
     return largest, np.add.reduceat(picked, joint.row_starts, axis=1, dtype=np.float64)
 
@@ -114,7 +116,8 @@ class _Joint(NamedTuple):
     each core row and column (`row_base`, `col_base`: its own table's offset plus where that
     table's block starts), the runs of every table in the joined core rows and
     columns, the (row run, column run) pairs of each table, and where each table's pairs and
-    core rows start."""
+    core rows start; `blocks` each table's columns (start, stop) and its own transpose, whose
+    products with a histogram are the joint one's without its blocks of zeros."""
     cycles: np.ndarray
     transposed: np.ndarray
     row_base: np.ndarray
@@ -125,6 +128,7 @@ class _Joint(NamedTuple):
     pair_col: np.ndarray
     pair_starts: np.ndarray
     row_starts: np.ndarray
+    blocks: tuple
 
 
 _JOINTS: dict = {}
@@ -167,7 +171,9 @@ def _build(grids: tuple[Grid, ...]) -> _Joint:
                   np.concatenate([g.col_offset + s for g, s in zip(grids, left)]).astype(np.float32),
                   np.concatenate([g.row_runs + s for g, s in zip(grids, first_row)]),
                   np.concatenate([g.col_runs + s for g, s in zip(grids, first_col)]),
-                  np.array(pair_row), np.array(pair_col), np.array(pair_starts), first_row)
+                  np.array(pair_row), np.array(pair_col), np.array(pair_starts), first_row,
+                  tuple((j, j + w, transposed[j:j + w, i:i + h])
+                        for (h, w), i, j in zip((g.cycles.shape for g in grids), top, left)))
 
 
 def _starts(sizes: np.ndarray) -> np.ndarray:

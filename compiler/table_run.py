@@ -185,9 +185,10 @@ class _JointRuns(NamedTuple):
     (`table._joint`): `by_row` (all table rows, width) every table's by-row parts, flat per
     row; `by_col` likewise; `p` (all table rows,), `q` (all table columns,) the outer
     products; `parts` (3, 4, cores) where each core's part (by row, by column, product) of
-    each term lies among the sums (those by row, by column, the products, then a zero); `starts`, `sizes` each table's first core and
-    cores; `cores` every core's number; `core_row`, `core_col` its joint core row and column;
-    `cycles` the joint table's cycles, flat, float64."""
+    each term lies among the sums (those by row, by column, the products, then a zero);
+    `starts`, `sizes` each table's first core and cores; `cores` every core's number;
+    `core_row`, `core_col` its joint core row and column; `cycles` the joint table's cycles,
+    flat, float64."""
     grids: tuple
     by_row: np.ndarray
     by_col: np.ndarray

@@ -19,7 +19,8 @@ def test_a_run_from_the_table_is_the_full_evaluations():
         samples = int(r.integers(1, 6))
         table, components, shape = random_components(r, samples)
         rows = r.integers(0, samples, size=(int(r.integers(1, 4)), int(r.integers(1, 9))))
-        np.testing.assert_array_equal(run_cycles(table, rows), cost.run_cycles(components, shape, rows))
+        np.testing.assert_array_equal(run_cycles(table, rows),
+                                      cost.run_cycles(components, shape, rows))
         g = _run_grid(table.grid)
         ways |= {w for w, parts in (("row", g.by_row_to), ("col", g.by_col_to),
                                     ("product", g.products)) if parts}
