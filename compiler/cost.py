@@ -168,7 +168,7 @@ def pass_terms(c: Components) -> list[tuple[Any, Any]]:
 def per_core_cycles(c: Components, shape: tuple[int, ...]) -> np.ndarray:
     """(samples, rows, cols) cycles of each core for each sample: forward + backward on the
     same cores, summed over the calls. `shape` is (samples, calls, rows, cols)."""
-    total = np.add(*(np.maximum(work, link) for work, link in pass_terms(c)))
+    total = passes_total(pass_terms(c))
     if total.shape != shape:
         total = np.broadcast_to(total, shape)
     return total[:, 0] if shape[1] == 1 else total.sum(axis=1)
@@ -198,7 +198,7 @@ def run_cycles(c: Components, shape: tuple[int, ...], rows: np.ndarray) -> np.nd
         return [[_run_sum(times, t, calls) for t in pass_] for pass_ in passes]
 
     def at(r, col):
-        core = sum(np.maximum(*(_at_cores(t, r, col) for t in pass_)) for pass_ in passes)
+        core = passes_total([[_at_cores(t, r, col) for t in pass_] for pass_ in passes])
         return np.broadcast_to(core, (distinct, calls, len(r))).sum(axis=1)
     return share_runs(rows, distinct, (height, width), sums, at)
 
@@ -210,17 +210,28 @@ def share_runs(rows: np.ndarray, distinct: int, cores: tuple[int, int], sums, at
     (r[v], c[v]). A table (`compiler.table`) gives both from its lookups."""
     height, width = cores
     times, index = run_times(rows, distinct)
-    total = sum(np.maximum(work, link) for work, link in sums(times))
+    total = passes_total(sums(times))
     if total.shape != (len(rows), height, width):
         total = np.broadcast_to(total, (len(rows), height, width))
     total = total.reshape(len(rows), -1)
     busiest = total.argmax(axis=1)
     r, col = np.divmod(busiest, width)
     core = at(r, col).T                                                             # (V, distinct)
-    run_total = total[np.arange(len(rows)), busiest]
     charged = np.einsum("vu,vu->v", times, core)
-    scale = np.divide(run_total, charged, out=np.ones_like(run_total), where=charged > 0)
-    return core.take(index) * scale[:, None]
+    return core.take(index) * run_scale(total[np.arange(len(rows)), busiest], charged)[:, None]
+
+
+def passes_total(pass_terms_) -> np.ndarray:
+    """Forward + backward of each pass's max(work, link) (`pass_terms`): a core's cycles for a
+    sample (`per_core_cycles`), or of a run from each pass's work and link summed over it
+    (`run_cycles`)."""
+    return sum(np.maximum(work, link) for work, link in pass_terms_)
+
+
+def run_scale(busiest: np.ndarray, charged: np.ndarray) -> np.ndarray:
+    """The factor each sample's per-sample cycles on the run's busiest core are scaled by, so
+    that they add up to that core's run (`run_cycles`); 1 where they add up to nothing."""
+    return np.divide(busiest, charged, out=np.ones_like(busiest), where=charged > 0)
 
 
 _RUN_TIMES: dict = {}

@@ -166,7 +166,7 @@ def run_cycles_joint(tables: list[Table], rows: np.ndarray) -> list[np.ndarray] 
     sources = np.concatenate([by_row, by_col, product, np.zeros((variants, 1))], axis=1)
     parts = sources.take(plan.parts, axis=1)                                # (V, 3, 4, cores)
     terms = parts[:, 0] + parts[:, 1] + parts[:, 2]                            # (V, 4, cores)
-    total = sum(np.maximum(terms[:, 2 * p], terms[:, 2 * p + 1]) for p in range(2))
+    total = cost.passes_total((terms[:, 2 * p], terms[:, 2 * p + 1]) for p in range(2))
     largest = np.maximum.reduceat(total, plan.starts, axis=1)                  # (V, K)
     first = np.where(total == largest.repeat(plan.sizes, axis=1), plan.cores, len(plan.cores))
     busiest = np.minimum.reduceat(first, plan.starts, axis=1)                  # (V, K)
@@ -174,8 +174,7 @@ def run_cycles_joint(tables: list[Table], rows: np.ndarray) -> list[np.ndarray] 
     at = row.take(plan.core_row.take(busiest), axis=1) * width + \
         col.take(plan.core_col.take(busiest), axis=1)
     core = plan.cycles.take(at)                                                # (U, V, K)
-    charged = np.einsum("vu,uvk->vk", times, core)
-    scale = np.divide(largest, charged, out=np.ones_like(largest), where=charged > 0)
+    scale = cost.run_scale(largest, np.einsum("vu,uvk->vk", times, core))
     per_kernel = core.transpose(2, 1, 0).reshape(len(tables), -1)              # (K, V U)
     return list(per_kernel.take(index, axis=1) * scale.T[:, :, None])
 
