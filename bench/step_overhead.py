@@ -1,7 +1,7 @@
 """Simulator step time over eager torch's, per model, both timed in the same run.
 
     PYTHONPATH=. python bench/step_overhead.py [--steps 50] [--backend auto|numpy|cupy] [--threads N]
-                                               [--models mlp transformer]
+                                               [--models mlp transformer] [--record FILE]
 
 For a single-thread comparison run `OPENBLAS_NUM_THREADS=1 ... --threads 1` (NumPy's BLAS reads
 its thread count when it loads; torch's is set by --threads). `--clock cpu` times each step by
@@ -16,11 +16,13 @@ Conv2d-BatchNorm-ReLU stages (16 and 32 channels, max pooling between) with a po
 warm-up, then the median of `--steps` steps (time.perf_counter). The simulator's step is then
 split into its numerics (joint graph + optimizer update) and its timing measurement (counting
 non-zeros per core, the cost model and the pipeline recurrence). Prints figures only; asserts
-nothing about time.
+nothing about time. `--record FILE` also writes them, per model, as JSON (with the clock, the
+threads and the backend), so a run's figures can be kept beside the code they measured.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 import warnings
@@ -174,17 +176,23 @@ def main(argv=None) -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--clock", default="wall", choices=list(CLOCKS),
                         help="time steps by the wall clock or by the process's CPU time")
+    parser.add_argument("--record", default=None, metavar="FILE",
+                        help="also write each model's figures to FILE as JSON")
     args = parser.parse_args(argv)
     global clock
     clock = CLOCKS[args.clock]
     if args.threads:
         torch.set_num_threads(args.threads)
-    for name in args.models:
-        compare(name, args)
+    figures = {name: compare(name, args) for name in args.models}
+    if args.record:
+        with open(args.record, "w") as out:
+            json.dump({"clock": args.clock, "torch_threads": torch.get_num_threads(),
+                       "steps": args.steps, "models": figures}, out, indent=2)
 
 
-def compare(name: str, args) -> None:
-    """Eager torch and the simulator on the same model and batch, timed in alternating blocks."""
+def compare(name: str, args) -> dict:
+    """Eager torch and the simulator on the same model and batch, timed in alternating blocks;
+    prints the figures and returns them."""
     make, title = MODELS[name]
     model, loss_fn, x, y = make()
     sim_model, _, _, _ = make()
@@ -210,6 +218,10 @@ def compare(name: str, args) -> None:
     for part, seconds in split.items():
         print(f"  {part:<40}{1e3 * seconds:8.3f} ms  {100 * seconds / total:5.1f}%")
     print()
+    return {"title": title, "backend": session.backend, "eager_ms": 1e3 * eager,
+            "simulator_ms": 1e3 * sim, "ratio": sim / eager,
+            "split_ms": {part: 1e3 * seconds for part, seconds in split.items()},
+            "measurement_share": split["timing measurement"] / total}
 
 
 if __name__ == "__main__":

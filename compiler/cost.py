@@ -159,16 +159,16 @@ class Components:
                             self.bwd_in, self.bwd_out, self.fwd_reduce, self.bwd_reduce).shape
 
 
-def _pass(work, link_in, link_out):
-    """A pass is as slow as the core's work or its busiest link: the core streams while it
-    computes (Hot Chips 2020, dataflow)."""
-    return np.maximum(work, np.maximum(link_in, link_out))
+def pass_terms(c: Components) -> list[tuple[Any, Any]]:
+    """Each pass's (work, link) of a core: a pass is as slow as the core's work or its busiest
+    link, the core streaming while it computes (Hot Chips 2020, dataflow)."""
+    return [(c.fwd_work, c.fwd_link), (c.bwd_work, c.bwd_link)]
 
 
 def per_core_cycles(c: Components, shape: tuple[int, ...]) -> np.ndarray:
     """(samples, rows, cols) cycles of each core for each sample: forward + backward on the
     same cores, summed over the calls. `shape` is (samples, calls, rows, cols)."""
-    total = np.add(_pass(c.fwd_work, c.fwd_in, c.fwd_out), _pass(c.bwd_work, c.bwd_in, c.bwd_out))
+    total = passes_total(pass_terms(c))
     if total.shape != shape:
         total = np.broadcast_to(total, shape)
     return total[:, 0] if shape[1] == 1 else total.sum(axis=1)
@@ -190,22 +190,70 @@ def run_cycles(c: Components, shape: tuple[int, ...], rows: np.ndarray) -> np.nd
     core's per-sample cycles (`per_core_cycles`), scaled to sum to the run's. With one distinct
     sample (the static estimate) it is `busiest_core`. The terms are summed over the runs in
     their own broadcast shapes (one product per term for every variant), and per sample only
-    at each run's busiest core."""
+    at each run's busiest core (`share_runs`)."""
     distinct, calls, height, width = shape
-    times = np.zeros((len(rows), distinct))
-    np.add.at(times, (np.arange(len(rows))[:, None], rows), 1.0)                   # (V, distinct)
-    passes = [[_compact(t) for t in (c.fwd_work, c.fwd_link)],
-              [_compact(t) for t in (c.bwd_work, c.bwd_link)]]
-    total = sum(np.maximum(*(_run_sum(times, t, calls) for t in pass_)) for pass_ in passes)
-    total = np.broadcast_to(total, (len(rows), height, width)).reshape(len(rows), -1)
+    passes = [[_compact(t) for t in pass_] for pass_ in pass_terms(c)]
+
+    def sums(times):
+        return [[_run_sum(times, t, calls) for t in pass_] for pass_ in passes]
+
+    def at(r, col):
+        core = passes_total([[_at_cores(t, r, col) for t in pass_] for pass_ in passes])
+        return np.broadcast_to(core, (distinct, calls, len(r))).sum(axis=1)
+    return share_runs(rows, distinct, (height, width), sums, at)
+
+
+def share_runs(rows: np.ndarray, distinct: int, cores: tuple[int, int], sums, at) -> np.ndarray:
+    """`run_cycles` from the kernel's terms as functions: `sums(times)` each pass's (work,
+    link) of every core summed over each run (V, rows or 1, cols or 1), run v taking distinct
+    sample u `times[v, u]` times; `at(r, c)` (distinct, V) each distinct sample's cycles on core
+    (r[v], c[v]). A table (`compiler.table`) gives both from its lookups."""
+    height, width = cores
+    times, index = run_times(rows, distinct)
+    total = passes_total(sums(times))
+    if total.shape != (len(rows), height, width):
+        total = np.broadcast_to(total, (len(rows), height, width))
+    total = total.reshape(len(rows), -1)
     busiest = total.argmax(axis=1)
     r, col = np.divmod(busiest, width)
-    core = sum(np.maximum(*(_at_cores(t, r, col) for t in pass_)) for pass_ in passes)
-    core = np.broadcast_to(core, (distinct, calls, len(rows))).sum(axis=1)          # (distinct, V)
-    run_total = total[np.arange(len(rows)), busiest]
-    charged = np.einsum("vu,uv->v", times, core)
-    scale = np.divide(run_total, charged, out=np.ones_like(run_total), where=charged > 0)
-    return core[rows, np.arange(len(rows))[:, None]] * scale[:, None]
+    core = at(r, col).T                                                             # (V, distinct)
+    charged = np.einsum("vu,vu->v", times, core)
+    return core.take(index) * run_scale(total[np.arange(len(rows)), busiest], charged)[:, None]
+
+
+def passes_total(pass_terms_) -> np.ndarray:
+    """Forward + backward of each pass's max(work, link) (`pass_terms`): a core's cycles for a
+    sample (`per_core_cycles`), or of a run from each pass's work and link summed over it
+    (`run_cycles`)."""
+    return sum(np.maximum(work, link) for work, link in pass_terms_)
+
+
+def run_scale(busiest: np.ndarray, charged: np.ndarray) -> np.ndarray:
+    """The factor each sample's per-sample cycles on the run's busiest core are scaled by, so
+    that they add up to that core's run (`run_cycles`); 1 where they add up to nothing."""
+    return np.divide(busiest, charged, out=np.ones_like(busiest), where=charged > 0)
+
+
+_RUN_TIMES: dict = {}
+
+
+def run_times(rows: np.ndarray, distinct: int) -> tuple[np.ndarray, np.ndarray]:
+    """(V, distinct) how many times each run (a row of `rows`) takes each distinct sample, and
+    (V, S) each sample's flat index into a (V, distinct) array; kept for read-only `rows` (the
+    kinds' cached `Counts.rows`), which come back every step."""
+    key = (id(rows), distinct)
+    hit = _RUN_TIMES.get(key)
+    if hit is not None and hit[0] is rows:
+        return hit[1]
+    index = rows + distinct * np.arange(len(rows))[:, None]
+    times = np.bincount(index.ravel(), minlength=len(rows) * distinct) \
+        .reshape(len(rows), distinct).astype(np.float64)
+    if not rows.flags.writeable:
+        if len(_RUN_TIMES) > 256:
+            _RUN_TIMES.clear()
+        times.flags.writeable = index.flags.writeable = False
+        _RUN_TIMES[key] = (rows, (times, index))
+    return times, index
 
 
 def _compact(term) -> np.ndarray:

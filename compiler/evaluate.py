@@ -17,6 +17,7 @@ import numpy as np
 from . import cost
 from .kernels import Counts, Kernel, kind_of
 from .table import Table, evaluate_tables
+from .table_run import run_cycles, run_cycles_joint
 
 
 class KernelCycles:
@@ -24,15 +25,18 @@ class KernelCycles:
     sample of each): `sample` (V, S) the kernel's time (its share of the run, `cost.run_cycles`);
     `macs` (V,)
     executed in the step; `sums` (distinct,) each distinct sample's cycles summed over its
-    cores. `looked_up`: its table's (busiest, sums), when evaluated with other tables."""
+    cores. `looked_up`: its table's (busiest, sums), and `sample` its run, when evaluated with
+    other tables."""
 
     def __init__(self, kernel: Kernel, counts: Counts, mapping, target, table: Table | None = None,
-                 looked_up: tuple | None = None):
+                 looked_up: tuple | None = None, sample: np.ndarray | None = None):
         self.kernel, self.counts, self.mapping, self.target = kernel, counts, mapping, target
         self.rows, self.table = counts.rows, table
         if table is not None:
-            self.sums = (looked_up or evaluate_tables([table])[0])[1]
-        self.sample = cost.run_cycles(*self.evaluated, self.rows)
+            self.sums = (looked_up or evaluate_tables([table], busiest=False)[0])[1]
+            if sample is None:
+                sample = run_cycles(table, self.rows)
+        self.sample = cost.run_cycles(*self.evaluated, self.rows) if sample is None else sample
 
     @cached_property
     def macs(self) -> np.ndarray:
@@ -79,11 +83,28 @@ def evaluate(kernel: Kernel, counts: Counts, mapping, target) -> KernelCycles:
 
 def evaluate_all(kernels: list[tuple[Kernel, Counts, object]], target) -> list[KernelCycles]:
     """(kernel, counts, mapping) triples through the one evaluation, the tables of those whose
-    kind tabulates looked up together (`compiler.table.evaluate_tables`)."""
+    kind tabulates looked up together (`compiler.table.evaluate_tables`), and the runs of
+    those whose counts share their rows evaluated together (`table_run.run_cycles_joint`)."""
     tables = [_table(*item, target) for item in kernels]
-    looked_up = iter(evaluate_tables([t for t in tables if t is not None]))
-    return [KernelCycles(*item, target, t, next(looked_up) if t is not None else None)
-            for item, t in zip(kernels, tables)]
+    looked_up = iter(evaluate_tables([t for t in tables if t is not None], busiest=False))
+    samples = _joint_samples(kernels, tables)
+    return [KernelCycles(*item, target, t, next(looked_up) if t is not None else None,
+                         samples.get(i)) for i, (item, t) in enumerate(zip(kernels, tables))]
+
+
+def _joint_samples(kernels: list[tuple], tables: list) -> dict[int, np.ndarray]:
+    """Index -> its run, for the tables that share their counts' rows (the same array) with
+    another, evaluated together."""
+    groups: dict[int, list[int]] = {}
+    for i, t in enumerate(tables):
+        if t is not None:
+            groups.setdefault(id(kernels[i][1].rows), []).append(i)
+    out = {}
+    for members in groups.values():
+        if len(members) > 1:
+            found = run_cycles_joint([tables[i] for i in members], kernels[members[0]][1].rows)
+            out.update(zip(members, found) if found is not None else ())
+    return out
 
 
 def _table(kernel: Kernel, counts: Counts, mapping, target) -> Table | None:

@@ -16,19 +16,22 @@ from typing import Any, NamedTuple
 import numpy as np
 
 
+
 class Grid(NamedTuple):
     """A kind's table: `cycles` (I, J) of a core for every pair of inputs it can have; a core
     row's table rows start at `row_offset` (one per core row), a core column's at
     `col_offset`. The core rows (columns) fall into contiguous runs starting at `row_runs`
     (`col_runs`) whose indices run through one block of the table along which the cycles never
     fall (more non-zeros never cost less), so a sample's busiest core is at the largest index
-    it uses in each run. Kinds cache their grids: a step's joint table is kept while the same
-    grids come back."""
+    it uses in each run. `passes` (4, I, J): each pass's work and link (`cost.pass_terms`,
+    forward then backward), which a run sums (`table_run`); None: the run is evaluated whole.
+    Kinds cache their grids: a step's joint table is kept while the same grids come back."""
     cycles: np.ndarray
     row_offset: np.ndarray
     col_offset: np.ndarray
     row_runs: np.ndarray
     col_runs: np.ndarray
+    passes: np.ndarray | None = None
 
 
 class Table(NamedTuple):
@@ -67,21 +70,21 @@ def _index(counts: np.ndarray, offset: np.ndarray) -> np.ndarray:
     return (counts + offset).astype(np.int32)
 
 
-def evaluate_tables(tables: list[Table]) -> list[tuple[np.ndarray, np.ndarray]]:
+def evaluate_tables(tables: list[Table], busiest: bool = True) -> list[tuple[Any, np.ndarray]]:
     """Each table's (busiest core (U,), cycles summed over its cores (U,)), the tables with as
-    many samples evaluated together as one block-diagonal table."""
+    many samples evaluated together as one block-diagonal table; busiest None unless asked."""
     groups: dict[int, list[int]] = {}
     for i, t in enumerate(tables):
         groups.setdefault(len(t.x), []).append(i)
     out: list = [None] * len(tables)
     for members in groups.values():
-        busiest, sums = _evaluate([tables[i] for i in members])
+        top, sums = _evaluate([tables[i] for i in members], busiest)
         for n, i in enumerate(members):
-            out[i] = busiest[:, n], sums[:, n]
+            out[i] = top[:, n] if busiest else None, sums[:, n]
     return out
 
 
-def _evaluate(tables: list[Table]) -> tuple[np.ndarray, np.ndarray]:
+def _evaluate(tables: list[Table], busiest: bool = True) -> tuple[Any, np.ndarray]:
     """(U, K) busiest and summed cycles of `tables`. Busiest: the largest index each sample
     uses in each run, every pair of a row run and a column run of a table looked up, the
     largest pair per table. Sums: how many of a sample's cores use each table column, times
@@ -91,13 +94,17 @@ def _evaluate(tables: list[Table]) -> tuple[np.ndarray, np.ndarray]:
     row = _index(_joined([t.x for t in tables]), joint.row_base)
     col = _index(_joined([t.dy for t in tables]), joint.col_base)
     samples, (height, width) = len(row), joint.cycles.shape
-    top = np.maximum.reduceat(row, joint.row_runs, axis=1)
-    right = np.maximum.reduceat(col, joint.col_runs, axis=1)
-    corners = joint.cycles.take(top[:, joint.pair_row] * width + right[:, joint.pair_col])
-    busiest = np.maximum.reduceat(corners, joint.pair_starts, axis=1)
-    per_row = _histogram(col, width) @ joint.transposed                     # (U, I)
+    largest = None
+    if busiest:
+        top = np.maximum.reduceat(row, joint.row_runs, axis=1)
+        right = np.maximum.reduceat(col, joint.col_runs, axis=1)
+        corners = joint.cycles.take(top[:, joint.pair_row] * width + right[:, joint.pair_col])
+        largest = np.maximum.reduceat(corners, joint.pair_starts, axis=1)
+    counts = _histogram(col, width)
+    per_row = counts @ joint.transposed if len(tables) == 1 else np.concatenate(   # (U, I)
+        [counts[:, j0:j1] @ block for j0, j1, block in joint.blocks], axis=1)
     picked = per_row.take(row + _row_starts(samples, height))
-    return busiest, np.add.reduceat(picked, joint.row_starts, axis=1, dtype=np.float64)
+    return largest, np.add.reduceat(picked, joint.row_starts, axis=1, dtype=np.float64)
 
 
 def _joined(parts: list[np.ndarray]) -> np.ndarray:
@@ -109,7 +116,8 @@ class _Joint(NamedTuple):
     each core row and column (`row_base`, `col_base`: its own table's offset plus where that
     table's block starts), the runs of every table in the joined core rows and
     columns, the (row run, column run) pairs of each table, and where each table's pairs and
-    core rows start."""
+    core rows start; `blocks` each table's columns (start, stop) and its own transpose, whose
+    products with a histogram are the joint one's without its blocks of zeros."""
     cycles: np.ndarray
     transposed: np.ndarray
     row_base: np.ndarray
@@ -120,6 +128,7 @@ class _Joint(NamedTuple):
     pair_col: np.ndarray
     pair_starts: np.ndarray
     row_starts: np.ndarray
+    blocks: tuple
 
 
 _JOINTS: dict = {}
@@ -162,7 +171,9 @@ def _build(grids: tuple[Grid, ...]) -> _Joint:
                   np.concatenate([g.col_offset + s for g, s in zip(grids, left)]).astype(np.float32),
                   np.concatenate([g.row_runs + s for g, s in zip(grids, first_row)]),
                   np.concatenate([g.col_runs + s for g, s in zip(grids, first_col)]),
-                  np.array(pair_row), np.array(pair_col), np.array(pair_starts), first_row)
+                  np.array(pair_row), np.array(pair_col), np.array(pair_starts), first_row,
+                  tuple((j, j + w, transposed[j:j + w, i:i + h])
+                        for (h, w), i, j in zip((g.cycles.shape for g in grids), top, left)))
 
 
 def _starts(sizes: np.ndarray) -> np.ndarray:

@@ -74,8 +74,10 @@ def tile_nonzeros(xp, values, parts: int, dense: bool = False):
     after them whose every value counts (harvesting off)."""
     samples, tokens, features = values.shape
     step = -(-features // parts)
-    nonzero = xp.zeros((samples + dense, tokens, parts * step), dtype=xp.float32)
-    nonzero[:samples, :, :features] = values != 0
+    nonzero = xp.empty((samples + dense, tokens, parts * step), dtype=xp.float32)
+    xp.not_equal(values, 0, out=nonzero[:samples, :, :features])
+    if parts * step > features:
+        nonzero[:, :, features:] = 0
     if dense:
         nonzero[samples, :, :features] = 1
     return (nonzero.reshape(-1, step) @ _ones(xp, step)).reshape(samples + dense, tokens, parts)

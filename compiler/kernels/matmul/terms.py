@@ -189,9 +189,13 @@ def _grid(k: int, n: int, rows: int, cols: int, dx: bool, target) -> Grid:
     x, dy = row_values[None, None, :, None], col_values[None, None, None, :]
     one = np.ones((1, 1, 1, 1), dtype=np.float32)
     c = _terms(g, x, dy, one, *_compute(g, x, dy, x), np.zeros(1))
-    cycles = cost.per_core_cycles(c, (1, 1, len(row_values), len(col_values)))[0]
-    cycles.flags.writeable = False
-    return Grid(cycles, row_offset, col_offset, row_runs, col_runs)
+    shape = (1, 1, len(row_values), len(col_values))
+    cycles = cost.per_core_cycles(c, shape)[0]
+    passes = np.stack([np.broadcast_to(t, shape)[0, 0] for pass_ in cost.pass_terms(c) for t in pass_])
+    passes = passes.astype(np.float64)
+    for table in (cycles, passes):
+        table.flags.writeable = False
+    return Grid(cycles, row_offset, col_offset, row_runs, col_runs, passes)
 
 
 def _values(tiles: np.ndarray):

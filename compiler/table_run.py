@@ -1,0 +1,268 @@
+"""A tabulated kernel's run: `cost.run_cycles` from its table's lookups.
+
+A run takes, on each core, each pass's max(work summed over the run, link summed over the run)
+(`cost.run_cycles`). The grid keeps each pass's work and link of every table cell
+(`Grid.passes`); each term is split once per grid into parts a run sums with a few array
+operations (`_split`): a part that one of a core's counts leaves unchanged is summed per core
+row (or column) and read at each core's run of equal tile kinds, dW's dY x ceil(nnz(x) / simd)
+is one checked outer product. `run_cycles` does one table; `run_cycles_joint` does a step's
+tables of as many samples together, as `table.evaluate_tables` does their sums: one gather
+and one product for all their cores, their busiest cores found per table by segment. Both
+charge the samples as `cost.share_runs` does.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from . import cost
+from .table import Grid, Table, _index, _joined, _joint
+
+def run_cycles(table: Table, rows: np.ndarray) -> np.ndarray | None:
+    """(V, S) `cost.run_cycles` of the table's samples (`rows` (V, S) the distinct sample of
+    each), from lookups (`cost.share_runs`); None when its grid has no pass terms."""
+    if table.grid.passes is None:
+        return None
+    row, col, g = table.row, table.col, _run_grid(table.grid)
+
+    def at(r, c):                                                            # (U, V)
+        return g.cycles.take(row.take(r, axis=1) * table.grid.cycles.shape[1] + col.take(c, axis=1))
+    return cost.share_runs(rows, len(row), (row.shape[1], col.shape[1]),
+                           lambda times: _run_sums(g, row, col, times), at)
+
+
+class _RunGrid(NamedTuple):
+    """A grid's four pass terms split into parts a run sums cheaply. A part that depends on a
+    core column only through the column's run of equal tile kinds (a count of dY does not
+    change it) is read off `by_row` (I, column runs, n) at the core row's table index: one
+    gather and one product for all such parts (`by_row_to`: the term each adds to); `by_col`
+    (J, row runs, n), `by_col_to` likewise with rows and columns swapped; `products` (P (I,),
+    Q (J,), term): a part P[i] Q[j] (dW's dY times ceil(nnz(x) / simd)), one (rows x samples)
+    (samples x cols) product per run; `dense` (grid (I, J), term): looked up on every core.
+    `col_run`, `row_run`: the run of each core column (row); `cycles` the grid's cycles,
+    flat, in float64."""
+    by_row: np.ndarray | None
+    by_row_to: tuple[int, ...]
+    by_col: np.ndarray | None
+    by_col_to: tuple[int, ...]
+    products: tuple
+    dense: tuple
+    col_run: np.ndarray
+    row_run: np.ndarray
+    cycles: np.ndarray
+
+
+_RUN_GRIDS: dict = {}
+
+
+def _run_grid(grid: Grid) -> _RunGrid:
+    """Cached while the grid lives (keyed by its identity, holding it)."""
+    hit = _RUN_GRIDS.get(id(grid))
+    if hit is not None and hit[0] is grid:
+        return hit[1]
+    if len(_RUN_GRIDS) > 256:
+        _RUN_GRIDS.clear()
+    sc = _block_starts(grid.col_offset, grid.passes.shape[2])
+    sr = _block_starts(grid.row_offset, grid.passes.shape[1])
+    parts: dict[str, list] = {"row": [], "col": [], "product": [], "dense": []}
+    for i, t in enumerate(grid.passes):
+        for way, part in _split(t, sr, sc):
+            parts[way].append((part, i))
+    col_at = grid.col_offset[grid.col_runs].astype(np.intp)
+    row_at = grid.row_offset[grid.row_runs].astype(np.intp)
+    by_row = [part[:, col_at] for part, _ in parts["row"]]
+    by_col = [part[row_at].T for part, _ in parts["col"]]
+    out = _RunGrid(np.stack(by_row, axis=-1) if by_row else None, tuple(i for _, i in parts["row"]),
+                   np.stack(by_col, axis=-1) if by_col else None, tuple(i for _, i in parts["col"]),
+                   tuple((p, q, i) for (p, q), i in parts["product"]), tuple(parts["dense"]),
+                   _run_of(grid.col_runs, len(grid.col_offset)),
+                   _run_of(grid.row_runs, len(grid.row_offset)),
+                   grid.cycles.ravel().astype(np.float64))
+    _RUN_GRIDS[id(grid)] = (grid, out)
+    return out
+
+
+def _split(t: np.ndarray, sr: np.ndarray, sc: np.ndarray) -> list[tuple[str, Any]]:
+    """Term `t` (I, J) as parts: itself if it depends on a column (row) only through its
+    block (`sc`, `sr`: each index's block start, count zero); else, when its values are
+    whole numbers (the sums are then exact in any order), t[i, sc] - t[sr, sc] (by row) +
+    t[sr, j] (by column) + what is left, when that is exactly one outer product P Q (checked
+    cell by cell); else the whole term, looked up on every core."""
+    if np.array_equal(t, t[:, sc]):
+        return [("row", t)]
+    if np.array_equal(t, t[sr]):
+        return [("col", t)]
+    if not np.array_equal(t, np.round(t)):
+        return [("dense", t)]
+    by_row, by_col = t[:, sc] - t[sr][:, sc], t[sr]
+    rest = t - by_row - by_col
+    nonzero = np.flatnonzero(rest)
+    if len(nonzero) == 0:
+        return [("row", by_row), ("col", by_col)]
+    i, j = np.unravel_index(nonzero[np.argmin(np.abs(rest.flat[nonzero]))], rest.shape)
+    p, q = rest[:, j], rest[i] / rest[i, j]
+    if not np.array_equal(np.outer(p, q), rest):
+        return [("dense", t)]
+    return [("row", by_row), ("col", by_col), ("product", (p, q))]
+
+
+def _block_starts(offsets: np.ndarray, size: int) -> np.ndarray:
+    """(size,) the first table index of the block (one tile kind's counts) each index is in."""
+    starts = np.unique(offsets.astype(np.intp))
+    return starts[np.searchsorted(starts, np.arange(size), side="right") - 1]
+
+
+def _run_of(runs: np.ndarray, cores: int) -> np.ndarray:
+    return np.searchsorted(runs, np.arange(cores), side="right") - 1
+
+
+def _run_sums(g: _RunGrid, row: np.ndarray, col: np.ndarray, times: np.ndarray) -> list:
+    """Each pass's (work, link) of every core (V, rows, cols) summed over each run."""
+    variants, samples = times.shape
+    parts: list = []                                  # (term, its part summed over each run)
+    if g.by_row_to:
+        picked = g.by_row.take(row, axis=0)                              # (U, rows, runs, n)
+        summed = (times @ picked.reshape(samples, -1)).reshape((variants,) + picked.shape[1:])
+        summed = summed.take(g.col_run, axis=2)
+        parts += [(i, summed[..., n]) for n, i in enumerate(g.by_row_to)]
+    if g.by_col_to:
+        picked = g.by_col.take(col, axis=0)                              # (U, cols, runs, n)
+        summed = (times @ picked.reshape(samples, -1)).reshape((variants,) + picked.shape[1:])
+        summed = summed.take(g.row_run, axis=2).transpose(0, 2, 1, 3)
+        parts += [(i, summed[..., n]) for n, i in enumerate(g.by_col_to)]
+    for p, q, i in g.products:
+        weighted = times[:, None, :] * p.take(row).T                     # (V, rows, U)
+        summed = weighted.reshape(-1, samples) @ q.take(col)
+        parts.append((i, summed.reshape(variants, -1, summed.shape[-1])))
+    for term, i in g.dense:
+        index = (row * term.shape[1])[:, :, None] + col[:, None, :]      # (U, rows, cols)
+        picked = term.take(index)
+        parts.append((i, (times @ picked.reshape(samples, -1)).reshape(variants, *index.shape[1:])))
+    out: list = [None] * 4
+    for i, part in parts:
+        out[i] = part if out[i] is None else out[i] + part
+    return [(out[0], out[1]), (out[2], out[3])]
+
+
+# ------------------------------------------------------------------------ tables together
+
+def run_cycles_joint(tables: list[Table], rows: np.ndarray) -> list[np.ndarray] | None:
+    """`run_cycles` of `tables` with as many samples, every one's runs `rows` (V, S), evaluated
+    together; None when one of them cannot be (no pass terms, a term looked up on every core,
+    or more than one outer product)."""
+    plan = _joint_runs(tuple(t.grid for t in tables))
+    if plan is None:
+        return None
+    times, index = cost.run_times(rows, len(tables[0].x))
+    joint = _joint(plan.grids)
+    row = _index(_joined([t.x for t in tables]), joint.row_base)               # (U, all rows)
+    col = _index(_joined([t.dy for t in tables]), joint.col_base)              # (U, all cols)
+    variants, samples = times.shape
+    by_row = (times @ plan.by_row.take(row, axis=0).reshape(samples, -1)).reshape(variants, -1)
+    by_col = (times @ plan.by_col.take(col, axis=0).reshape(samples, -1)).reshape(variants, -1)
+    weighted = times[:, None, :] * plan.p.take(row).T                          # (V, rows, U)
+    product = (weighted.reshape(-1, samples) @ plan.q.take(col)).reshape(variants, -1)
+    sources = np.concatenate([by_row, by_col, product, np.zeros((variants, 1))], axis=1)
+    parts = sources.take(plan.parts, axis=1)                                # (V, 3, 4, cores)
+    terms = parts[:, 0] + parts[:, 1] + parts[:, 2]                            # (V, 4, cores)
+    total = cost.passes_total((terms[:, 2 * p], terms[:, 2 * p + 1]) for p in range(2))
+    largest = np.maximum.reduceat(total, plan.starts, axis=1)                  # (V, K)
+    first = np.where(total == largest.repeat(plan.sizes, axis=1), plan.cores, len(plan.cores))
+    busiest = np.minimum.reduceat(first, plan.starts, axis=1)                  # (V, K)
+    width = joint.cycles.shape[1]
+    at = row.take(plan.core_row.take(busiest), axis=1) * width + \
+        col.take(plan.core_col.take(busiest), axis=1)
+    core = plan.cycles.take(at)                                                # (U, V, K)
+    scale = cost.run_scale(largest, np.einsum("vu,uvk->vk", times, core))
+    per_kernel = core.transpose(2, 1, 0).reshape(len(tables), -1)              # (K, V U)
+    return list(per_kernel.take(index, axis=1) * scale.T[:, :, None])
+
+
+class _JointRuns(NamedTuple):
+    """Tables' run parts laid out together, rows and columns numbered as their joint table's
+    (`table._joint`): `by_row` (all table rows, width) every table's by-row parts, flat per
+    row; `by_col` likewise; `p` (all table rows,), `q` (all table columns,) the outer
+    products; `parts` (3, 4, cores) where each core's part (by row, by column, product) of
+    each term lies among the sums (those by row, by column, the products, then a zero);
+    `starts`, `sizes` each table's first core and cores; `cores` every core's number;
+    `core_row`, `core_col` its joint core row and column; `cycles` the joint table's cycles,
+    flat, float64."""
+    grids: tuple
+    by_row: np.ndarray
+    by_col: np.ndarray
+    p: np.ndarray
+    q: np.ndarray
+    parts: np.ndarray
+    starts: np.ndarray
+    sizes: np.ndarray
+    cores: np.ndarray
+    core_row: np.ndarray
+    core_col: np.ndarray
+    cycles: np.ndarray
+
+
+_JOINT_RUNS: dict = {}
+
+
+def _joint_runs(grids: tuple[Grid, ...]) -> _JointRuns | None:
+    """Cached while the same grids come back (keyed by identity, holding them)."""
+    key = tuple(map(id, grids))
+    hit = _JOINT_RUNS.get(key)
+    if hit is not None:
+        return hit[1]
+    if len(_JOINT_RUNS) > 64:
+        _JOINT_RUNS.clear()
+    built = None
+    if all(g.passes is not None for g in grids):
+        runs = [_run_grid(g) for g in grids]
+        if all(not r.dense and len(r.products) <= 1 for r in runs):
+            built = _build_joint(grids, runs)
+    _JOINT_RUNS[key] = (grids, built)
+    return built
+
+
+def _build_joint(grids: tuple[Grid, ...], runs: list) -> _JointRuns:
+    heights = [g.cycles.shape[0] for g in grids]
+    widths = [g.cycles.shape[1] for g in grids]
+    core_rows = [len(g.row_offset) for g in grids]
+    core_cols = [len(g.col_offset) for g in grids]
+    row_width = max(1, max(r.by_row[0].size if r.by_row is not None else 0 for r in runs))
+    col_width = max(1, max(r.by_col[0].size if r.by_col is not None else 0 for r in runs))
+    by_row, by_col = np.zeros((sum(heights), row_width)), np.zeros((sum(widths), col_width))
+    p, q = np.zeros(sum(heights)), np.zeros(sum(widths))
+    top, left = np.cumsum([0] + heights[:-1]), np.cumsum([0] + widths[:-1])
+    first_row, first_col = np.cumsum([0] + core_rows[:-1]), np.cumsum([0] + core_cols[:-1])
+    all_rows, all_cols = sum(core_rows), sum(core_cols)
+    product_at = all_rows * row_width + all_cols * col_width
+    zero = product_at + all_rows * all_cols
+    parts, core_row, core_col = [], [], []
+    for k, r in enumerate(runs):
+        h, w = heights[k], widths[k]
+        if r.by_row is not None:
+            by_row[top[k]:top[k] + h, :r.by_row[0].size] = r.by_row.reshape(h, -1)
+        if r.by_col is not None:
+            by_col[left[k]:left[k] + w, :r.by_col[0].size] = r.by_col.reshape(w, -1)
+        for pk, qk, _ in r.products:
+            p[top[k]:top[k] + h], q[left[k]:left[k] + w] = pk, qk
+        rr, cc = np.meshgrid(np.arange(core_rows[k]), np.arange(core_cols[k]), indexing="ij")
+        rr, cc = rr.ravel(), cc.ravel()
+        jr, jc = first_row[k] + rr, first_col[k] + cc
+        slots = np.full((3, 4, len(rr)), zero)
+        n_row = len(r.by_row_to)
+        for n, term in enumerate(r.by_row_to):
+            slots[0, term] = jr * row_width + r.col_run[cc] * n_row + n
+        n_col = len(r.by_col_to)
+        for n, term in enumerate(r.by_col_to):
+            slots[1, term] = all_rows * row_width + jc * col_width + r.row_run[rr] * n_col + n
+        for _, _, term in r.products:
+            slots[2, term] = product_at + jr * all_cols + jc
+        parts.append(slots)
+        core_row.append(jr)
+        core_col.append(jc)
+    sizes = np.array([a * b for a, b in zip(core_rows, core_cols)])
+    joint = _joint(grids)
+    return _JointRuns(grids, by_row, by_col, p, q, np.concatenate(parts, axis=-1).astype(np.intp),
+                      np.cumsum(np.concatenate([[0], sizes[:-1]])).astype(np.intp), sizes,
+                      np.arange(sizes.sum()), np.concatenate(core_row), np.concatenate(core_col),
+                      joint.cycles.ravel().astype(np.float64))

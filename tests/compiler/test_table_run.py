@@ -1,0 +1,41 @@
+"""compiler.table_run: a run evaluated from tables, alone or together, is `cost.run_cycles` of
+the kind's full components."""
+from __future__ import annotations
+
+import numpy as np
+
+from compiler import cost
+from compiler.table_run import _run_grid, run_cycles, run_cycles_joint
+from tests.compiler.test_table import random_components
+
+
+def test_a_run_from_the_table_is_the_full_evaluations():
+    """`run_cycles` from a table's lookups equals `cost.run_cycles` on the kind's components,
+    for runs that take the distinct samples any number of times, whichever way the table
+    sums each pass term (by core row, by core column, or on every core)."""
+    r = np.random.default_rng(8)
+    ways = set()
+    for _ in range(40):
+        samples = int(r.integers(1, 6))
+        table, components, shape = random_components(r, samples)
+        rows = r.integers(0, samples, size=(int(r.integers(1, 4)), int(r.integers(1, 9))))
+        np.testing.assert_array_equal(run_cycles(table, rows),
+                                      cost.run_cycles(components, shape, rows))
+        g = _run_grid(table.grid)
+        ways |= {w for w, parts in (("row", g.by_row_to), ("col", g.by_col_to),
+                                    ("product", g.products)) if parts}
+    assert ways == {"row", "col", "product"}
+
+
+def test_tables_together_run_as_each_alone():
+    """Several tables with as many samples and the same runs, evaluated together, give each
+    one's `cost.run_cycles`."""
+    r = np.random.default_rng(9)
+    for _ in range(20):
+        samples = int(r.integers(1, 6))
+        made = [random_components(r, samples) for _ in range(int(r.integers(1, 5)))]
+        rows = r.integers(0, samples, size=(int(r.integers(1, 4)), int(r.integers(1, 9))))
+        together = run_cycles_joint([table for table, _, _ in made], rows)
+        assert together is not None
+        for (table, components, shape), found in zip(made, together):
+            np.testing.assert_array_equal(found, cost.run_cycles(components, shape, rows))
