@@ -157,19 +157,30 @@ class Timeline:
                 out[self.cells(lane)] = k
         return out
 
+    def _frames_at(self, cycle: int):
+        """(lane index, its frame at `cycle`, its cells) of every lane running then."""
+        for k, lane in enumerate(self.lanes):
+            frame = lane.at(cycle)
+            if frame is not None:
+                yield k, frame, self.cells(lane)
+
     def at(self, cycle: int) -> tuple:
         """The fabric at `cycle`: (active (rows, cols) the lane whose PE worked there since its
         last frame, -1 none; links (4, rows, cols) wavelets sent on each link since then)."""
         active = np.full(self.shape, -1, dtype=np.int16)
         links = np.zeros((4,) + tuple(self.shape), dtype=np.int16)
-        for k, lane in enumerate(self.lanes):
-            frame = lane.at(cycle)
-            if frame is None:
-                continue
-            cells = self.cells(lane)
+        for k, frame, cells in self._frames_at(cycle):
             active[cells] = np.where(frame.busy > 0, k, active[cells])
             links[(slice(None),) + cells] += frame.links
         return active, links
+
+    def tasks(self, cycle: int) -> np.ndarray:
+        """(rows, cols) the colour of the task each PE that worked at `cycle` (since its lane's
+        last frame) ran last, -1 where none worked."""
+        out = np.full(self.shape, -1, dtype=np.int16)
+        for _, frame, cells in self._frames_at(cycle):
+            out[cells] = np.where(frame.busy > 0, frame.colour, out[cells])
+        return out
 
 
 __all__ = ["LINK_PORTS", "Frame", "Lane", "Recorder", "Timeline", "turned"]

@@ -108,3 +108,14 @@ def test_a_lane_that_does_not_own_its_cells_leaves_them_to_the_kernel_under_it()
     assert (timeline.owner() == 0).all() and not route.owns
     _, links = timeline.at(2)
     np.testing.assert_array_equal(links, 2 * frames[1].links)   # both lanes' sends add up
+
+
+def test_a_timeline_reads_the_task_each_working_core_ran():
+    _, frames = _recorded(every=1)
+    timeline = Timeline((4, 5))
+    timeline.add(frames, (1, 1), "a")
+    frame = next(f for f in frames if f.busy.any() and (f.busy == 0).any())
+    tasks = timeline.tasks(frame.cycle)
+    np.testing.assert_array_equal(tasks[1:, 1:], np.where(frame.busy > 0, frame.colour, -1))
+    assert (tasks[0] == -1).all() and (tasks[:, 0] == -1).all()
+    assert set(np.unique(tasks[tasks >= 0])) <= {0, 1}      # the matmul's two colours
