@@ -39,6 +39,7 @@ from .fabric import step_operands
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#17becf", "#bcbd22", "#7f7f7f")
 IDLE = "#f2f2f2"                                  # a core no kernel of the timeline holds
+BACKWARD = 0.55                                   # a core on a backward task: its colour darker
 # the arrow of a wavelet sent north, south, east, west (the image's row 0 is the north edge)
 ARROWS = np.array([(0.0, -0.45), (0.0, 0.45), (0.45, 0.0), (-0.45, 0.0)])
 
@@ -142,9 +143,21 @@ def lane_colours(timeline: Timeline) -> list[str]:
     return [PALETTE[kernels.index(lane.label.split()[0]) % len(PALETTE)] for lane in timeline.lanes]
 
 
+def backward_colours(timeline: Timeline) -> np.ndarray:
+    """Per lane, the first task colour of its kernel's backward pass in a whole step's run
+    (`combine.Both` puts the backward's colours after the forward's); no backward: a colour
+    no task has."""
+    step, never = timeline.source, np.iinfo(np.int16).max
+    if not isinstance(step, Step):
+        return np.full(len(timeline.lanes), never)
+    first = {name: s.program.offset.get("backward", never) for name, s in step.stages.items()}
+    return np.array([first.get(lane.label.split()[0], never) if lane.owns else never
+                     for lane in timeline.lanes])
+
+
 def image(timeline: Timeline, cycle: int) -> np.ndarray:
-    """(rows, cols, 3) RGB: a core its kernel's colour where it worked, faint where its kernel
-    holds it, grey elsewhere."""
+    """(rows, cols, 3) RGB: a core its kernel's colour where it worked (darker on a backward
+    task), faint where its kernel holds it, grey elsewhere."""
     active, _ = timeline.at(cycle)
     owner = timeline.owner()
     palette = np.array([mcolors.to_rgb(c) for c in lane_colours(timeline)] or [(0, 0, 0)])
@@ -152,7 +165,8 @@ def image(timeline: Timeline, cycle: int) -> np.ndarray:
     held = owner >= 0
     out[held] = 0.8 + 0.2 * palette[owner[held]]
     on = active >= 0
-    out[on] = palette[active[on]]
+    back = timeline.tasks(cycle)[on] >= backward_colours(timeline)[active[on]]
+    out[on] = palette[active[on]] * np.where(back, BACKWARD, 1.0)[:, None]
     return out
 
 
@@ -179,6 +193,8 @@ def render(timeline: Timeline, cycle: int, ax=None, legend: bool = True):
                 seen.setdefault(lane.label.split()[0], colour)
         for name, colour in seen.items():
             ax.plot([], [], "s", color=colour, label=name)
+        if (backward_colours(timeline) < np.iinfo(np.int16).max).any():
+            ax.plot([], [], "s", color=str(BACKWARD), label="darker: backward")
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
     return ax
 
@@ -232,5 +248,5 @@ def player(timeline: Timeline, dpi: int = 80):
     return w.VBox([w.HBox([play, back, forward, slider]), picture])
 
 
-__all__ = ["busy_together", "filmstrip", "image", "lane_colours", "player", "png", "render", "simulated",
+__all__ = ["backward_colours", "busy_together", "filmstrip", "image", "lane_colours", "player", "png", "render", "simulated",
            "trace_kernel", "trace_step"]

@@ -6,6 +6,7 @@ import io
 import numpy as np
 import pytest
 import torch
+from matplotlib import colors
 from matplotlib.image import imread
 from torch import nn
 
@@ -123,3 +124,21 @@ def test_the_view_needs_a_step_and_a_known_kernel():
     fresh.step(x, y)
     with pytest.raises(wb.ConfigError, match="no kernel 'nope'"):
         fv.trace_kernel(fresh, "nope")
+
+
+def test_a_kernels_cores_are_its_colour_on_a_forward_task_and_darker_on_a_backward_one(step):
+    first = fv.backward_colours(step)
+    lanes = {lane.label: k for k, lane in enumerate(step.lanes)}
+    fc2 = lanes["fc2"]
+    colour = np.array(colors.to_rgb(fv.lane_colours(step)[fc2]))
+    seen = set()
+    for cycle in range(1, step.cycles + 1):
+        active, _ = step.at(cycle)
+        at = np.argwhere(active == fc2)
+        if not len(at):
+            continue
+        r, c = at[0]
+        back = step.tasks(cycle)[r, c] >= first[fc2]
+        np.testing.assert_allclose(fv.image(step, cycle)[r, c], colour * (fv.BACKWARD if back else 1))
+        seen.add(bool(back))
+    assert seen == {False, True}                          # fc2 runs both passes in the step
