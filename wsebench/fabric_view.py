@@ -136,11 +136,17 @@ def _crop(frames: list, origin: tuple, shape: tuple) -> tuple:
                   f.queued[:, rows, cols]) for f in frames], (r0, c0)
 
 
+def _kernel_of(lane) -> str:
+    """The kernel a lane belongs to: a pass, a replica or a route it sends on ("fc1 forward",
+    "fc1 replica 1", "fc1 → fc2 (relu)")."""
+    return lane.label.split()[0]
+
+
 def lane_colours(timeline: Timeline) -> list[str]:
     """A colour per lane: a kernel's passes (and its replicas, and the routes it sends on)
     share its colour."""
-    kernels = list(dict.fromkeys(lane.label.split()[0] for lane in timeline.lanes))
-    return [PALETTE[kernels.index(lane.label.split()[0]) % len(PALETTE)] for lane in timeline.lanes]
+    kernels = list(dict.fromkeys(_kernel_of(lane) for lane in timeline.lanes))
+    return [PALETTE[kernels.index(_kernel_of(lane)) % len(PALETTE)] for lane in timeline.lanes]
 
 
 def backward_colours(timeline: Timeline) -> np.ndarray:
@@ -151,7 +157,7 @@ def backward_colours(timeline: Timeline) -> np.ndarray:
     if not isinstance(step, Step):
         return np.full(len(timeline.lanes), never)
     first = {name: s.program.offset.get("backward", never) for name, s in step.stages.items()}
-    return np.array([first.get(lane.label.split()[0], never) if lane.owns else never
+    return np.array([first.get(_kernel_of(lane), never) if lane.owns else never
                      for lane in timeline.lanes])
 
 
@@ -190,7 +196,7 @@ def render(timeline: Timeline, cycle: int, ax=None, legend: bool = True):
         seen = {}
         for lane, colour in zip(timeline.lanes, lane_colours(timeline)):
             if lane.owns:
-                seen.setdefault(lane.label.split()[0], colour)
+                seen.setdefault(_kernel_of(lane), colour)
         for name, colour in seen.items():
             ax.plot([], [], "s", color=colour, label=name)
         if (backward_colours(timeline) < np.iinfo(np.int16).max).any():
@@ -213,9 +219,11 @@ def _active(timeline: Timeline, cycle: int) -> np.ndarray:
 
 
 def busy_together(timeline: Timeline) -> list[int]:
-    """The cycles (of those captured) in which the cores of two or more lanes worked at once."""
+    """The cycles (of those captured) in which the cores of two or more kernels worked at once
+    (a kernel's replicas count as one)."""
     cycles = sorted({lane.start + f.cycle for lane in timeline.lanes for f in lane.frames})
-    return [c for c in cycles if len(_active(timeline, c)) >= 2]
+    kernel = [_kernel_of(lane) for lane in timeline.lanes]
+    return [c for c in cycles if len({kernel[k] for k in _active(timeline, c)}) >= 2]
 
 
 def filmstrip(timeline: Timeline, frames: int = 6, cycles=None) -> Figure:

@@ -142,3 +142,27 @@ def test_a_kernels_cores_are_its_colour_on_a_forward_task_and_darker_on_a_backwa
         np.testing.assert_allclose(fv.image(step, cycle)[r, c], colour * (fv.BACKWARD if back else 1))
         seen.add(bool(back))
     assert seen == {False, True}                          # fc2 runs both passes in the step
+
+
+def test_a_replicated_kernels_replicas_sit_side_by_side_and_count_as_one_kernel():
+    torch.manual_seed(0)
+    model = wb.models.mlp(16, 32, 4, depth=2, activation="relu")
+    x, y = wb.data.spirals(16, 16, 4)
+    s = wb.compile(model, nn.CrossEntropyLoss(), example=(x[:8], y[:8]),
+                   optimizer=torch.optim.SGD(model.parameters(), lr=0.05), backend="numpy",
+                   mapping={"fc1": wb.Mapping(2, 4, 2)})
+    s.step(x[:8], y[:8])
+    step = fv.trace_step(s, samples=2)
+    rect = s.plan.rect["fc1"]
+    replicas = [lane for lane in step.lanes if lane.label.startswith("fc1 replica")]
+    assert [lane.origin for lane in replicas] == [(rect.row, rect.col), (rect.row, rect.col + 4)]
+    assert len(set(fv.lane_colours(step)[:2])) == 1
+    for cycle in fv.busy_together(step):
+        active, _ = step.at(cycle)
+        kernels = {step.lanes[k].label.split()[0] for k in np.unique(active[active >= 0])}
+        assert len(kernels) >= 2
+    # both replicas alone at work: not two kernels at once
+    alone = [c for c in range(1, step.cycles + 1)
+             if {step.lanes[k].label for k in np.unique(step.at(c)[0]) if k >= 0} ==
+             {lane.label for lane in replicas}]
+    assert alone and not set(alone) & set(fv.busy_together(step))
