@@ -34,8 +34,7 @@ def check(session, kernel: str | None = None, samples: int = 2, pass_: str = "fo
         raise ConfigError(f"no kernel {name!r} in this plan; kernels: {[k.name for k in plan.kernels]}")
     k = plan.kernel[name]
     passes_of(k)
-    kept = _kept(trainer)
-    tensors = operands(trainer.xp, plan.graph, k, kept, trainer.params, samples)
+    tensors = step_operands(session, [k], samples)[name]
     result = compare(k, plan.mapping[name], plan.target, tensors, samples, pass_, plan.harvest,
                      plan.density_of(name), trainer.xp, depth)
     timing = next((t for t in trainer.last_timing.kernels if t.name == name), None)
@@ -48,12 +47,16 @@ def check(session, kernel: str | None = None, samples: int = 2, pass_: str = "fo
     return result
 
 
-def _kept(trainer) -> dict:
+def step_operands(session, kernels, samples: int) -> dict:
+    """{kernel name: its operands by role} for the first `samples` samples of the session's
+    last step (`simulator.fabric.operands`): what the fabric model streams."""
+    trainer = session._trainer
     kept = getattr(trainer.executor, "values", None) or {}
     if trainer.last_timing is None or not kept:
-        raise ConfigError("wb.fabric.check streams the tensors of the session's last step: run "
+        raise ConfigError("the fabric model streams the tensors of the session's last step: run "
                           "session.step(x, y) (or train) first")
-    return kept
+    return {k.name: operands(trainer.xp, session.plan.graph, k, kept, trainer.params, samples)
+            for k in kernels}
 
 
 def _check_step(session, samples: int, depth: int, show: bool) -> StepComparison:
@@ -65,9 +68,7 @@ def _check_step(session, samples: int, depth: int, show: bool) -> StepComparison
                           "whole step cannot run; kinds with both: "
                           f"{sorted(k for k, p in PROGRAMS.items() if {'forward', 'backward'} <= set(p))}"
                           " (check a kernel alone with kernel=...)")
-    kept = _kept(trainer)
-    tensors = {k.name: operands(trainer.xp, plan.graph, k, kept, trainer.params, samples)
-               for k in plan.kernels}
+    tensors = step_operands(session, plan.kernels, samples)
     result = compare_step(plan, tensors, samples, trainer.xp, depth, trainer.last_timing.cycles)
     if show:
         print(result.table())

@@ -18,6 +18,12 @@ A replicated kernel takes every r-th sample on each replica (`Replicas`: one sta
 the same program on its share of the samples) and all-reduces its gradients over them before
 the update. Kernels run one fabric region each, so two routes never share a link here (the
 analytic model's congestion is not checked).
+
+`Step(..., record=factory)` records the runs for a picture of the step (`trace`): every run of
+a stage or a route gets a fresh `factory()` recorder and keeps it as `recorder`, so after the
+fixed point each holds the frames of its final run, the one whose timing the step reports. Their
+cycles are the step's (a run's gates are cycles of the step), so the frames of all of them lie
+on one clock. With no factory nothing is recorded.
 """
 from __future__ import annotations
 
@@ -51,9 +57,10 @@ class Gated(Stream):
         return super().feed(space & ok)
 
 
-def gated_run(xp, program, target, depth: int, release: dict):
+def gated_run(xp, program, target, depth: int, release: dict, record=None):
     """Run `program` (`engine.run`), each side's stream entering item by item no earlier than
-    `release[side]` (items,) (the program's `stream_items` say which item each wavelet is)."""
+    `release[side]` (items,) (the program's `stream_items` say which item each wavelet is);
+    `record`: a `trace.Recorder` shown the fabric after every cycle, as `engine.run` does."""
     fabric, clock = Fabric(xp, program, target, depth), [0]
     latest = 0
     streams = []
@@ -67,6 +74,8 @@ def gated_run(xp, program, target, depth: int, release: dict):
     while True:
         fabric.step(clock[0])
         clock[0] += 1
+        if record is not None:
+            record.capture(clock[0], fabric)
         if fabric.done():
             return fabric.result()
         if clock[0] >= limit:
@@ -93,17 +102,19 @@ class Stage:
     def __init__(self, kernel, mapping, program: Both):
         self.kernel, self.mapping, self.program = kernel, mapping, program
         self.enter = {name: next(iter(p.streams)) for name, p in program.parts.items()}
-        self.run = self.gates = None
+        self.run = self.gates = self.recorder = None
         self.done = {name: None for name in PASSES}
         self.end = 0
 
-    def rerun(self, xp, target, depth: int, gates: dict) -> bool:
-        """Run with `gates` {pass: (items,)} unless it last ran with them; whether it ran."""
+    def rerun(self, xp, target, depth: int, gates: dict, record=None) -> bool:
+        """Run with `gates` {pass: (items,)} unless it last ran with them; whether it ran.
+        `record`: a factory of the run's `trace.Recorder` (kept as `recorder`), or None."""
         if self.gates is not None and all(np.array_equal(gates[p], self.gates[p]) for p in PASSES):
             return False
         self.gates = gates
+        self.recorder = record() if record is not None else None
         self.run = gated_run(xp, self.program, target, depth,
-                             {self.enter[p]: gates[p] for p in PASSES})
+                             {self.enter[p]: gates[p] for p in PASSES}, self.recorder)
         for name, p in self.program.parts.items():
             self.done[name] = p.item_done(self.program.part_run(name, self.run))
         self.end = self.run.cycles
@@ -149,8 +160,8 @@ class Replicas:
     def end(self) -> int:
         return max(s.end for s in self.stages)
 
-    def rerun(self, xp, target, depth: int, gates: dict) -> bool:
-        ran = [s.rerun(xp, target, depth, {p: g[rows] for p, g in gates.items()})
+    def rerun(self, xp, target, depth: int, gates: dict, record=None) -> bool:
+        ran = [s.rerun(xp, target, depth, {p: g[rows] for p, g in gates.items()}, record)
                for s, rows in zip(self.stages, self.share)]
         for name in PASSES:
             if self.stages[0].done[name] is not None:
@@ -166,22 +177,26 @@ class Replicas:
 
 class Step:
     """The step of `kernels` (`plan`'s, each of `samples` samples) on `tensors` {kernel:
-    operands}: `cycles`, each kernel's `stages` and `updates`, and whether the runs reached
-    their fixed point (`converged`) in `rounds`."""
+    operands}: `cycles`, each kernel's `stages` and `updates`, the `routes` ((placement route,
+    its runs) in plan order), and whether the runs reached their fixed point (`converged`) in
+    `rounds`. `record`: a factory of `trace.Recorder`s for every run (module docstring)."""
 
     def __init__(self, plan, kernels, tensors: dict, samples: int, xp=np, depth: int = 4,
-                 max_rounds: int = 12):
+                 max_rounds: int = 12, record=None):
         self.plan, self.samples, self.xp, self.depth = plan, samples, xp, depth
+        self.record = record
         self.order = [k.name for k in kernels]
         self.stages = {k.name: Replicas(k, plan.mapping[k.name], plan.target, tensors[k.name],
                                         plan.harvest, samples) for k in kernels}
         at = {n: i for i, n in enumerate(self.order)}
         routes = plan.sample_routes
         self.into = {n: {p: [] for p in PASSES} for n in self.order}
+        self.routes = []
         for rt in routes:
             way = "forward" if at[rt.edge.src] < at[rt.edge.dst] else "backward"
             program = part("route")(rt, plan.rect, plan.kernels[0].samples, plan.target, samples)
-            self.into[rt.edge.dst][way].append((rt.edge.src, _Route(program, samples)))
+            self.routes.append((rt, _Route(program, samples)))
+            self.into[rt.edge.dst][way].append((rt.edge.src, self.routes[-1][1]))
         self.rounds, self.converged = 0, False
         for self.rounds in range(1, max_rounds + 1):
             ran = [self._visit(n) for n in self.order + self.order[::-1]]
@@ -197,12 +212,13 @@ class Step:
         gates = {}
         for way in PASSES:
             arrivals = [r.arrivals(self.xp, self.plan.target, self.depth,
-                                   self._departures(src, way)) for src, r in self.into[name][way]]
+                                   self._departures(src, way), self.record)
+                        for src, r in self.into[name][way]]
             if way == "backward" and not self.into[name][way]:
                 own = stage.done["forward"]                 # the loss: its own output's gradient
                 arrivals = [own if own is not None else np.zeros(self.samples, np.int64)]
             gates[way] = np.max(arrivals, axis=0) if arrivals else np.zeros(self.samples, np.int64)
-        return stage.rerun(self.xp, self.plan.target, self.depth, gates)
+        return stage.rerun(self.xp, self.plan.target, self.depth, gates, self.record)
 
     def _departures(self, src: str, way: str) -> np.ndarray:
         done = self.stages[src].done[way]
@@ -210,15 +226,17 @@ class Step:
 
 
 class _Route:
-    """A route's program and its arrivals for the departures it last carried."""
+    """A route's program and its arrivals for the departures it last carried (and that run's
+    `recorder`, with a factory)."""
 
     def __init__(self, program, samples: int):
         self.program, self.samples = program, samples
-        self.last = self.times = None
+        self.last = self.times = self.recorder = None
 
-    def arrivals(self, xp, target, depth, departures: np.ndarray) -> np.ndarray:
+    def arrivals(self, xp, target, depth, departures: np.ndarray, record=None) -> np.ndarray:
         if self.last is None or not np.array_equal(departures, self.last):
             self.last = departures
-            run = gated_run(xp, self.program, target, depth, {"W": departures})
+            self.recorder = record() if record is not None else None
+            run = gated_run(xp, self.program, target, depth, {"W": departures}, self.recorder)
             self.times = self.program.arrivals(run)
         return self.times

@@ -15,7 +15,8 @@ engine and touches the fabric only on the cycles it captures:
 - the wavelets sent over a link since the last frame are the growth of `Fabric.sent` there.
 
 `Timeline` lays the traces of several runs (the kernels of a plan) on one fabric, each on its
-rectangle from its start cycle, and reads the whole fabric at any cycle.
+rectangle from its start cycle, and reads the whole fabric at any cycle. A run laid out west to
+east (a route's lanes) is `turned` to run the way its wavelets go on the fabric.
 """
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ import numpy as np
 from ..backend import to_numpy
 
 LINK_PORTS = ("N", "S", "E", "W")
+# a west-to-east region's port as the region runs `to` that side: (port map N, S, E, W, ramp),
+# and the turn of its (rows, cols) cells, a transpose first, then a flip of rows or columns
+TURNS = {"E": ((0, 1, 2, 3, 4), False, None), "W": ((0, 1, 3, 2, 4), False, 1),
+         "S": ((3, 2, 1, 0, 4), True, None), "N": ((3, 2, 0, 1, 4), True, 0)}
 
 
 @dataclass(frozen=True)
@@ -70,14 +75,35 @@ class Recorder:
         self._last = (cycle, free, sent)
 
 
+def turned(frame: Frame, to: str) -> Frame:
+    """`frame` of a region whose wavelets run west to east (row r, column c), as that region
+    laid to run toward side `to` ("N", "S", "E", "W"): "S" puts row r in column r and column
+    c in row c; "W" and "N" also reverse the direction of travel. A port's sends and queue move
+    to the port they face after the turn."""
+    ports, transpose, flip = TURNS[to]
+
+    def cells(a):
+        a = a.swapaxes(-1, -2) if transpose else a
+        return np.flip(a, axis=a.ndim - 2 + flip) if flip is not None else a
+
+    links, queued = np.zeros_like(cells(frame.links)), np.zeros_like(cells(frame.queued))
+    for port in range(5):
+        if port < 4:
+            links[ports[port]] = cells(frame.links[port])
+        queued[ports[port]] = cells(frame.queued[port])
+    return Frame(frame.cycle, cells(frame.busy), cells(frame.colour), links, queued)
+
+
 @dataclass
 class Lane:
     """One run on the timeline: its `frames`, the fabric cell of its window's top-left corner
-    `origin` (row, col), the cycle it starts at, and its `label` (a kernel's name and pass)."""
+    `origin` (row, col), the cycle it starts at, its `label` (a kernel's name and pass), and
+    whether it `owns` its cells (a kernel does; a route runs over cells a kernel owns)."""
     frames: list
     origin: tuple
     start: int
     label: str
+    owns: bool = True
 
     @property
     def end(self) -> int:
@@ -94,19 +120,23 @@ class Lane:
 
 @dataclass
 class Timeline:
-    """Runs laid on a `shape` (rows, cols) fabric: `lanes` in order, each a colour of its own."""
+    """Runs laid on a `shape` (rows, cols) fabric: `lanes` in order, each a colour of its own;
+    `source`: what they were recorded from (a `pipeline.Step`, for a whole step), if anything."""
     shape: tuple
     lanes: list = field(default_factory=list)
+    source: object = None
 
-    def add(self, frames: list, origin: tuple, label: str, start: int | None = None) -> Lane:
-        """Place a run's `frames` at `origin`, from `start` (default: when the last lane ends)."""
+    def add(self, frames: list, origin: tuple, label: str, start: int | None = None,
+            owns: bool = True) -> Lane:
+        """Place a run's `frames` at `origin`, from `start` (default: when the last lane ends);
+        `owns`: whether its cells are its own (`Lane`)."""
         if start is None:
             start = max((lane.end for lane in self.lanes), default=0)
         rows, cols = frames[0].busy.shape if frames else (0, 0)
         if origin[0] + rows > self.shape[0] or origin[1] + cols > self.shape[1]:
             raise ValueError(f"{label}: a {rows} x {cols} window at {origin} does not fit the "
                              f"{self.shape[0]} x {self.shape[1]} fabric")
-        lane = Lane(frames, tuple(origin), start, label)
+        lane = Lane(frames, tuple(origin), start, label, owns)
         self.lanes.append(lane)
         return lane
 
@@ -120,26 +150,37 @@ class Timeline:
         return slice(r, r + rows), slice(c, c + cols)
 
     def owner(self) -> np.ndarray:
-        """(rows, cols) the lane each cell belongs to (the last one placed there), -1 none."""
+        """(rows, cols) the lane each cell belongs to (the last one that owns it), -1 none."""
         out = np.full(self.shape, -1, dtype=np.int16)
         for k, lane in enumerate(self.lanes):
-            if lane.frames:
+            if lane.frames and lane.owns:
                 out[self.cells(lane)] = k
         return out
+
+    def _frames_at(self, cycle: int):
+        """(lane index, its frame at `cycle`, its cells) of every lane running then."""
+        for k, lane in enumerate(self.lanes):
+            frame = lane.at(cycle)
+            if frame is not None:
+                yield k, frame, self.cells(lane)
 
     def at(self, cycle: int) -> tuple:
         """The fabric at `cycle`: (active (rows, cols) the lane whose PE worked there since its
         last frame, -1 none; links (4, rows, cols) wavelets sent on each link since then)."""
         active = np.full(self.shape, -1, dtype=np.int16)
         links = np.zeros((4,) + tuple(self.shape), dtype=np.int16)
-        for k, lane in enumerate(self.lanes):
-            frame = lane.at(cycle)
-            if frame is None:
-                continue
-            cells = self.cells(lane)
+        for k, frame, cells in self._frames_at(cycle):
             active[cells] = np.where(frame.busy > 0, k, active[cells])
             links[(slice(None),) + cells] += frame.links
         return active, links
 
+    def tasks(self, cycle: int) -> np.ndarray:
+        """(rows, cols) the colour of the task each PE that worked at `cycle` (since its lane's
+        last frame) ran last, -1 where none worked."""
+        out = np.full(self.shape, -1, dtype=np.int16)
+        for _, frame, cells in self._frames_at(cycle):
+            out[cells] = np.where(frame.busy > 0, frame.colour, out[cells])
+        return out
 
-__all__ = ["LINK_PORTS", "Frame", "Lane", "Recorder", "Timeline"]
+
+__all__ = ["LINK_PORTS", "Frame", "Lane", "Recorder", "Timeline", "turned"]

@@ -7,7 +7,7 @@ from compiler.target import wafer
 from simulator.fabric import run
 from simulator.fabric.matmul import MatmulForward
 from simulator.fabric.router import E
-from simulator.fabric.trace import Recorder, Timeline
+from simulator.fabric.trace import LINK_PORTS, Frame, Recorder, Timeline, turned
 
 TARGET = wafer("classroom")
 
@@ -77,3 +77,45 @@ def test_a_timeline_places_runs_one_after_another_on_their_cells():
     assert (active[4:7, 5:9] == np.where(busy_a.busy > 0, 1, -1)).all()
     with pytest.raises(ValueError, match="does not fit"):
         timeline.add(frames, (6, 8), "c")
+
+
+@pytest.mark.parametrize("to", ["E", "W", "S", "N"])
+def test_a_west_to_east_run_turned_sends_its_way_from_its_cell(to):
+    """A 2 x 4 region whose core (1, 1) sent east: turned to run west it is core (1, 2) of the
+    mirrored region sending west; turned south, core (1, 1) of the 4 x 2 region sending south;
+    north, core (2, 1) sending north."""
+    busy = np.zeros((2, 4), np.int16)
+    busy[1, 1] = 1
+    links = np.zeros((4, 2, 4), np.int16)
+    links[E, 1, 1] = 3
+    queued = np.zeros((5, 2, 4), np.int8)
+    queued[3, 1, 1] = 2                                   # its west input queue
+    out = turned(Frame(5, busy, busy.astype(np.int8), links, queued), to)
+    shape = (2, 4) if to in "EW" else (4, 2)
+    expected = {"E": (1, 1), "W": (1, 2), "S": (1, 1), "N": (2, 1)}[to]
+    assert out.busy.shape == shape and out.cycle == 5
+    assert list(zip(*np.nonzero(out.busy))) == [expected]
+    assert out.links[LINK_PORTS.index(to)][expected] == 3 and out.links.sum() == 3
+    behind = {"E": "W", "W": "E", "S": "N", "N": "S"}[to]     # where its wavelets come from
+    assert out.queued[LINK_PORTS.index(behind)][expected] == 2
+
+
+def test_a_lane_that_does_not_own_its_cells_leaves_them_to_the_kernel_under_it():
+    _, frames = _recorded(every=1)
+    timeline = Timeline((3, 4))
+    timeline.add(frames, (0, 0), "kernel")
+    route = timeline.add(frames[:3], (0, 0), "route", start=0, owns=False)
+    assert (timeline.owner() == 0).all() and not route.owns
+    _, links = timeline.at(2)
+    np.testing.assert_array_equal(links, 2 * frames[1].links)   # both lanes' sends add up
+
+
+def test_a_timeline_reads_the_task_each_working_core_ran():
+    _, frames = _recorded(every=1)
+    timeline = Timeline((4, 5))
+    timeline.add(frames, (1, 1), "a")
+    frame = next(f for f in frames if f.busy.any() and (f.busy == 0).any())
+    tasks = timeline.tasks(frame.cycle)
+    np.testing.assert_array_equal(tasks[1:, 1:], np.where(frame.busy > 0, frame.colour, -1))
+    assert (tasks[0] == -1).all() and (tasks[:, 0] == -1).all()
+    assert set(np.unique(tasks[tasks >= 0])) <= {0, 1}      # the matmul's two colours
