@@ -50,7 +50,10 @@ class DensityProbe:
 
     def __init__(self, executor, context, names):
         self.executor, self.context = executor, context
-        streams = [v for k in context.plan.kernels for v in kind_of(k).streamed(k).values()]
+        # and what a kind's fabric program streams beyond them (wb.fabric.check reads them)
+        streams = [v for k in context.plan.kernels
+                   for v in getattr(kind_of(k), "fabric_streams", kind_of(k).streamed)(k).values()]
+        streams += [v for k in context.plan.kernels for v in kind_of(k).streamed(k).values()]
         self.names = tuple(names)
         self._keep = tuple(dict.fromkeys(self.names + tuple(streams)))
         executor.retain(self._keep)

@@ -70,10 +70,13 @@ class AttentionCounts(NamedTuple):
 
 
 def attention_kernel(name: str, samples: int, heads: int, length: int, head_dim: int,
-                     ops: tuple[str, ...] = (), probs: str | tuple[str, ...] = "probs") -> Kernel:
+                     ops: tuple[str, ...] = (), probs: str | tuple[str, ...] = "probs",
+                     operands: tuple[tuple[str, str], ...] = ()) -> Kernel:
     """An attention kernel of `heads` x `head_dim` over sequences of `length` (padded) tokens;
     `probs` names the softmax output the simulator reads the real tokens from, one per call
-    (a tuple when recurrent steps share the block)."""
+    (a tuple when recurrent steps share the block); `operands` the ("q", value), ("k", value),
+    ("v", value) its first call streams (`FABRIC_ROLES`), kept with the step's tensors so that
+    the fabric program can stream them."""
     probs = (probs,) if isinstance(probs, str) else tuple(probs)
     steps = (("s", len(probs)),) if len(probs) > 1 else ()
     nest = LoopNest(dims=(("b", samples),) + steps + (("h", heads), ("i", length), ("j", length),
@@ -82,7 +85,8 @@ def attention_kernel(name: str, samples: int, heads: int, length: int, head_dim:
                               Access("v", ("b", "h", "j", "d"), "stream_in"),
                               Access("out", ("b", "h", "i", "d"), "stream_out")),
                     row_dim="i", col_dim="j", reduce_dims=("j",))
-    return Kernel(name, "attention", ops, (), nest, tuple(("probs", p) for p in probs), samples, 0)
+    streams = (("probs", probs[0]),) + tuple(operands) + tuple(("probs", p) for p in probs[1:])
+    return Kernel(name, "attention", ops, (), nest, streams, samples, 0)
 
 
 def build(graph, name: str, ops: list, context) -> Kernel | None:
@@ -99,8 +103,34 @@ def build(graph, name: str, ops: list, context) -> Kernel | None:
     scores = [o for o in ops[:at] if is_activation_matmul(o, context.roots)
               and graph.type_of[o.name].shape[-2:] == (shape[-2], length)]
     head_dim = graph.type_of[scores[-1].args[0].name].shape[-1]
+    outputs = [o for o in ops[at:] if is_activation_matmul(o, context.roots)
+               and graph.type_of[o.name].shape[-2:] == (shape[-2], head_dim)]
+    operands = ()
+    if outputs:                  # Q K^T reads q and k^T; P V reads v (the first call's)
+        operands = (("q", scores[-1].args[0].name), ("k", scores[-1].args[1].name),
+                    ("v", outputs[0].args[1].name))
     return attention_kernel(name, context.samples, heads, length, head_dim,
-                            tuple(o.name for o in ops), tuple(o.name for o in softmaxes))
+                            tuple(o.name for o in ops), tuple(o.name for o in softmaxes), operands)
+
+
+# The operands the first call streams on the fabric (`simulator.fabric.attention`), and how each
+# is laid out as captured, per sample: q and v as (heads, L, dh), k as the Q K^T matmul reads it,
+# transposed (heads, dh, L), the softmax P as (heads, L, L).
+FABRIC_ROLES = {"q": "hld", "k": "hdl", "v": "hld", "probs": "hll"}
+
+
+def fabric_operand(kernel: Kernel, role: str, value: np.ndarray) -> np.ndarray:
+    """(samples, heads, L, dh) of `role` q, k or v ((samples, heads, L, L) of the softmax P), off
+    the captured `value` of the kernel's first call (`FABRIC_ROLES`). q and k are the Q K^T
+    matmul's operands as captured, so a capture that scales them both by dh^-1/4 (torch's math
+    attention) streams them scaled: the values, not the time, differ from the unscaled ones."""
+    if role not in FABRIC_ROLES:
+        raise KeyError(f"the attention kind streams {sorted(FABRIC_ROLES)} on the fabric, not {role!r}")
+    heads, length, head_dim = shape_of(kernel)
+    sizes = {"h": heads, "l": length, "d": head_dim}
+    layout = FABRIC_ROLES[role]
+    out = np.asarray(value).reshape((kernel.samples,) + tuple(sizes[a] for a in layout))
+    return out.swapaxes(-1, -2) if layout == "hdl" else out
 
 
 def shape_of(kernel: Kernel) -> tuple[int, int, int]:
@@ -170,6 +200,13 @@ class AttentionKind(KindDefaults):
     # what its fabric program (simulator.fabric.attention) shares with the formulas
     score_flops, merge_flops = FORWARD_SCORE_FLOPS, MERGE_FLOPS
     block_sizes = staticmethod(block_sizes)
+    fabric_operand = staticmethod(fabric_operand)
+
+    @staticmethod
+    def fabric_streams(kernel: Kernel) -> dict[str, str]:
+        """The values of the first call its fabric program streams (role -> graph value):
+        the softmax P and, where the capture found them, q, k and v (`FABRIC_ROLES`)."""
+        return {role: v for role, v in kernel.calls[0].items() if role in FABRIC_ROLES}
 
     @staticmethod
     def weights_per_core(kernel: Kernel, mapping, tiles=None) -> int:

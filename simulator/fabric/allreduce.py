@@ -19,6 +19,11 @@ chunks' chains pipeline at wavelet granularity.
   cycle; the core's last arrival completes its tile, and the same task then updates the tile's
   weights: `flops` element operations a weight (`cost.update_flops`) on the SIMD lanes.
 So the busiest link carries 2 (r - 1) / r of a row's tiles, as `cost.allreduce_share` says.
+With three or more columns, as many rings share each link at full load, and they do not share
+it evenly: one ring settles near a fifth of the link while another takes half, so the links idle
+at the end and the ring takes up to a third longer than its link share (`bench/fabric_check.py`;
+it grows with the tile and barely with deeper queues, and neither an even two-way arbiter nor one
+weighted by flows removes it). The analytic model has no term for it yet.
 """
 from __future__ import annotations
 

@@ -336,9 +336,9 @@ def forward(kernel, mapping, target, tensors: dict, harvest: bool = True) -> Att
     missing = [role for role in ("q", "k", "v") if role not in tensors]
     if missing:
         raise NotImplementedError(
-            f"the attention program streams q, k and v, and got no {missing}: the attention kind "
-            "names only its softmax among a session's values, so check an attention kernel with "
-            "its tensors (simulator.fabric.check.compare), not from a session")
+            f"the attention program streams q, k and v, and got no {missing}: kernel "
+            f"{kernel.name!r} names none (its capture found no Q K^T and P V matmuls), so check "
+            "it with its tensors (simulator.fabric.check.compare)")
     allowed = tensors.get("allowed")
     if allowed is None:
         allowed = (np.asarray(tensors["probs"]) != 0).any(axis=1)

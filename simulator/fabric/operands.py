@@ -44,6 +44,9 @@ def streamed(kernel, env: dict, role: str, samples: int) -> np.ndarray:
                        "training step first, so that its streamed operands are kept")
     check_samples(kernel, samples)
     value = to_numpy(env[name])
+    laid_out = getattr(kind_of(kernel), "fabric_operand", None)
+    if laid_out is not None:                 # the kind says how its operands are laid out
+        return laid_out(kernel, role, value)[:samples]
     if role not in WIDTH:
         return value.reshape(kernel.samples, 1, -1)[:samples]
     width = kernel.nest.extent(WIDTH[role])

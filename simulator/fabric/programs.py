@@ -52,7 +52,9 @@ def program_for(kernel, mapping, target, tensors: dict, harvest: bool = True, pa
     passes = passes_of(kernel)
     if pass_ not in passes:
         raise NotImplementedError(
-            f"the {kernel.kind} fabric program has no {pass_!r} pass yet; passes: {sorted(passes)}")
+            f"kernel {kernel.name!r} (kind {kernel.kind}) has a fabric program for "
+            f"{' and '.join(sorted(passes))} only, no {pass_!r} pass yet: check it with "
+            f"pass_={sorted(passes)[0]!r}")
     return passes[pass_](kernel, mapping, target, tensors, harvest)
 
 

@@ -26,7 +26,7 @@ def test_a_kind_or_pass_without_a_program_is_named():
     with pytest.raises(NotImplementedError,
                        match="kind 'conv'.*kinds with one: \\['attention', 'generated', 'matmul'\\]"):
         program_for(conv, Mapping(1, 1), target, {})
-    with pytest.raises(NotImplementedError, match="attention fabric program has no 'backward'"):
+    with pytest.raises(NotImplementedError, match="for forward only, no 'backward' pass"):
         program_for(attention_kernel("att", 2, 2, 4, 8), Mapping(1, 1), target, {}, pass_="backward")
     with pytest.raises(NotImplementedError, match="no 'dw' pass"):
         program_for(matmul_kernel(), Mapping(1, 1), target, {}, pass_="dw")
