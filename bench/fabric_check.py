@@ -55,8 +55,8 @@ SHAPES = {"square": Shape(Mapping(2, 2), 4), "tall": Shape(Mapping(4, 1), 8),
 RINGS = {"2 replicas": (Mapping(2, 2, replicas=2), 16), "3 replicas": (Mapping(2, 2, replicas=3), 30),
          "4 replicas": (Mapping(1, 1, replicas=4), 64), "4 replicas wide": (Mapping(2, 2, replicas=4), 64),
          "3 replicas uneven": (Mapping(1, 2, replicas=3), 60),
-         # three or more rings share every link at full load, unevenly, and stall each other: a
-         # steady loss the analytic model does not have (`simulator.fabric.allreduce`)
+         # three or more rings share every link at full load, each on its own colours (virtual
+         # channels, `simulator.fabric.router`), so none waits behind another's arrivals
          "4 replicas 3 cols": (Mapping(1, 3, replicas=4), 64),
          **{f"{r} replicas {c} col{'s' * (c > 1)}": (Mapping(1, c, replicas=r), 64)
             for r in (3, 8) for c in (1, 2, 3, 4)}}

@@ -9,21 +9,19 @@ travels 2 (r - 1) hops (Patarasuk & Yuan 2009): the first r - 1 add the receiver
 (reduce-scatter), so at replica c - 1 it holds the sum of all r; the next r - 1 hand that sum
 on (all-gather). Each hop sends the chunk's values one wavelet each, value by value, so the
 chunks' chains pipeline at wavelet granularity.
-- **routes**: two colours, EAST and WEST (the wrap), each with a router filter (`router.Router`,
-  filters): a wavelet's index carries its destination core, so a core's filter takes the ones
-  addressed to it onto its ramp and passes those addressed beyond it on (Cerebras SDK filters);
-  two colours whatever the width, not one a column;
+- **routes**: each ring (each column offset c of the replicas) has its own two colours,
+  east and west (the wrap), 2 * cols in all, as a CSL ring gives each ring its colours: the
+  router's colours are virtual channels (`router`), so a ring's wavelets waiting for its own
+  core's PE hold up none of the rings passing through it. Each colour carries a router filter
+  (`router.Router`, filters): a wavelet's index carries its destination core, so a core's
+  filter takes the ones addressed to it onto its ramp and passes those addressed beyond it on
+  (Cerebras SDK filters);
 - **tasks**: an arriving value is added to (reduce-scatter) or stored in (all-gather) the
   core's tile as a fabric-input operand of one add (no activation, `pe.Datapath.streamed`), and
   its result is sent on from the add as it is made (a fabout operand), so a hop costs the PE a
   cycle; the core's last arrival completes its tile, and the same task then updates the tile's
   weights: `flops` element operations a weight (`cost.update_flops`) on the SIMD lanes.
 So the busiest link carries 2 (r - 1) / r of a row's tiles, as `cost.allreduce_share` says.
-With three or more columns, as many rings share each link at full load, and they do not share
-it evenly: one ring settles near a fifth of the link while another takes half, so the links idle
-at the end and the ring takes up to a third longer than its link share (`bench/fabric_check.py`;
-it grows with the tile and barely with deeper queues, and neither an even two-way arbiter nor one
-weighted by flows removes it). The analytic model has no term for it yet.
 """
 from __future__ import annotations
 
@@ -36,7 +34,7 @@ from .programs import register_part
 from .queues import Wavelets
 from .router import RAMP, E, W, route_mask
 
-EAST, WEST = 0, 1
+EAST, WEST = 0, 1          # a ring's colours: 2 ring + EAST, 2 ring + WEST
 
 
 def ring_hops(replicas: int) -> int:
@@ -55,12 +53,14 @@ def traffic(tile: int, replicas: int) -> tuple[np.ndarray, np.ndarray]:
     return sends, recv
 
 
-def routes_and_filters(rows: int, width: int, big: int) -> tuple[np.ndarray, np.ndarray]:
-    """(2, 5, rows, width) route bits and (2, 2, rows, width) filters: EAST from the west (or
-    the ramp) on east, WEST from the east (or the ramp) on west; a core's filter keeps the
-    indices [lo, hi) addressed to it (destination-major: destination d's are d big .. (d + 1)
-    big on EAST, counted from the east edge on WEST, so that what lies beyond a core is >= hi
-    either way)."""
+def routes_and_filters(rows: int, width: int, big: int, rings: int = 1) -> tuple[np.ndarray,
+                                                                           np.ndarray]:
+    """(2 rings, 5, rows, width) route bits and (2 rings, 2, rows, width) filters, the same for
+    every ring's pair of colours: east (2 ring) from the west (or the ramp) on east, west
+    (2 ring + 1) from the east (or the ramp) on west; a core's filter keeps the indices
+    [lo, hi) addressed to it (destination-major: destination d's are d big .. (d + 1) big
+    east, counted from the east edge west, so that what lies beyond a core is >= hi either
+    way)."""
     routes = np.zeros((2, 5, rows, width), dtype=np.uint8)
     routes[EAST, W], routes[EAST, RAMP] = route_mask(RAMP, E), route_mask(E)
     routes[WEST, E], routes[WEST, RAMP] = route_mask(RAMP, W), route_mask(W)
@@ -68,14 +68,12 @@ def routes_and_filters(rows: int, width: int, big: int) -> tuple[np.ndarray, np.
     filters = np.empty((2, 2, rows, width), dtype=np.int64)
     filters[EAST, 0], filters[EAST, 1] = h * big, (h + 1) * big
     filters[WEST, 0], filters[WEST, 1] = (width - 1 - h) * big, (width - h) * big
-    return routes, filters
+    return np.tile(routes, (rings, 1, 1, 1)), np.tile(filters, (rings, 1, 1, 1))
 
 
 class AllReduce:
     """The program (`programs` describes the protocol): `grads` (replicas, rows, cols, tile)
     each core's gradient tile, `flops` update operations a weight."""
-
-    colours, priority, reduction = 2, (EAST, WEST), (EAST, WEST)
 
     def __init__(self, grads, flops: int):
         self.grads = np.asarray(grads, dtype=np.float32)
@@ -87,7 +85,9 @@ class AllReduce:
         self.big = ring_hops(self.r) * self.tile + 1                 # local indices a core uses
         if width * self.big >= 2 ** 31:
             raise ValueError(f"{width} cores of {self.tile} values overflow a wavelet's index")
-        self.routes, self.filters = routes_and_filters(rows, width, self.big)
+        self.colours = 2 * self.cols
+        self.priority = self.reduction = tuple(range(self.colours))
+        self.routes, self.filters = routes_and_filters(rows, width, self.big, self.cols)
         self.streams, self.sinks = {}, {}
         self.sizes = tile_sizes(self.tile, self.r)
         sends, recv = traffic(self.tile, self.r)
@@ -105,7 +105,8 @@ class AllReduce:
         h = np.broadcast_to(np.arange(width), self.region)
         last = h // self.cols == self.r - 1                          # sends WEST, to replica 0
         dest = np.where(last, h - (self.r - 1) * self.cols, h + self.cols)
-        self.colour = xp.asarray(np.where(last, WEST, EAST).astype(np.int16))
+        ring = 2 * (h % self.cols)
+        self.colour = xp.asarray((ring + np.where(last, WEST, EAST)).astype(np.int16))
         self.code = xp.asarray(np.where(last, width - 1 - dest, dest).astype(np.int64) * self.big)
         slots = max(int(self.sends.max()), 1)
         first = np.zeros(self.region + (slots,), dtype=np.int64)     # hop 0: the replica's chunk

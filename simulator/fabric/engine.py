@@ -7,7 +7,7 @@ PE sends on its ramp, the streams fed in over each edge and how many wavelets ea
 expects. The run ends when every sink has them all and the program says it is `finished`;
 its cycles are the cycle after the last arrival, or after the cycle its cores were done if that
 is later (a program with no outputs, as a first layer's dW). Stats (`Run`): per core the PE's work per colour, its waiting and idle cycles, the
-wavelets each port sent, and the cycles each input queue's head waited for space.
+wavelets each port sent, and the cycles each input port's heads waited for space.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import numpy as np
 from ..backend import to_numpy
 from .pe import PE, Datapath
 from .queues import Wavelets
-from .router import PORTS, RAMP, Router, arrive
+from .router import PORTS, RAMP, Router, arrive, by_colour
 
 SIDES = {"N": 0, "S": 1, "E": 2, "W": 3}
 
@@ -40,14 +40,19 @@ class Stream:
         self.lengths = xp.asarray(lengths)
         self.next = xp.zeros(self.lengths.shape, dtype=xp.int64)
 
-    def feed(self, space) -> tuple:
-        """(mask (edge,), `Wavelets` (edge,)) pushed this cycle into queues with `space`."""
+    def head(self) -> Wavelets:
+        """The next wavelet of each edge core (edge,) (its last again once all have gone)."""
         xp = self.xp
-        mask = space & (self.next < self.lengths)
         at = xp.minimum(self.next, self.w.colour.shape[1] - 1)[:, None]
         take = lambda a: xp.take_along_axis(a, at, axis=1)[:, 0]
-        w = Wavelets(take(self.w.colour), take(self.w.n), take(self.w.idx),
-                     xp.take_along_axis(self.w.v, at[..., None], axis=1)[:, 0])
+        return Wavelets(take(self.w.colour), take(self.w.n), take(self.w.idx),
+                        xp.take_along_axis(self.w.v, at[..., None], axis=1)[:, 0])
+
+    def feed(self, space) -> tuple:
+        """(mask (edge,), `Wavelets` (edge,)) pushed this cycle into queues with `space` for
+        the `head` wavelet's colour."""
+        mask = space & (self.next < self.lengths)
+        w = self.head()
         self.next = self.next + mask
         return mask, w
 
@@ -85,9 +90,9 @@ class Run:
     """One program run to completion, on the host (NumPy): `cycles`; per core (rows, cols):
     `work` (colours, 3, rows, cols) SIMD, SRAM and task cycles per colour, `waiting` and `idle`
     cycles of the PE, `sent` (5, rows, cols) wavelets out of each port, `blocked` (5, rows,
-    cols) cycles each input queue's head waited for space over a link (`router.Hop.stalled`),
-    `peak_queue` (5, rows, cols) the most wavelets an input queue held, `peak_pe_queue`
-    (colours, rows, cols) the same for the PE's queues, `held` (rows, cols) cycles a PE's send
+    cols) cycles an input port's heads waited for space over a link (`router.Hop.stalled`),
+    `peak_queue` (5, rows, cols) the most wavelets one of a port's queues (one a colour)
+    held, `peak_pe_queue` (colours, rows, cols) the same for the PE's queues, `held` (rows, cols) cycles a PE's send
     waited for space on its ramp; `sinks` per side (values, idx, cycle, count, extra) arrays;
     `extra` the program's `state()` on the host (results held in the PEs, as a dW)."""
     cycles: int
@@ -149,24 +154,24 @@ class Fabric:
                 self.lost = self.lost + gone.sum()
         pe.step(self.program)
         self._enter(valid, got)
-        router.queues.push(valid, got)
-        self.peak = xp.maximum(self.peak, router.queues.count)
+        router.push(valid, got)
+        self.peak = xp.maximum(self.peak, router.queues.count.max(axis=0))
         self.finished = xp.where((self.finished < 0) & self.program.finished(), cycle + 1,
                                  self.finished)
 
     def _enter(self, valid, got) -> None:
         """Add to this cycle's arrivals (`valid`, `got`) the PEs' sends onto their ramps and
         the streams fed in over the edges, where their queues have space."""
-        space = self.router.queues.space()
+        xp, space = self.xp, self.router.queues.space()          # (colours, 5, rows, cols)
         want, w = self.program.emit()
-        valid[RAMP] = want & space[RAMP]
+        valid[RAMP] = want & by_colour(xp, space[:, RAMP], w.colour)
         self.program.emitted(valid[RAMP])
         self.held += want & ~valid[RAMP]
         for field, value in zip(got, w):
             field[RAMP] = value
         for s in self.streams:
             at = (s.port,) + edge_cores(s.side, self.router.region)
-            valid[at], w = s.feed(space[at])
+            valid[at], w = s.feed(by_colour(xp, space[(slice(None),) + at], s.head().colour))
             for field, value in zip(got, w):
                 field[at] = value
 

@@ -38,7 +38,7 @@ class Frame:
     """The window at `cycle` (cycles done): `busy` (rows, cols) cycles each PE worked since the
     last frame, `colour` (rows, cols) the colour of its latest task, `links` (4, rows, cols)
     wavelets each core sent north, south, east and west since the last frame, `queued` (5, rows,
-    cols) the wavelets in each input queue (N, S, E, W, ramp) now."""
+    cols) the wavelets in each input port's queues (N, S, E, W, ramp; all colours) now."""
     cycle: int
     busy: np.ndarray
     colour: np.ndarray
@@ -71,7 +71,8 @@ class Recorder:
         links = (sent - sent_then)[:4]
         self.frames.append(Frame(cycle, busy.astype(np.int16), to_numpy(pe.colour[at]).astype(np.int8),
                                  links.astype(np.int16),
-                                 to_numpy(router.queues.count[(slice(None),) + at]).astype(np.int8)))
+                                 np.minimum(to_numpy(router.queues.count.sum(axis=0, dtype=np.int16)[
+                                     (slice(None),) + at]), 127).astype(np.int8)))
         self._last = (cycle, free, sent)
 
 

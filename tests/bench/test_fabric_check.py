@@ -55,7 +55,8 @@ def test_attention_agrees_with_the_fabric_within_ten_percent(shape, mask):
 
 
 def test_the_replicas_all_reduce_agrees_within_ten_percent_and_is_printed(capsys):
-    rows = fabric_check.ring_cases(np, TARGET, rings=("2 replicas", "4 replicas wide"))
+    rows = fabric_check.ring_cases(np, TARGET, rings=("2 replicas", "4 replicas wide",
+                                                      "4 replicas 3 cols", "8 replicas 4 cols"))
     assert all(fabric_check.within(r) for r in rows) and all(r["error"] < 1e-4 for r in rows)
     fabric_check.print_cases(rows)
     assert "all-reduce" in capsys.readouterr().out

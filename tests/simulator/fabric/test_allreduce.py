@@ -33,7 +33,8 @@ def test_two_one_core_replicas_agree_to_the_cycle():
 
 
 @pytest.mark.parametrize("replicas,rows,cols,tile", [(2, 2, 2, 16), (3, 2, 2, 30), (4, 1, 1, 64),
-                                                     (4, 2, 2, 64), (3, 1, 2, 60)])
+                                                     (4, 2, 2, 64), (3, 1, 2, 60), (4, 1, 3, 64),
+                                                     (3, 1, 4, 64)])
 def test_rings_agree_with_the_analytic_model_within_ten_percent(replicas, rows, cols, tile):
     program, result = _ring(replicas, rows, cols, tile)
     analytic = float(cost.update_cycles(tile, Mapping(rows, cols, replicas), TARGET, SGD))
@@ -53,3 +54,13 @@ def test_one_replica_has_no_ring_and_the_registry_builds_it_by_name():
         AllReduce(np.zeros((1, 1, 1, 4), np.float32), 5)
     program = part("update")(8, Mapping(1, 1, 2), 5)
     assert run(np, program, TARGET).cycles == 20
+
+
+def test_each_ring_has_its_own_pair_of_colours():
+    """Three rings a row (3 columns): 6 colours, so a ring's arrivals at its own core wait in
+    its own queues (`router`: colours are virtual channels), never ahead of another ring's
+    wavelets passing through."""
+    program = AllReduce(np.zeros((2, 1, 3, 4), np.float32), cost.update_flops(SGD))
+    assert program.colours == 6 and program.routes.shape == (6, 5, 1, 6)
+    program.start(np, None)
+    assert program.colour.tolist() == [[0, 2, 4, 1, 3, 5]]   # ring c east 2c, west (wrap) 2c + 1
