@@ -135,17 +135,21 @@ _JOINTS: dict = {}
 
 
 def _joint(grids: tuple[Grid, ...]) -> _Joint:
-    """Cached while the same grids come back: keyed by their identity, holding them so an
-    identity is never reused."""
+    return cached_by_identity(_JOINTS, grids, _build)
+
+
+def cached_by_identity(cache: dict, grids: tuple, build):
+    """`build(grids)`, cached in `cache` while the same grids come back: keyed by their
+    identity, holding them so an identity is never reused; cleared past 64 entries."""
     key = tuple(map(id, grids))
-    hit = _JOINTS.get(key)
+    hit = cache.get(key)
     if hit is not None:
         return hit[1]
-    if len(_JOINTS) > 64:
-        _JOINTS.clear()
-    joint = _build(grids)
-    _JOINTS[key] = (grids, joint)
-    return joint
+    if len(cache) > 64:
+        cache.clear()
+    value = build(grids)
+    cache[key] = (grids, value)
+    return value
 
 
 def _build(grids: tuple[Grid, ...]) -> _Joint:

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import cost
-from .table import Grid, Table, _index, _joined, _joint
+from .table import Grid, Table, _index, _joined, _joint, cached_by_identity
 
 def run_cycles(table: Table, rows: np.ndarray) -> np.ndarray | None:
     """(V, S) `cost.run_cycles` of the table's samples (`rows` (V, S) the distinct sample of
@@ -206,20 +206,16 @@ _JOINT_RUNS: dict = {}
 
 
 def _joint_runs(grids: tuple[Grid, ...]) -> _JointRuns | None:
-    """Cached while the same grids come back (keyed by identity, holding them)."""
-    key = tuple(map(id, grids))
-    hit = _JOINT_RUNS.get(key)
-    if hit is not None:
-        return hit[1]
-    if len(_JOINT_RUNS) > 64:
-        _JOINT_RUNS.clear()
-    built = None
+    """The grids' runs summed together, or None where one cannot be (cached by identity)."""
+    return cached_by_identity(_JOINT_RUNS, grids, _joint_runs_of)
+
+
+def _joint_runs_of(grids: tuple[Grid, ...]) -> _JointRuns | None:
     if all(g.passes is not None for g in grids):
         runs = [_run_grid(g) for g in grids]
         if all(not r.dense and len(r.products) <= 1 for r in runs):
-            built = _build_joint(grids, runs)
-    _JOINT_RUNS[key] = (grids, built)
-    return built
+            return _build_joint(grids, runs)
+    return None
 
 
 def _build_joint(grids: tuple[Grid, ...], runs: list) -> _JointRuns:

@@ -2,20 +2,14 @@
 more than max_steps and never costs more than fixed depth; pads cost nothing), not figures."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench import load_bench
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("dynamic_bench", ROOT / "bench" / "dynamic.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main(["--fast"])
+    return load_bench("dynamic").main(["--fast"])
 
 
 def test_act_ponders_at_most_max_steps_and_is_no_slower(bench, capsys):

@@ -3,9 +3,6 @@ the step and what limits it, sparsity rows carry both speedups, scaling rows com
 against the quarter wafer, and the table prints one line per row."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn as nn
@@ -13,17 +10,13 @@ import torch.nn as nn
 import wsebench as wb
 from compiler.estimate import kernel_cycles
 from compiler.target import sub_wafer
+from tests.bench import load_bench
 from wsebench import sparsity_experiments as sx
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def fidelity():
-    spec = importlib.util.spec_from_file_location("fidelity_bench", ROOT / "bench" / "fidelity.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("fidelity")
 
 
 def test_bound_names_the_bottleneck_stage_and_its_limit(fidelity):

@@ -2,20 +2,14 @@
 (ReLU insertion and induced sparsity make the wafer faster, more sparsity more so), not figures."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench import load_bench
 
 
 @pytest.fixture(scope="module")
 def fc34():
-    spec = importlib.util.spec_from_file_location("sparsity_table", ROOT / "bench" / "sparsity_table.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench.main(["--fast", "--only", "fc34"])
+    return load_bench("sparsity_table").main(["--fast", "--only", "fc34"])
 
 
 def _row(rows, prefix):

@@ -3,21 +3,16 @@ the ones it records (`--record`), and its split of the simulator's step adds up.
 how fast either side is."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench import load_bench
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("step_overhead", ROOT / "bench" / "step_overhead.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("step_overhead")
 
 
 def test_record_holds_what_is_printed(bench, tmp_path, capsys):
