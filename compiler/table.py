@@ -91,8 +91,7 @@ def _evaluate(tables: list[Table], busiest: bool = True) -> tuple[Any, np.ndarra
     the table, gives each table row's cycles summed over the sample's columns; those of the
     sample's core rows are summed per table."""
     joint = _joint(tuple(t.grid for t in tables))
-    row = _index(_joined([t.x for t in tables]), joint.row_base)
-    col = _index(_joined([t.dy for t in tables]), joint.col_base)
+    row, col = joint_indices(tables, joint)
     samples, (height, width) = len(row), joint.cycles.shape
     largest = None
     if busiest:
@@ -105,6 +104,19 @@ def _evaluate(tables: list[Table], busiest: bool = True) -> tuple[Any, np.ndarra
         [counts[:, j0:j1] @ block for j0, j1, block in joint.blocks], axis=1)
     picked = per_row.take(row + _row_starts(samples, height))
     return largest, np.add.reduceat(picked, joint.row_starts, axis=1, dtype=np.float64)
+
+
+def joint_indices(tables: list[Table], joint: "_Joint") -> tuple[np.ndarray, np.ndarray]:
+    """(U, all rows), (U, all columns): the joint table's index of every core row and column of
+    `tables`, each sample's. A step's sums and runs look up the same tables one after the
+    other, so the last answer is kept while the same counts come back (keyed by identity)."""
+    return cached_by_identity(_INDICES, (joint, *(t.x for t in tables), *(t.dy for t in tables)),
+                              lambda _: (_index(_joined([t.x for t in tables]), joint.row_base),
+                                         _index(_joined([t.dy for t in tables]), joint.col_base)),
+                              keep=1)
+
+
+_INDICES: dict = {}
 
 
 def _joined(parts: list[np.ndarray]) -> np.ndarray:
@@ -138,14 +150,14 @@ def _joint(grids: tuple[Grid, ...]) -> _Joint:
     return cached_by_identity(_JOINTS, grids, _build)
 
 
-def cached_by_identity(cache: dict, grids: tuple, build):
+def cached_by_identity(cache: dict, grids: tuple, build, keep: int = 64):
     """`build(grids)`, cached in `cache` while the same grids come back: keyed by their
-    identity, holding them so an identity is never reused; cleared past 64 entries."""
+    identity, holding them so an identity is never reused; cleared past `keep` entries."""
     key = tuple(map(id, grids))
     hit = cache.get(key)
     if hit is not None:
         return hit[1]
-    if len(cache) > 64:
+    if len(cache) >= keep:
         cache.clear()
     value = build(grids)
     cache[key] = (grids, value)

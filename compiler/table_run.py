@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import cost
-from .table import Grid, Table, _index, _joined, _joint, cached_by_identity
+from .table import Grid, Table, _joint, cached_by_identity, joint_indices
 
 def run_cycles(table: Table, rows: np.ndarray) -> np.ndarray | None:
     """(V, S) `cost.run_cycles` of the table's samples (`rows` (V, S) the distinct sample of
@@ -156,8 +156,7 @@ def run_cycles_joint(tables: list[Table], rows: np.ndarray) -> list[np.ndarray] 
         return None
     times, index = cost.run_times(rows, len(tables[0].x))
     joint = _joint(plan.grids)
-    row = _index(_joined([t.x for t in tables]), joint.row_base)               # (U, all rows)
-    col = _index(_joined([t.dy for t in tables]), joint.col_base)              # (U, all cols)
+    row, col = joint_indices(tables, joint)                              # (U, all rows / cols)
     variants, samples = times.shape
     by_row = (times @ plan.by_row.take(row, axis=0).reshape(samples, -1)).reshape(variants, -1)
     by_col = (times @ plan.by_col.take(col, axis=0).reshape(samples, -1)).reshape(variants, -1)

@@ -60,6 +60,7 @@ class PlanContext:
         self._tiles: dict[str, tuple] = {}
         self._full_load: dict[int, np.ndarray] = {}
         self.timings: dict = {}        # kernel -> its `KernelTiming` of the last step measured
+        self.route_bytes: int | None = None   # what the routes' values hold (`step._holdable`)
 
     @cached_property
     def layout(self):

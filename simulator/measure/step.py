@@ -170,8 +170,11 @@ HOLD_BYTES = 64 * 2**20      # route values a lazy congestion may keep alive pas
 
 def _holdable(context: PlanContext, env: dict) -> bool:
     """Whether the values the routes carried are small enough to keep until asked for (a big
-    model's would double its activations' memory through the next step)."""
-    return sum(getattr(env.get(n), "nbytes", 0) for n in context.route_values[0]) <= HOLD_BYTES
+    model's would double its activations' memory through the next step). Their sizes are the
+    plan's, the same every step: summed on the first."""
+    if context.route_bytes is None:
+        context.route_bytes = sum(getattr(env.get(n), "nbytes", 0) for n in context.route_values[0])
+    return context.route_bytes <= HOLD_BYTES
 
 
 def _route_shares(context: PlanContext, xp, env: dict, runs: Runs, positions, harvest: bool):

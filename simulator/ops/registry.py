@@ -246,10 +246,47 @@ def fma_wide(a, b, c):
     """``fma`` on NumPy for a float32 result, where ``a`` is an array of the result's shape and ``b``
     and ``c`` are the same shape or 0-d: the same float64 arithmetic as the general form.
 
-    One plain cast of ``a``, then in-place ops: a mixed-dtype ufunc casts through small buffers
-    and costs ~20% more than ``astype`` plus same-dtype ops (the SGD update is mostly this).
+    ``a * scalar + c`` with ``c`` an array (the SGD update ``param - lr * grad``) is BLAS's saxpy
+    where that rounds once, as torch's ``vec::fmadd`` does (`_saxpy_fused`, checked once): about
+    3x faster than the float64 round trip. Otherwise one plain cast of ``a``, then in-place ops:
+    a mixed-dtype ufunc casts through small buffers and costs ~20% more than ``astype`` plus
+    same-dtype ops.
     """
+    if np.ndim(b) == 0 and _axpy_case(a, c) and _saxpy_fused():
+        return _saxpy(a, b, c)
     wide = a.astype(np.float64)
     wide *= b
     wide += c
     return wide.astype(np.float32)
+
+
+def _axpy_case(a, c) -> bool:
+    return type(c) is np.ndarray and c.shape == a.shape and a.dtype == c.dtype == np.float32 and \
+        a.flags.c_contiguous and c.flags.c_contiguous and 0 < a.size < 2**31
+
+
+def _saxpy(a, b, c):
+    """``a * b + c`` as a new array: saxpy into a copy of ``c``."""
+    from scipy.linalg.blas import saxpy  # noqa: PLC0415  (loads SciPy's BLAS only when used)
+    out = c.copy()
+    return saxpy(a.reshape(-1), out.reshape(-1), a=b).reshape(c.shape)
+
+
+@functools.cache
+def _saxpy_fused() -> bool:
+    """Whether this machine's saxpy rounds ``a * x + y`` once, as a fused multiply-add, on every
+    element (the vector body and the scalar tail): probed once on lengths 1-67 and 1000 of values
+    whose separately rounded result differs from the fused one. OpenBLAS's x86-64 kernels use
+    FMA instructions; a BLAS that does not (or no SciPy) keeps the float64 form."""
+    try:
+        rng = np.random.default_rng(0)
+        for n in (*range(1, 68), 1000):
+            x, y = rng.standard_normal((2, n), dtype=np.float32) * np.float32(37)
+            alpha = np.float32(-0.0123)
+            fused = (x.astype(np.float64) * alpha + y).astype(np.float32)
+            if not np.array_equal(_saxpy(x, alpha, y), fused):
+                return False
+        unfused = x * alpha + y
+        return not np.array_equal(unfused, fused)      # the probe can tell the two apart
+    except ImportError:
+        return False

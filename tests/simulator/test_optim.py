@@ -149,6 +149,25 @@ def test_update_kernels_equal_their_float64_formula_bit_for_bit():
         np.testing.assert_array_equal(p.view(np.int32), wide(b, np.float32(-0.01), a).view(np.int32))
 
 
+def test_saxpy_is_taken_only_where_it_rounds_once(monkeypatch):
+    """The SGD update goes to BLAS's saxpy only if the probe finds it fused on every element:
+    a saxpy that rounds the product first is refused, and the float64 form is used instead."""
+    from simulator.ops import registry
+
+    assert registry._saxpy_fused.__wrapped__() == registry._saxpy_fused()
+    if not registry._saxpy_fused():
+        pytest.skip("this machine's saxpy does not round once; the float64 form is used")
+    monkeypatch.setattr(registry, "_saxpy", lambda a, b, c: a * np.float32(b) + c)   # unfused
+    assert not registry._saxpy_fused.__wrapped__()
+    registry._saxpy_fused.cache_clear()
+    try:
+        a, c = np.random.default_rng(2).standard_normal((2, 1001), dtype=np.float32)
+        expected = (a.astype(np.float64) * np.float32(-0.01) + c).astype(np.float32)
+        np.testing.assert_array_equal(registry.fma_wide(a, np.float32(-0.01), c), expected)
+    finally:
+        registry._saxpy_fused.cache_clear()
+
+
 @pytest.mark.parametrize("max_norm", [0.1, 1.0, 1e3])   # clipped hard, clipped, left as is
 def test_clip_grad_norm_equals_torch(max_norm):
     rng = np.random.default_rng(3)
