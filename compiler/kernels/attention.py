@@ -12,7 +12,9 @@ kernel holds a weight tile (Hot Chips 2020 dataflow):
 - backward: dO[I_r] is multicast along the row; with P, Q, K, V stashed the core does dP = dO V^T,
   dV += P^T dO, dQ = dS K and dK = dS^T Q (4 |I_r| |J_c| D MACs) and the softmax backward per
   score; the row sums of dP * P (H |I_r|) and dQ partials chain along the row, dK and dV
-  partials down the column.
+  partials down the column. Where that stash would not fit in SRAM with the batch in flight,
+  each core keeps only its share of the Q, K and V blocks and the backward multicasts them
+  again, as the forward did (`stash_values`, `spreads_stash`).
 So a sample costs 2 L^2 dh MACs per head forward and twice that backward, plus ~L^2 element
 operations per head for the softmax. The kernel holds no weights, so it has no update.
 
@@ -192,6 +194,40 @@ def _merge_cycles(stats, outs, cols: int, target) -> np.ndarray:
                      outs * np.ceil(MERGE_FLOPS["out"] * per / target.simd))
 
 
+def stash_values(kernel: Kernel, mapping, spread: bool) -> int:
+    """Values a core keeps of one sample for its backward: its P block, and the Q, K and V
+    blocks it read. Kept where they arrived, every core of row r holds all of Q[I_r] and every
+    core of column c all of K[J_c] and V[J_c]; spread, each keeps its 1/cols share of its row's
+    Q block and its 1/rows share of its column's K and V blocks, and the backward multicasts
+    them again (`components`)."""
+    heads, length, head_dim = shape_of(kernel)
+    width = heads * head_dim
+    q, k = math.ceil(length / mapping.rows), math.ceil(length / mapping.cols)
+    if spread:
+        return kernel.steps * (heads * q * k + math.ceil(q * width / mapping.cols) +
+                               math.ceil(2 * k * width / mapping.rows))
+    return kernel.steps * (heads * q * k + q * width + 2 * k * width)
+
+
+def spreads_stash(kernel: Kernel, mapping, target) -> bool:
+    """Whether the kernel spreads its stash over its rows and columns (`stash_values`): where
+    the stash kept where it arrived would not fit beside the working set with the whole batch
+    between its forward and backward, and the spread one would. Spreading trades SRAM for a
+    second multicast of Q, K and V in the backward, so a kernel that fits keeps its stash (and
+    one that fits neither way is refused by the memory check as it is)."""
+    def fits(spread: bool) -> bool:
+        return _bytes(kernel, mapping, target, kernel.samples, spread) <= target.sram_bytes
+    return not fits(False) and fits(True)
+
+
+def _bytes(kernel: Kernel, mapping, target, in_flight: int, spread: bool) -> int:
+    heads, length, head_dim = shape_of(kernel)
+    width = heads * head_dim
+    q, k = math.ceil(length / mapping.rows), math.ceil(length / mapping.cols)
+    working = 2 * q * width + 2 * k * width + heads * q * k + 2 * heads * q
+    return int((working + in_flight * stash_values(kernel, mapping, spread)) * target.activation_bytes)
+
+
 class AttentionKind(KindDefaults):
     name = "attention"
     priority = 20     # build_kernels asks the kinds by priority
@@ -217,14 +253,9 @@ class AttentionKind(KindDefaults):
                         kept: int | None = None) -> int:
         """At the padded length: the working set of the sample in flight (Q block, K and V
         blocks, the score block, O partials, row max and sum) plus, for every sample between
-        its forward and backward, the stash the backward reads (P, Q, K and V blocks) of every
-        call. No weights, so no optimizer state."""
-        heads, length, head_dim = shape_of(kernel)
-        width = heads * head_dim
-        q, k = math.ceil(length / mapping.rows), math.ceil(length / mapping.cols)
-        working = 2 * q * width + 2 * k * width + heads * q * k + 2 * heads * q
-        stash = kernel.steps * (heads * q * k + q * width + 2 * k * width)
-        return int((working + in_flight * stash) * target.activation_bytes)
+        its forward and backward, the stash the backward reads of every call (`stash_values`).
+        No weights, so no optimizer state."""
+        return _bytes(kernel, mapping, target, in_flight, spreads_stash(kernel, mapping, target))
 
     @staticmethod
     def dense_macs(kernel: Kernel) -> int:
@@ -286,14 +317,19 @@ class AttentionKind(KindDefaults):
         kv_in = cost.streamed_wavelets(wavelets(2 * k * width), wavelets(2 * k * width), sends)
         fwd_in = np.maximum(q_in, kv_in)              # Q along the row, K and V down the column
         fwd_out = wavelets(q * width + across * 2 * heads * q)  # O partials, max and sum out
-        bwd_in = wavelets(q * width)                             # dO in, along the row
-        bwd_out = np.maximum(wavelets(q * width + across * heads * q),   # dQ partials, row sums
-                             wavelets(2 * k * width))            # dK and dV partials, down the column
+        spread = spreads_stash(kernel, mapping, target)
+        row_in, col_in = wavelets(q * width * (1 + spread)), wavelets(2 * k * width * spread)
+        bwd_in = np.maximum(row_in, col_in)  # dO along the row; a spread stash's Q, K, V again
+        bwd_out = np.maximum(wavelets(q * width + across * heads * q +   # dQ partials, row sums
+                                      spread * np.ceil(q * width / mapping.cols)),   # Q share
+                             wavelets(2 * k * width +            # dK and dV partials, down the column
+                                      spread * np.ceil(2 * k * width / mapping.rows)))  # K, V share
         macs = 6.0 * width * pairs.sum(axis=(-1, -2)).sum(axis=1)
         return cost.Components(np.ceil((2 * pairs * width + FORWARD_SCORE_FLOPS * scores) / simd),
                                fwd_in, fwd_out,
                                np.ceil((4 * pairs * width + BACKWARD_SCORE_FLOPS * scores) / simd),
                                bwd_in, bwd_out, macs, fwd_recv=q_in + kv_in,
+                               bwd_recv=row_in + col_in if spread else None,
                                fwd_reduce=_merge_cycles(heads * q, wavelets(q * width),
                                                         mapping.cols, target),
                                fwd_drain=0 if across else wavelets(q * width),

@@ -348,3 +348,39 @@ def test_pad_queries_do_not_count_as_computed_pairs():
     probs[..., :5] /= probs[..., :5].sum(-1, keepdims=True)
     kernel = attention_kernel("sdpa", 1, 2, 7, 4)
     assert computed_pairs(np, to_numpy, kernel, {"probs": probs}, "probs", 1, 1).sum() == 15
+
+
+def test_a_stash_that_does_not_fit_is_spread_and_multicast_again_in_the_backward():
+    """BERT-base's attention (12 heads of 64, 128 tokens, batch 8) on 64 x 32 cores: the stash
+    kept where it arrived (every core of a row holding its Q block, of a column its K and V
+    blocks) needs more than a core's SRAM with the batch in flight; spread over the row and the
+    column it fits, and the backward receives Q, K and V again. A kernel that fits keeps its
+    stash, and its backward receives dO only."""
+    from compiler.kernels.attention import spreads_stash, stash_values
+    wse2 = wafer("wse2")
+    bert = attention_kernel("sdpa", 8, 12, 128, 64)
+    mapping = Mapping(64, 32)
+    assert spreads_stash(bert, mapping, wse2)
+    assert stash_values(bert, mapping, True) < stash_values(bert, mapping, False) / 10
+    assert ATTENTION.memory_per_core(bert, mapping, wse2, SGD, 8) <= wse2.sram_bytes
+    full = np.full((1, 1), 128)
+    c = ATTENTION.components(bert, AttentionCounts(full, full), mapping, wse2)
+    q, k, width = 2, 4, 12 * 64                       # each core's query and key blocks
+    values = wse2.dense_values_per_wavelet
+    assert np.max(c.bwd_in) == max(2 * q * width, 2 * k * width) / values
+    assert np.max(c.received("bwd")) == (2 * q * width + 2 * k * width) / values
+    small = _kernel()
+    assert not spreads_stash(small, Mapping(2, 2), TARGET)
+    lengths = np.full((1, 1), 16)
+    kept = ATTENTION.components(small, AttentionCounts(lengths, lengths), Mapping(2, 2), TARGET)
+    assert np.max(kept.bwd_in) == 8 * 2 * 8 / TARGET.dense_values_per_wavelet   # dO: 8 x 16
+
+
+def test_a_stash_is_spread_only_where_that_makes_it_fit():
+    """One core holds every block either way: nothing to spread, and a kernel too big for
+    either is left for the memory check to refuse."""
+    from compiler.kernels.attention import spreads_stash
+    wse2 = wafer("wse2")
+    bert = attention_kernel("sdpa", 8, 12, 128, 64)
+    assert not spreads_stash(bert, Mapping(1, 1), wse2)
+    assert ATTENTION.memory_per_core(bert, Mapping(1, 1), wse2, SGD, 8) > wse2.sram_bytes
