@@ -10,8 +10,14 @@ Routes share links, and a link's wavelets add up (`compiler.links`): the congest
 is the busiest link its routes cross. So the routes are laid greedily, heaviest first, each on
 the candidate whose busiest link carries the least once it is added, then ripped up and laid
 again one at a time against all the others (rip-up and reroute, as in PathFinder: McMurchie &
-Ebeling, FPGA 1995). A route alone on the fabric thus takes the candidate with the most lanes at
-its narrowest; one that would pile onto a band other routes load turns another way.
+Ebeling, FPGA 1995) until a whole pass moves no route. A route moves only to a candidate whose
+busiest link is strictly lighter than its own, so each move lowers the fabric's sorted vector of
+link loads (no link gets as heavy as the route's old busiest one, which gets lighter) and the
+passes end (bottleneck routing games have this finite improvement property: Banner & Orda, IEEE
+JSAC 2007). A route alone on the fabric thus takes the candidate with the most lanes at its
+narrowest; one that would pile onto a band other routes load turns another way, and the X-Y-X
+and Y-X-Y candidates turn in the middle or hug either region, so a bundle has parallel
+corridors to move to.
 """
 from __future__ import annotations
 
@@ -20,30 +26,48 @@ import numpy as np
 from .links import DIRECTIONS, segments
 from .placement import Edge, Rect, Route
 
-REROUTE_PASSES = 2      # after the greedy pass; on BERT-base/wse2 a third changes nothing
-
 
 def route(edges: list[Edge], rects: tuple[Rect, ...]) -> tuple[Route, ...]:
     """A route for every edge (in `edges` order), laid heaviest first on the candidate whose
     busiest link carries the fewest wavelets with it added (ties: more lanes at the narrowest,
-    then the order of `candidates`), then each ripped up and laid again, `REROUTE_PASSES` times."""
+    then the order of `candidates`), then each ripped up and laid again, pass after pass, until
+    no route finds a candidate strictly lighter than its own (see the module docstring)."""
     where = {r.name: r for r in rects}
     options = [[Laid(rt) for rt in candidates(e, where[e.src], where[e.dst])] for e in edges]
-    loads = LinkLoads(rects)
+    loads, changed = LinkLoads(rects), Changes()
+    reach = [changed.reach(opts) for opts in options]
     chosen: list[Laid | None] = [None] * len(edges)
-    for _ in range(1 + REROUTE_PASSES):
-        for i in sorted(range(len(edges)), key=lambda i: -edges[i].wavelets):
-            if chosen[i] is not None:
-                loads.add(chosen[i], sign=-1.0)
-            chosen[i] = min(options[i], key=lambda laid: (loads.peak_with(laid), -laid.lanes))
+    laid_at = [0] * len(edges)             # the changes already made when each was last laid
+    heaviest_first = sorted(range(len(edges)), key=lambda i: -edges[i].wavelets)
+    moved = True
+    while moved:
+        moved = False
+        for i in heaviest_first:
+            old = chosen[i]
+            if old is not None and not changed.touch(reach[i], laid_at[i]):
+                continue        # no link its candidates use changed: it would stay where it is
+            laid_at[i] = len(changed)
+            if old is not None:
+                loads.add(old, sign=-1.0)
+            best = min(options[i], key=lambda laid: (loads.peak_with(laid), -laid.lanes))
+            if old is None or loads.lighter(best, old):
+                chosen[i], moved = best, True
+                changed.log(best, old)
             loads.add(chosen[i])
     return tuple(laid.route for laid in chosen)
 
 
 def candidates(edge: Edge, a: Rect, b: Rect) -> list[Route]:
-    """The routes `edge` may take from region a to region b, in order of preference on a tie."""
+    """The routes `edge` may take from region a to region b, in order of preference on a tie:
+    X-Y, Y-X, straight, then X-Y-X and Y-X-Y with the middle leg half way, then hugging a's
+    side, then hugging b's (where those differ from half way)."""
+    three = {}
+    for where in ("middle", "source", "target"):
+        for x_outer in (True, False):
+            rt = _three_legs(edge, a, b, x_outer, where)
+            three.setdefault((rt.path, rt.bands), rt)
     return ([_dimension_ordered(edge, a, b, True), _dimension_ordered(edge, a, b, False)]
-            + _straight(edge, a, b) + [_three_legs(edge, a, b, True), _three_legs(edge, a, b, False)])
+            + _straight(edge, a, b) + list(three.values()))
 
 
 class Laid:
@@ -69,32 +93,87 @@ class LinkLoads:
         return max((self.loads[d, rows, cols].max() + per_link
                     for d, rows, cols, per_link in laid.bands), default=0.0)
 
+    def lighter(self, new: Laid, old: Laid) -> bool:
+        """Whether `new`'s busiest link, with it added, carries fewer wavelets than `old`'s would
+        (beyond the rounding of the running sums)."""
+        a, b = self.peak_with(new), self.peak_with(old)
+        return a < b - 1e-9 * max(b, 1.0)
+
     def add(self, laid: Laid, sign: float = 1.0) -> None:
         """Lay the route's wavelets on its bands (`sign` -1: take them off again)."""
         for d, rows, cols, per_link in laid.bands:
             self.loads[d, rows, cols] += sign * per_link
 
 
-def _three_legs(edge: Edge, a: Rect, b: Rect, x_outer: bool) -> Route:
-    """X-Y-X (`x_outer`: out over a's rows, in over b's rows) or Y-X-Y, turning half way; the
-    middle leg spreads over as many lanes as the narrower end has, within the span of rows
-    (or columns) the two regions cover."""
+class Changes:
+    """The rectangles of directed links whose loads routes changed, in order, so a route is
+    laid again only when a link one of its candidates uses has changed since it was last laid
+    (the loads its candidates would meet, hence its choice, are otherwise the same)."""
+
+    def __init__(self):
+        self.boxes = np.zeros((0, 5), dtype=np.int64)     # direction, row0, row1, col0, col1
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    @staticmethod
+    def reach(options: list[Laid]) -> np.ndarray:
+        """(directions, 4): per direction, the box (row0, row1, col0, col1) that holds every
+        band the candidates run that way (empty: 0, 0, 0, 0)."""
+        box = np.zeros((len(DIRECTIONS), 4), dtype=np.int64)
+        for d, rows, cols, _ in (band for laid in options for band in laid.bands):
+            here = (rows.start, rows.stop, cols.start, cols.stop)
+            box[d] = here if not box[d].any() else (min(box[d, 0], here[0]), max(box[d, 1], here[1]),
+                                                    min(box[d, 2], here[2]), max(box[d, 3], here[3]))
+        return box
+
+    def log(self, *laids: Laid | None) -> None:
+        """The bands of the routes laid or taken off."""
+        new = [(d, rows.start, rows.stop, cols.start, cols.stop)
+               for laid in laids if laid is not None for d, rows, cols, _ in laid.bands]
+        if self.size + len(new) > len(self.boxes):
+            grown = np.zeros((2 * (self.size + len(new)), 5), dtype=np.int64)
+            grown[:self.size] = self.boxes[:self.size]
+            self.boxes = grown
+        self.boxes[self.size:self.size + len(new)] = np.array(new, dtype=np.int64).reshape(-1, 5)
+        self.size += len(new)
+
+    def touch(self, reach: np.ndarray, since: int) -> bool:
+        """Whether a change logged from `since` on overlaps `reach` in its direction."""
+        d, r0, r1, c0, c1 = self.boxes[since:self.size].T
+        box = reach[d]
+        return bool(((r0 < box[:, 1]) & (box[:, 0] < r1) & (c0 < box[:, 3]) & (box[:, 2] < c1)).any())
+
+
+def _three_legs(edge: Edge, a: Rect, b: Rect, x_outer: bool, where: str = "middle") -> Route:
+    """X-Y-X (`x_outer`: out over a's rows, in over b's rows) or Y-X-Y. The middle leg spreads
+    over as many lanes as the narrower end has, within the span of rows (or columns) the two
+    regions cover, and runs half way (`where` "middle"), or as close to a's side ("source") or
+    b's side ("target") facing the other as the span allows: a bundle's parallel corridors."""
     (r0, c0), (r1, c1) = a.center, b.center
     if x_outer:
-        cm = (c0 + c1) // 2
-        path = ((r0, c0), (r0, cm), (r1, cm), (r1, c1))
         ends = (a.row, a.row + a.height), (b.row, b.row + b.height)
-        span = (min(a.col, b.col), max(a.col + a.width, b.col + b.width))
-        turn = cm
+        sides = (a.col, a.col + a.width), (b.col, b.col + b.width)
+        start, stop = c0, c1
     else:
-        rm = (r0 + r1) // 2
-        path = ((r0, c0), (rm, c0), (rm, c1), (r1, c1))
         ends = (a.col, a.col + a.width), (b.col, b.col + b.width)
-        span = (min(a.row, b.row), max(a.row + a.height, b.row + b.height))
-        turn = rm
+        sides = (a.row, a.row + a.height), (b.row, b.row + b.height)
+        start, stop = r0, r1
+    span = (min(sides[0][0], sides[1][0]), max(sides[0][1], sides[1][1]))
     lanes = min(hi - lo for lo, hi in ends)
-    lo = min(max(span[0], turn - lanes // 2), span[1] - lanes)
-    return Route(edge, path, (ends[0], (max(lo, span[0]), min(lo + lanes, span[1])), ends[1]))
+    ahead = stop >= start             # b lies toward higher columns (rows)
+    lo = {"middle": (start + stop) // 2 - lanes // 2,
+          "source": sides[0][1] if ahead else sides[0][0] - lanes,
+          "target": sides[1][0] - lanes if ahead else sides[1][1]}[where]
+    lo = max(span[0], min(lo, span[1] - lanes))
+    band = (lo, min(lo + lanes, span[1]))
+    # the turn: half way, or the band's centre line kept between the two centres (shortest)
+    turn = ((start + stop) // 2 if where == "middle"
+            else min(max(lo + lanes // 2, min(start, stop)), max(start, stop)))
+    path = (((r0, c0), (r0, turn), (r1, turn), (r1, c1)) if x_outer
+            else ((r0, c0), (turn, c0), (turn, c1), (r1, c1)))
+    return Route(edge, path, (ends[0], band, ends[1]))
 
 
 def _straight(edge: Edge, a: Rect, b: Rect) -> list[Route]:
