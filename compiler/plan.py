@@ -188,7 +188,8 @@ def compile_plan(graph: Graph, target: Target, optimizer: OptimizerSpec, mapping
 
     def build(choice, rects, relaxed):
         mappings = {name: opt.mapping for name, opt in choice.options.items()}
-        routes = route(edges, rects) + reduction_routes(kernels, mappings, rects, target)
+        routes = (route(edges, rects, (target.rows, target.cols))
+                  + reduction_routes(kernels, mappings, rects, target))
         meta = (("strategy", strategy), ("search_bottleneck", choice.bottleneck),
                 ("relaxations", relaxed), ("wire_length", wire_length(rects, pairs)))
         return Plan(target, graph, kernels, tuple(kernel_of.items()), optimizer,

@@ -27,14 +27,17 @@ from .links import DIRECTIONS, segments
 from .placement import Edge, Rect, Route
 
 
-def route(edges: list[Edge], rects: tuple[Rect, ...]) -> tuple[Route, ...]:
+def route(edges: list[Edge], rects: tuple[Rect, ...], fabric: tuple[int, int] | None = None
+          ) -> tuple[Route, ...]:
     """A route for every edge (in `edges` order), laid heaviest first on the candidate whose
     busiest link carries the fewest wavelets with it added (ties: more lanes at the narrowest,
     then the order of `candidates`), then each ripped up and laid again, pass after pass, until
-    no route finds a candidate strictly lighter than its own (see the module docstring)."""
+    no route finds a candidate strictly lighter than its own (see the module docstring).
+    `fabric`: the (rows, cols) routes may use (None: as far as the rectangles reach)."""
     where = {r.name: r for r in rects}
-    options = [[Laid(rt) for rt in candidates(e, where[e.src], where[e.dst])] for e in edges]
-    loads, changed = LinkLoads(rects), Changes()
+    fabric = fabric or extent(rects)
+    options = [[Laid(rt) for rt in candidates(e, where[e.src], where[e.dst], fabric)] for e in edges]
+    loads, changed = LinkLoads(rects, fabric), Changes()
     reach = [changed.reach(opts) for opts in options]
     chosen: list[Laid | None] = [None] * len(edges)
     laid_at = [0] * len(edges)             # the changes already made when each was last laid
@@ -49,25 +52,37 @@ def route(edges: list[Edge], rects: tuple[Rect, ...]) -> tuple[Route, ...]:
             laid_at[i] = len(changed)
             if old is not None:
                 loads.add(old, sign=-1.0)
-            best = min(options[i], key=lambda laid: (loads.peak_with(laid), -laid.lanes))
-            if old is None or loads.lighter(best, old):
+            # a laid route moves only to a candidate strictly lighter than its own place
+            below = np.inf if old is None else loads.peak_with(old) * (1 - 1e-9)
+            best = loads.lightest(options[i], below)
+            if best is not None:
                 chosen[i], moved = best, True
                 changed.log(best, old)
             loads.add(chosen[i])
     return tuple(laid.route for laid in chosen)
 
 
-def candidates(edge: Edge, a: Rect, b: Rect) -> list[Route]:
+def candidates(edge: Edge, a: Rect, b: Rect, fabric: tuple[int, int] | None = None
+               ) -> list[Route]:
     """The routes `edge` may take from region a to region b, in order of preference on a tie:
-    X-Y, Y-X, straight, then X-Y-X and Y-X-Y with the middle leg half way, then hugging a's
-    side, then hugging b's (where those differ from half way)."""
+    X-Y, Y-X, straight, then X-Y-X and Y-X-Y with the middle leg half way, hugging a's side,
+    hugging b's, or, where the two regions share columns (rows), around them on either side
+    within `fabric` (rows, cols; None: as far as a and b reach)."""
+    fabric = fabric or extent((a, b))
     three = {}
-    for where in ("middle", "source", "target"):
+    for where in ("middle", "source", "target", "around-low", "around-high"):
         for x_outer in (True, False):
-            rt = _three_legs(edge, a, b, x_outer, where)
-            three.setdefault((rt.path, rt.bands), rt)
+            rt = _three_legs(edge, a, b, x_outer, where, fabric[1] if x_outer else fabric[0])
+            if rt is not None:
+                three.setdefault((rt.path, rt.bands), rt)
     return ([_dimension_ordered(edge, a, b, True), _dimension_ordered(edge, a, b, False)]
             + _straight(edge, a, b) + list(three.values()))
+
+
+def extent(rects) -> tuple[int, int]:
+    """(rows, cols) up to the farthest rectangle's far edge."""
+    return (max((r.row + r.height for r in rects), default=0),
+            max((r.col + r.width for r in rects), default=0))
 
 
 class Laid:
@@ -83,21 +98,34 @@ class LinkLoads:
     """Wavelets per step on every directed link of the area the rectangles span, as routes are
     added (the dense counterpart of `links.RouteLinks`, which sums a finished plan's)."""
 
-    def __init__(self, rects: tuple[Rect, ...]):
-        rows = max((r.row + r.height for r in rects), default=0) + 1
-        cols = max((r.col + r.width for r in rects), default=0) + 1
-        self.loads = np.zeros((len(DIRECTIONS), rows, cols))
+    def __init__(self, rects: tuple[Rect, ...], fabric: tuple[int, int] | None = None):
+        rows, cols = fabric or extent(rects)
+        self.loads = np.zeros((len(DIRECTIONS), rows + 1, cols + 1))
 
     def peak_with(self, laid: Laid) -> float:
         """The busiest link of the route's bands once its own wavelets are added."""
         return max((self.loads[d, rows, cols].max() + per_link
                     for d, rows, cols, per_link in laid.bands), default=0.0)
 
-    def lighter(self, new: Laid, old: Laid) -> bool:
-        """Whether `new`'s busiest link, with it added, carries fewer wavelets than `old`'s would
-        (beyond the rounding of the running sums)."""
-        a, b = self.peak_with(new), self.peak_with(old)
-        return a < b - 1e-9 * max(b, 1.0)
+    def lightest(self, options: list[Laid], below: float = np.inf) -> Laid | None:
+        """The option whose busiest link, with it added, carries the fewest wavelets (ties: more
+        lanes, then the first), among those below `below`; None if none is."""
+        best, bound = None, (below, -np.inf)
+        for laid in options:
+            key = self._key_under(laid, bound)
+            if key is not None:
+                best, bound = laid, key
+        return best
+
+    def _key_under(self, laid: Laid, bound: tuple) -> tuple | None:
+        """(peak_with, -lanes) of `laid` if it is below `bound`, else None: a candidate is
+        dropped at its first band that reaches the bound (branch and bound)."""
+        peak = 0.0
+        for d, rows, cols, per_link in laid.bands:
+            peak = max(peak, float(self.loads[d, rows, cols].max()) + per_link)
+            if (peak, -laid.lanes) >= bound:
+                return None
+        return (peak, -laid.lanes) if (peak, -laid.lanes) < bound else None
 
     def add(self, laid: Laid, sign: float = 1.0) -> None:
         """Lay the route's wavelets on its bands (`sign` -1: take them off again)."""
@@ -146,11 +174,16 @@ class Changes:
         return bool(((r0 < box[:, 1]) & (box[:, 0] < r1) & (c0 < box[:, 3]) & (box[:, 2] < c1)).any())
 
 
-def _three_legs(edge: Edge, a: Rect, b: Rect, x_outer: bool, where: str = "middle") -> Route:
+def _three_legs(edge: Edge, a: Rect, b: Rect, x_outer: bool, where: str = "middle",
+                limit: int = 0) -> Route | None:
     """X-Y-X (`x_outer`: out over a's rows, in over b's rows) or Y-X-Y. The middle leg spreads
-    over as many lanes as the narrower end has, within the span of rows (or columns) the two
-    regions cover, and runs half way (`where` "middle"), or as close to a's side ("source") or
-    b's side ("target") facing the other as the span allows: a bundle's parallel corridors."""
+    over as many lanes as the narrower end has. It turns half way (`where` "middle", within the
+    span of columns (rows) the two regions cover), or runs just outside a's side ("source") or
+    b's side ("target") facing the other: a bundle's parallel corridors; None where that
+    corridor's centre line is not between the two centres (the route would not be shortest).
+    Where the regions share columns (rows), so that no corridor runs between them, it may go
+    around them, just past their low ("around-low") or high side ("around-high"), if that is
+    on the fabric (`limit`: its columns (rows)); the route then enters over b's long sides."""
     (r0, c0), (r1, c1) = a.center, b.center
     if x_outer:
         ends = (a.row, a.row + a.height), (b.row, b.row + b.height)
@@ -165,12 +198,20 @@ def _three_legs(edge: Edge, a: Rect, b: Rect, x_outer: bool, where: str = "middl
     ahead = stop >= start             # b lies toward higher columns (rows)
     lo = {"middle": (start + stop) // 2 - lanes // 2,
           "source": sides[0][1] if ahead else sides[0][0] - lanes,
-          "target": sides[1][0] - lanes if ahead else sides[1][1]}[where]
-    lo = max(span[0], min(lo, span[1] - lanes))
-    band = (lo, min(lo + lanes, span[1]))
-    # the turn: half way, or the band's centre line kept between the two centres (shortest)
-    turn = ((start + stop) // 2 if where == "middle"
-            else min(max(lo + lanes // 2, min(start, stop)), max(start, stop)))
+          "target": sides[1][0] - lanes if ahead else sides[1][1],
+          "around-low": span[0] - lanes, "around-high": span[1]}[where]
+    turn = (start + stop) // 2 if where == "middle" else lo + lanes // 2
+    if where.startswith("around"):
+        shared = max(sides[0][0], sides[1][0]) < min(sides[0][1], sides[1][1])
+        facing = (r0 != r1) if x_outer else (c0 != c1)       # one above the other (side by side)
+        if not (shared and facing) or lo < 0 or lo + lanes > limit:
+            return None
+        band = (lo, lo + lanes)
+    elif not min(start, stop) <= turn <= max(start, stop):
+        return None
+    else:
+        lo = max(span[0], min(lo, span[1] - lanes))
+        band = (lo, min(lo + lanes, span[1]))
     path = (((r0, c0), (r0, turn), (r1, turn), (r1, c1)) if x_outer
             else ((r0, c0), (turn, c0), (turn, c1), (r1, c1)))
     return Route(edge, path, (ends[0], band, ends[1]))

@@ -13,7 +13,7 @@ import pytest
 from compiler.links import link_loads, route_links
 from compiler.placement import Edge, Rect, Route
 import compiler.routing as routing
-from compiler.routing import Changes, Laid, LinkLoads, candidates, route
+from compiler.routing import Changes, Laid, LinkLoads, candidates, extent, route
 from compiler.target import wafer
 from tests.compiler.test_placement import random_rects
 
@@ -24,8 +24,8 @@ def lanes_only(edges, rects):
     """The rule before congestion was counted: each edge alone on the fabric, the candidate
     with the most lanes at its narrowest (first on a tie)."""
     where = {r.name: r for r in rects}
-    return tuple(max(candidates(e, where[e.src], where[e.dst]), key=lambda rt: rt.lanes)
-                 for e in edges)
+    return tuple(max(candidates(e, where[e.src], where[e.dst], extent(rects)),
+                     key=lambda rt: rt.lanes) for e in edges)
 
 
 def busiest_link(routes, rects):
@@ -41,6 +41,23 @@ def random_edges(r, rects, n):
                  int(r.integers(1, 100))) for i in range(n)]
 
 
+def around(rt, a, b) -> int:
+    """How far past the nearer centre a route that goes around two regions sharing columns
+    (rows) turns (0 for any other route): its middle leg runs outside both regions."""
+    if len(rt.path) != 4:
+        return 0
+    x_outer = rt.path[0][0] == rt.path[1][0]
+    axis = 1 if x_outer else 0
+    turn, ends = rt.path[1][axis], sorted((rt.path[0][axis], rt.path[3][axis]))
+    if ends[0] <= turn <= ends[1]:
+        return 0
+    sides = [(x.col, x.col + x.width) if x_outer else (x.row, x.row + x.height) for x in (a, b)]
+    assert max(lo for lo, _ in sides) < min(hi for _, hi in sides)       # they share them
+    lo, hi = rt.bands[1]
+    assert hi <= min(lo for lo, _ in sides) or lo >= max(hi for _, hi in sides)    # outside both
+    return min(abs(turn - e) for e in ends)
+
+
 def test_routes_are_manhattan():
     r = np.random.default_rng(1)
     for _ in range(50):
@@ -52,8 +69,9 @@ def test_routes_are_manhattan():
         for rt in routes:
             src, dst = where[rt.edge.src], where[rt.edge.dst]
             (r0, c0), (r1, c1) = rt.path[0], rt.path[-1]
-            assert rt.hops == abs(r0 - r1) + abs(c0 - c1)
-            assert rt.hops <= abs(src.center[0] - dst.center[0]) + abs(src.center[1] - dst.center[1])
+            assert rt.hops == abs(r0 - r1) + abs(c0 - c1) + 2 * around(rt, src, dst)
+            assert rt.hops <= (abs(src.center[0] - dst.center[0]) + abs(src.center[1] - dst.center[1])
+                               + 2 * around(rt, src, dst))
             inside = lambda p, x: x.row <= p[0] < x.row + x.height and x.col <= p[1] < x.col + x.width  # noqa: E731
             assert inside(rt.path[0], src) and inside(rt.path[-1], dst)
             if rt.path[0] != src.center:                   # straight: over rows or columns both hold
@@ -234,3 +252,21 @@ def test_changes_touch_only_overlapping_boxes_in_the_same_direction():
     assert not changes.touch(Changes.reach([apart]), 0)
     changes.log(apart)
     assert changes.touch(Changes.reach([apart]), 0) and not changes.touch(reach, 1)
+
+
+def test_stacked_regions_talk_around_over_their_long_sides():
+    """Two tall regions one above the other share their 10 columns: straight down those columns
+    is 10 lanes. Going around either side, a bundle leaves and enters over the 35 rows, so three
+    heavy edges spread over both sides and the busiest link carries 2 / 35 of an edge, not the
+    1 / 10 a single straight route would; the detour costs twice the distance to its corridor."""
+    top, bottom = Rect("a", 0, 40, 35, 10), Rect("b", 35, 40, 35, 10)
+    edges = [Edge("a", "b", f"v{i}", 3500) for i in range(3)]
+    routes = route(edges, (top, bottom), (80, 100))
+    assert busiest_link(routes, (top, bottom)) == pytest.approx(2 * 3500 / 35)
+    assert {rt.lanes for rt in routes} == {35}
+    assert {rt.bands[1] for rt in routes} == {(5, 40), (50, 85)}          # both sides
+    for rt in routes:
+        assert rt.hops == (bottom.center[0] - top.center[0]) + 2 * abs(rt.path[1][1] - top.center[1])
+    # on a fabric with no room beside them they stay on the shared columns
+    squeezed = route(edges, (Rect("a", 0, 0, 35, 10), Rect("b", 35, 0, 35, 10)), (70, 10))
+    assert {rt.lanes for rt in squeezed} == {10}
