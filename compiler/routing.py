@@ -17,7 +17,10 @@ passes end (bottleneck routing games have this finite improvement property: Bann
 JSAC 2007). A route alone on the fabric thus takes the candidate with the most lanes at its
 narrowest; one that would pile onto a band other routes load turns another way, and the X-Y-X
 and Y-X-Y candidates turn in the middle or hug either region, so a bundle has parallel
-corridors to move to.
+corridors to move to. Two regions one above the other (side by side) share only their columns
+(rows), so their straight route has as many lanes as those; going around either side, a bundle
+leaves and enters over their long sides instead, one lane per boundary core that holds the data,
+at twice the distance to its corridor in hops (`Plan.latency` charges centre to centre).
 """
 from __future__ import annotations
 
