@@ -20,7 +20,7 @@ from .kernels import Kernel, build_kernels, kind_of
 from .mapping import Mapping, in_flight, pinned_mappings
 from .options import Option, boundary_cycles, cached_options, minimal_mapping
 from .packing import search_and_pack
-from .search import STRATEGIES
+from .search import STRATEGIES, finalist_key
 from .optim_spec import OptimizerSpec
 from .passes import run_pipeline
 from .links import link_loads, route_links
@@ -188,7 +188,8 @@ def compile_plan(graph: Graph, target: Target, optimizer: OptimizerSpec, mapping
 
     def build(choice, rects, relaxed):
         mappings = {name: opt.mapping for name, opt in choice.options.items()}
-        routes = route(edges, rects) + reduction_routes(kernels, mappings, rects, target)
+        routes = (route(edges, rects, (target.rows, target.cols))
+                  + reduction_routes(kernels, mappings, rects, target))
         meta = (("strategy", strategy), ("search_bottleneck", choice.bottleneck),
                 ("relaxations", relaxed), ("wire_length", wire_length(rects, pairs)))
         return Plan(target, graph, kernels, tuple(kernel_of.items()), optimizer,
@@ -199,14 +200,14 @@ def compile_plan(graph: Graph, target: Target, optimizer: OptimizerSpec, mapping
 
     # The search minimizes the bottleneck stage; congestion, hops and pipeline fill depend on the
     # placement, which refinement changes a lot, so every distinct finalist is refined and then
-    # scored by the full estimate (ties: the earlier finalist).
+    # scored by the full estimate (`search.finalist_key`; then the earlier finalist).
     plans, seen = [], set()
     for choice, rects, relaxed in finalists:
         key = (tuple((n, o.mapping) for n, o in choice.options.items()), rects)
         if key not in seen:
             seen.add(key)
             plans.append(build(choice, refine(rects, pairs, target), relaxed))
-    return min(plans, key=lambda p: p.estimate()["cycles"])
+    return min(plans, key=lambda p: finalist_key(p.estimate()))
 
 
 def replica_counts(samples: int, target: Target, strategy: str) -> tuple[int, ...]:

@@ -10,8 +10,17 @@ Routes share links, and a link's wavelets add up (`compiler.links`): the congest
 is the busiest link its routes cross. So the routes are laid greedily, heaviest first, each on
 the candidate whose busiest link carries the least once it is added, then ripped up and laid
 again one at a time against all the others (rip-up and reroute, as in PathFinder: McMurchie &
-Ebeling, FPGA 1995). A route alone on the fabric thus takes the candidate with the most lanes at
-its narrowest; one that would pile onto a band other routes load turns another way.
+Ebeling, FPGA 1995) until a whole pass moves no route. A route moves only to a candidate whose
+busiest link is strictly lighter than its own, so each move lowers the fabric's sorted vector of
+link loads (no link gets as heavy as the route's old busiest one, which gets lighter) and the
+passes end (bottleneck routing games have this finite improvement property: Banner & Orda, IEEE
+JSAC 2007). A route alone on the fabric thus takes the candidate with the most lanes at its
+narrowest; one that would pile onto a band other routes load turns another way, and the X-Y-X
+and Y-X-Y candidates turn in the middle or hug either region, so a bundle has parallel
+corridors to move to. Two regions one above the other (side by side) share only their columns
+(rows), so their straight route has as many lanes as those; going around either side, a bundle
+leaves and enters over their long sides instead, one lane per boundary core that holds the data,
+at twice the distance to its corridor in hops (`Plan.latency` charges centre to centre).
 """
 from __future__ import annotations
 
@@ -20,30 +29,63 @@ import numpy as np
 from .links import DIRECTIONS, segments
 from .placement import Edge, Rect, Route
 
-REROUTE_PASSES = 2      # after the greedy pass; on BERT-base/wse2 a third changes nothing
 
-
-def route(edges: list[Edge], rects: tuple[Rect, ...]) -> tuple[Route, ...]:
+def route(edges: list[Edge], rects: tuple[Rect, ...], fabric: tuple[int, int] | None = None
+          ) -> tuple[Route, ...]:
     """A route for every edge (in `edges` order), laid heaviest first on the candidate whose
     busiest link carries the fewest wavelets with it added (ties: more lanes at the narrowest,
-    then the order of `candidates`), then each ripped up and laid again, `REROUTE_PASSES` times."""
+    then the order of `candidates`), then each ripped up and laid again, pass after pass, until
+    no route finds a candidate strictly lighter than its own (see the module docstring).
+    `fabric`: the (rows, cols) routes may use (None: as far as the rectangles reach)."""
     where = {r.name: r for r in rects}
-    options = [[Laid(rt) for rt in candidates(e, where[e.src], where[e.dst])] for e in edges]
-    loads = LinkLoads(rects)
+    fabric = fabric or extent(rects)
+    options = [[Laid(rt) for rt in candidates(e, where[e.src], where[e.dst], fabric)] for e in edges]
+    loads, changed = LinkLoads(rects, fabric), Changes()
+    reach = [changed.reach(opts) for opts in options]
     chosen: list[Laid | None] = [None] * len(edges)
-    for _ in range(1 + REROUTE_PASSES):
-        for i in sorted(range(len(edges)), key=lambda i: -edges[i].wavelets):
-            if chosen[i] is not None:
-                loads.add(chosen[i], sign=-1.0)
-            chosen[i] = min(options[i], key=lambda laid: (loads.peak_with(laid), -laid.lanes))
+    laid_at = [0] * len(edges)             # the changes already made when each was last laid
+    heaviest_first = sorted(range(len(edges)), key=lambda i: -edges[i].wavelets)
+    moved = True
+    while moved:
+        moved = False
+        for i in heaviest_first:
+            old = chosen[i]
+            if old is not None and not changed.touch(reach[i], laid_at[i]):
+                continue        # no link its candidates use changed: it would stay where it is
+            laid_at[i] = len(changed)
+            if old is not None:
+                loads.add(old, sign=-1.0)
+            # a laid route moves only to a candidate strictly lighter than its own place
+            below = np.inf if old is None else loads.peak_with(old) * (1 - 1e-9)
+            best = loads.lightest(options[i], below)
+            if best is not None:
+                chosen[i], moved = best, True
+                changed.log(best, old)
             loads.add(chosen[i])
     return tuple(laid.route for laid in chosen)
 
 
-def candidates(edge: Edge, a: Rect, b: Rect) -> list[Route]:
-    """The routes `edge` may take from region a to region b, in order of preference on a tie."""
+def candidates(edge: Edge, a: Rect, b: Rect, fabric: tuple[int, int] | None = None
+               ) -> list[Route]:
+    """The routes `edge` may take from region a to region b, in order of preference on a tie:
+    X-Y, Y-X, straight, then X-Y-X and Y-X-Y with the middle leg half way, hugging a's side,
+    hugging b's, or, where the two regions share columns (rows), around them on either side
+    within `fabric` (rows, cols; None: as far as a and b reach)."""
+    fabric = fabric or extent((a, b))
+    three = {}
+    for where in ("middle", "source", "target", "around-low", "around-high"):
+        for x_outer in (True, False):
+            rt = _three_legs(edge, a, b, x_outer, where, fabric[1] if x_outer else fabric[0])
+            if rt is not None:
+                three.setdefault((rt.path, rt.bands), rt)
     return ([_dimension_ordered(edge, a, b, True), _dimension_ordered(edge, a, b, False)]
-            + _straight(edge, a, b) + [_three_legs(edge, a, b, True), _three_legs(edge, a, b, False)])
+            + _straight(edge, a, b) + list(three.values()))
+
+
+def extent(rects) -> tuple[int, int]:
+    """(rows, cols) up to the farthest rectangle's far edge."""
+    return (max((r.row + r.height for r in rects), default=0),
+            max((r.col + r.width for r in rects), default=0))
 
 
 class Laid:
@@ -59,15 +101,34 @@ class LinkLoads:
     """Wavelets per step on every directed link of the area the rectangles span, as routes are
     added (the dense counterpart of `links.RouteLinks`, which sums a finished plan's)."""
 
-    def __init__(self, rects: tuple[Rect, ...]):
-        rows = max((r.row + r.height for r in rects), default=0) + 1
-        cols = max((r.col + r.width for r in rects), default=0) + 1
-        self.loads = np.zeros((len(DIRECTIONS), rows, cols))
+    def __init__(self, rects: tuple[Rect, ...], fabric: tuple[int, int] | None = None):
+        rows, cols = fabric or extent(rects)
+        self.loads = np.zeros((len(DIRECTIONS), rows + 1, cols + 1))
 
     def peak_with(self, laid: Laid) -> float:
         """The busiest link of the route's bands once its own wavelets are added."""
         return max((self.loads[d, rows, cols].max() + per_link
                     for d, rows, cols, per_link in laid.bands), default=0.0)
+
+    def lightest(self, options: list[Laid], below: float = np.inf) -> Laid | None:
+        """The option whose busiest link, with it added, carries the fewest wavelets (ties: more
+        lanes, then the first), among those below `below`; None if none is."""
+        best, bound = None, (below, -np.inf)
+        for laid in options:
+            key = self._key_under(laid, bound)
+            if key is not None:
+                best, bound = laid, key
+        return best
+
+    def _key_under(self, laid: Laid, bound: tuple) -> tuple | None:
+        """(peak_with, -lanes) of `laid` if it is below `bound`, else None: a candidate is
+        dropped at its first band that reaches the bound (branch and bound)."""
+        peak = 0.0
+        for d, rows, cols, per_link in laid.bands:
+            peak = max(peak, float(self.loads[d, rows, cols].max()) + per_link)
+            if (peak, -laid.lanes) >= bound:
+                return None
+        return (peak, -laid.lanes) if (peak, -laid.lanes) < bound else None
 
     def add(self, laid: Laid, sign: float = 1.0) -> None:
         """Lay the route's wavelets on its bands (`sign` -1: take them off again)."""
@@ -75,26 +136,88 @@ class LinkLoads:
             self.loads[d, rows, cols] += sign * per_link
 
 
-def _three_legs(edge: Edge, a: Rect, b: Rect, x_outer: bool) -> Route:
-    """X-Y-X (`x_outer`: out over a's rows, in over b's rows) or Y-X-Y, turning half way; the
-    middle leg spreads over as many lanes as the narrower end has, within the span of rows
-    (or columns) the two regions cover."""
+class Changes:
+    """The rectangles of directed links whose loads routes changed, in order, so a route is
+    laid again only when a link one of its candidates uses has changed since it was last laid
+    (the loads its candidates would meet, hence its choice, are otherwise the same)."""
+
+    def __init__(self):
+        self.boxes = np.zeros((0, 5), dtype=np.int64)     # direction, row0, row1, col0, col1
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    @staticmethod
+    def reach(options: list[Laid]) -> np.ndarray:
+        """(directions, 4): per direction, the box (row0, row1, col0, col1) that holds every
+        band the candidates run that way (empty: 0, 0, 0, 0)."""
+        box = np.zeros((len(DIRECTIONS), 4), dtype=np.int64)
+        for d, rows, cols, _ in (band for laid in options for band in laid.bands):
+            here = (rows.start, rows.stop, cols.start, cols.stop)
+            box[d] = here if not box[d].any() else (min(box[d, 0], here[0]), max(box[d, 1], here[1]),
+                                                    min(box[d, 2], here[2]), max(box[d, 3], here[3]))
+        return box
+
+    def log(self, *laids: Laid | None) -> None:
+        """The bands of the routes laid or taken off."""
+        new = [(d, rows.start, rows.stop, cols.start, cols.stop)
+               for laid in laids if laid is not None for d, rows, cols, _ in laid.bands]
+        if self.size + len(new) > len(self.boxes):
+            grown = np.zeros((2 * (self.size + len(new)), 5), dtype=np.int64)
+            grown[:self.size] = self.boxes[:self.size]
+            self.boxes = grown
+        self.boxes[self.size:self.size + len(new)] = np.array(new, dtype=np.int64).reshape(-1, 5)
+        self.size += len(new)
+
+    def touch(self, reach: np.ndarray, since: int) -> bool:
+        """Whether a change logged from `since` on overlaps `reach` in its direction."""
+        d, r0, r1, c0, c1 = self.boxes[since:self.size].T
+        box = reach[d]
+        return bool(((r0 < box[:, 1]) & (box[:, 0] < r1) & (c0 < box[:, 3]) & (box[:, 2] < c1)).any())
+
+
+def _three_legs(edge: Edge, a: Rect, b: Rect, x_outer: bool, where: str = "middle",
+                limit: int = 0) -> Route | None:
+    """X-Y-X (`x_outer`: out over a's rows, in over b's rows) or Y-X-Y. The middle leg spreads
+    over as many lanes as the narrower end has. It turns half way (`where` "middle", within the
+    span of columns (rows) the two regions cover), or runs just outside a's side ("source") or
+    b's side ("target") facing the other: a bundle's parallel corridors; None where that
+    corridor's centre line is not between the two centres (the route would not be shortest).
+    Where the regions share columns (rows), so that no corridor runs between them, it may go
+    around them, just past their low ("around-low") or high side ("around-high"), if that is
+    on the fabric (`limit`: its columns (rows)); the route then enters over b's long sides."""
     (r0, c0), (r1, c1) = a.center, b.center
     if x_outer:
-        cm = (c0 + c1) // 2
-        path = ((r0, c0), (r0, cm), (r1, cm), (r1, c1))
         ends = (a.row, a.row + a.height), (b.row, b.row + b.height)
-        span = (min(a.col, b.col), max(a.col + a.width, b.col + b.width))
-        turn = cm
+        sides = (a.col, a.col + a.width), (b.col, b.col + b.width)
+        start, stop = c0, c1
     else:
-        rm = (r0 + r1) // 2
-        path = ((r0, c0), (rm, c0), (rm, c1), (r1, c1))
         ends = (a.col, a.col + a.width), (b.col, b.col + b.width)
-        span = (min(a.row, b.row), max(a.row + a.height, b.row + b.height))
-        turn = rm
+        sides = (a.row, a.row + a.height), (b.row, b.row + b.height)
+        start, stop = r0, r1
+    span = (min(sides[0][0], sides[1][0]), max(sides[0][1], sides[1][1]))
     lanes = min(hi - lo for lo, hi in ends)
-    lo = min(max(span[0], turn - lanes // 2), span[1] - lanes)
-    return Route(edge, path, (ends[0], (max(lo, span[0]), min(lo + lanes, span[1])), ends[1]))
+    ahead = stop >= start             # b lies toward higher columns (rows)
+    lo = {"middle": (start + stop) // 2 - lanes // 2,
+          "source": sides[0][1] if ahead else sides[0][0] - lanes,
+          "target": sides[1][0] - lanes if ahead else sides[1][1],
+          "around-low": span[0] - lanes, "around-high": span[1]}[where]
+    turn = (start + stop) // 2 if where == "middle" else lo + lanes // 2
+    if where.startswith("around"):
+        shared = max(sides[0][0], sides[1][0]) < min(sides[0][1], sides[1][1])
+        facing = (r0 != r1) if x_outer else (c0 != c1)       # one above the other (side by side)
+        if not (shared and facing) or lo < 0 or lo + lanes > limit:
+            return None
+        band = (lo, lo + lanes)
+    elif not min(start, stop) <= turn <= max(start, stop):
+        return None
+    else:
+        lo = max(span[0], min(lo, span[1] - lanes))
+        band = (lo, min(lo + lanes, span[1]))
+    path = (((r0, c0), (r0, turn), (r1, turn), (r1, c1)) if x_outer
+            else ((r0, c0), (turn, c0), (turn, c1), (r1, c1)))
+    return Route(edge, path, (ends[0], band, ends[1]))
 
 
 def _straight(edge: Edge, a: Rect, b: Rect) -> list[Route]:

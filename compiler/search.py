@@ -144,6 +144,15 @@ def least_packable(times: list[float], start: int, pack, below: int = 0,
     return times[found[0]], found[1], tries
 
 
+def finalist_key(estimate: dict) -> tuple[float, bool]:
+    """How `plan.compile_plan` ranks its placed and routed finalists by their full estimate
+    (`Plan.estimate()`): fewer cycles a step first; on a tie, one whose slowest stage is set by
+    its kernel's work before one set by the congestion of its routes (routes that fit)."""
+    stages, congestion = estimate["per_sample_cycles"], estimate["congestion_cycles"]
+    slowest = max(stages, key=stages.get, default=None)
+    return estimate["cycles"], slowest is not None and congestion[slowest] >= stages[slowest]
+
+
 def exhaustive(option_lists: dict, capacity: int, samples: int) -> Choice | None:
     """Reference: try every combination (for tests on small graphs only)."""
     names = list(option_lists)

@@ -1,7 +1,10 @@
 """compiler.routing: Manhattan routes bundled over lanes (one per boundary core), taken where
 they have the most lanes when alone, and laid around each other where they would share a band
 (the busiest link after all routes never exceeds what the lanes-only rule gives, in the cases
-built here by hand). Link loads themselves are tested in test_links.py."""
+built here by hand). Rerouting ends where no route has a strictly lighter candidate, so a route
+with a free parallel corridor never stays on a busier one, and re-laying only the routes whose
+candidates' links changed gives the same routes as re-laying all. Link loads themselves are
+tested in test_links.py."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +12,8 @@ import pytest
 
 from compiler.links import link_loads, route_links
 from compiler.placement import Edge, Rect, Route
-from compiler.routing import Laid, LinkLoads, candidates, route
+import compiler.routing as routing
+from compiler.routing import Changes, Laid, LinkLoads, candidates, extent, route
 from compiler.target import wafer
 from tests.compiler.test_placement import random_rects
 
@@ -20,8 +24,8 @@ def lanes_only(edges, rects):
     """The rule before congestion was counted: each edge alone on the fabric, the candidate
     with the most lanes at its narrowest (first on a tie)."""
     where = {r.name: r for r in rects}
-    return tuple(max(candidates(e, where[e.src], where[e.dst]), key=lambda rt: rt.lanes)
-                 for e in edges)
+    return tuple(max(candidates(e, where[e.src], where[e.dst], extent(rects)),
+                     key=lambda rt: rt.lanes) for e in edges)
 
 
 def busiest_link(routes, rects):
@@ -37,6 +41,23 @@ def random_edges(r, rects, n):
                  int(r.integers(1, 100))) for i in range(n)]
 
 
+def around(rt, a, b) -> int:
+    """How far past the nearer centre a route that goes around two regions sharing columns
+    (rows) turns (0 for any other route): its middle leg runs outside both regions."""
+    if len(rt.path) != 4:
+        return 0
+    x_outer = rt.path[0][0] == rt.path[1][0]
+    axis = 1 if x_outer else 0
+    turn, ends = rt.path[1][axis], sorted((rt.path[0][axis], rt.path[3][axis]))
+    if ends[0] <= turn <= ends[1]:
+        return 0
+    sides = [(x.col, x.col + x.width) if x_outer else (x.row, x.row + x.height) for x in (a, b)]
+    assert max(lo for lo, _ in sides) < min(hi for _, hi in sides)       # they share them
+    lo, hi = rt.bands[1]
+    assert hi <= min(lo for lo, _ in sides) or lo >= max(hi for _, hi in sides)    # outside both
+    return min(abs(turn - e) for e in ends)
+
+
 def test_routes_are_manhattan():
     r = np.random.default_rng(1)
     for _ in range(50):
@@ -48,8 +69,9 @@ def test_routes_are_manhattan():
         for rt in routes:
             src, dst = where[rt.edge.src], where[rt.edge.dst]
             (r0, c0), (r1, c1) = rt.path[0], rt.path[-1]
-            assert rt.hops == abs(r0 - r1) + abs(c0 - c1)
-            assert rt.hops <= abs(src.center[0] - dst.center[0]) + abs(src.center[1] - dst.center[1])
+            assert rt.hops == abs(r0 - r1) + abs(c0 - c1) + 2 * around(rt, src, dst)
+            assert rt.hops <= (abs(src.center[0] - dst.center[0]) + abs(src.center[1] - dst.center[1])
+                               + 2 * around(rt, src, dst))
             inside = lambda p, x: x.row <= p[0] < x.row + x.height and x.col <= p[1] < x.col + x.width  # noqa: E731
             assert inside(rt.path[0], src) and inside(rt.path[-1], dst)
             if rt.path[0] != src.center:                   # straight: over rows or columns both hold
@@ -154,3 +176,97 @@ def test_link_loads_follow_the_routes_added():
     rows, cols = (min(a, b) for a, b in zip(running.loads.shape[1:], full.shape[1:]))
     np.testing.assert_allclose(running.loads[:, :rows, :cols], full[:, :rows, :cols], atol=1e-9)
     assert running.loads.sum() == pytest.approx(full.sum())      # nothing outside the overlap
+
+
+def test_rerouting_ends_where_no_route_has_a_lighter_candidate():
+    """After `route`, taking any one route off and trying each of its candidates against all the
+    others' loads finds none whose busiest link is lighter than the route's own (the fixed point
+    of rip-up and reroute); in particular a candidate on links no other route loads (a free
+    parallel path) bounds the route's busiest link by that candidate's own load."""
+    r = np.random.default_rng(7)
+    free_seen = 0
+    for _ in range(30):
+        rects = random_rects(r, 5)
+        where = {x.name: x for x in rects}
+        edges = random_edges(r, rects, 14)
+        routes = route(edges, rects)
+        loads = LinkLoads(rects)
+        laid = [Laid(rt) for rt in routes]
+        for x in laid:
+            loads.add(x)
+        for x, e in zip(laid, edges):
+            loads.add(x, sign=-1.0)
+            own = loads.peak_with(x)
+            for cand in map(Laid, candidates(e, where[e.src], where[e.dst])):
+                assert loads.peak_with(cand) >= own * (1 - 1e-9)
+                if all(loads.loads[d, rows, cols].max() < 1e-9 for d, rows, cols, _ in cand.bands):
+                    free_seen += 1
+                    assert own <= max((per_link for *_, per_link in cand.bands), default=0.0) + 1e-9
+            loads.add(x)
+    assert free_seen > 0
+
+
+def test_a_bundle_with_a_free_parallel_corridor_leaves_the_busy_one():
+    """a and b, far apart and offset, talk X-Y-X: out east over a's rows, down, in over b's
+    rows. A heavy route c -> d runs down the columns half way between them. Alone, a -> b would
+    turn half way (its first three-leg candidate); laid with c -> d, it turns hugging a or b
+    instead, so its busiest link carries only its own wavelets, and c -> d's is not loaded more."""
+    a, b = Rect("a", 0, 0, 8, 2), Rect("b", 30, 60, 8, 2)
+    c, d = Rect("c", 0, 28, 2, 8), Rect("d", 40, 28, 2, 8)
+    rects = (a, b, c, d)
+    heavy, light = Edge("c", "d", "x", 8000), Edge("a", "b", "y", 800)
+    middle = candidates(light, a, b)
+    alone = route([light], rects)[0]
+    assert any(len(rt.path) == 4 and rt.path[1][1] == (a.center[1] + b.center[1]) // 2
+               for rt in middle)
+    both = route([heavy, light], rects)
+    loads = LinkLoads(rects)
+    loads.add(Laid(both[0]))
+    assert loads.peak_with(Laid(both[1])) == pytest.approx(800 / 8)
+    assert busiest_link(both, rects) == pytest.approx(8000 / 8)
+    assert Laid(alone).lanes == Laid(both[1]).lanes == 8
+
+
+def test_relaying_only_changed_routes_gives_the_routes_of_relaying_all(monkeypatch):
+    """A route is laid again only when a link its candidates use has changed since it was last
+    laid; relaying every route every pass gives the same routes."""
+    r = np.random.default_rng(8)
+    cases = []
+    for _ in range(20):
+        rects = random_rects(r, 5)
+        cases.append((random_edges(r, rects, 14), rects))
+    skipping = [route(e, x) for e, x in cases]
+    monkeypatch.setattr(routing.Changes, "touch", lambda self, reach, since: True)
+    assert [route(e, x) for e, x in cases] == skipping
+
+
+def test_changes_touch_only_overlapping_boxes_in_the_same_direction():
+    changes = Changes()
+    east = Laid(Route(Edge("a", "b", "v", 10), ((5, 0), (5, 10)), ((4, 7),)))   # rows 4-6, links 0-9
+    changes.log(east)
+    reach = Changes.reach([east])
+    assert changes.touch(reach, 0) and not changes.touch(reach, 1)
+    west = Laid(Route(Edge("b", "a", "v", 10), ((5, 10), (5, 0)), ((4, 7),)))
+    assert not changes.touch(Changes.reach([west]), 0)       # the same links, other direction
+    apart = Laid(Route(Edge("a", "b", "v", 10), ((9, 0), (9, 10)), ((8, 10),)))
+    assert not changes.touch(Changes.reach([apart]), 0)
+    changes.log(apart)
+    assert changes.touch(Changes.reach([apart]), 0) and not changes.touch(reach, 1)
+
+
+def test_stacked_regions_talk_around_over_their_long_sides():
+    """Two tall regions one above the other share their 10 columns: straight down those columns
+    is 10 lanes. Going around either side, a bundle leaves and enters over the 35 rows, so three
+    heavy edges spread over both sides and the busiest link carries 2 / 35 of an edge, not the
+    1 / 10 a single straight route would; the detour costs twice the distance to its corridor."""
+    top, bottom = Rect("a", 0, 40, 35, 10), Rect("b", 35, 40, 35, 10)
+    edges = [Edge("a", "b", f"v{i}", 3500) for i in range(3)]
+    routes = route(edges, (top, bottom), (80, 100))
+    assert busiest_link(routes, (top, bottom)) == pytest.approx(2 * 3500 / 35)
+    assert {rt.lanes for rt in routes} == {35}
+    assert {rt.bands[1] for rt in routes} == {(5, 40), (50, 85)}          # both sides
+    for rt in routes:
+        assert rt.hops == (bottom.center[0] - top.center[0]) + 2 * abs(rt.path[1][1] - top.center[1])
+    # on a fabric with no room beside them they stay on the shared columns
+    squeezed = route(edges, (Rect("a", 0, 0, 35, 10), Rect("b", 35, 0, 35, 10)), (70, 10))
+    assert {rt.lanes for rt in squeezed} == {10}

@@ -17,7 +17,7 @@ from compiler.kernels import build_kernels
 from compiler.optim_spec import OptimizerSpec
 from compiler.options import Option, kernel_options, pareto
 from compiler.search import (Choice, Lists, candidate_times, cheapest_at, exhaustive, feasible,
-                             least_packable, min_bottleneck, restrict_replicas)
+                             finalist_key, least_packable, min_bottleneck, restrict_replicas)
 from compiler.target import wafer
 
 T = wafer("classroom")
@@ -320,3 +320,32 @@ def test_lists_pick_the_reference_cheapest_and_times():
         for limit in np.arange(0.0, 9.0, 0.5):
             for opts in lists.values():
                 assert table.cheapest(opts, limit) is reference_cheapest(opts, limit, 1)
+
+
+def fake_estimate(cycles: float, work: dict, congestion: dict) -> dict:
+    """The fields of `Plan.estimate()` that `finalist_key` reads: a stage takes the longer of
+    its kernel's work and the congestion of its routes."""
+    return {"cycles": cycles, "congestion_cycles": congestion,
+            "per_sample_cycles": {k: max(work[k], congestion[k]) for k in work}}
+
+
+def test_finalists_never_congestion_bound_when_a_compute_bound_one_is_as_fast():
+    """Among finalists, the one kept has the fewest cycles; of those, one whose slowest stage is
+    bound by its kernel's work wins over one bound by congestion, whatever their order."""
+    r = np.random.default_rng(11)
+    for _ in range(200):
+        plans = []
+        for _ in range(int(r.integers(1, 5))):
+            work = {k: float(r.integers(1, 10)) for k in "abc"}
+            congestion = {k: float(r.integers(0, 10)) for k in "abc"}
+            plans.append(fake_estimate(float(r.integers(5, 8)), work, congestion))
+        best = min(plans, key=finalist_key)
+        assert best["cycles"] == min(p["cycles"] for p in plans)
+        fits = [p for p in plans if not finalist_key(p)[1] and p["cycles"] <= best["cycles"]]
+        if fits:
+            assert not finalist_key(best)[1]
+    bound = fake_estimate(10.0, {"a": 5.0}, {"a": 7.0})
+    fit = fake_estimate(10.0, {"a": 7.0}, {"a": 5.0})
+    assert finalist_key(bound)[1] and not finalist_key(fit)[1]
+    assert min([bound, fit], key=finalist_key) is fit and min([fit, bound], key=finalist_key) is fit
+    assert min([bound, fake_estimate(11.0, {"a": 7.0}, {"a": 5.0})], key=finalist_key) is bound
