@@ -186,10 +186,10 @@ def compile_plan(graph: Graph, target: Target, optimizer: OptimizerSpec, mapping
     pairs = sorted({tuple(sorted((e.src, e.dst))) for e in edges})
     finalists = _search_and_place(kernels, candidates, target, samples)
 
-    def build(choice, rects, relaxed):
+    def build(choice, rects, relaxed, routed=True):
         mappings = {name: opt.mapping for name, opt in choice.options.items()}
-        routes = (route(edges, rects, (target.rows, target.cols))
-                  + reduction_routes(kernels, mappings, rects, target))
+        routes = (route(edges, rects, (target.rows, target.cols)) if routed else ()) \
+            + reduction_routes(kernels, mappings, rects, target)
         meta = (("strategy", strategy), ("search_bottleneck", choice.bottleneck),
                 ("relaxations", relaxed), ("wire_length", wire_length(rects, pairs)))
         return Plan(target, graph, kernels, tuple(kernel_of.items()), optimizer,
@@ -201,13 +201,30 @@ def compile_plan(graph: Graph, target: Target, optimizer: OptimizerSpec, mapping
     # The search minimizes the bottleneck stage; congestion, hops and pipeline fill depend on the
     # placement, which refinement changes a lot, so every distinct finalist is refined and then
     # scored by the full estimate (`search.finalist_key`; then the earlier finalist).
-    plans, seen = [], set()
+    refined, seen = [], set()
     for choice, rects, relaxed in finalists:
         key = (tuple((n, o.mapping) for n, o in choice.options.items()), rects)
         if key not in seen:
             seen.add(key)
-            plans.append(build(choice, refine(rects, pairs, target), relaxed))
-    return min(plans, key=lambda p: finalist_key(p.estimate()))
+            refined.append((choice, refine(rects, pairs, target), relaxed))
+    return _best_routed(refined, build)
+
+
+def _best_routed(finalists: list[tuple], build) -> Plan:
+    """The finalist `search.finalist_key` ranks first (then the earlier), each routed only if it
+    can still win: its estimate without routes is a lower bound on its routed one (congestion
+    only ever lengthens a stage, `schedule.stage_times`), so finalists are routed in the order of
+    that bound, and one whose bound is above the best routed cycles so far is left unrouted."""
+    bounds = [build(*f, routed=False).estimate()["cycles"] for f in finalists]
+    best_key, best = None, None
+    for i in sorted(range(len(finalists)), key=bounds.__getitem__):
+        if best_key is not None and bounds[i] > best_key[0][0]:
+            break
+        plan = build(*finalists[i])
+        key = (finalist_key(plan.estimate()), i)
+        if best_key is None or key < best_key:
+            best_key, best = key, plan
+    return best
 
 
 def replica_counts(samples: int, target: Target, strategy: str) -> tuple[int, ...]:

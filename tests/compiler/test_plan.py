@@ -683,3 +683,41 @@ def test_sequence_models_stream_tokens_and_attention_waits_for_the_sample(case):
     model_mlp, graph_mlp = case
     mlp = compile_plan(graph_mlp, T, optimizer_spec(torch.optim.SGD(model_mlp.parameters(), lr=0.1)))
     assert mlp.streaming.chunks == 1
+
+
+class _Finalist:
+    """A finalist's plan for `_best_routed`: its cycles with and without routes, and whether
+    its slowest stage is then congestion-bound."""
+
+    def __init__(self, name, bound, routed, congested=False, log=None):
+        self.name, self.bound, self.cycles, self.congested, self.log = name, bound, routed, congested, log
+
+    def build(self, routed):
+        if routed:
+            self.log.append(self.name)
+        cycles = self.cycles if routed else self.bound
+        congestion = cycles if routed and self.congested else 0.0
+        plan = type("P", (), {})()
+        plan.name = self.name
+        plan.estimate = lambda: {"cycles": cycles, "per_sample_cycles": {"k": 1.0},
+                                 "congestion_cycles": {"k": congestion}}
+        return plan
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2, 3), (3, 2, 1, 0), (2, 0, 3, 1)])
+def test_finalists_are_routed_only_while_they_can_win(order):
+    """The finalist routing picks what routing every finalist and ranking them by
+    `search.finalist_key` (then the earlier) picks, and routes none whose estimate without
+    routes (a lower bound) is above the best routed cycles."""
+    from compiler.plan import _best_routed
+    from compiler.search import finalist_key
+    log = []
+    specs = [("a", 100.0, 130.0, True), ("b", 110.0, 120.0, False), ("c", 125.0, 150.0, False),
+             ("d", 120.0, 120.0, True)]
+    finalists = [_Finalist(*specs[i], log=log) for i in order]
+    build = lambda f, rects, relaxed, routed=True: f.build(routed)  # noqa: E731
+    chosen = _best_routed([(f, None, 0) for f in finalists], build)
+    every = [(finalist_key(f.build(True).estimate()), i) for i, f in enumerate(finalists)]
+    assert chosen.name == finalists[min(every)[1]].name == "b"     # 120 and not congestion-bound
+    routed = log[:len(log) - len(finalists)]
+    assert "c" not in routed and sorted(routed) == ["a", "b", "d"]  # d's bound 120 can still tie
