@@ -26,6 +26,7 @@ import numpy as np
 from compiler.ir import Graph, Op, Ref
 
 from .ops import KERNELS, OPS, Meta, UnsupportedOpError, specialize
+from .ops.pointwise import gelu_and_erf, is_gelu_erf_input
 from .ops.registry import constant
 
 _NOOP_VIEWS = {"aten.alias.default", "aten.detach.default", "aten.clone.default"}
@@ -71,6 +72,35 @@ def _reads(step) -> list[str]:
     return list(step.names)
 
 
+def _gelu_erfs(graph: Graph) -> dict[str, str]:
+    """GELU output -> the output of a later ``erf(mul(x, M_SQRT1_2))`` of the GELU's own float
+    input ``x`` (its decomposed backward, `is_gelu_erf_input`): the GELU step computes that erf
+    anyway (`gelu_and_erf`) and hands it on, so the erf, a costly ufunc, runs once, not twice.
+    The erf is then held from the forward to the backward, as the GELU's input already is."""
+    types, producer = graph.type_of, graph.producer
+    gelus: dict[str, int] = {}
+    for i, op in enumerate(graph.ops):
+        if op.op == "aten.gelu.default" and len(op.args) == 1 and isinstance(op.args[0], Ref) and \
+                dict(op.kwargs).get("approximate", "none") == "none":
+            gelus.setdefault(op.args[0].name, i)
+    shared: dict[str, str] = {}
+    for i, op in enumerate(graph.ops):
+        mul = producer.get(op.args[0].name) if op.op == "aten.erf.default" and op.args and \
+            isinstance(op.args[0], Ref) else None
+        if mul is None or mul.op != "aten.mul.Tensor" or mul.kwargs or not isinstance(mul.args[0], Ref):
+            continue
+        x, gelu = mul.args[0].name, gelus.get(mul.args[0].name)
+        if gelu is None or gelu > i:
+            continue
+        same = {types.get(n) for n in (x, mul.outputs[0], op.outputs[0], graph.ops[gelu].outputs[0])}
+        if len(same) != 1 or None in same:
+            continue
+        dtype = next(iter(same)).dtype
+        if dtype in ("float32", "float64") and is_gelu_erf_input(dtype, mul.args[1]):
+            shared.setdefault(graph.ops[gelu].outputs[0], op.outputs[0])
+    return shared
+
+
 def _resolve(value, env):
     if isinstance(value, Ref):
         return env[value.name]
@@ -92,7 +122,10 @@ class Executor:
         self._placeholders = tuple((name, np.dtype(types[name].dtype), types[name].shape)
                                    for name in graph.placeholders if name in types)
         self.constants: dict[str, Any] = {}    # values computed once, at construction
-        self.steps = [self._compile(op, types) for op in graph.ops]
+        shared = _gelu_erfs(graph)
+        handed_on = set(shared.values())
+        self.steps = [self._gelu_step(op, shared[op.outputs[0]], types) if op.outputs[0] in shared
+                      else self._compile(op, types) for op in graph.ops if op.outputs[0] not in handed_on]
         self._run_steps = self._generate()
 
     def retain(self, names) -> None:
@@ -101,12 +134,31 @@ class Executor:
             self.keep = self.keep | frozenset(names)
             self._run_steps = self._generate()
 
-    def _dropped_after(self) -> list[tuple[str, ...]]:
-        """Per step, the values whose last use it is and that no caller reads after the run."""
+    def _live(self) -> list[bool]:
+        """Per step, whether it runs: some output of it is read by a later step that runs or by
+        the caller (`keep`). Steps are pure, so one whose outputs nobody reads is left out (e.g.
+        the ``x * M_SQRT1_2`` whose erf a GELU hands on, `_gelu_erfs`). All run when every value
+        is kept."""
+        if self.keep is None:
+            return [True] * len(self.steps)
+        needed = set(self.keep) | set(self.graph.placeholders)
+        live = [False] * len(self.steps)
+        for i in range(len(self.steps) - 1, -1, -1):
+            step = self.steps[i]
+            if any(name in needed for name in step.outputs):
+                live[i] = True
+                needed.update(_reads(step))
+        return live
+
+    def _dropped_after(self, live: list[bool]) -> list[tuple[str, ...]]:
+        """Per step, the values whose last use it is and that no caller reads after the run
+        (`live`: the steps that run)."""
         if self.keep is None:
             return [()] * len(self.steps)
         last: dict[str, int] = {}
         for i, step in enumerate(self.steps):
+            if not live[i]:
+                continue
             for name in step.outputs:
                 last.setdefault(name, i)
             for name in _reads(step):
@@ -139,6 +191,13 @@ class Executor:
                 if call is not None:
                     return _Step(_FAST, call, names, outputs, dtypes)
         return _Step(_GENERAL, KERNELS[op.op], (), outputs, dtypes, op.args, kwargs)
+
+    def _gelu_step(self, op: Op, erf_name: str, types) -> _Step:
+        """A GELU that also gives its erf, as the value `erf_name` (`_gelu_erfs`)."""
+        outputs = (op.outputs[0], erf_name)
+        xp = self.xp
+        return _Step(_FAST, lambda x: gelu_and_erf(xp, x), (op.args[0].name,), outputs,
+                     tuple(np.dtype(types[o].dtype) for o in outputs))
 
     def _fix(self, value, dtype):
         """``value`` as an ``xp`` array of ``dtype`` (kernels may return scalars or another dtype)."""
@@ -188,9 +247,11 @@ class Executor:
         """
         names = {"ndarray": self.xp.ndarray, "_store": self._store, "_general": self._general}
         lines = ["def run_steps(env):"]
-        dropped = self._dropped_after()
+        live = self._live()
+        dropped = self._dropped_after(live)
         for i, step in enumerate(self.steps):
-            lines.extend(self._step_lines(i, step, names))
+            if live[i]:
+                lines.extend(self._step_lines(i, step, names))
             lines.extend(f"    env.pop({name!r}, None)" for name in dropped[i])
         lines.append("    return env")
         exec(compile("\n".join(lines), "<wsebench executor steps>", "exec"), names)  # noqa: S102

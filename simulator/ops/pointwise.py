@@ -309,7 +309,39 @@ def _gelu(xp, x, approximate="none"):
     if approximate == "tanh":
         inner = f(_GELU_BETA) * (x + f(_GELU_KAPPA) * (x * x * x))
         return f(0.5) * x * (1 + xp.tanh(inner))
-    return x * f(0.5) * (1 + erf(xp, x * f(_M_SQRT1_2)))
+    return gelu_and_erf(xp, x)[0]
+
+
+def gelu_and_erf(xp, x):
+    """GELU's erf form, ``x * 0.5 * (1 + erf(x * M_SQRT1_2))`` as GeluKernelImpl computes it, and
+    the erf it is built from.
+
+    The erf and the last product are taken in place, so two temporaries fewer than the
+    expression with the same operations on the same values (the same bits). The erf is what
+    GELU's decomposed backward computes again (`is_gelu_erf_input`); the executor hands it on.
+    """
+    f = functools.partial(scalar, x.dtype)
+    e = x * f(_M_SQRT1_2)
+    # in place only where SciPy/CuPy have the dtype's own loop (float16 would compute in float32)
+    own_loop = isinstance(e, xp.ndarray) and e.ndim and e.dtype in (np.float32, np.float64)
+    e = erf(xp, e, out=e) if own_loop else erf(xp, e)
+    y = x * f(0.5)
+    y *= 1 + e
+    return y, e
+
+
+def is_gelu_erf_input(dtype, factor) -> bool:
+    """Whether ``erf(x * factor)`` for ``x`` of ``dtype`` is, bit for bit, the erf inside
+    ``gelu(x)``: the erf that torch's gelu_backward decomposition (torch/_decomp, ``cdf = 0.5 *
+    (1 + erf(self * M_SQRT1_2))``) computes again in the backward."""
+    return isinstance(factor, float) and scalar(dtype, factor) == scalar(dtype, _M_SQRT1_2)
+
+
+@fast_path("aten.gelu.default")
+def _gelu_fast(xp, x, approximate="none"):
+    if approximate != "none" or not isinstance(x, Meta) or category(x.dtype) < 2:
+        return None
+    return lambda t: gelu_and_erf(xp, t)[0]
 
 
 @op("aten.gelu_backward.default", kind="elementwise")
