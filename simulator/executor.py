@@ -19,6 +19,7 @@ used them: a step then holds at most its live values, not every intermediate of 
 """
 from __future__ import annotations
 
+import sys
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -199,6 +200,17 @@ class Executor:
         return _Step(_FAST, lambda x: gelu_and_erf(xp, x), (op.args[0].name,), outputs,
                      tuple(np.dtype(types[o].dtype) for o in outputs))
 
+    @staticmethod
+    def _in_place_lines(i: int, step: _Step, reuse: str) -> list[str]:
+        """Step `i` writing into its dying input `reuse` when nothing else holds that array: it is
+        taken out of ``env`` first, and then only the local ``a`` and getrefcount's argument hold
+        it (``r``, which may hold the previous result, is cleared; a view would hold its base).
+        An elementwise ufunc writing over its own input gives the same values."""
+        args = ", ".join("a" if n == reuse else f"env[{n!r}]" for n in step.names)
+        return ["    r = None", f"    a = env.pop({reuse!r})",
+                "    if type(a) is ndarray and a.base is None and a.flags.writeable and getrefcount(a) == 2:",
+                f"        r = f{i}({args}, out=a)", "    else:", f"        r = f{i}({args})", "    a = None"]
+
     def _fix(self, value, dtype):
         """``value`` as an ``xp`` array of ``dtype`` (kernels may return scalars or another dtype)."""
         if type(value) is not self.xp.ndarray or (dtype is not None and value.dtype != dtype):
@@ -245,20 +257,39 @@ class Executor:
         (NumPy's built-in dtypes are singletons): an equal dtype that is another object takes the
         ``_store`` path, which keeps the array as it is.
         """
-        names = {"ndarray": self.xp.ndarray, "_store": self._store, "_general": self._general}
+        names = {"ndarray": self.xp.ndarray, "_store": self._store, "_general": self._general,
+                 "getrefcount": sys.getrefcount}
         lines = ["def run_steps(env):"]
         live = self._live()
         dropped = self._dropped_after(live)
         for i, step in enumerate(self.steps):
             if live[i]:
-                lines.extend(self._step_lines(i, step, names))
+                lines.extend(self._step_lines(i, step, names, self._reusable(step, dropped[i])))
             lines.extend(f"    env.pop({name!r}, None)" for name in dropped[i])
         lines.append("    return env")
         exec(compile("\n".join(lines), "<wsebench executor steps>", "exec"), names)  # noqa: S102
         return names["run_steps"]
 
-    def _step_lines(self, i: int, step: _Step, names: dict) -> list[str]:
-        """The generated lines of step `i` (see `_generate`), its callables put in `names`."""
+    def _reusable(self, step: _Step, dropped: tuple[str, ...]) -> str | None:
+        """The input whose buffer an elementwise step may write its result into (NumPy): one that
+        dies at this step (`dropped`) and has the result's static shape and dtype, every input
+        of that dtype, and a call that takes ``out=`` as a ufunc does. Whether the array is
+        really free (no view of it, no other holder) is checked when the step runs."""
+        call = step.call
+        takes_out = getattr(call, "elementwise_out", False) or (
+            isinstance(call, np.ufunc) and call.signature is None and call.nout == 1
+            and call.nin == len(step.names))
+        if self.xp is not np or step.kind != _FAST or len(step.outputs) != 1 or not takes_out:
+            return None
+        types = self.graph.type_of
+        result = types.get(step.outputs[0])
+        if result is None or any(n not in types or types[n].dtype != result.dtype for n in step.names):
+            return None
+        return next((n for n in step.names if n in dropped and types[n] == result), None)
+
+    def _step_lines(self, i: int, step: _Step, names: dict, reuse: str | None = None) -> list[str]:
+        """The generated lines of step `i` (see `_generate`), its callables put in `names`.
+        `reuse`: the dying input the result may be written into (`_reusable`)."""
         out = repr(step.outputs[0])
         if step.kind == _ALIAS:
             return [f"    env[{out}] = env[{step.names[0]!r}]"]
@@ -266,7 +297,9 @@ class Executor:
             names[f"c{i}"] = step.call
             return [f"    env[{out}] = c{i}"]
         names[f"f{i}"], names[f"s{i}"], names[f"d{i}"] = step.call, step, step.dtypes[0]
-        if step.kind == _FAST:
+        if reuse is not None:
+            lines = self._in_place_lines(i, step, reuse)
+        elif step.kind == _FAST:
             lines = [f"    r = f{i}({', '.join(f'env[{n!r}]' for n in step.names)})"]
         else:
             lines = [f"    r = _general(s{i}, env)"]

@@ -31,10 +31,24 @@ def _binary(ufunc: str):
         fn = getattr(xp, ufunc)
         if isinstance(a, Meta) and isinstance(b, Meta):
             return fn
-        return (lambda t: fn(t, b)) if isinstance(a, Meta) else (lambda t: fn(a, t))
+        return _with_constant(fn, b, tensor_first=True) if isinstance(a, Meta) else \
+            _with_constant(fn, a, tensor_first=False)
 
     kernel.specialize = specialize
     return kernel
+
+
+def _with_constant(fn, value, tensor_first: bool):
+    """``call(t)``: the ufunc ``fn`` of a tensor and a constant, in the op's order. Like a ufunc
+    it takes ``out=`` (``elementwise_out``), so the executor may write into a dead input."""
+    if tensor_first:
+        def call(t, out=None):
+            return fn(t, value, out=out)
+    else:
+        def call(t, out=None):
+            return fn(value, t, out=out)
+    call.elementwise_out = True
+    return call
 
 
 # ---- arithmetic (torch's CPU ufuncs; ``alpha`` goes through fmadd as in ufunc/add.h) ----
