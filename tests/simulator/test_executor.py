@@ -192,3 +192,40 @@ def test_a_gelus_erf_is_handed_on_to_its_decomposed_backward():
     np.testing.assert_array_equal(lean.run(dict(env))["out"], reference["out"])
     lean.retain(["m"])                                         # asked for: computed again
     np.testing.assert_array_equal(lean.run(dict(env))["m"], reference["m"])
+
+
+def test_elementwise_steps_write_into_dying_inputs_that_nothing_else_holds():
+    """An elementwise step may write its result over an input that dies there, unless another
+    value still sees that array (a view of it, an alias): the values stay the general kernels'."""
+    f32 = TensorType((3, 4), "float32")
+    ops = (Op("aten.exp.default", (Ref("x"),), (), ("e",)),
+           Op("aten.mul.Tensor", (Ref("e"), 2.0), (), ("m",)),            # e dies here: reused
+           Op("aten.exp.default", (Ref("m"),), (), ("f",)),
+           Op("aten.view.default", (Ref("f"), [12]), (), ("v",)),
+           Op("aten.alias.default", (Ref("f"),), (), ("al",)),
+           Op("aten.neg.default", (Ref("f"),), (), ("n",)),                 # f dies, but v and al see it
+           Op("aten.view.default", (Ref("n"), [12]), (), ("nv",)),
+           Op("aten.add.Tensor", (Ref("nv"), Ref("v")), (), ("s",)),
+           Op("aten.view.default", (Ref("al"), [12]), (), ("av",)),
+           Op("aten.sub.Tensor", (Ref("s"), Ref("av")), (), ("out",)))
+    types = {n: f32 for n in ("x", "e", "m", "f", "al", "n")}
+    types.update({n: TensorType((12,), "float32") for n in ("v", "nv", "s", "av", "out")})
+    graph = Graph(inputs=("x",), params=(), buffers=(), masks=(), ops=ops, types=tuple(types.items()),
+                  loss="out", grads=())
+    env = {"x": np.random.default_rng(4).standard_normal((3, 4)).astype(np.float32)}
+    reference = _reference_run(graph, dict(env))
+    executor = Executor(graph, np, keep={"out"})
+    written = {}
+
+    def recorded(step):
+        def call(*tensors, out=None):
+            written[step.outputs[0]] = out is not None and any(out is t for t in tensors)
+            return step.call(*tensors, out=out)
+        call.elementwise_out = True
+        return step._replace(call=call)
+
+    executor.steps = [recorded(s) if s.outputs[0] in ("m", "n") else s for s in executor.steps]
+    executor._run_steps = executor._generate()
+    ours = executor.run(dict(env))
+    np.testing.assert_array_equal(ours["out"], reference["out"])
+    assert written == {"m": True, "n": False}
