@@ -16,6 +16,10 @@ the small kernels themselves, and the fixed cost per op is what the step's host 
 Given the values its caller reads after a run (`keep`), the generated code drops every other
 value from `env` right after its last use, as torch frees activations once the backward has
 used them: a step then holds at most its live values, not every intermediate of the graph.
+It then also leaves out the steps whose results nobody reads, and (NumPy) lets an elementwise
+step write its result over an input that dies there when no other value sees that array, so
+a step allocates fewer fresh arrays (on a VM, first-touched memory costs more than the math).
+A GELU hands the erf it computes on to its decomposed backward, which would compute it again.
 """
 from __future__ import annotations
 

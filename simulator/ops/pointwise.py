@@ -328,12 +328,9 @@ def _gelu(xp, x, approximate="none"):
 
 def gelu_and_erf(xp, x):
     """GELU's erf form, ``x * 0.5 * (1 + erf(x * M_SQRT1_2))`` as GeluKernelImpl computes it, and
-    the erf it is built from.
-
-    The erf and the last product are taken in place, so two temporaries fewer than the
-    expression with the same operations on the same values (the same bits). The erf is what
-    GELU's decomposed backward computes again (`is_gelu_erf_input`); the executor hands it on.
-    """
+    the erf in it, which GELU's decomposed backward computes again (`is_gelu_erf_input`). The erf
+    and the last product are taken in place: the same operations on the same values, two
+    temporaries fewer."""
     f = functools.partial(scalar, x.dtype)
     e = x * f(_M_SQRT1_2)
     # in place only where SciPy/CuPy have the dtype's own loop (float16 would compute in float32)
@@ -345,9 +342,8 @@ def gelu_and_erf(xp, x):
 
 
 def is_gelu_erf_input(dtype, factor) -> bool:
-    """Whether ``erf(x * factor)`` for ``x`` of ``dtype`` is, bit for bit, the erf inside
-    ``gelu(x)``: the erf that torch's gelu_backward decomposition (torch/_decomp, ``cdf = 0.5 *
-    (1 + erf(self * M_SQRT1_2))``) computes again in the backward."""
+    """Whether ``erf(x * factor)``, x of ``dtype``, is bit for bit the erf in ``gelu(x)``, as
+    torch/_decomp's gelu_backward computes it again: ``0.5 * (1 + erf(self * M_SQRT1_2))``."""
     return isinstance(factor, float) and scalar(dtype, factor) == scalar(dtype, _M_SQRT1_2)
 
 
