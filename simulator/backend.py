@@ -117,17 +117,18 @@ def nonzeros(xp: ModuleType, array: Any) -> int:
     return int(to_numpy(xp.count_nonzero(array != 0)))
 
 
-def erf(xp: ModuleType, x: Any) -> Any:
+def erf(xp: ModuleType, x: Any, out: Any = None) -> Any:
     """Vectorized erf on ``xp``: ``scipy.special.erf`` or ``cupyx.scipy.special.erf``.
 
     DESIGN.md: an element-wise ``math.erf`` made the transformer 7x slower; both SciPy and
-    CuPy have float32 ufunc loops, so the result keeps the input's float32 dtype.
+    CuPy have float32 ufunc loops, so the result keeps the input's float32 dtype. ``out``: an
+    array of ``x``'s shape and dtype to write into (``x`` itself for in place), as a ufunc's.
     """
     if is_cupy(xp):
         from cupyx.scipy import special  # noqa: PLC0415
     else:
         from scipy import special  # noqa: PLC0415
-    return special.erf(x)
+    return special.erf(x) if out is None else special.erf(x, out=out)
 
 
 def add_at(xp: ModuleType, target: Any, index: Any, values: Any) -> None:

@@ -31,10 +31,24 @@ def _binary(ufunc: str):
         fn = getattr(xp, ufunc)
         if isinstance(a, Meta) and isinstance(b, Meta):
             return fn
-        return (lambda t: fn(t, b)) if isinstance(a, Meta) else (lambda t: fn(a, t))
+        return _with_constant(fn, b, tensor_first=True) if isinstance(a, Meta) else \
+            _with_constant(fn, a, tensor_first=False)
 
     kernel.specialize = specialize
     return kernel
+
+
+def _with_constant(fn, value, tensor_first: bool):
+    """``call(t)``: the ufunc ``fn`` of a tensor and a constant, in the op's order. Like a ufunc
+    it takes ``out=`` (``elementwise_out``), so the executor may write into a dead input."""
+    if tensor_first:
+        def call(t, out=None):
+            return fn(t, value, out=out)
+    else:
+        def call(t, out=None):
+            return fn(value, t, out=out)
+    call.elementwise_out = True
+    return call
 
 
 # ---- arithmetic (torch's CPU ufuncs; ``alpha`` goes through fmadd as in ufunc/add.h) ----
@@ -309,7 +323,35 @@ def _gelu(xp, x, approximate="none"):
     if approximate == "tanh":
         inner = f(_GELU_BETA) * (x + f(_GELU_KAPPA) * (x * x * x))
         return f(0.5) * x * (1 + xp.tanh(inner))
-    return x * f(0.5) * (1 + erf(xp, x * f(_M_SQRT1_2)))
+    return gelu_and_erf(xp, x)[0]
+
+
+def gelu_and_erf(xp, x):
+    """GELU's erf form, ``x * 0.5 * (1 + erf(x * M_SQRT1_2))`` as GeluKernelImpl computes it, and
+    the erf in it, which GELU's decomposed backward computes again (`is_gelu_erf_input`). The erf
+    and the last product are taken in place: the same operations on the same values, two
+    temporaries fewer."""
+    f = functools.partial(scalar, x.dtype)
+    e = x * f(_M_SQRT1_2)
+    # in place only where SciPy/CuPy have the dtype's own loop (float16 would compute in float32)
+    own_loop = isinstance(e, xp.ndarray) and e.ndim and e.dtype in (np.float32, np.float64)
+    e = erf(xp, e, out=e) if own_loop else erf(xp, e)
+    y = x * f(0.5)
+    y *= 1 + e
+    return y, e
+
+
+def is_gelu_erf_input(dtype, factor) -> bool:
+    """Whether ``erf(x * factor)``, x of ``dtype``, is bit for bit the erf in ``gelu(x)``, as
+    torch/_decomp's gelu_backward computes it again: ``0.5 * (1 + erf(self * M_SQRT1_2))``."""
+    return isinstance(factor, float) and scalar(dtype, factor) == scalar(dtype, _M_SQRT1_2)
+
+
+@fast_path("aten.gelu.default")
+def _gelu_fast(xp, x, approximate="none"):
+    if approximate != "none" or not isinstance(x, Meta) or category(x.dtype) < 2:
+        return None
+    return lambda t: gelu_and_erf(xp, t)[0]
 
 
 @op("aten.gelu_backward.default", kind="elementwise")

@@ -164,3 +164,68 @@ def test_values_no_caller_reads_are_dropped_after_their_last_use(which):
     executor = Executor(graph, np, keep=keep)
     executor.retain([retained])
     np.testing.assert_array_equal(executor.run(dict(env))[retained], everything[retained])
+
+
+def test_a_gelus_erf_is_handed_on_to_its_decomposed_backward():
+    """GELU's decomposed backward computes erf(x * M_SQRT1_2) again: the GELU step gives that erf,
+    the erf step is left out, and x * M_SQRT1_2 is not computed unless a caller reads it. Every
+    value equals the general kernels'; an erf of another factor is no GELU's and runs as it is."""
+    f32 = TensorType((4, 3), "float32")
+    ops = (Op("aten.gelu.default", (Ref("x"),), (), ("g",)),
+           Op("aten.mul.Tensor", (Ref("x"), 0.7071067811865476), (), ("m",)),
+           Op("aten.erf.default", (Ref("m"),), (), ("e",)),
+           Op("aten.mul.Tensor", (Ref("x"), 0.5), (), ("h",)),
+           Op("aten.erf.default", (Ref("h"),), (), ("e2",)),
+           Op("aten.add.Tensor", (Ref("e"), Ref("e2")), (), ("s",)),
+           Op("aten.add.Tensor", (Ref("s"), Ref("g")), (), ("out",)))
+    graph = Graph(inputs=("x",), params=(), buffers=(), masks=(), ops=ops, loss="out", grads=(),
+                  types=tuple((n, f32) for n in ("x", "g", "m", "e", "h", "e2", "s", "out")))
+    env = {"x": np.random.default_rng(3).standard_normal((4, 3)).astype(np.float32) * 3}
+    reference = _reference_run(graph, dict(env))
+    executor = Executor(graph, np)
+    outputs = [step.outputs for step in executor.steps]
+    assert outputs[0] == ("g", "e") and ("e",) not in outputs and ("e2",) in outputs
+    _assert_same_env(executor.run(dict(env)), reference)     # every value kept: m is computed
+    lean = Executor(graph, np, keep={"out"})
+    assert [s.outputs for s, live in zip(lean.steps, lean._live()) if not live] == [("m",)]
+    assert set(lean.run(dict(env))) == {"x", "out"}
+    np.testing.assert_array_equal(lean.run(dict(env))["out"], reference["out"])
+    lean.retain(["m"])                                         # asked for: computed again
+    np.testing.assert_array_equal(lean.run(dict(env))["m"], reference["m"])
+
+
+def test_elementwise_steps_write_into_dying_inputs_that_nothing_else_holds():
+    """An elementwise step may write its result over an input that dies there, unless another
+    value still sees that array (a view of it, an alias): the values stay the general kernels'."""
+    f32 = TensorType((3, 4), "float32")
+    ops = (Op("aten.exp.default", (Ref("x"),), (), ("e",)),
+           Op("aten.mul.Tensor", (Ref("e"), 2.0), (), ("m",)),            # e dies here: reused
+           Op("aten.exp.default", (Ref("m"),), (), ("f",)),
+           Op("aten.view.default", (Ref("f"), [12]), (), ("v",)),
+           Op("aten.alias.default", (Ref("f"),), (), ("al",)),
+           Op("aten.neg.default", (Ref("f"),), (), ("n",)),                 # f dies, but v and al see it
+           Op("aten.view.default", (Ref("n"), [12]), (), ("nv",)),
+           Op("aten.add.Tensor", (Ref("nv"), Ref("v")), (), ("s",)),
+           Op("aten.view.default", (Ref("al"), [12]), (), ("av",)),
+           Op("aten.sub.Tensor", (Ref("s"), Ref("av")), (), ("out",)))
+    types = {n: f32 for n in ("x", "e", "m", "f", "al", "n")}
+    types.update({n: TensorType((12,), "float32") for n in ("v", "nv", "s", "av", "out")})
+    graph = Graph(inputs=("x",), params=(), buffers=(), masks=(), ops=ops, types=tuple(types.items()),
+                  loss="out", grads=())
+    env = {"x": np.random.default_rng(4).standard_normal((3, 4)).astype(np.float32)}
+    reference = _reference_run(graph, dict(env))
+    executor = Executor(graph, np, keep={"out"})
+    written = {}
+
+    def recorded(step):
+        def call(*tensors, out=None):
+            written[step.outputs[0]] = out is not None and any(out is t for t in tensors)
+            return step.call(*tensors, out=out)
+        call.elementwise_out = True
+        return step._replace(call=call)
+
+    executor.steps = [recorded(s) if s.outputs[0] in ("m", "n") else s for s in executor.steps]
+    executor._run_steps = executor._generate()
+    ours = executor.run(dict(env))
+    np.testing.assert_array_equal(ours["out"], reference["out"])
+    assert written == {"m": True, "n": False}

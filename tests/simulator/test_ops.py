@@ -414,3 +414,17 @@ def test_constant_op_rebuilds_the_captured_tensor():
     assert out.dtype == np.float32 and np.array_equal(out, values.numpy())
     empty = run_op(np, CONSTANT_OP, ((), (0,)), {"dtype": "int64"})
     assert empty.shape == (0,) and empty.dtype == np.int64
+
+
+def test_gelu_gives_the_erf_its_decomposed_backward_computes_again():
+    """gelu_and_erf: GELU as the general kernel computes it, and, bit for bit, the
+    erf(x * M_SQRT1_2) of torch's decomposed gelu_backward (the executor hands it on)."""
+    from simulator.ops.pointwise import gelu_and_erf, is_gelu_erf_input
+
+    x = (np.random.default_rng(4).standard_normal((3, 50)) * 3).astype(np.float32)
+    y, e = gelu_and_erf(np, x)
+    _assert_identical(y, run_op(np, "aten.gelu.default", (x,)))
+    again = run_op(np, "aten.erf.default", (run_op(np, "aten.mul.Tensor", (x, 0.7071067811865476)),))
+    _assert_identical(e, again)
+    assert is_gelu_erf_input("float32", 0.7071067811865476) and not is_gelu_erf_input("float32", 0.5)
+    assert not is_gelu_erf_input("float32", 1)      # an int factor: a different kernel path
