@@ -215,6 +215,8 @@ def _best_routed(finalists: list[tuple], build) -> Plan:
     can still win: its estimate without routes is a lower bound on its routed one (congestion
     only ever lengthens a stage, `schedule.stage_times`), so finalists are routed in the order of
     that bound, and one whose bound is above the best routed cycles so far is left unrouted."""
+    if len(finalists) == 1:
+        return build(*finalists[0])
     bounds = [build(*f, routed=False).estimate()["cycles"] for f in finalists]
     best_key, best = None, None
     for i in sorted(range(len(finalists)), key=bounds.__getitem__):

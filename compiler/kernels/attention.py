@@ -200,9 +200,7 @@ def stash_values(kernel: Kernel, mapping, spread: bool) -> int:
     core of column c all of K[J_c] and V[J_c]; spread, each keeps its 1/cols share of its row's
     Q block and its 1/rows share of its column's K and V blocks, and the backward multicasts
     them again (`components`)."""
-    heads, length, head_dim = shape_of(kernel)
-    width = heads * head_dim
-    q, k = math.ceil(length / mapping.rows), math.ceil(length / mapping.cols)
+    heads, width, q, k = _blocks(kernel, mapping)
     if spread:
         return kernel.steps * (heads * q * k + math.ceil(q * width / mapping.cols) +
                                math.ceil(2 * k * width / mapping.rows))
@@ -220,10 +218,14 @@ def spreads_stash(kernel: Kernel, mapping, target) -> bool:
     return not fits(False) and fits(True)
 
 
-def _bytes(kernel: Kernel, mapping, target, in_flight: int, spread: bool) -> int:
+def _blocks(kernel: Kernel, mapping) -> tuple[int, int, int, int]:
+    """Heads, their total width, and a core's query and key block at the padded length."""
     heads, length, head_dim = shape_of(kernel)
-    width = heads * head_dim
-    q, k = math.ceil(length / mapping.rows), math.ceil(length / mapping.cols)
+    return heads, heads * head_dim, math.ceil(length / mapping.rows), math.ceil(length / mapping.cols)
+
+
+def _bytes(kernel: Kernel, mapping, target, in_flight: int, spread: bool) -> int:
+    heads, width, q, k = _blocks(kernel, mapping)
     working = 2 * q * width + 2 * k * width + heads * q * k + 2 * heads * q
     return int((working + in_flight * stash_values(kernel, mapping, spread)) * target.activation_bytes)
 
