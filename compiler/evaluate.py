@@ -16,8 +16,8 @@ import numpy as np
 
 from . import cost
 from .kernels import Counts, Kernel, kind_of
-from .table import Table, evaluate_tables
-from .table_run import run_cycles, run_cycles_joint
+from .table import Table, evaluate_tables, joint_indices, joint_sums, joint_table
+from .table_run import joint_run_cycles, joint_runs, run_cycles
 
 
 class KernelCycles:
@@ -25,15 +25,14 @@ class KernelCycles:
     sample of each): `sample` (V, S) the kernel's time (its share of the run, `cost.run_cycles`);
     `macs` (V,)
     executed in the step; `sums` (distinct,) each distinct sample's cycles summed over its
-    cores. `looked_up`: its table's (busiest, sums), and `sample` its run, when evaluated with
-    other tables."""
+    cores. `sums` and `sample` are given when its table was evaluated with others."""
 
     def __init__(self, kernel: Kernel, counts: Counts, mapping, target, table: Table | None = None,
-                 looked_up: tuple | None = None, sample: np.ndarray | None = None):
+                 sums: np.ndarray | None = None, sample: np.ndarray | None = None):
         self.kernel, self.counts, self.mapping, self.target = kernel, counts, mapping, target
         self.rows, self.table = counts.rows, table
         if table is not None:
-            self.sums = (looked_up or evaluate_tables([table], busiest=False)[0])[1]
+            self.sums = evaluate_tables([table], busiest=False)[0][1] if sums is None else sums
             if sample is None:
                 sample = run_cycles(table, self.rows)
         self.sample = cost.run_cycles(*self.evaluated, self.rows) if sample is None else sample
@@ -82,18 +81,35 @@ def evaluate(kernel: Kernel, counts: Counts, mapping, target) -> KernelCycles:
 
 
 def evaluate_all(kernels: list[tuple[Kernel, Counts, object]], target) -> list[KernelCycles]:
-    """(kernel, counts, mapping) triples through the one evaluation, the tables of those whose
-    kind tabulates looked up together (`compiler.table.evaluate_tables`), and the runs of
-    those whose counts share their rows evaluated together (`table_run.run_cycles_joint`)."""
+    """(kernel, counts, mapping) triples through the one evaluation: the tables of those whose
+    kind tabulates and whose counts share their rows (the same array) evaluated together
+    (`evaluate_together`), the others' tables looked up together
+    (`compiler.table.evaluate_tables`) and their runs each alone."""
     tables = [_table(*item, target) for item in kernels]
-    looked_up = iter(evaluate_tables([t for t in tables if t is not None], busiest=False))
-    samples = _joint_samples(kernels, tables)
-    return [KernelCycles(*item, target, t, next(looked_up) if t is not None else None,
-                         samples.get(i)) for i, (item, t) in enumerate(zip(kernels, tables))]
+    found = _together(kernels, tables)
+    alone = [i for i, t in enumerate(tables) if t is not None and i not in found]
+    found.update(zip(alone, ((sums, None) for _, sums in
+                             evaluate_tables([tables[i] for i in alone], busiest=False))))
+    return [KernelCycles(*item, target, t, *found.get(i, (None, None)))
+            for i, (item, t) in enumerate(zip(kernels, tables))]
 
 
-def _joint_samples(kernels: list[tuple], tables: list) -> dict[int, np.ndarray]:
-    """Index -> its run, for the tables that share their counts' rows (the same array) with
+def evaluate_together(tables: list[Table], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(K, V, S) each table's run (`cost.run_cycles`) and (U, K) each distinct sample's cycles
+    summed over its cores, of `tables` whose counts share their `rows` (V, S): one joint table
+    (`compiler.table`), its indices worked out once for both; None when their runs cannot be
+    evaluated together (`table_run.joint_runs`)."""
+    grids = tuple(t.grid for t in tables)
+    runs = joint_runs(grids)
+    if runs is None:
+        return None
+    joint = joint_table(grids)
+    row, col = joint_indices(tables, joint)
+    return joint_run_cycles(runs, row, col, rows), joint_sums(joint, row, col)
+
+
+def _together(kernels: list[tuple], tables: list) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Index -> (its sums, its run), for the tables that share their counts' rows with
     another, evaluated together."""
     groups: dict[int, list[int]] = {}
     for i, t in enumerate(tables):
@@ -101,9 +117,10 @@ def _joint_samples(kernels: list[tuple], tables: list) -> dict[int, np.ndarray]:
             groups.setdefault(id(kernels[i][1].rows), []).append(i)
     out = {}
     for members in groups.values():
-        if len(members) > 1:
-            found = run_cycles_joint([tables[i] for i in members], kernels[members[0]][1].rows)
-            out.update(zip(members, found) if found is not None else ())
+        found = evaluate_together([tables[i] for i in members], kernels[members[0]][1].rows) \
+            if len(members) > 1 else None
+        if found is not None:
+            out.update((i, (found[1][:, n], found[0][n])) for n, i in enumerate(members))
     return out
 
 

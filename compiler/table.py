@@ -85,25 +85,32 @@ def evaluate_tables(tables: list[Table], busiest: bool = True) -> list[tuple[Any
 
 
 def _evaluate(tables: list[Table], busiest: bool = True) -> tuple[Any, np.ndarray]:
-    """(U, K) busiest and summed cycles of `tables`. Busiest: the largest index each sample
-    uses in each run, every pair of a row run and a column run of a table looked up, the
-    largest pair per table. Sums: how many of a sample's cores use each table column, times
-    the table, gives each table row's cycles summed over the sample's columns; those of the
-    sample's core rows are summed per table."""
-    joint = _joint(tuple(t.grid for t in tables))
+    """(U, K) busiest and summed cycles (`joint_sums`) of `tables`. Busiest: the largest index
+    each sample uses in each run, every pair of a row run and a column run of a table looked
+    up, the largest pair per table."""
+    joint = joint_table(tuple(t.grid for t in tables))
     row, col = joint_indices(tables, joint)
-    samples, (height, width) = len(row), joint.cycles.shape
     largest = None
     if busiest:
+        width = joint.cycles.shape[1]
         top = np.maximum.reduceat(row, joint.row_runs, axis=1)
         right = np.maximum.reduceat(col, joint.col_runs, axis=1)
         corners = joint.cycles.take(top[:, joint.pair_row] * width + right[:, joint.pair_col])
         largest = np.maximum.reduceat(corners, joint.pair_starts, axis=1)
+    return largest, joint_sums(joint, row, col)
+
+
+def joint_sums(joint: "_Joint", row: np.ndarray, col: np.ndarray) -> np.ndarray:
+    """(U, K) each sample's cycles summed over the cores of each table, from their joint table
+    indices (`joint_indices`): how many of a sample's cores use each table column, times the
+    table, gives each table row's cycles summed over the sample's columns; those of the
+    sample's core rows are summed per table."""
+    samples, (height, width) = len(row), joint.cycles.shape
     counts = _histogram(col, width)
-    per_row = counts @ joint.transposed if len(tables) == 1 else np.concatenate(   # (U, I)
+    per_row = counts @ joint.transposed if len(joint.blocks) == 1 else np.concatenate(   # (U, I)
         [counts[:, j0:j1] @ block for j0, j1, block in joint.blocks], axis=1)
     picked = per_row.take(row + _row_starts(samples, height))
-    return largest, np.add.reduceat(picked, joint.row_starts, axis=1, dtype=np.float64)
+    return np.add.reduceat(picked, joint.row_starts, axis=1, dtype=np.float64)
 
 
 def joint_indices(tables: list[Table], joint: "_Joint") -> tuple[np.ndarray, np.ndarray]:
@@ -146,7 +153,8 @@ class _Joint(NamedTuple):
 _JOINTS: dict = {}
 
 
-def _joint(grids: tuple[Grid, ...]) -> _Joint:
+def joint_table(grids: tuple[Grid, ...]) -> _Joint:
+    """The grids as one block-diagonal table (cached by identity)."""
     return cached_by_identity(_JOINTS, grids, _build)
 
 

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import cost
-from .table import Grid, Table, _joint, cached_by_identity, joint_indices
+from .table import Grid, Table, cached_by_identity, joint_indices, joint_table
 
 def run_cycles(table: Table, rows: np.ndarray) -> np.ndarray | None:
     """(V, S) `cost.run_cycles` of the table's samples (`rows` (V, S) the distinct sample of
@@ -151,60 +151,145 @@ def run_cycles_joint(tables: list[Table], rows: np.ndarray) -> list[np.ndarray] 
     """`run_cycles` of `tables` with as many samples, every one's runs `rows` (V, S), evaluated
     together; None when one of them cannot be (no pass terms, a term looked up on every core,
     or more than one outer product)."""
-    plan = _joint_runs(tuple(t.grid for t in tables))
+    plan = joint_runs(tuple(t.grid for t in tables))
     if plan is None:
         return None
-    times, index = cost.run_times(rows, len(tables[0].x))
-    joint = _joint(plan.grids)
-    row, col = joint_indices(tables, joint)                              # (U, all rows / cols)
+    return list(joint_run_cycles(plan, *joint_indices(tables, joint_table(plan.grids)), rows))
+
+
+def joint_run_cycles(plan: "_JointRuns", row: np.ndarray, col: np.ndarray,
+                     rows: np.ndarray) -> np.ndarray:
+    """(K, V, S) `run_cycles` of the tables of `plan` from their joint table indices `row`
+    (U, all rows), `col` (U, all columns) (`table.joint_indices`). A run that charges one
+    distinct sample for every sample (the dense run, whose counts are every value) is
+    evaluated once per distinct indices of that sample and kept (`_uniform_run`); the others
+    together (`_runs_together`)."""
+    uniform, rest = _uniform_runs(rows)
+    if not uniform:
+        return _runs_together(plan, row, col, rows)
+    out = np.empty((len(plan.sizes),) + rows.shape)
+    if rest is not None:
+        out[:, rest[0]] = _runs_together(plan, row, col, rest[1])
+    for v, u in uniform:
+        out[:, v] = _uniform_run(plan, row[u], col[u], rows.shape[1])
+    return out
+
+
+_UNIFORM: dict = {}
+
+
+def _uniform_runs(rows: np.ndarray) -> tuple[list, Any]:
+    """The runs of `rows` (V, S) that take one distinct sample for every sample, as (run,
+    sample) pairs, and the others (their indices, their rows, read-only), or None; kept for
+    read-only `rows` (the kinds' cached `Counts.rows`, which come back every step)."""
+    hit = _UNIFORM.get(id(rows))
+    if hit is not None and hit[0] is rows:
+        return hit[1]
+    same = (rows == rows[:, :1]).all(axis=1)
+    uniform = [(v, int(rows[v, 0])) for v in np.flatnonzero(same)] if len(rows) > 1 else []
+    rest = np.flatnonzero(~same)
+    others = None
+    if len(rest):
+        others = rest, rows[rest]
+        others[1].flags.writeable = False
+    if not rows.flags.writeable:
+        if len(_UNIFORM) > 256:
+            _UNIFORM.clear()
+        _UNIFORM[id(rows)] = (rows, (uniform, others))
+    return uniform, others
+
+
+_UNIFORM_RUNS: dict = {}
+
+
+def _uniform_run(plan: "_JointRuns", row: np.ndarray, col: np.ndarray, samples: int) -> np.ndarray:
+    """(K, S) the run that takes the sample of joint indices `row`, `col` every time: as
+    `_runs_together` evaluates it (the other samples' times are zeros, which add nothing),
+    kept per plan and indices."""
+    key = (id(plan), samples, row.tobytes(), col.tobytes())
+    hit = _UNIFORM_RUNS.get(key)
+    if hit is not None and hit[0] is plan:
+        return hit[1]
+    if len(_UNIFORM_RUNS) > 256:
+        _UNIFORM_RUNS.clear()
+    value = _runs_together(plan, row[None], col[None], np.zeros((1, samples), dtype=np.intp))[:, 0]
+    value.flags.writeable = False
+    _UNIFORM_RUNS[key] = (plan, value)
+    return value
+
+
+def _runs_together(plan: "_JointRuns", row: np.ndarray, col: np.ndarray,
+                   rows: np.ndarray) -> np.ndarray:
+    """(K, V, S) `joint_run_cycles` of every run: one gather and one product for every core's
+    parts summed by row and by column, a product per table for its outer product, their
+    busiest cores found per table by segment. Where every part and cycle is a whole number
+    and no sum can reach 2**24 (`_JointRuns.bound`), the cores' sums are float32, exact as
+    float64's in any order, at half the memory."""
+    times, index = cost.run_times(rows, len(row))
     variants, samples = times.shape
-    by_row = (times @ plan.by_row.take(row, axis=0).reshape(samples, -1)).reshape(variants, -1)
-    by_col = (times @ plan.by_col.take(col, axis=0).reshape(samples, -1)).reshape(variants, -1)
-    weighted = times[:, None, :] * plan.p.take(row).T                          # (V, rows, U)
-    product = (weighted.reshape(-1, samples) @ plan.q.take(col)).reshape(variants, -1)
-    sources = np.concatenate([by_row, by_col, product, np.zeros((variants, 1))], axis=1)
-    parts = sources.take(plan.parts, axis=1)                                # (V, 3, 4, cores)
-    terms = parts[:, 0] + parts[:, 1] + parts[:, 2]                            # (V, 4, cores)
+    narrow = plan.narrow is not None and rows.shape[1] * plan.bound < 2**24
+    by_row, by_col, p, q = plan.narrow if narrow else (plan.by_row, plan.by_col, plan.p, plan.q)
+    weights = times.astype(np.float32) if narrow else times
+    summed_rows = (weights @ by_row.take(row, axis=0).reshape(samples, -1)).reshape(variants, -1)
+    summed_cols = (weights @ by_col.take(col, axis=0).reshape(samples, -1)).reshape(variants, -1)
+    terms = summed_rows.take(plan.row_parts, axis=1)                           # (V, 4, cores)
+    terms += summed_cols.take(plan.col_parts, axis=1)
+    if plan.products:                                     # whole numbers: exact in any order
+        weighted = p.take(row).T[:, None, :] * weights                         # (rows, V, U)
+        q = q.take(col)                                                        # (U, cols)
+        for r0, r1, c0, c1, start, term in plan.products:
+            block = weighted[r0:r1].reshape(-1, samples) @ q[:, c0:c1]         # (rows V, cols)
+            terms[:, term, start:start + block.size // variants] += \
+                block.reshape(r1 - r0, variants, -1).transpose(1, 0, 2).reshape(variants, -1)
     total = cost.passes_total((terms[:, 2 * p], terms[:, 2 * p + 1]) for p in range(2))
     largest = np.maximum.reduceat(total, plan.starts, axis=1)                  # (V, K)
     first = np.where(total == largest.repeat(plan.sizes, axis=1), plan.cores, len(plan.cores))
     busiest = np.minimum.reduceat(first, plan.starts, axis=1)                  # (V, K)
-    width = joint.cycles.shape[1]
-    at = row.take(plan.core_row.take(busiest), axis=1) * width + \
+    at = row.take(plan.core_row.take(busiest), axis=1) * plan.width + \
         col.take(plan.core_col.take(busiest), axis=1)
     core = plan.cycles.take(at)                                                # (U, V, K)
-    scale = cost.run_scale(largest, np.einsum("vu,uvk->vk", times, core))
-    per_kernel = core.transpose(2, 1, 0).reshape(len(tables), -1)              # (K, V U)
-    return list(per_kernel.take(index, axis=1) * scale.T[:, :, None])
+    charged = (times[:, None, :] @ core.transpose(1, 0, 2))[:, 0] if narrow else \
+        np.einsum("vu,uvk->vk", times, core)              # whole numbers: exact in any order
+    scale = cost.run_scale(largest.astype(np.float64), charged)
+    per_kernel = core.transpose(2, 1, 0).reshape(len(plan.sizes), -1)          # (K, V U)
+    return per_kernel.take(index, axis=1) * scale.T[:, :, None]
 
 
 class _JointRuns(NamedTuple):
     """Tables' run parts laid out together, rows and columns numbered as their joint table's
-    (`table._joint`): `by_row` (all table rows, width) every table's by-row parts, flat per
-    row; `by_col` likewise; `p` (all table rows,), `q` (all table columns,) the outer
-    products; `parts` (3, 4, cores) where each core's part (by row, by column, product) of
-    each term lies among the sums (those by row, by column, the products, then a zero);
-    `starts`, `sizes` each table's first core and cores; `cores` every core's number;
-    `core_row`, `core_col` its joint core row and column; `cycles` the joint table's cycles,
-    flat, float64."""
+    (`table.joint_table`): `by_row` (all table rows, width) every table's by-row parts, flat per
+    row; `by_col` likewise; `row_parts`, `col_parts` (4, cores) where each core's part of
+    each term lies among the sums by row (by column; a table row's last slot is a zero); `p` (all table
+    rows,), `q` (all table columns,) the outer products and `products` each one's (core rows
+    r0:r1, core columns c0:c1, first core, term); `starts`, `sizes` each table's first core
+    and cores; `cores` every core's number; `core_row`, `core_col` its joint core row and
+    column; `cycles` the joint table's cycles, flat, float64, `width` its columns. Where every
+    part and cycle is a whole number, `narrow` holds `by_row`, `by_col`, `p`, `q` as float32
+    and `bound` what a core's run can sum to per sample charged (twice the largest part by
+    row, by column and product); else None and infinity."""
     grids: tuple
     by_row: np.ndarray
     by_col: np.ndarray
+    row_parts: np.ndarray
+    col_parts: np.ndarray
     p: np.ndarray
     q: np.ndarray
-    parts: np.ndarray
+    products: tuple
     starts: np.ndarray
     sizes: np.ndarray
     cores: np.ndarray
     core_row: np.ndarray
     core_col: np.ndarray
     cycles: np.ndarray
+    width: int
+    narrow: tuple | None
+    bound: float
 
 
 _JOINT_RUNS: dict = {}
 
 
-def _joint_runs(grids: tuple[Grid, ...]) -> _JointRuns | None:
+def joint_runs(grids: tuple[Grid, ...]) -> _JointRuns | None:
     """The grids' runs summed together, or None where one cannot be (cached by identity)."""
     return cached_by_identity(_JOINT_RUNS, grids, _joint_runs_of)
 
@@ -222,42 +307,49 @@ def _build_joint(grids: tuple[Grid, ...], runs: list) -> _JointRuns:
     widths = [g.cycles.shape[1] for g in grids]
     core_rows = [len(g.row_offset) for g in grids]
     core_cols = [len(g.col_offset) for g in grids]
-    row_width = max(1, max(r.by_row[0].size if r.by_row is not None else 0 for r in runs))
-    col_width = max(1, max(r.by_col[0].size if r.by_col is not None else 0 for r in runs))
+    # one more column than any table's parts, always zero: where a core's term has no part
+    row_width = 1 + max(r.by_row[0].size if r.by_row is not None else 0 for r in runs)
+    col_width = 1 + max(r.by_col[0].size if r.by_col is not None else 0 for r in runs)
     by_row, by_col = np.zeros((sum(heights), row_width)), np.zeros((sum(widths), col_width))
     p, q = np.zeros(sum(heights)), np.zeros(sum(widths))
     top, left = np.cumsum([0] + heights[:-1]), np.cumsum([0] + widths[:-1])
     first_row, first_col = np.cumsum([0] + core_rows[:-1]), np.cumsum([0] + core_cols[:-1])
-    all_rows, all_cols = sum(core_rows), sum(core_cols)
-    product_at = all_rows * row_width + all_cols * col_width
-    zero = product_at + all_rows * all_cols
-    parts, core_row, core_col = [], [], []
+    sizes = np.array([a * b for a, b in zip(core_rows, core_cols)])
+    starts = np.cumsum(np.concatenate([[0], sizes[:-1]])).astype(np.intp)
+    row_parts, col_parts, core_row, core_col, products = [], [], [], [], []
     for k, r in enumerate(runs):
         h, w = heights[k], widths[k]
         if r.by_row is not None:
             by_row[top[k]:top[k] + h, :r.by_row[0].size] = r.by_row.reshape(h, -1)
         if r.by_col is not None:
             by_col[left[k]:left[k] + w, :r.by_col[0].size] = r.by_col.reshape(w, -1)
-        for pk, qk, _ in r.products:
-            p[top[k]:top[k] + h], q[left[k]:left[k] + w] = pk, qk
         rr, cc = np.meshgrid(np.arange(core_rows[k]), np.arange(core_cols[k]), indexing="ij")
         rr, cc = rr.ravel(), cc.ravel()
         jr, jc = first_row[k] + rr, first_col[k] + cc
-        slots = np.full((3, 4, len(rr)), zero)
-        n_row = len(r.by_row_to)
+        from_rows = np.repeat([jr * row_width + row_width - 1], 4, axis=0)
+        from_cols = np.repeat([jc * col_width + col_width - 1], 4, axis=0)
         for n, term in enumerate(r.by_row_to):
-            slots[0, term] = jr * row_width + r.col_run[cc] * n_row + n
-        n_col = len(r.by_col_to)
+            from_rows[term] = jr * row_width + r.col_run[cc] * len(r.by_row_to) + n
         for n, term in enumerate(r.by_col_to):
-            slots[1, term] = all_rows * row_width + jc * col_width + r.row_run[rr] * n_col + n
-        for _, _, term in r.products:
-            slots[2, term] = product_at + jr * all_cols + jc
-        parts.append(slots)
+            from_cols[term] = jc * col_width + r.row_run[rr] * len(r.by_col_to) + n
+        for pk, qk, term in r.products:
+            p[top[k]:top[k] + h], q[left[k]:left[k] + w] = pk, qk
+            products.append((first_row[k], first_row[k] + core_rows[k], first_col[k],
+                             first_col[k] + core_cols[k], starts[k], term))
+        row_parts.append(from_rows)
+        col_parts.append(from_cols)
         core_row.append(jr)
         core_col.append(jc)
-    sizes = np.array([a * b for a, b in zip(core_rows, core_cols)])
-    joint = _joint(grids)
-    return _JointRuns(grids, by_row, by_col, p, q, np.concatenate(parts, axis=-1).astype(np.intp),
-                      np.cumsum(np.concatenate([[0], sizes[:-1]])).astype(np.intp), sizes,
-                      np.arange(sizes.sum()), np.concatenate(core_row), np.concatenate(core_col),
-                      joint.cycles.ravel().astype(np.float64))
+    joint = joint_table(grids)
+    cycles = joint.cycles.ravel().astype(np.float64)
+    parts = (by_row, by_col, p, q)
+    whole = all(np.array_equal(a, np.round(a)) for a in parts + (cycles,))
+    bound = 2 * (np.abs(by_row).max(initial=0) + np.abs(by_col).max(initial=0) +
+                 np.abs(p).max(initial=0) * np.abs(q).max(initial=0))
+    return _JointRuns(grids, by_row, by_col,
+                      np.concatenate(row_parts, axis=1).astype(np.intp),
+                      np.concatenate(col_parts, axis=1).astype(np.intp), p, q, tuple(products),
+                      starts, sizes, np.arange(sizes.sum()), np.concatenate(core_row),
+                      np.concatenate(core_col), cycles, joint.cycles.shape[1],
+                      tuple(a.astype(np.float32) for a in parts) if whole else None,
+                      float(bound) if whole else float("inf"))

@@ -227,8 +227,8 @@ class Trainer:
     def _result(self, loss: float, timing: StepTiming, step: int, nonfinite: str | None) -> StepResult:
         clock = self.plan.target.clock_hz
         samples = self.plan.kernels[0].samples
-        busy = sum(t.busy_total for t in timing.kernels)
-        cores = sum(self.plan.mapping[t.name].cores for t in timing.kernels)
+        busy = timing.busy_total
+        cores = self.context.cores
         seconds = timing.cycles / clock
         return StepResult(step, loss, timing.cycles, timing.dense_cycles, seconds,
                           samples / seconds if seconds else 0.0,

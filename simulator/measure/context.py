@@ -59,7 +59,7 @@ class PlanContext:
         self.plan = plan
         self._tiles: dict[str, tuple] = {}
         self._full_load: dict[int, np.ndarray] = {}
-        self.timings: dict = {}        # kernel -> its `KernelTiming` of the last step measured
+        self.cycles: dict = {}         # kernel -> its `KernelCycles` of the last step measured
         self.route_bytes: int | None = None   # what the routes' values hold (`step._holdable`)
 
     @cached_property
@@ -96,6 +96,16 @@ class PlanContext:
         names = tuple(dict.fromkeys(rt.edge.value for rt in self.plan.sample_routes))
         index = {name: i for i, name in enumerate(names)}
         return names, np.array([index[rt.edge.value] for rt in self.plan.sample_routes], dtype=np.intp)
+
+    @cached_property
+    def mappings(self) -> list:
+        """The mapping of each of the plan's kernels, in order."""
+        return [self.plan.mapping[k.name] for k in self.plan.kernels]
+
+    @cached_property
+    def cores(self) -> int:
+        """Cores of every kernel's region, every replica."""
+        return sum(m.cores for m in self.mappings)
 
     @cached_property
     def schedule(self) -> tuple[np.ndarray, np.ndarray]:

@@ -89,15 +89,25 @@ class KernelTiming:
 class StepTiming:
     """One step per variant (V,): `step_cycles`; `rates()` gives its Compute and Transmission
     Samples/s. `congestion` (V, K) and `replicas` (K,) are what the schedule used;
-    `congestion_of` gives the congestion (an array, or a function worked out on first use)."""
+    `congestion_of` gives the congestion (an array, or a function worked out on first use).
+    `measured`: the kernels' arrays (`StepKernels`); `kernels` each one's `KernelTiming`."""
     variants: tuple[str, ...]
     actual: int
     step_cycles: np.ndarray
-    kernels: list[KernelTiming] = field(default_factory=list)
+    measured: "StepKernels"
     dynamic: DynamicStats | None = None        # what the markers said (None: no markers)
     congestion_of: Any = None
     replicas: np.ndarray | None = None
     clock_hz: float = 1.0
+
+    @cached_property
+    def kernels(self) -> list[KernelTiming]:
+        return self.measured.timings()
+
+    @property
+    def busy_total(self) -> float:
+        """Busy cycles of every core of every kernel in the run's own variant."""
+        return float(self.measured.busy.sum())
 
     @cached_property
     def congestion(self) -> np.ndarray | None:
@@ -143,11 +153,9 @@ def measure_step(context: PlanContext, xp, env: dict, harvest: bool = True,
                 {k.name: t for k in plan.kernels
                  if (t := context.tiles(xp, k, weight_masks or {})) is not None})
     replicas, hops = context.schedule
-    timings = measure_kernels(plan.kernels, [plan.mapping[k.name] for k in plan.kernels], env, runs,
-                              plan.target, plan.optimizer, harvest, context)
-    context.timings = {t.name: t for t in timings}
-    stack = lambda key: np.stack([getattr(t, key) for t in timings], axis=1)  # noqa: E731
-    samples = stack("samples")
+    measured = measure_arrays(plan.kernels, context.mappings, env, runs, plan.target,
+                              plan.optimizer, harvest, context)
+    samples = measured.samples
     full = context.full_load(len(runs.variants))
     # Every route's load is at most its full load, so where the full load binds no stage the
     # step is the same with either; the exact loads, and the non-zeros they are counted from,
@@ -159,8 +167,8 @@ def measure_step(context: PlanContext, xp, env: dict, harvest: bool = True,
                                                        harvest), len(runs.variants))
     congestion = exact if lazy else exact()
     cycles = schedule.step(samples, replicas, full if callable(congestion) else congestion, hops,
-                           stack("updates"), plan.streaming, _token_shares(plan, positions, runs))
-    return StepTiming(runs.names, own_variant(harvest), cycles, timings,
+                           measured.updates, plan.streaming, _token_shares(plan, positions, runs))
+    return StepTiming(runs.names, own_variant(harvest), cycles, measured,
                       positions.stats() if positions is not None else None, congestion, replicas,
                       plan.target.clock_hz)
 
@@ -246,53 +254,76 @@ def own_variant(harvest: bool) -> int:
 
 def measure_kernel(kernel, mapping, env: dict, runs: Runs, target, optimizer,
                    harvest: bool = True) -> KernelTiming:
-    """One kernel of a step (`measure_kernels`)."""
-    return measure_kernels([kernel], [mapping], env, runs, target, optimizer, harvest)[0]
+    """One kernel of a step (`measure_arrays`)."""
+    return measure_arrays([kernel], [mapping], env, runs, target, optimizer, harvest).timings()[0]
 
 
-def measure_kernels(kernels: list, mappings: list, env: dict, runs: Runs, target, optimizer,
-                    harvest: bool = True, context: PlanContext | None = None) -> list[KernelTiming]:
+@dataclass
+class StepKernels:
+    """A step's kernels, per variant (the first axis): `samples` (V, K, S) the cycles of each
+    kernel's samples, `updates` (V, K) each one's update on its busiest core, `busy` (K,) the
+    busy cycles of all its cores in the run's own variant; `timings()` each one's
+    `KernelTiming`, made when first asked for (the reports), not every step."""
+    samples: np.ndarray
+    updates: np.ndarray
+    busy: np.ndarray
+    made: Any
+
+    def timings(self) -> list[KernelTiming]:
+        if callable(self.made):
+            self.made = self.made()
+        return self.made
+
+
+def measure_arrays(kernels: list, mappings: list, env: dict, runs: Runs, target, optimizer,
+                   harvest: bool = True, context: PlanContext | None = None) -> StepKernels:
     """Kernels of a step, every variant of `runs`: their kinds' counts from `env`, then the one
     evaluation (`compiler.evaluate.evaluate_all`); each one's update per variant (the kept
     weights only where zeros are skipped and its weight is masked), and the busy cycles of
     every core of every replica. With the plan's `context`: the updates of unmasked weights
     and the samples each stage holds are taken from it, and a kernel whose kind counted this
     step with the very same `Counts` object as the last (counts that do not depend on the
-    data) keeps its last timing."""
+    data) keeps its last evaluation."""
     actual = own_variant(harvest)
     counts = [kind_of(k).measured_counts(k, m.replica, env, runs) for k, m in zip(kernels, mappings)]
-    last = context.timings if context is not None else {}
-    fresh = [i for i, (k, c) in enumerate(zip(kernels, counts))
-             if not _unchanged(last.get(k.name), c, runs, actual)]
-    cycles = dict(zip(fresh, evaluate_all([(kernels[i], counts[i], mappings[i].replica)
-                                            for i in fresh], target)))
-    return [_timing(k, m, cycles[i], runs, target, optimizer, harvest, context) if i in cycles
-            else last[k.name] for i, (k, m) in enumerate(zip(kernels, mappings))]
+    last = context.cycles if context is not None else {}
+    cycles = [last.get(k.name) for k in kernels]
+    fresh = [i for i, (c, n) in enumerate(zip(cycles, counts)) if c is None or c.counts is not n]
+    for i, evaluated in zip(fresh, evaluate_all([(kernels[i], counts[i], mappings[i].replica)
+                                                 for i in fresh], target)):
+        cycles[i] = evaluated
+    if context is not None:
+        context.cycles = {k.name: c for k, c in zip(kernels, cycles)}
+    updates = [_updates(k, m, runs, target, optimizer, context) for k, m in zip(kernels, mappings)]
+    busy = np.array([c.busy_total(actual, m.replicas, u[actual].total)
+                     for c, m, u in zip(cycles, mappings, updates)])
+    return StepKernels(np.stack([c.sample for c in cycles], axis=1),
+                       np.array([[u.busiest for u in per] for per in updates]).T, busy,
+                       lambda: [_timing(*item, runs, target, optimizer, harvest, context)
+                                for item in zip(kernels, mappings, cycles, updates, busy)])
 
 
-def _unchanged(previous: KernelTiming | None, counts, runs: Runs, actual: int) -> bool:
-    return previous is not None and previous.cycles.counts is counts and \
-        runs.tiles(previous.cycles.kernel) is None and previous.actual == actual and \
-        previous.variants == runs.names
-
-
-def _timing(kernel, mapping, cycles, runs: Runs, target, optimizer, harvest: bool,
-            context: PlanContext | None) -> KernelTiming:
-    """A kernel's timing from its evaluated `cycles` and its update per variant."""
-    kind, actual, tiles = kind_of(kernel), own_variant(harvest), runs.tiles(kernel)
+def _updates(kernel, mapping, runs: Runs, target, optimizer, context) -> list:
+    """The kernel's update (`context.Update`) in each variant: the kept weights where zeros
+    are skipped and its weight is masked, all of them otherwise."""
     dense = context.updates[kernel.name] if context is not None else \
         update_of(kernel, mapping, target, optimizer)
-    updates = [dense] * len(runs.variants)
-    memory = None
-    if tiles is not None:                      # the kept weights where zeros are skipped
-        held = update_of(kernel, mapping, target, optimizer, tiles)
-        updates = [held if v.harvest else dense for v in runs.variants]
-        if harvest:                            # stored compressed
-            flight = context.in_flight[kernel.name] if context is not None else 1
-            memory = kind.memory_per_core(kernel, mapping, target, optimizer, flight,
-                                          kept=int(tiles.kept.max()))
-    own = updates[actual]
+    tiles = runs.tiles(kernel)
+    if tiles is None:
+        return [dense] * len(runs.variants)
+    held = update_of(kernel, mapping, target, optimizer, tiles)
+    return [held if v.harvest else dense for v in runs.variants]
+
+
+def _timing(kernel, mapping, cycles, updates: list, busy: float, runs: Runs, target, optimizer,
+            harvest: bool, context: PlanContext | None) -> KernelTiming:
+    """A kernel's timing from its evaluated `cycles`, its `updates` per variant and its `busy`
+    cycles; a masked weight is stored compressed when zeros are skipped."""
+    actual, tiles, memory = own_variant(harvest), runs.tiles(kernel), None
+    if tiles is not None and harvest:
+        flight = context.in_flight[kernel.name] if context is not None else 1
+        memory = kind_of(kernel).memory_per_core(kernel, mapping, target, optimizer, flight,
+                                                 kept=int(tiles.kept.max()))
     return KernelTiming(kernel.name, runs.names, actual, cycles.sample,
-                        np.array([u.busiest for u in updates]),
-                        cycles.busy_total(actual, mapping.replicas, own.total), cycles, memory,
-                        mapping, own.per_core)
+                        np.array([u.busiest for u in updates]), float(busy), cycles, memory,
+                        mapping, updates[actual].per_core)

@@ -39,3 +39,41 @@ def test_tables_together_run_as_each_alone():
         assert together is not None
         for (table, components, shape), found in zip(made, together):
             np.testing.assert_array_equal(found, cost.run_cycles(components, shape, rows))
+
+
+def _joint_case(r, tables: int = 3, samples: int = 4):
+    from compiler.table import joint_indices, joint_table
+    from compiler.table_run import joint_runs
+    made = [random_components(r, samples) for _ in range(tables)]
+    found = [t for t, _, _ in made]
+    plan = joint_runs(tuple(t.grid for t in found))
+    return made, plan, joint_indices(found, joint_table(plan.grids))
+
+
+def test_whole_number_runs_summed_in_float32_equal_float64s():
+    """A matmul's parts and cycles are whole numbers, so its cores' run sums may be float32
+    (half the memory): exactly what float64 gives."""
+    from compiler.table_run import _runs_together
+    r = np.random.default_rng(10)
+    for _ in range(10):
+        made, plan, (row, col) = _joint_case(r)
+        assert plan.narrow is not None and np.isfinite(plan.bound)
+        rows = r.integers(0, len(row), size=(2, 6))
+        np.testing.assert_array_equal(_runs_together(plan, row, col, rows),
+                                      _runs_together(plan._replace(narrow=None), row, col, rows))
+
+
+def test_a_run_of_one_sample_every_time_is_kept_and_equals_the_full_evaluation():
+    """The dense run takes one distinct sample for every sample: it is evaluated once per
+    distinct indices and kept, and equals `cost.run_cycles` like the other runs."""
+    from compiler.table_run import _UNIFORM_RUNS, joint_run_cycles
+    r = np.random.default_rng(11)
+    made, plan, (row, col) = _joint_case(r)
+    rows = np.stack([np.arange(4) % len(row), np.full(4, len(row) - 1)])
+    rows.flags.writeable = False
+    first = joint_run_cycles(plan, row, col, rows)
+    assert any(kept is plan for kept, _ in _UNIFORM_RUNS.values())
+    again = joint_run_cycles(plan, row, col, rows)
+    np.testing.assert_array_equal(first, again)
+    for (table, components, shape), found in zip(made, first):
+        np.testing.assert_array_equal(found, cost.run_cycles(components, shape, rows))
