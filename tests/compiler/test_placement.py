@@ -245,10 +245,16 @@ def test_reduction_routes_chain_the_replicas(make_matmul, make_generated):
             assert rect.col <= c0 < c1 < rect.col + rect.width    # inside the region
 
 
-def reference_refine(rects, pairs, target, passes=2):
-    """`placement.refine` measuring the total wire length after every trial move."""
+def reference_refine(rects, pairs, target, passes=2, weights=None):
+    """`placement.refine` measuring the total (weighted) wire length after every trial move."""
     rects, talks = list(rects), {frozenset(pair) for pair in pairs}
-    length = wire_length(tuple(rects), pairs)
+    weight = {frozenset(p): 1 if weights is None else weights[p] for p in pairs}
+
+    def length(rs):
+        where = {r.name: r.center for r in rs}
+        return sum(weight[frozenset((a, b))] * (abs(where[a][0] - where[b][0])
+                                                + abs(where[a][1] - where[b][1])) for a, b in pairs)
+    total = length(rects)
     for _ in range(passes):
         improved = False
         for i, rect in enumerate(rects):
@@ -256,12 +262,14 @@ def reference_refine(rects, pairs, target, passes=2):
             if not near:
                 continue
             occupied = grid_of(rects[:i] + rects[i + 1:], (target.rows, target.cols))
-            centroid = (np.mean([r.center[0] for r in near]), np.mean([r.center[1] for r in near]))
+            w = [weight[frozenset((r.name, rect.name))] for r in near]
+            centroid = (np.dot(w, [r.center[0] for r in near]) / sum(w),
+                        np.dot(w, [r.center[1] for r in near]) / sum(w))
             spot = scan_nearest(occupied, rect.height, rect.width, centroid)
             if spot is not None and spot != (rect.row, rect.col):
                 trial = rects[:i] + [Rect(rect.name, *spot, rect.height, rect.width)] + rects[i + 1:]
-                if wire_length(tuple(trial), pairs) < length:
-                    rects, length, improved = trial, wire_length(tuple(trial), pairs), True
+                if length(trial) < total:
+                    rects, total, improved = trial, length(trial), True
         if not improved:
             break
     return tuple(rects)

@@ -715,8 +715,9 @@ def test_finalists_are_routed_only_while_they_can_win(order):
     specs = [("a", 100.0, 130.0, True), ("b", 110.0, 120.0, False), ("c", 125.0, 150.0, False),
              ("d", 120.0, 120.0, True)]
     finalists = [_Finalist(*specs[i], log=log) for i in order]
-    build = lambda f, rects, relaxed, routed=True: f.build(routed)  # noqa: E731
-    chosen = _best_routed([(f, None, 0) for f in finalists], build)
+    build = lambda f, rects, relaxed: f.build(False)  # noqa: E731
+    routed = lambda f, rects, relaxed: (f.build(True), None)  # noqa: E731
+    chosen, _, _ = _best_routed([(f, None, 0) for f in finalists], build, routed)
     every = [(finalist_key(f.build(True).estimate()), i) for i, f in enumerate(finalists)]
     assert chosen.name == finalists[min(every)[1]].name == "b"     # 120 and not congestion-bound
     routed = log[:len(log) - len(finalists)]
