@@ -2,8 +2,9 @@
 
 Placement: kernels are placed as rectangles in pipeline order, each at the free spot nearest the
 previous kernel (a greedy winding path over the fabric; `compiler.free_space` finds the
-spots), then refined by moving kernels toward
-the centroid of the kernels they talk to while total wire length falls. (`compiler.packing`
+spots), then refined by moving kernels toward the centroid of the kernels they talk to while
+total wire length falls (compile_plan weighs each pair by the wavelets it carries, so the
+length is the traffic x distance the links carry; the contest counts pairs alike). (`compiler.packing`
 chooses between this placer and a shape-choosing shelf packer; both compile_plan and the ISPD
 contest solver go through it.) The routes between the rectangles (`Route`: a bundle of parallel
 lanes, one per boundary core) are laid by `compiler.routing`; `compiler.links` sums their loads
@@ -148,6 +149,13 @@ def wire_length(rects: tuple[Rect, ...], pairs: list[tuple[str, str]]) -> int:
     return int(sum(abs(where[a][0] - where[b][0]) + abs(where[a][1] - where[b][1]) for a, b in pairs))
 
 
+def centroid(points: list[tuple[tuple[int, int], float]]) -> tuple[float, float]:
+    """The weighted mean of (point, weight) pairs: where a kernel is pulled by the ones it
+    talks to (their centres, weighed by their traffic)."""
+    total = sum(w for _, w in points)
+    return (sum(p[0] * w for p, w in points) / total, sum(p[1] * w for p, w in points) / total)
+
+
 def refine(rects: tuple[Rect, ...], pairs: list[tuple[str, str]], target: Target,
            passes: int = 2, weights: dict[tuple[str, str], float] | None = None
            ) -> tuple[Rect, ...]:
@@ -183,10 +191,7 @@ def refine(rects: tuple[Rect, ...], pairs: list[tuple[str, str]], target: Target
             if not near:
                 continue
             space.remove(rect)                      # lifted out: its own cores are free
-            total = sum(w for _, w in near)
-            centroid = (sum(c[0] * w for c, w in near) / total,
-                        sum(c[1] * w for c, w in near) / total)
-            spot = space.nearest(rect.height, rect.width, centroid)
+            spot = space.nearest(rect.height, rect.width, centroid(near))
             if spot is not None and spot != (rect.row, rect.col):
                 moved = Rect(rect.name, spot[0], spot[1], rect.height, rect.width)
                 if wire(rect.name, moved.center) < wire(rect.name, rect.center):

@@ -1,7 +1,8 @@
 """The Plan: everything the compiler decided, as data (serializable to JSON and back).
 
 `compile_plan` is the straight pipeline after capture:
-passes -> kernels -> mappings (sized by work, memory-checked) -> placement -> routes -> estimate.
+passes -> kernels -> mappings (sized by work, memory-checked) -> placement -> routes -> estimate,
+then the best finalist's congestion relieved (`compiler.relieve`) where that lowers its estimate.
 The Plan also carries what its estimate assumed: harvesting on or off, the densities of the
 streamed operands, and the precision of the values on the fabric.
 """

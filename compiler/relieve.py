@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .free_space import FreeSpace
-from .placement import Rect
+from .placement import Rect, centroid
 from .routing import Router
 
 
@@ -103,8 +103,7 @@ def _spots(router: Router, rect: Rect, traffic, hot: tuple[int, int, int]) -> li
             if rect.name in (a, b) and a != b]
     if not pull:
         return []
-    total = sum(w for _, w in pull)
-    centre = (sum(c[0] * w for c, w in pull) / total, sum(c[1] * w for c, w in pull) / total)
+    centre = centroid(pull)
     _, row, col = hot
     around = Rect("", max(0, row - rect.height), max(0, col - rect.width), 2 * rect.height + 1,
                   2 * rect.width + 1)

@@ -21,6 +21,8 @@ corridors to move to. Two regions one above the other (side by side) share only 
 (rows), so their straight route has as many lanes as those; going around either side, a bundle
 leaves and enters over their long sides instead, one lane per boundary core that holds the data,
 at twice the distance to its corridor in hops (`Plan.latency` charges centre to centre).
+`Router` keeps the routes and their loads, so that a region moved afterwards (`compiler.relieve`)
+has only its own routes laid again, and the rip-up loop then runs from there.
 """
 from __future__ import annotations
 
