@@ -10,10 +10,11 @@ set by traffic that is not its own, and its stage (`schedule.stage_times`) by th
 placement counterpart of PathFinder's rip-up and reroute: McMurchie & Ebeling, FPGA 1995):
 while the slowest stage is set by congestion above the largest stage's own work, the routes
 that cross that stage's busiest link are found, and each region at their ends, smallest first
-(a small region fits many free spots and has the fewest lanes), is tried at the free spot
-nearest the traffic-weighted centre of the kernels it talks to, with its old spot blocked, and
-again with the surroundings of the busy link blocked too. Only the routes that change are laid
-again (`routing.Router.moved`). The move that lowers the stages above the largest own work
+(a small region fits many free spots and has the fewest lanes), is tried where it is with all
+its routes ripped up and laid again together, at the free spot nearest the traffic-weighted
+centre of the kernels it talks to with its old spot blocked, and there with the surroundings
+of the busy link blocked too. Only the routes that change are laid again
+(`routing.Router.moved`). The move that lowers the stages above the largest own work
 most (`excess`) is kept; the loop stops when no move lowers them or after `tries` moves.
 Sizes never change, so the search's bottleneck stays.
 """
@@ -97,8 +98,10 @@ def _culprits(router: Router, hot: tuple[int, int, int], names: list[str]) -> li
 
 
 def _spots(router: Router, rect: Rect, traffic, hot: tuple[int, int, int]) -> list[Rect]:
-    """Where `rect` may go: the free spot nearest the traffic-weighted centre of its partners
-    with its own spot blocked, and with the cores around the busy link blocked as well."""
+    """Where `rect` may go: where it is (its routes all ripped up together and laid again
+    against the others, which can leave a fixed point that moving one route at a time
+    cannot), the free spot nearest the traffic-weighted centre of its partners with its own
+    spot blocked, and that with the cores around the busy link blocked as well."""
     pull = [(router.where[b if a == rect.name else a].center, w) for (a, b), w in traffic.items()
             if rect.name in (a, b) and a != b]
     if not pull:
@@ -107,7 +110,7 @@ def _spots(router: Router, rect: Rect, traffic, hot: tuple[int, int, int]) -> li
     _, row, col = hot
     around = Rect("", max(0, row - rect.height), max(0, col - rect.width), 2 * rect.height + 1,
                   2 * rect.width + 1)
-    spots = []
+    spots = [rect]
     for blocked in ((rect,), (rect, around)):
         space = FreeSpace(*router.fabric)
         for r in router.where.values():

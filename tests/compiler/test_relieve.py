@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 
 from compiler.placement import Edge, Rect, occupancy
+from compiler.plan import pair_traffic
 from compiler.relieve import excess, relieve
-from compiler.routing import Router
+from compiler.routing import Laid, LinkLoads, Router
 from compiler.target import wafer
+from tests.compiler.test_free_space import scattered_rects
+from tests.compiler.test_routing import random_edges
 
 T = wafer("classroom", rows=16, cols=32)
 
@@ -76,3 +79,35 @@ def test_the_assumed_share_scales_the_congestion_relieve_sees():
     router = Router(edges, rects, (T.rows, T.cols))
     traffic = {("a", "b"): 800, ("s", "t"): 200}
     assert relieve(router, own, traffic, samples=1, share=0.5) is router
+
+
+def test_relieve_only_ever_lowers_the_excess():
+    """On random placements and traffic: what `relieve` returns has strictly less excess
+    (`excess`) than what it was given, or is what it was given; regions keep their sizes and
+    do not overlap, and the link loads are those of the routes."""
+    r = np.random.default_rng(5)
+    lowered = 0
+    for _ in range(25):
+        rects = tuple(scattered_rects(r, T.rows, T.cols, 6, 5))
+        edges = [e for e in random_edges(r, rects, 12) if e.src != e.dst]
+        names = [x.name for x in rects]
+        router = Router(edges, rects, (T.rows, T.cols))
+        traffic = pair_traffic(edges)
+        cong = congestion(router, names)
+        own = {n: float(r.uniform(0.2, 0.9)) * max(cong.values()) for n in names}
+        after = relieve(router, own, traffic, samples=1)
+        before_key = excess(np.array(list(own.values())), np.array(list(cong.values())))
+        after_key = excess(np.array(list(own.values())),
+                           np.array(list(congestion(after, names).values())))
+        if after is router:
+            continue
+        assert after_key < before_key
+        lowered += 1
+        placed = tuple(after.where[n] for n in names)
+        assert [(x.height, x.width) for x in placed] == [(x.height, x.width) for x in rects]
+        occupancy(placed, T)
+        sums = LinkLoads(placed, (T.rows, T.cols))
+        for rt in after.routes:
+            sums.add(Laid(rt))
+        assert np.allclose(after.loads.loads, sums.loads)
+    assert lowered > 3
