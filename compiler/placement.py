@@ -2,8 +2,9 @@
 
 Placement: kernels are placed as rectangles in pipeline order, each at the free spot nearest the
 previous kernel (a greedy winding path over the fabric; `compiler.free_space` finds the
-spots), then refined by moving kernels toward
-the centroid of the kernels they talk to while total wire length falls. (`compiler.packing`
+spots), then refined by moving kernels toward the centroid of the kernels they talk to while
+total wire length falls (compile_plan weighs each pair by the wavelets it carries, so the
+length is the traffic x distance the links carry; the contest counts pairs alike). (`compiler.packing`
 chooses between this placer and a shape-choosing shelf packer; both compile_plan and the ISPD
 contest solver go through it.) The routes between the rectangles (`Route`: a bundle of parallel
 lanes, one per boundary core) are laid by `compiler.routing`; `compiler.links` sums their loads
@@ -148,38 +149,49 @@ def wire_length(rects: tuple[Rect, ...], pairs: list[tuple[str, str]]) -> int:
     return int(sum(abs(where[a][0] - where[b][0]) + abs(where[a][1] - where[b][1]) for a, b in pairs))
 
 
+def centroid(points: list[tuple[tuple[int, int], float]]) -> tuple[float, float]:
+    """The weighted mean of (point, weight) pairs: where a kernel is pulled by the ones it
+    talks to (their centres, weighed by their traffic)."""
+    total = sum(w for _, w in points)
+    return (sum(p[0] * w for p, w in points) / total, sum(p[1] * w for p, w in points) / total)
+
+
 def refine(rects: tuple[Rect, ...], pairs: list[tuple[str, str]], target: Target,
-           passes: int = 2) -> tuple[Rect, ...]:
+           passes: int = 2, weights: dict[tuple[str, str], float] | None = None
+           ) -> tuple[Rect, ...]:
     """Local refinement: lift each kernel out and put it back at the free spot nearest the
     centroid of the kernels it talks to, keeping the move only if total wire length falls.
     Sizes (and so the bottleneck) never change. A move changes only the wire of the moved
-    kernel's pairs, so that is all it measures (integers: the same sum as `wire_length`)."""
+    kernel's pairs, so that is all it measures (integers: the same sum as `wire_length`).
+    `weights` (pair -> weight, e.g. the wavelets it carries; None: 1 each) weighs each pair's
+    distance and its pull on the centroid, so a kernel goes where its heavy traffic is, not
+    where most of its light routes lead (a mask sent to every layer)."""
     rects = list(rects)
-    neighbours: dict[str, set[str]] = {}
-    others: dict[str, list[str]] = {}         # per kernel, the other end of each of its pairs
+    pull: dict[str, dict[str, float]] = {}      # per kernel, the kernels it talks to: weight
+    others: dict[str, list[tuple[str, float]]] = {}   # per kernel, each pair's other end, weight
     for a, b in pairs:
-        neighbours.setdefault(a, set()).add(b)
-        neighbours.setdefault(b, set()).add(a)
+        w = 1 if weights is None else weights[a, b]
+        pull.setdefault(a, {})[b] = w
+        pull.setdefault(b, {})[a] = w
         if a != b:
-            others.setdefault(a, []).append(b)
-            others.setdefault(b, []).append(a)
+            others.setdefault(a, []).append((b, w))
+            others.setdefault(b, []).append((a, w))
     space = FreeSpace(target.rows, target.cols)
     for r in rects:
         space.add(r)
     where = {r.name: r.center for r in rects}
 
     def wire(name, center):
-        return sum(abs(center[0] - where[o][0]) + abs(center[1] - where[o][1])
-                   for o in others.get(name, ()))
+        return sum(w * (abs(center[0] - where[o][0]) + abs(center[1] - where[o][1]))
+                   for o, w in others.get(name, ()))
     for _ in range(passes):
         improved = False
         for i, rect in enumerate(rects):
-            near = [r for r in rects if r.name in neighbours.get(rect.name, ())]
+            near = [(where[o], w) for o, w in pull.get(rect.name, {}).items()]
             if not near:
                 continue
             space.remove(rect)                      # lifted out: its own cores are free
-            centroid = (np.mean([r.center[0] for r in near]), np.mean([r.center[1] for r in near]))
-            spot = space.nearest(rect.height, rect.width, centroid)
+            spot = space.nearest(rect.height, rect.width, centroid(near))
             if spot is not None and spot != (rect.row, rect.col):
                 moved = Rect(rect.name, spot[0], spot[1], rect.height, rect.width)
                 if wire(rect.name, moved.center) < wire(rect.name, rect.center):

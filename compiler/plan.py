@@ -1,7 +1,8 @@
 """The Plan: everything the compiler decided, as data (serializable to JSON and back).
 
 `compile_plan` is the straight pipeline after capture:
-passes -> kernels -> mappings (sized by work, memory-checked) -> placement -> routes -> estimate.
+passes -> kernels -> mappings (sized by work, memory-checked) -> placement -> routes -> estimate,
+then the best finalist's congestion relieved (`compiler.relieve`) where that lowers its estimate.
 The Plan also carries what its estimate assumed: harvesting on or off, the densities of the
 streamed operands, and the precision of the values on the fabric.
 """
@@ -28,7 +29,8 @@ from .schedule import Streaming
 from .steps import sequence_length
 from .placement import (Edge, Rect, Route, is_sample_route, reduction_routes, refine,
                         wire_length)
-from .routing import route
+from .relieve import relieve
+from .routing import Router
 from .target import Target
 
 PLAN_FORMAT = 3
@@ -184,11 +186,13 @@ def compile_plan(graph: Graph, target: Target, optimizer: OptimizerSpec, mapping
     candidates = candidate_lists(kernels, target, optimizer, pinned, densities, strategy, harvest,
                                  boundary_wavelets(edges, samples))
     pairs = sorted({tuple(sorted((e.src, e.dst))) for e in edges})
+    traffic = pair_traffic(edges)
     finalists = _search_and_place(kernels, candidates, target, samples)
 
-    def build(choice, rects, relaxed, routed=True):
+    def build(choice, rects, relaxed, router=None):
+        """The Plan of a finalist, with the sample routes `router` laid (None: no routes)."""
         mappings = {name: opt.mapping for name, opt in choice.options.items()}
-        routes = (route(edges, rects, (target.rows, target.cols)) if routed else ()) \
+        routes = (router.routes if router is not None else ()) \
             + reduction_routes(kernels, mappings, rects, target)
         meta = (("strategy", strategy), ("search_bottleneck", choice.bottleneck),
                 ("relaxations", relaxed), ("wire_length", wire_length(rects, pairs)))
@@ -198,35 +202,58 @@ def compile_plan(graph: Graph, target: Target, optimizer: OptimizerSpec, mapping
                     densities=tuple((n, tuple(d)) for n, d in densities.items()),
                     harvest=harvest, precision=target.precision)
 
+    def routed(choice, rects, relaxed):
+        router = Router(edges, rects, (target.rows, target.cols))
+        return build(choice, rects, relaxed, router), router
+
     # The search minimizes the bottleneck stage; congestion, hops and pipeline fill depend on the
     # placement, which refinement changes a lot, so every distinct finalist is refined and then
-    # scored by the full estimate (`search.finalist_key`; then the earlier finalist).
+    # scored by the full estimate (`search.finalist_key`; then the earlier finalist). Refinement
+    # weighs each pair of kernels by the wavelets it exchanges, so a small region that takes
+    # whole activations sits by its heavy partners, not at the centre of its light ones.
     refined, seen = [], set()
     for choice, rects, relaxed in finalists:
         key = (tuple((n, o.mapping) for n, o in choice.options.items()), rects)
         if key not in seen:
             seen.add(key)
-            refined.append((choice, refine(rects, pairs, target), relaxed))
-    return _best_routed(refined, build)
+            refined.append((choice, refine(rects, pairs, target, weights=traffic), relaxed))
+    plan, router, best = _best_routed(refined, build, routed)
+    return _relieved(plan, router, refined[best], traffic, build)
 
 
-def _best_routed(finalists: list[tuple], build) -> Plan:
+def _best_routed(finalists: list[tuple], build, routed) -> tuple[Plan, Router, int]:
     """The finalist `search.finalist_key` ranks first (then the earlier), each routed only if it
     can still win: its estimate without routes is a lower bound on its routed one (congestion
     only ever lengthens a stage, `schedule.stage_times`), so finalists are routed in the order of
-    that bound, and one whose bound is above the best routed cycles so far is left unrouted."""
+    that bound, and one whose bound is above the best routed cycles so far is left unrouted.
+    Returns the plan, its `routing.Router` and the finalist's index."""
     if len(finalists) == 1:
-        return build(*finalists[0])
-    bounds = [build(*f, routed=False).estimate()["cycles"] for f in finalists]
+        return *routed(*finalists[0]), 0
+    bounds = [build(*f).estimate()["cycles"] for f in finalists]
     best_key, best = None, None
     for i in sorted(range(len(finalists)), key=bounds.__getitem__):
         if best_key is not None and bounds[i] > best_key[0][0]:
             break
-        plan = build(*finalists[i])
+        plan, router = routed(*finalists[i])
         key = (finalist_key(plan.estimate()), i)
         if best_key is None or key < best_key:
-            best_key, best = key, plan
+            best_key, best = key, (plan, router, i)
     return best
+
+
+def _relieved(plan: Plan, router: Router, finalist: tuple, traffic: dict, build) -> Plan:
+    """`plan` with the culprits of its congestion moved (`relieve.relieve`), if that lowers its
+    estimated step (`search.finalist_key`); else `plan`. Each kernel's own stage time is its
+    stage without routes."""
+    own = build(*finalist).estimate()["per_sample_cycles"]
+    shares = _estimate.assumed_route_shares(plan)
+    share = 1.0 if shares is None or not len(shares) else float(shares[0])
+    moved = relieve(router, own, traffic, plan.kernels[0].samples, share)
+    if moved is router:
+        return plan
+    choice, rects, relaxed = finalist
+    better = build(choice, tuple(moved.where[r.name] for r in rects), relaxed, moved)
+    return better if finalist_key(better.estimate()) < finalist_key(plan.estimate()) else plan
 
 
 def replica_counts(samples: int, target: Target, strategy: str) -> tuple[int, ...]:
@@ -237,6 +264,16 @@ def replica_counts(samples: int, target: Target, strategy: str) -> tuple[int, ..
         counts.append(r)
         r *= 2
     return tuple(counts)
+
+
+def pair_traffic(edges: list[Edge]) -> dict[tuple[str, str], float]:
+    """(kernel, kernel) in name order -> the wavelets its edges carry both ways per step: how
+    hard the pair pulls its kernels together in `placement.refine`."""
+    traffic: dict[tuple[str, str], float] = {}
+    for e in edges:
+        pair = tuple(sorted((e.src, e.dst)))
+        traffic[pair] = traffic.get(pair, 0) + e.wavelets
+    return traffic
 
 
 def boundary_wavelets(edges: list[Edge], samples: int) -> dict[str, float]:

@@ -21,8 +21,12 @@ corridors to move to. Two regions one above the other (side by side) share only 
 (rows), so their straight route has as many lanes as those; going around either side, a bundle
 leaves and enters over their long sides instead, one lane per boundary core that holds the data,
 at twice the distance to its corridor in hops (`Plan.latency` charges centre to centre).
+`Router` keeps the routes and their loads, so that a region moved afterwards (`compiler.relieve`)
+has only its own routes laid again, and the rip-up loop then runs from there.
 """
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 
@@ -37,32 +41,84 @@ def route(edges: list[Edge], rects: tuple[Rect, ...], fabric: tuple[int, int] | 
     then the order of `candidates`), then each ripped up and laid again, pass after pass, until
     no route finds a candidate strictly lighter than its own (see the module docstring).
     `fabric`: the (rows, cols) routes may use (None: as far as the rectangles reach)."""
-    where = {r.name: r for r in rects}
-    fabric = fabric or extent(rects)
-    options = [[Laid(rt) for rt in candidates(e, where[e.src], where[e.dst], fabric)] for e in edges]
-    loads, changed = LinkLoads(rects, fabric), Changes()
-    reach = [changed.reach(opts) for opts in options]
-    chosen: list[Laid | None] = [None] * len(edges)
-    laid_at = [0] * len(edges)             # the changes already made when each was last laid
-    heaviest_first = sorted(range(len(edges)), key=lambda i: -edges[i].wavelets)
-    moved = True
-    while moved:
-        moved = False
-        for i in heaviest_first:
-            old = chosen[i]
-            if old is not None and not changed.touch(reach[i], laid_at[i]):
-                continue        # no link its candidates use changed: it would stay where it is
-            laid_at[i] = len(changed)
-            if old is not None:
-                loads.add(old, sign=-1.0)
-            # a laid route moves only to a candidate strictly lighter than its own place
-            below = np.inf if old is None else loads.peak_with(old) * (1 - 1e-9)
-            best = loads.lightest(options[i], below)
-            if best is not None:
-                chosen[i], moved = best, True
-                changed.log(best, old)
-            loads.add(chosen[i])
-    return tuple(laid.route for laid in chosen)
+    return Router(edges, rects, fabric).routes
+
+
+class Router:
+    """The routes of `route` and the link loads they make, kept so that a region can move
+    (`moved`) and only what that changes is laid again: the moved region's routes, then any
+    route whose candidates cross a link whose load changed (the rip-up loop of `route`)."""
+
+    def __init__(self, edges: list[Edge], rects: tuple[Rect, ...],
+                 fabric: tuple[int, int] | None = None):
+        self.edges, self.where = edges, {r.name: r for r in rects}
+        self.fabric = fabric or extent(rects)
+        self.options = [self._options(e) for e in edges]
+        self.loads, self.changed = LinkLoads(rects, self.fabric), Changes()
+        self.reach = [self.changed.reach(opts) for opts in self.options]
+        self.chosen: list[Laid | None] = [None] * len(edges)
+        self.laid_at = [0] * len(edges)     # the changes already made when each was last laid
+        self.order = sorted(range(len(edges)), key=lambda i: -edges[i].wavelets)
+        self._lay()
+
+    def _options(self, e: Edge) -> list[Laid]:
+        return [Laid(rt) for rt in candidates(e, self.where[e.src], self.where[e.dst], self.fabric)]
+
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        return tuple(laid.route for laid in self.chosen)
+
+    def peaks(self) -> np.ndarray:
+        """(edges,) wavelets per step on the busiest link of each route (all routes' loads)."""
+        loads = self.loads.loads
+        return np.array([max((loads[d, rows, cols].max() for d, rows, cols, _ in laid.bands),
+                             default=0.0) for laid in self.chosen])
+
+    def moved(self, rect: Rect) -> "Router":
+        """A copy with region `rect.name` at `rect` (the same shape or not): its routes are
+        taken off, their candidates remade, and they are laid again against the others (the
+        rip-up loop among themselves; `settled` lets every other route move as well)."""
+        new = copy.copy(self)
+        new.where = {**self.where, rect.name: rect}
+        new.loads, new.changed = copy.deepcopy(self.loads), copy.deepcopy(self.changed)
+        new.options, new.reach = list(self.options), list(self.reach)
+        new.chosen, new.laid_at = list(self.chosen), list(self.laid_at)
+        mine = [i for i in self.order if rect.name in (self.edges[i].src, self.edges[i].dst)]
+        for i in mine:
+            new.loads.add(new.chosen[i], sign=-1.0)
+            new.changed.log(new.chosen[i])
+            new.options[i] = new._options(self.edges[i])
+            new.reach[i] = new.changed.reach(new.options[i])
+            new.chosen[i] = None
+        new._lay(mine)
+        return new
+
+    def settled(self) -> "Router":
+        """Itself, after the rip-up loop has run over every route until none moves."""
+        self._lay(self.order)
+        return self
+
+    def _lay(self, order: list[int] | None = None) -> None:
+        """Lay every unlaid route of `order` (indices, heaviest first; None: all), then rip
+        them up and lay them again until none moves."""
+        loads, changed, chosen = self.loads, self.changed, self.chosen
+        moved = True
+        while moved:
+            moved = False
+            for i in self.order if order is None else order:
+                old = chosen[i]
+                if old is not None and not changed.touch(self.reach[i], self.laid_at[i]):
+                    continue        # no link its candidates use changed: it would stay where it is
+                self.laid_at[i] = len(changed)
+                if old is not None:
+                    loads.add(old, sign=-1.0)
+                # a laid route moves only to a candidate strictly lighter than its own place
+                below = np.inf if old is None else loads.peak_with(old) * (1 - 1e-9)
+                best = loads.lightest(self.options[i], below)
+                if best is not None:
+                    chosen[i], moved = best, True
+                    changed.log(best, old)
+                loads.add(chosen[i])
 
 
 def candidates(edge: Edge, a: Rect, b: Rect, fabric: tuple[int, int] | None = None

@@ -216,6 +216,25 @@ def test_refine_pulls_a_stray_kernel_back():
     occupancy(better, T)
 
 
+def test_weighted_refine_puts_a_kernel_by_its_heavy_partner():
+    """s exchanges whole activations with h (weight 100) and a light mask with each of l1..l3
+    (weight 1), which sit in the far corner. Counting pairs alike, s moves first toward the
+    light three and the others follow it there; weighing them by their traffic, s moves to h
+    and the cluster forms in h's corner."""
+    h = Rect("h", 0, 0, 4, 4)
+    rects = (Rect("s", 14, 14, 2, 2), h, Rect("l1", 28, 24, 4, 4), Rect("l2", 28, 28, 4, 4),
+             Rect("l3", 24, 28, 4, 4))
+    pairs = [("h", "s"), ("l1", "s"), ("l2", "s"), ("l3", "s")]
+    weights = {("h", "s"): 100, ("l1", "s"): 1, ("l2", "s"): 1, ("l3", "s"): 1}
+
+    def from_h(rs):
+        s = {x.name: x for x in rs}["s"].center
+        return abs(s[0] - h.center[0]) + abs(s[1] - h.center[1])
+    plain, weighted = refine(rects, pairs, T), refine(rects, pairs, T, weights=weights)
+    assert from_h(weighted) <= 4 < 20 < from_h(plain)
+    occupancy(weighted, T)
+
+
 # ---------------------------------------------------------------- gradient reduction routes
 
 
@@ -245,10 +264,16 @@ def test_reduction_routes_chain_the_replicas(make_matmul, make_generated):
             assert rect.col <= c0 < c1 < rect.col + rect.width    # inside the region
 
 
-def reference_refine(rects, pairs, target, passes=2):
-    """`placement.refine` measuring the total wire length after every trial move."""
+def reference_refine(rects, pairs, target, passes=2, weights=None):
+    """`placement.refine` measuring the total (weighted) wire length after every trial move."""
     rects, talks = list(rects), {frozenset(pair) for pair in pairs}
-    length = wire_length(tuple(rects), pairs)
+    weight = {frozenset(p): 1 if weights is None else weights[p] for p in pairs}
+
+    def length(rs):
+        where = {r.name: r.center for r in rs}
+        return sum(weight[frozenset((a, b))] * (abs(where[a][0] - where[b][0])
+                                                + abs(where[a][1] - where[b][1])) for a, b in pairs)
+    total = length(rects)
     for _ in range(passes):
         improved = False
         for i, rect in enumerate(rects):
@@ -256,12 +281,14 @@ def reference_refine(rects, pairs, target, passes=2):
             if not near:
                 continue
             occupied = grid_of(rects[:i] + rects[i + 1:], (target.rows, target.cols))
-            centroid = (np.mean([r.center[0] for r in near]), np.mean([r.center[1] for r in near]))
+            w = [weight[frozenset((r.name, rect.name))] for r in near]
+            centroid = (np.dot(w, [r.center[0] for r in near]) / sum(w),
+                        np.dot(w, [r.center[1] for r in near]) / sum(w))
             spot = scan_nearest(occupied, rect.height, rect.width, centroid)
             if spot is not None and spot != (rect.row, rect.col):
                 trial = rects[:i] + [Rect(rect.name, *spot, rect.height, rect.width)] + rects[i + 1:]
-                if wire_length(tuple(trial), pairs) < length:
-                    rects, length, improved = trial, wire_length(tuple(trial), pairs), True
+                if length(trial) < total:
+                    rects, total, improved = trial, length(trial), True
         if not improved:
             break
     return tuple(rects)
@@ -270,7 +297,7 @@ def reference_refine(rects, pairs, target, passes=2):
 def test_refine_is_the_reference_refinement():
     r = np.random.default_rng(13)
     target = wafer("classroom", rows=24, cols=30)
-    moved = 0
+    moved = moved_weighted = 0
     for _ in range(30):
         rects = tuple(scattered_rects(r, target.rows, target.cols, 14, 7))
         names = [x.name for x in rects]
@@ -280,4 +307,9 @@ def test_refine_is_the_reference_refinement():
         got = refine(rects, pairs, target, passes)
         assert got == reference_refine(rects, pairs, target, passes)
         moved += got != rects
+        weights = {p: int(r.integers(1, 1000)) for p in pairs}
+        heavy = refine(rects, pairs, target, passes, weights)
+        assert heavy == reference_refine(rects, pairs, target, passes, weights)
+        moved_weighted += heavy != got
     assert moved > 5                     # the references are compared on real moves
+    assert moved_weighted > 5            # and the weights change where kernels go

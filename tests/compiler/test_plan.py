@@ -23,7 +23,7 @@ from compiler.mapping import in_flight
 from compiler.optim_spec import OptimizerSpec
 from compiler.options import kernel_options, pareto
 from compiler.passes import run_pipeline
-from compiler.placement import occupancy, wire_length
+from compiler.placement import Rect, occupancy, wire_length
 from compiler.plan import _search_and_place, candidate_lists, kernel_edges, option_lists, replica_counts
 from compiler.search import min_bottleneck
 from compiler.errors import ConfigError
@@ -715,9 +715,46 @@ def test_finalists_are_routed_only_while_they_can_win(order):
     specs = [("a", 100.0, 130.0, True), ("b", 110.0, 120.0, False), ("c", 125.0, 150.0, False),
              ("d", 120.0, 120.0, True)]
     finalists = [_Finalist(*specs[i], log=log) for i in order]
-    build = lambda f, rects, relaxed, routed=True: f.build(routed)  # noqa: E731
-    chosen = _best_routed([(f, None, 0) for f in finalists], build)
+    build = lambda f, rects, relaxed: f.build(False)  # noqa: E731
+    routed = lambda f, rects, relaxed: (f.build(True), None)  # noqa: E731
+    chosen, _, _ = _best_routed([(f, None, 0) for f in finalists], build, routed)
     every = [(finalist_key(f.build(True).estimate()), i) for i, f in enumerate(finalists)]
     assert chosen.name == finalists[min(every)[1]].name == "b"     # 120 and not congestion-bound
     routed = log[:len(log) - len(finalists)]
     assert "c" not in routed and sorted(routed) == ["a", "b", "d"]  # d's bound 120 can still tie
+
+
+@pytest.mark.parametrize("moved_cycles,moved_congestion,kept", [
+    (90.0, 0.0, "moved"), (110.0, 0.0, "plan"), (100.0, 100.0, "plan"), (100.0, 0.0, "moved")])
+def test_a_relieved_placement_is_kept_only_when_its_estimate_is_better(
+        monkeypatch, moved_cycles, moved_congestion, kept):
+    """`_relieved` hands `relieve` each kernel's stage without routes and keeps the placement
+    it returns only when the full estimate ranks it first (`search.finalist_key`: fewer
+    cycles, then a slowest stage not set by congestion); a full tie keeps the plan."""
+    import compiler.plan as plan_module
+
+    def fake(name, cycles, congestion=0.0):
+        plan = type("P", (), {})()
+        plan.name, plan.harvest, plan.density = name, False, 1.0
+        plan.kernels = [type("K", (), {"samples": 8})()]
+        plan.estimate = lambda: {"cycles": cycles, "per_sample_cycles": {"k": 5.0},
+                                 "congestion_cycles": {"k": congestion}}
+        return plan
+    seen = {}
+    moved = type("R", (), {"where": {"k": Rect("k", 1, 1, 2, 2)}})()
+
+    def relieve(router, own, traffic, samples, share):
+        seen.update(own=own, samples=samples, share=share)
+        return moved
+    monkeypatch.setattr(plan_module, "relieve", relieve)
+    built = []
+
+    def build(choice, rects, relaxed, router=None):
+        built.append((rects, router))
+        return fake("moved", moved_cycles, moved_congestion) if router is moved \
+            else fake("bare", 50.0)
+    plan = fake("plan", 100.0, congestion=100.0)
+    got = plan_module._relieved(plan, "router", ("choice", (Rect("k", 0, 0, 2, 2),), 0), {}, build)
+    assert got.name == kept
+    assert seen == {"own": {"k": 5.0}, "samples": 8, "share": 1.0}
+    assert built == [((Rect("k", 0, 0, 2, 2),), None), ((Rect("k", 1, 1, 2, 2),), moved)]

@@ -190,20 +190,26 @@ def test_rerouting_ends_where_no_route_has_a_lighter_candidate():
         where = {x.name: x for x in rects}
         edges = random_edges(r, rects, 14)
         routes = route(edges, rects)
-        loads = LinkLoads(rects)
-        laid = [Laid(rt) for rt in routes]
-        for x in laid:
-            loads.add(x)
-        for x, e in zip(laid, edges):
-            loads.add(x, sign=-1.0)
+        for (x, loads), e in zip(each_against_the_others(routes, rects), edges):
             own = loads.peak_with(x)
             for cand in map(Laid, candidates(e, where[e.src], where[e.dst])):
                 assert loads.peak_with(cand) >= own * (1 - 1e-9)
                 if all(loads.loads[d, rows, cols].max() < 1e-9 for d, rows, cols, _ in cand.bands):
                     free_seen += 1
                     assert own <= max((per_link for *_, per_link in cand.bands), default=0.0) + 1e-9
-            loads.add(x)
     assert free_seen > 0
+
+
+def each_against_the_others(routes, rects):
+    """Each route (as `Laid`) with the link loads of all the other routes, one at a time."""
+    loads = LinkLoads(rects)
+    laid = [Laid(rt) for rt in routes]
+    for x in laid:
+        loads.add(x)
+    for x in laid:
+        loads.add(x, sign=-1.0)
+        yield x, loads
+        loads.add(x)
 
 
 def test_a_bundle_with_a_free_parallel_corridor_leaves_the_busy_one():
@@ -270,3 +276,60 @@ def test_stacked_regions_talk_around_over_their_long_sides():
     # on a fabric with no room beside them they stay on the shared columns
     squeezed = route(edges, (Rect("a", 0, 0, 35, 10), Rect("b", 35, 0, 35, 10)), (70, 10))
     assert {rt.lanes for rt in squeezed} == {10}
+
+
+def fixed_point(edges, routes, rects):
+    """Whether no route has a candidate strictly lighter than its own against the others."""
+    where = {x.name: x for x in rects}
+    return not any(loads.peak_with(Laid(c)) < loads.peak_with(x) * (1 - 1e-9)
+                   for (x, loads), e in zip(each_against_the_others(routes, rects), edges)
+                   for c in candidates(e, where[e.src], where[e.dst], extent(rects)))
+
+
+def test_a_moved_region_is_routed_from_its_new_spot_and_settles_to_a_fixed_point():
+    """`Router.moved` re-lays only the moved region's routes (each from a candidate of its new
+    spot; every other route stays as it was), keeps the link loads the sum of its routes', and
+    the original router untouched; `settled` then lets every route move, ending where no route
+    has a lighter candidate, as `route` does. `peaks` is each route's busiest link."""
+    r = np.random.default_rng(11)
+    for _ in range(20):
+        rects = random_rects(r, 5)
+        edges = random_edges(r, rects, 14)
+        fabric = extent(rects)
+        router = routing.Router(edges, rects, fabric)
+        before = router.routes
+        old = rects[0]
+        spot = Rect(old.name, int(r.integers(0, fabric[0] - old.height + 1)),
+                    int(r.integers(0, fabric[1] - old.width + 1)), old.height, old.width)
+        moved = router.moved(spot)
+        assert router.routes == before and router.where[old.name] == old
+        here = tuple(spot if x.name == old.name else x for x in rects)
+        where = {x.name: x for x in here}
+        for e, rt, was in zip(edges, moved.routes, before):
+            if old.name in (e.src, e.dst):
+                assert rt in candidates(e, where[e.src], where[e.dst], fabric)
+            else:
+                assert rt == was
+        sums = LinkLoads(here, fabric)
+        for rt in moved.routes:
+            sums.add(Laid(rt))
+        assert np.allclose(moved.loads.loads, sums.loads)
+        peaks = moved.peaks()
+        for i, rt in enumerate(moved.routes):
+            assert peaks[i] == pytest.approx(max((sums.loads[d, rows, cols].max()
+                                                  for d, rows, cols, _ in Laid(rt).bands),
+                                                 default=0.0))
+        settled = moved.settled()
+        assert fixed_point(edges, settled.routes, here)
+        sums = LinkLoads(here, fabric)
+        for rt in settled.routes:
+            sums.add(Laid(rt))
+        assert np.allclose(settled.loads.loads, sums.loads)
+
+
+def test_router_routes_are_route():
+    r = np.random.default_rng(12)
+    for _ in range(10):
+        rects = random_rects(r, 5)
+        edges = random_edges(r, rects, 12)
+        assert routing.Router(edges, rects).routes == route(edges, rects)
