@@ -16,7 +16,7 @@ import numpy as np
 
 from . import cost
 from .kernels import Counts, Kernel, kind_of
-from .table import Table, evaluate_tables, joint_indices, joint_sums, joint_table
+from .table import Table, evaluate_tables, joint_indices, joint_sums, joint_table, table_index
 from .table_run import joint_run_cycles, joint_runs, run_cycles
 
 
@@ -30,7 +30,7 @@ class KernelCycles:
     def __init__(self, kernel: Kernel, counts: Counts, mapping, target, table: Table | None = None,
                  sums: np.ndarray | None = None, sample: np.ndarray | None = None):
         self.kernel, self.counts, self.mapping, self.target = kernel, counts, mapping, target
-        self.rows, self.table = counts.rows, table
+        self.rows, self.table, self._sums_of = counts.rows, table, {}
         if table is not None:
             self.sums = evaluate_tables([table], busiest=False)[0][1] if sums is None else sums
             if sample is None:
@@ -72,7 +72,15 @@ class KernelCycles:
     def busy_total(self, variant: int, replicas: int, update_total: float) -> float:
         """`busy` summed over every core of every replica, the update summing to
         `update_total` over the cores of one replica."""
-        return float(self.sums[self.rows[variant]].sum()) + replicas * update_total
+        return self._summed(variant) + replicas * update_total
+
+    def _summed(self, variant: int) -> float:
+        """`variant`'s samples' cycles summed over the cores (kept: a kernel whose counts do
+        not depend on the data keeps its evaluation from step to step)."""
+        summed = self._sums_of.get(variant)
+        if summed is None:
+            summed = self._sums_of[variant] = float(self.sums[self.rows[variant]].sum())
+        return summed
 
 
 def evaluate(kernel: Kernel, counts: Counts, mapping, target) -> KernelCycles:
@@ -94,18 +102,38 @@ def evaluate_all(kernels: list[tuple[Kernel, Counts, object]], target) -> list[K
             for i, (item, t) in enumerate(zip(kernels, tables))]
 
 
-def evaluate_together(tables: list[Table], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+def evaluate_together(tables: list[Table],
+                      rows: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """(K, V, S) each table's run (`cost.run_cycles`) and (U, K) each distinct sample's cycles
     summed over its cores, of `tables` whose counts share their `rows` (V, S): one joint table
     (`compiler.table`), its indices worked out once for both; None when their runs cannot be
     evaluated together (`table_run.joint_runs`)."""
-    grids = tuple(t.grid for t in tables)
-    runs = joint_runs(grids)
-    if runs is None:
+    joint = JointTables.of(tuple(t.grid for t in tables))
+    if joint is None:
         return None
-    joint = joint_table(grids)
-    row, col = joint_indices(tables, joint)
-    return joint_run_cycles(runs, row, col, rows), joint_sums(joint, row, col)
+    return joint.evaluate(*joint_indices(tables, joint.table), rows)
+
+
+class JointTables:
+    """Grids evaluated together (`evaluate_together`): their joint table and runs, built once.
+    `indices(x, dy)` turns the counts of every core row (U, all rows) and column (U, all
+    columns), the tables' one after another, into the joint table's indices."""
+
+    def __init__(self, grids: tuple, runs):
+        self.grids, self.table, self.runs = grids, joint_table(grids), runs
+
+    @classmethod
+    def of(cls, grids: tuple) -> "JointTables | None":
+        runs = joint_runs(grids)
+        return None if runs is None else cls(grids, runs)
+
+    def indices(self, x: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return table_index(x, self.table.row_base), table_index(dy, self.table.col_base)
+
+    def evaluate(self, row: np.ndarray, col: np.ndarray,
+                 rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(K, V, S) runs and (U, K) sums from the joint indices (`evaluate_together`)."""
+        return joint_run_cycles(self.runs, row, col, rows), joint_sums(self.table, row, col)
 
 
 def _together(kernels: list[tuple], tables: list) -> dict[int, tuple[np.ndarray, np.ndarray]]:

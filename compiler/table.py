@@ -11,7 +11,7 @@ what a small model's step costs to measure.
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -46,11 +46,11 @@ class Table(NamedTuple):
 
     @property
     def row(self) -> np.ndarray:
-        return _index(self.x, self.grid.row_offset)
+        return table_index(self.x, self.grid.row_offset)
 
     @property
     def col(self) -> np.ndarray:
-        return _index(self.dy, self.grid.col_offset)
+        return table_index(self.dy, self.grid.col_offset)
 
     def busiest(self) -> np.ndarray:
         """(U,) each sample's busiest core."""
@@ -65,7 +65,20 @@ class Table(NamedTuple):
         return self.grid.cycles[self.row[:, :, None], self.col[:, None, :]]
 
 
-def _index(counts: np.ndarray, offset: np.ndarray) -> np.ndarray:
+class Counter(NamedTuple):
+    """A kind's tabulated counts taken straight from a step's tensors, for a step without
+    markers or masked weights (`simulator.measure.compiled`): `grid` the kernel's table;
+    `dense` (x (rows,), dy (cols,)) the counts of a sample whose every value counts (harvesting
+    off); `count(xp, env)` each sample's (x (S, rows), dy (S, cols)) non-zeros, on `xp`;
+    `counts(x, dy, rows)` the kind's `Counts` of such counts (U distinct samples) read by
+    `rows` (V, S), whose `tabulate` is this table: what a report's timing is made from."""
+    grid: Grid
+    dense: tuple
+    count: Callable
+    counts: Callable
+
+
+def table_index(counts: np.ndarray, offset: np.ndarray) -> np.ndarray:
     """Table indices: counts (exact small integers, as floats) plus offsets."""
     return (counts + offset).astype(np.int32)
 
@@ -117,10 +130,11 @@ def joint_indices(tables: list[Table], joint: "_Joint") -> tuple[np.ndarray, np.
     """(U, all rows), (U, all columns): the joint table's index of every core row and column of
     `tables`, each sample's. A step's sums and runs look up the same tables one after the
     other, so the last answer is kept while the same counts come back (keyed by identity)."""
+    def indices(_):
+        return (table_index(_joined([t.x for t in tables]), joint.row_base),
+                table_index(_joined([t.dy for t in tables]), joint.col_base))
     return cached_by_identity(_INDICES, (joint, *(t.x for t in tables), *(t.dy for t in tables)),
-                              lambda _: (_index(_joined([t.x for t in tables]), joint.row_base),
-                                         _index(_joined([t.dy for t in tables]), joint.col_base)),
-                              keep=1)
+                              indices, keep=1)
 
 
 _INDICES: dict = {}

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import warnings
@@ -137,6 +138,15 @@ def _explain(err: BaseException, example) -> str:
             f"{str(y.dtype)[6:]}) does not go through the model and loss: {first}{hint}")
 
 
+@functools.lru_cache(maxsize=64)
+def _dtype(name: str):
+    """The NumPy dtype a graph's type names (or the name itself where NumPy has none)."""
+    try:
+        return np.dtype(name)
+    except TypeError:
+        return name
+
+
 def check_batch(graph, x: np.ndarray, y: np.ndarray, rule: LabelRule | None, step: int) -> None:
     """A step's batch has the example's shapes and dtypes, and valid labels."""
     where = f"step {step}"
@@ -147,7 +157,7 @@ def check_batch(graph, x: np.ndarray, y: np.ndarray, rule: LabelRule | None, ste
             raise InputError(f"{where}: batch {name} has shape {tuple(value.shape)}, the plan was "
                              f"compiled for {tuple(want.shape)}; recompile with an example of "
                              f"this shape (a compiled plan has fixed shapes)")
-        if str(value.dtype) != want.dtype:
+        if value.dtype != _dtype(want.dtype):
             raise InputError(f"{where}: batch {name} is {value.dtype}, the plan was compiled for "
                              f"{want.dtype}; convert it (e.g. {name}.to(torch.{want.dtype}))")
     if rule is not None:

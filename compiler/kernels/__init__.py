@@ -26,7 +26,7 @@ from ..ir import Graph, Op
 from ..passes import VIEW_OPS, assign_kernels, attention_regions, param_root, pipeline_order
 from ..steps import markers
 from .attention import attention_kernel
-from .base import ASSUMED, Access, Counts, Kernel, KernelKind, LoopNest, Variant
+from .base import ASSUMED, Access, Counts, Kernel, KernelKind, LoopNest, Variant, harvest_rows
 from .generated import generated_kernel, generated_nest
 from .matmul import matmul_kernel, matmul_nest
 
@@ -105,4 +105,4 @@ def _forward_spans(graph: Graph) -> dict[str, int]:
 
 __all__ = ["KINDS", "kind_of", "build_kernels", "BuildContext", "Kernel", "KernelKind", "LoopNest",
            "Access", "Variant", "ASSUMED", "Counts", "attention_kernel", "matmul_kernel", "matmul_nest",
-           "generated_kernel", "generated_nest"]
+           "generated_kernel", "generated_nest", "harvest_rows"]

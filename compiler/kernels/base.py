@@ -148,6 +148,7 @@ class KindDefaults:
 
     per_call_governors = True
     tabulate = None
+    table_counter = None
 
     @staticmethod
     def weight_view(graph, kernel: Kernel):
@@ -216,5 +217,7 @@ class KernelKind(Protocol):
     def streamed(self, kernel: Kernel) -> dict[str, str]:
         """The streamed values ("x", "dy") whose zeros the kind harvests; empty if none."""
 
+    # optional: `table_counter(kernel, mapping, target) -> compiler.table.Counter | None`, the
+    # counts of `tabulate`'s table straight from a step's tensors (no markers, no masked weight)
     # optional: `tabulate(kernel, values, mapping, target) -> compiler.table.Table | None`, the
     # per-core cycles over every per-core input, when a core's cycles follow from them alone

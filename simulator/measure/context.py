@@ -59,8 +59,10 @@ class PlanContext:
         self.plan = plan
         self._tiles: dict[str, tuple] = {}
         self._full_load: dict[int, np.ndarray] = {}
+        self._update_busiest: dict[int, np.ndarray] = {}
         self.cycles: dict = {}         # kernel -> its `KernelCycles` of the last step measured
         self.route_bytes: int | None = None   # what the routes' values hold (`step._holdable`)
+        self.compiled: dict = {}       # own variant -> the compiled measurement, or None
 
     @cached_property
     def layout(self):
@@ -126,6 +128,16 @@ class PlanContext:
         plan = self.plan
         return {k.name: update_of(k, plan.mapping[k.name], plan.target, plan.optimizer)
                 for k in plan.kernels}
+
+    def update_busiest(self, variants_: int) -> np.ndarray:
+        """(variants_, kernels) each kernel's unmasked update on its busiest core, in every
+        variant (read-only)."""
+        out = self._update_busiest.get(variants_)
+        if out is None:
+            row = [self.updates[k.name].busiest for k in self.plan.kernels]
+            out = self._update_busiest[variants_] = np.repeat([row], variants_, axis=0)
+            out.flags.writeable = False
+        return out
 
     @cached_property
     def weight_views(self) -> dict[str, tuple]:
@@ -193,3 +205,8 @@ class Runs:
 
     def tiles(self, kernel: Kernel):
         return self._tiles.get(kernel.name)
+
+    @property
+    def masked(self) -> bool:
+        """Whether a kernel's weight is masked this step."""
+        return bool(self._tiles)

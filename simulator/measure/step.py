@@ -24,6 +24,7 @@ from compiler.evaluate import evaluate_all
 from compiler.kernels import kind_of
 
 from ..backend import nonzeros
+from .compiled import compile_step
 from .context import DENSE, HARVESTED, PlanContext, Runs, update_of, variants
 from .positions import DynamicStats, step_positions
 
@@ -153,8 +154,9 @@ def measure_step(context: PlanContext, xp, env: dict, harvest: bool = True,
                 {k.name: t for k in plan.kernels
                  if (t := context.tiles(xp, k, weight_masks or {})) is not None})
     replicas, hops = context.schedule
-    measured = measure_arrays(plan.kernels, context.mappings, env, runs, plan.target,
-                              plan.optimizer, harvest, context)
+    measured = _compiled(context, env, runs, harvest) or \
+        measure_arrays(plan.kernels, context.mappings, env, runs, plan.target, plan.optimizer,
+                       harvest, context)
     samples = measured.samples
     full = context.full_load(len(runs.variants))
     # Every route's load is at most its full load, so where the full load binds no stage the
@@ -252,6 +254,27 @@ def own_variant(harvest: bool) -> int:
     return 0 if harvest else 1
 
 
+def _compiled(context: PlanContext, env: dict, runs: Runs, harvest: bool) -> "StepKernels | None":
+    """The step's kernels from the plan's compiled program (`compiled.compile_step`, made on
+    the first step it applies to), or None where it does not apply."""
+    actual = own_variant(harvest)
+    if runs.positions is not None or runs.masked:
+        return None
+    if actual not in context.compiled:
+        context.compiled[actual] = compile_step(context, runs, actual, env)
+    program = context.compiled[actual]
+    found = program.measure(env) if program is not None else None
+    if found is None:
+        context.compiled[actual] = None       # its counts depend on the data after all
+        return None
+    plan, variants_ = context.plan, len(runs.variants)
+    return StepKernels(found.samples, context.update_busiest(variants_), found.busy,
+                       lambda: [_timing(k, m, c, [context.updates[k.name]] * variants_, busy, runs,
+                                        plan.target, plan.optimizer, harvest, context)
+                                for k, m, c, busy in zip(plan.kernels, context.mappings,
+                                                         found.cycles(), found.busy)])
+
+
 def measure_kernel(kernel, mapping, env: dict, runs: Runs, target, optimizer,
                    harvest: bool = True) -> KernelTiming:
     """One kernel of a step (`measure_arrays`)."""
@@ -295,10 +318,12 @@ def measure_arrays(kernels: list, mappings: list, env: dict, runs: Runs, target,
     if context is not None:
         context.cycles = {k.name: c for k, c in zip(kernels, cycles)}
     updates = [_updates(k, m, runs, target, optimizer, context) for k, m in zip(kernels, mappings)]
+    unmasked = context is not None and not any(runs.tiles(k) is not None for k in kernels)
+    busiest = context.update_busiest(len(runs.variants)) if unmasked else \
+        np.array([[u.busiest for u in per] for per in updates]).T
     busy = np.array([c.busy_total(actual, m.replicas, u[actual].total)
                      for c, m, u in zip(cycles, mappings, updates)])
-    return StepKernels(np.stack([c.sample for c in cycles], axis=1),
-                       np.array([[u.busiest for u in per] for per in updates]).T, busy,
+    return StepKernels(np.stack([c.sample for c in cycles], axis=1), busiest, busy,
                        lambda: [_timing(*item, runs, target, optimizer, harvest, context)
                                 for item in zip(kernels, mappings, cycles, updates, busy)])
 

@@ -85,6 +85,10 @@ class MatmulKind:
     tabulate = staticmethod(_terms.tabulate)
 
     @staticmethod
+    def table_counter(kernel: Kernel, mapping, target):
+        return _counts.counter(kernel, mapping, _terms.grid_of(kernel, mapping, target))
+
+    @staticmethod
     def governed(graph, kernel: Kernel, mask_shape) -> list:
         """Per call: its forward matmul, whose marker governs the call's token rows when its x
         has the mask's positions ([B*T, K] or [B, T, K]); a pooled input ([B, K]) has none."""

@@ -11,7 +11,8 @@ every token row counts, so it is one distinct sample. With `running` markers onl
 a variant charges count; a row the run did not compute (a halted position, a pad) has no
 measured values, so a baseline charges it dense.
 A masked weight (weight sparsity) is counted by `masked.masked_work` into `MatmulCounts.fwd`,
-`dx` and `dw`.
+`dx` and `dw`. `counter`: with one token per sample, no markers and no mask, each sample's x
+and dY tile counts straight from the tensors (`compiler.table.Counter`).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ...cost import tile_sizes
+from ...table import Counter
 from ..base import Counts, harvest_rows
 from .masked import masked_work
 
@@ -86,6 +88,28 @@ def tile_nonzeros(xp, values, parts: int, dense: bool = False):
 @functools.lru_cache(maxsize=64)
 def _ones(xp, size: int):
     return xp.ones(size, dtype=xp.float32)
+
+
+def counter(kernel, mapping, grid) -> Counter | None:
+    """The kernel's counts for a tabulated step (`compiler.table.Counter`): those of
+    `measured`'s every-row case, one token per sample and one call; None otherwise."""
+    if kernel.steps != 1 or kernel.nest.extent("t") != 1:
+        return None
+    samples, width, call = kernel.samples, kernel.nest.extent("j"), kernel.calls[0]
+    every = [tile_nonzeros(np, np.ones((1, 1, n), dtype=np.float32), parts)[0, 0]
+             for n, parts in ((kernel.nest.extent("i"), mapping.rows), (width, mapping.cols))]
+
+    def count(xp, env):
+        x = tile_nonzeros(xp, env[call["x"]].reshape(samples, 1, -1), mapping.rows)[:, 0]
+        if "dy" not in call:                         # nothing to harvest: every value counts
+            return x, xp.asarray(np.repeat(every[1][None], samples, axis=0))
+        dy = env[call["dy"]]
+        dy = (dy.T if dy.shape[-1] != width else dy).reshape(samples, 1, width)
+        return x, tile_nonzeros(xp, dy, mapping.cols)[:, 0]
+
+    def counts(x, dy, rows) -> Counts:
+        return Counts(MatmulCounts(x, dy, _tokens(len(x), 1)), rows)
+    return Counter(grid, tuple(every), count, counts)
 
 
 def streams(xp, kernel, env: dict):

@@ -173,9 +173,14 @@ def tabulate(kernel: Kernel, c, mapping, target) -> Table | None:
     token per sample, no counted pairs, no masked weight); None otherwise."""
     if c.pairs is not None or c.worked is not None or not (c.tokens == 1).all():
         return None
-    grid = _grid(kernel.nest.extent("i"), kernel.nest.extent("j"), mapping.rows, mapping.cols,
+    return Table(grid_of(kernel, mapping, target), c.x, c.dy,
+                 lambda: macs(c, geometry(kernel, mapping, target, c.x.dtype)))
+
+
+def grid_of(kernel: Kernel, mapping, target) -> Grid:
+    """The kernel's table on `mapping` (`_grid`, cached)."""
+    return _grid(kernel.nest.extent("i"), kernel.nest.extent("j"), mapping.rows, mapping.cols,
                  computes_dx(kernel), target)
-    return Table(grid, c.x, c.dy, lambda: macs(c, geometry(kernel, mapping, target, c.x.dtype)))
 
 
 @functools.lru_cache(maxsize=256)

@@ -383,3 +383,28 @@ def test_counted_pairs_or_a_mask_are_not_tabulated():
     worked = MatmulCounts(x, dy, np.ones(2, np.float32), None, *(np.zeros((2, 2, 2)),) * 3,
                           np.ones(2, dtype=bool))
     assert MATMUL.tabulate(kernel, worked, m, T) is None
+
+
+def test_the_table_counter_counts_what_measured_counts_counts():
+    """A matmul with one token per sample counts each sample's x and dY tiles straight from
+    the tensors: the harvested samples of `measured_counts`, its dense sample every value,
+    and the `Counts` it rebuilds tabulate to the same table."""
+    from compiler.kernels.matmul.counts import counter as make_counter
+    from compiler.kernels.matmul.terms import grid_of
+    from simulator.measure import Runs, variants
+    r = np.random.default_rng(12)
+    kernel = matmul_kernel("fc", 37, 23, 5, dx=True)
+    mapping = Mapping(4, 3)
+    x = np.maximum(r.standard_normal((5, 37)), 0).astype(np.float32)
+    dy = (r.standard_normal((5, 23)) * (r.random((5, 23)) < 0.5)).astype(np.float32)
+    env = {kernel.calls[0]["x"]: x, kernel.calls[0]["dy"]: dy}
+    counted = make_counter(kernel, mapping, grid_of(kernel, mapping, T))
+    found = MATMUL.measured_counts(kernel, mapping, env, Runs(np, variants(True, False), None, {}))
+    nx, ndy = counted.count(np, env)
+    np.testing.assert_array_equal(nx, found.values.x[:5])
+    np.testing.assert_array_equal(ndy, found.values.dy[:5])
+    np.testing.assert_array_equal(counted.dense[0], found.values.x[5])
+    np.testing.assert_array_equal(counted.dense[1], found.values.dy[5])
+    rebuilt = counted.counts(found.values.x, found.values.dy, found.rows)
+    assert MATMUL.tabulate(kernel, rebuilt.values, mapping, T).grid is counted.grid
+    assert make_counter(matmul_kernel("seq", 8, 8, 2, tokens=3), mapping, None) is None
