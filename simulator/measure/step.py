@@ -152,7 +152,7 @@ def measure_step(context: PlanContext, xp, env: dict, harvest: bool = True,
     positions = step_positions(plan, env, context.layout)
     runs = Runs(xp, variants(harvest, positions is not None), positions,
                 {k.name: t for k in plan.kernels
-                 if (t := context.tiles(xp, k, weight_masks or {})) is not None})
+                 if (t := context.tiles(xp, k, weight_masks)) is not None} if weight_masks else {})
     replicas, hops = context.schedule
     measured = _compiled(context, env, runs, harvest) or \
         measure_arrays(plan.kernels, context.mappings, env, runs, plan.target, plan.optimizer,
