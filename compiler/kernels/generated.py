@@ -90,9 +90,12 @@ class GeneratedKind(KindDefaults):
     @staticmethod
     def passes_tokens_on(graph, kernel: Kernel, tokens: int) -> bool:
         """Element-wise work on a value with a token axis streams token by token (a layer norm
-        normalizes each token on its own); on a pooled or per-sample value it waits."""
+        normalizes each token on its own), as does work on a value with one row per position
+        (a position embedding is added to each token as it passes); on a pooled or per-sample
+        value it waits."""
         value = graph.type_of.get(kernel.streams[0][1]) if kernel.streams else None
-        return value is not None and axis_kind(value.shape, kernel.samples, tokens) == "tokens"
+        return value is not None and \
+            axis_kind(value.shape, kernel.samples, tokens) in ("tokens", "positions")
 
     @staticmethod
     def weights_per_core(kernel: Kernel, mapping, tiles=None) -> int:

@@ -669,8 +669,9 @@ def test_a_model_using_a_quarter_of_the_fabric_always_packs(make_matmul):
 
 
 def test_sequence_models_stream_tokens_and_attention_waits_for_the_sample(case):
-    """A transformer's plan streams each sample token by token; its attention (every key before
-    the first query) and its pooled head wait for whole samples; an MLP streams whole samples."""
+    """A transformer's plan streams each sample token by token, its position embedding added
+    to each token as it passes; its attention (every key before the first query) and its
+    pooled head wait for whole samples; an MLP streams whole samples."""
     model = wb.models.transformer(vocab=12, d_model=8, heads=2, layers=1, ffn=16, max_len=6, seed=0)
     x, y = torch.randint(1, 12, (4, 6)), torch.randint(0, 2, (4,))
     graph = capture(model, nn.CrossEntropyLoss(), (x, y), method="aot")
@@ -680,6 +681,7 @@ def test_sequence_models_stream_tokens_and_attention_waits_for_the_sample(case):
     waits = dict(zip((k.name for k in plan.kernels), streaming.waits))
     assert waits["layers.0.attn.sdpa"] and waits["head"]
     assert not waits["layers.0.attn.q"] and not waits["layers.0.ffn.fc1"] and not waits["layers.0.ln1"]
+    assert not waits["pos"]
     model_mlp, graph_mlp = case
     mlp = compile_plan(graph_mlp, T, optimizer_spec(torch.optim.SGD(model_mlp.parameters(), lr=0.1)))
     assert mlp.streaming.chunks == 1
