@@ -77,6 +77,8 @@ def tile_nonzeros(xp, values, parts: int, dense: bool = False, into=None):
     indicators' shape to reuse (its padding already zero), instead of a new one."""
     samples, tokens, features = values.shape
     step = -(-features // parts)
+    if not dense and step in _WORDS and hasattr(xp, "bitwise_count"):
+        return _bit_counts(xp, values, parts, step)
     nonzero = xp.empty((samples + dense, tokens, parts * step), dtype=xp.float32) \
         if into is None else into
     xp.not_equal(values, 0, out=nonzero[:samples, :, :features])
@@ -85,6 +87,20 @@ def tile_nonzeros(xp, values, parts: int, dense: bool = False, into=None):
     if dense:
         nonzero[samples, :, :features] = 1
     return (nonzero.reshape(-1, step) @ _ones(xp, step)).reshape(samples + dense, tokens, parts)
+
+
+_WORDS = {8: "uint8", 16: "uint16", 32: "uint32", 64: "uint64"}   # tile bits -> one word
+
+
+def _bit_counts(xp, values, parts: int, step: int):
+    """`tile_nonzeros` of tiles one machine word wide: the non-zero indicators packed eight to
+    a byte, each tile's word's set bits counted (`bitwise_count`), about twice as fast."""
+    bits = xp.packbits(values != 0, axis=-1)           # (samples, tokens, ceil(features / 8))
+    width = parts * step // 8
+    if bits.shape[-1] < width:                         # whole tiles: the padding counts nothing
+        pad = xp.zeros(bits.shape[:-1] + (width - bits.shape[-1],), dtype=xp.uint8)
+        bits = xp.concatenate([bits, pad], axis=-1)
+    return xp.bitwise_count(bits.view(_WORDS[step])).astype(xp.float32)
 
 
 @functools.lru_cache(maxsize=64)

@@ -200,11 +200,15 @@ def test_dense_macs_match_the_loop_nest():
 
 def test_tile_nonzeros_counts_each_contiguous_tile():
     """Against a loop over the tiles of `tile_sizes`: whole tiles, a short last one, and
-    empty trailing ones (more parts than a whole number of tiles needs)."""
+    empty trailing ones (more parts than a whole number of tiles needs), by the BLAS count and
+    by the bit count of word-wide tiles; NaN and infinities count, -0 does not."""
     r = rng(21)
-    for features, parts in [(256, 32), (256, 11), (10, 4), (5, 4), (7, 7), (1, 1), (3, 1)]:
+    cases = [(256, 32), (256, 11), (10, 4), (5, 4), (7, 7), (1, 1), (3, 1),
+             (256, 16), (128, 2), (151, 10), (64, 9)]      # tiles of 8, 16, 32, 64 bits: counted
+    for features, parts in cases:                         # as words, padded, an empty last tile
         values = r.standard_normal((3, 2, features)).astype(np.float32)
         values[r.random(values.shape) < 0.5] = 0
+        values.flat[r.integers(0, values.size, 4)] = [np.nan, np.inf, -0.0, -np.inf]
         got = tile_nonzeros(np, values, parts)
         sizes, start, expected = tile_sizes(features, parts), 0, []
         for size in sizes:
