@@ -221,8 +221,8 @@ def _uniform_run(plan: "_JointRuns", row: np.ndarray, col: np.ndarray, samples: 
 def _runs_together(plan: "_JointRuns", row: np.ndarray, col: np.ndarray,
                    rows: np.ndarray) -> np.ndarray:
     """(K, V, S) `joint_run_cycles` of every run: one gather and one product for every core's
-    parts summed by row and by column, a product per table for its outer product, their
-    busiest cores found per table by segment. Where every part and cycle is a whole number
+    parts summed by row and by column, one product for every table's outer product (its
+    block of the joint core rows x columns), their busiest cores found per table by segment. Where every part and cycle is a whole number
     and no sum can reach 2**24 (`_JointRuns.bound`), the cores' sums are float32, exact as
     float64's in any order, at half the memory."""
     times, index = cost.run_times(rows, len(row))
@@ -234,13 +234,11 @@ def _runs_together(plan: "_JointRuns", row: np.ndarray, col: np.ndarray,
     summed_cols = (weights @ by_col.take(col, axis=0).reshape(samples, -1)).reshape(variants, -1)
     terms = summed_rows.take(plan.row_parts, axis=1)                           # (V, 4, cores)
     terms += summed_cols.take(plan.col_parts, axis=1)
-    if plan.products:                                     # whole numbers: exact in any order
-        weighted = p.take(row).T[:, None, :] * weights                         # (rows, V, U)
-        q = q.take(col)                                                        # (U, cols)
-        for r0, r1, c0, c1, start, term in plan.products:
-            block = weighted[r0:r1].reshape(-1, samples) @ q[:, c0:c1]         # (rows V, cols)
-            terms[:, term, start:start + block.size // variants] += \
-                block.reshape(r1 - r0, variants, -1).transpose(1, 0, 2).reshape(variants, -1)
+    if plan.products is not None:                         # whole numbers: exact in any order
+        weighted = weights[:, None, :] * p.take(row).T                         # (V, rows, U)
+        products = (weighted @ q.take(col)).reshape(variants, -1)              # (V, rows cols)
+        products = np.concatenate([products, np.zeros((variants, 1), products.dtype)], axis=1)
+        terms += products.take(plan.products, axis=1)
     total = cost.passes_total((terms[:, 2 * p], terms[:, 2 * p + 1]) for p in range(2))
     largest = np.maximum.reduceat(total, plan.starts, axis=1)                  # (V, K)
     first = np.where(total == largest.repeat(plan.sizes, axis=1), plan.cores, len(plan.cores))
@@ -259,9 +257,10 @@ class _JointRuns(NamedTuple):
     """Tables' run parts laid out together, rows and columns numbered as their joint table's
     (`table.joint_table`): `by_row` (all table rows, width) every table's by-row parts, flat per
     row; `by_col` likewise; `row_parts`, `col_parts` (4, cores) where each core's part of
-    each term lies among the sums by row (by column; a table row's last slot is a zero); `p` (all table
-    rows,), `q` (all table columns,) the outer products and `products` each one's (core rows
-    r0:r1, core columns c0:c1, first core, term); `starts`, `sizes` each table's first core
+    each term lies among the sums by row (by column; a table row's last slot is a zero); `p`
+    (all table rows,), `q` (all table columns,) the outer products, `products` (4, cores) where
+    each core's product lies among all core rows x all core columns (then a zero), None
+    without one; `starts`, `sizes` each table's first core
     and cores; `cores` every core's number; `core_row`, `core_col` its joint core row and
     column; `cycles` the joint table's cycles, flat, float64, `width` its columns. Where every
     part and cycle is a whole number, `narrow` holds `by_row`, `by_col`, `p`, `q` as float32
@@ -274,7 +273,7 @@ class _JointRuns(NamedTuple):
     col_parts: np.ndarray
     p: np.ndarray
     q: np.ndarray
-    products: tuple
+    products: np.ndarray | None
     starts: np.ndarray
     sizes: np.ndarray
     cores: np.ndarray
@@ -332,10 +331,11 @@ def _build_joint(grids: tuple[Grid, ...], runs: list) -> _JointRuns:
             from_rows[term] = jr * row_width + r.col_run[cc] * len(r.by_row_to) + n
         for n, term in enumerate(r.by_col_to):
             from_cols[term] = jc * col_width + r.row_run[rr] * len(r.by_col_to) + n
+        from_products = np.full((4, len(rr)), sum(core_rows) * sum(core_cols))   # the zero
         for pk, qk, term in r.products:
             p[top[k]:top[k] + h], q[left[k]:left[k] + w] = pk, qk
-            products.append((first_row[k], first_row[k] + core_rows[k], first_col[k],
-                             first_col[k] + core_cols[k], starts[k], term))
+            from_products[term] = jr * sum(core_cols) + jc
+        products.append(from_products)
         row_parts.append(from_rows)
         col_parts.append(from_cols)
         core_row.append(jr)
@@ -348,7 +348,9 @@ def _build_joint(grids: tuple[Grid, ...], runs: list) -> _JointRuns:
                  np.abs(p).max(initial=0) * np.abs(q).max(initial=0))
     return _JointRuns(grids, by_row, by_col,
                       np.concatenate(row_parts, axis=1).astype(np.intp),
-                      np.concatenate(col_parts, axis=1).astype(np.intp), p, q, tuple(products),
+                      np.concatenate(col_parts, axis=1).astype(np.intp), p, q,
+                      np.concatenate(products, axis=1).astype(np.intp)
+                      if any(r.products for r in runs) else None,
                       starts, sizes, np.arange(sizes.sum()), np.concatenate(core_row),
                       np.concatenate(core_col), cycles, joint.cycles.shape[1],
                       tuple(a.astype(np.float32) for a in parts) if whole else None,
