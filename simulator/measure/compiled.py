@@ -43,6 +43,8 @@ class CompiledStep:
         self.counted, self.joint, self.constant = counted, joint, constant
         kernels, samples = context.plan.kernels, context.plan.kernels[0].samples
         self.rows = harvest_rows(runs.harvests, samples)
+        own = self.rows[actual]                # the run's own samples: every one, or the dense
+        self.own = slice(0, samples) if np.array_equal(own, np.arange(samples)) else own
         self.order = np.array([i for i, _ in counted])
         self.slices = _slices([c for _, c in counted])
         self.x, self.dy = (np.empty((samples + 1, parts.stop), dtype=np.float32)
@@ -73,7 +75,7 @@ class CompiledStep:
         times = self.samples.copy()
         times[:, self.order] = found.transpose(1, 0, 2)
         busy = self.busy.copy()
-        busy[self.order] += sums[self.rows[self.actual]].sum(axis=0)
+        busy[self.order] += sums[self.own].sum(axis=0)
         return Measured(times, busy, lambda: self._cycles(row, col, found, sums))
 
     def _cycles(self, row, col, found, sums) -> list[KernelCycles]:
