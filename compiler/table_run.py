@@ -5,10 +5,11 @@ A run takes, on each core, each pass's max(work summed over the run, link summed
 (`Grid.passes`); each term is split once per grid into parts a run sums with a few array
 operations (`_split`): a part that one of a core's counts leaves unchanged is summed per core
 row (or column) and read at each core's run of equal tile kinds, dW's dY x ceil(nnz(x) / simd)
-is one checked outer product. `run_cycles` does one table; `run_cycles_joint` does a step's
-tables of as many samples together, as `table.evaluate_tables` does their sums: one gather
-and one product for all their cores, their busiest cores found per table by segment. Both
-charge the samples as `cost.share_runs` does.
+is one checked outer product. `run_cycles` does one table; `joint_run_cycles` does a step's
+tables of as many samples together from their joint indices (`table.joint_indices`), as
+`table.joint_sums` does their sums: one gather and one product for all their cores, their
+busiest cores found per table by segment (`joint_runs` lays them out once per set of grids).
+Both charge the samples as `cost.share_runs` does.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import cost
-from .table import Grid, Table, cached_by_identity, joint_indices, joint_table
+from .table import Grid, Table, cached_by_identity, joint_table
 
 def run_cycles(table: Table, rows: np.ndarray) -> np.ndarray | None:
     """(V, S) `cost.run_cycles` of the table's samples (`rows` (V, S) the distinct sample of
@@ -146,16 +147,6 @@ def _run_sums(g: _RunGrid, row: np.ndarray, col: np.ndarray, times: np.ndarray) 
 
 
 # ------------------------------------------------------------------------ tables together
-
-def run_cycles_joint(tables: list[Table], rows: np.ndarray) -> list[np.ndarray] | None:
-    """`run_cycles` of `tables` with as many samples, every one's runs `rows` (V, S), evaluated
-    together; None when one of them cannot be (no pass terms, a term looked up on every core,
-    or more than one outer product)."""
-    plan = joint_runs(tuple(t.grid for t in tables))
-    if plan is None:
-        return None
-    return list(joint_run_cycles(plan, *joint_indices(tables, joint_table(plan.grids)), rows))
-
 
 def joint_run_cycles(plan: "_JointRuns", row: np.ndarray, col: np.ndarray,
                      rows: np.ndarray) -> np.ndarray:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from compiler import cost
-from compiler.table_run import _run_grid, run_cycles, run_cycles_joint
+from compiler.evaluate import evaluate_together
+from compiler.table_run import _run_grid, run_cycles
 from tests.compiler.test_table import random_components
 
 
@@ -35,9 +36,9 @@ def test_tables_together_run_as_each_alone():
         samples = int(r.integers(1, 6))
         made = [random_components(r, samples) for _ in range(int(r.integers(1, 5)))]
         rows = r.integers(0, samples, size=(int(r.integers(1, 4)), int(r.integers(1, 9))))
-        together = run_cycles_joint([table for table, _, _ in made], rows)
+        together = evaluate_together([table for table, _, _ in made], rows)
         assert together is not None
-        for (table, components, shape), found in zip(made, together):
+        for (table, components, shape), found in zip(made, together[0]):
             np.testing.assert_array_equal(found, cost.run_cycles(components, shape, rows))
 
 
