@@ -77,7 +77,7 @@ def tile_nonzeros(xp, values, parts: int, dense: bool = False, into=None):
     indicators' shape to reuse (its padding already zero), instead of a new one."""
     samples, tokens, features = values.shape
     step = -(-features // parts)
-    if not dense and step in _WORDS and hasattr(xp, "bitwise_count"):
+    if not dense and step in _WORDS and xp is np:     # CuPy's packbits has no axis
         return _bit_counts(xp, values, parts, step)
     nonzero = xp.empty((samples + dense, tokens, parts * step), dtype=xp.float32) \
         if into is None else into
@@ -93,8 +93,9 @@ _WORDS = {8: "uint8", 16: "uint16", 32: "uint32", 64: "uint64"}   # tile bits ->
 
 
 def _bit_counts(xp, values, parts: int, step: int):
-    """`tile_nonzeros` of tiles one machine word wide: the non-zero indicators packed eight to
-    a byte, each tile's word's set bits counted (`bitwise_count`), about twice as fast."""
+    """`tile_nonzeros` of tiles one machine word wide, on NumPy: the non-zero indicators
+    packed eight to a byte along the features, each tile's word's set bits counted
+    (`bitwise_count`), about twice as fast."""
     bits = xp.packbits(values != 0, axis=-1)           # (samples, tokens, ceil(features / 8))
     width = parts * step // 8
     if bits.shape[-1] < width:                         # whole tiles: the padding counts nothing
