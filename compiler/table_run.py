@@ -173,21 +173,20 @@ def _uniform_runs(rows: np.ndarray) -> tuple[list, Any]:
     """The runs of `rows` (V, S) that take one distinct sample for every sample, as (run,
     sample) pairs, and the others (their indices, their rows, read-only), or None; kept for
     read-only `rows` (the kinds' cached `Counts.rows`, which come back every step)."""
-    hit = _UNIFORM.get(id(rows))
-    if hit is not None and hit[0] is rows:
-        return hit[1]
+    if rows.flags.writeable:
+        return _split_runs(rows)
+    return cached_by_identity(_UNIFORM, (rows,), lambda key: _split_runs(key[0]))
+
+
+def _split_runs(rows: np.ndarray) -> tuple[list, Any]:
     same = (rows == rows[:, :1]).all(axis=1)
     uniform = [(v, int(rows[v, 0])) for v in np.flatnonzero(same)] if len(rows) > 1 else []
     rest = np.flatnonzero(~same)
-    others = None
-    if len(rest):
-        others = rest, rows[rest]
-        others[1].flags.writeable = False
-    if not rows.flags.writeable:
-        if len(_UNIFORM) > 256:
-            _UNIFORM.clear()
-        _UNIFORM[id(rows)] = (rows, (uniform, others))
-    return uniform, others
+    if not len(rest):
+        return uniform, None
+    others = rows[rest]
+    others.flags.writeable = False
+    return uniform, (rest, others)
 
 
 _UNIFORM_RUNS: dict = {}
@@ -213,9 +212,10 @@ def _runs_together(plan: "_JointRuns", row: np.ndarray, col: np.ndarray,
                    rows: np.ndarray) -> np.ndarray:
     """(K, V, S) `joint_run_cycles` of every run: one gather and one product for every core's
     parts summed by row and by column, one product for every table's outer product (its
-    block of the joint core rows x columns), their busiest cores found per table by segment. Where every part and cycle is a whole number
-    and no sum can reach 2**24 (`_JointRuns.bound`), the cores' sums are float32, exact as
-    float64's in any order, at half the memory."""
+    block of the joint core rows x columns), their busiest cores found per table by segment.
+    Where every part and cycle is a whole number and no sum can reach 2**24
+    (`_JointRuns.bound`), the cores' sums are float32, exact as float64's in any order, at
+    half the memory."""
     times, index = cost.run_times(rows, len(row))
     variants, samples = times.shape
     narrow = plan.narrow is not None and rows.shape[1] * plan.bound < 2**24

@@ -109,7 +109,7 @@ def compile_step(context: PlanContext, runs: Runs, actual: int, env: dict) -> Co
     neither counted straight into a table nor counted as the same object twice, or tables
     whose runs cannot be evaluated together."""
     plan = context.plan
-    if runs.positions is not None or any(runs.tiles(k) is not None for k in plan.kernels):
+    if runs.positions is not None or runs.masked:
         return None
     counted, constant = [], {}
     for i, (kernel, mapping) in enumerate(zip(plan.kernels, context.mappings)):

@@ -68,21 +68,19 @@ def assumed(kernel, mapping, density, harvest: bool) -> Counts:
                                np.full(1, float(tokens))), np.zeros((1, 1), dtype=np.intp))
 
 
-def tile_nonzeros(xp, values, parts: int, dense: bool = False, into=None):
+def tile_nonzeros(xp, values, parts: int, dense: bool = False):
     """(samples, tokens, parts) non-zero counts of `values` (samples, tokens, features) split
     into `parts` contiguous tiles of ceil(features / parts): the non-zero indicators, padded
     with zeros to whole tiles, one tile per row, times a vector of ones (one BLAS call over the
     values once; float32 is exact, as every count is below 2**24). `dense`: one more sample
-    after them whose every value counts (harvesting off). `into`: a float32 buffer of the
-    indicators' shape to reuse (its padding already zero), instead of a new one."""
+    after them whose every value counts (harvesting off)."""
     samples, tokens, features = values.shape
     step = -(-features // parts)
     if not dense and step in _WORDS and xp is np:     # CuPy's packbits has no axis
         return _bit_counts(xp, values, parts, step)
-    nonzero = xp.empty((samples + dense, tokens, parts * step), dtype=xp.float32) \
-        if into is None else into
+    nonzero = xp.empty((samples + dense, tokens, parts * step), dtype=xp.float32)
     xp.not_equal(values, 0, out=nonzero[:samples, :, :features])
-    if parts * step > features and into is None:
+    if parts * step > features:
         nonzero[:, :, features:] = 0
     if dense:
         nonzero[samples, :, :features] = 1
@@ -118,13 +116,8 @@ def counter(kernel, mapping, grid) -> Counter | None:
     every = [tile_nonzeros(np, np.ones((1, 1, n), dtype=np.float32), parts)[0, 0]
              for n, parts in ((kernel.nest.extent("i"), mapping.rows), (width, mapping.cols))]
 
-    buffers = {}                                     # kept per namespace, padding zero
-
     def nonzeros(xp, values, parts):
-        key = (xp, parts, values.shape[-1])
-        if key not in buffers:
-            buffers[key] = xp.zeros((samples, 1, parts * -(-key[2] // parts)), dtype=xp.float32)
-        return tile_nonzeros(xp, values, parts, into=buffers[key])[:, 0]
+        return tile_nonzeros(xp, values, parts)[:, 0]
 
     def count(xp, env):
         x = nonzeros(xp, env[call["x"]].reshape(samples, 1, -1), mapping.rows)
