@@ -24,6 +24,11 @@ Rows (wse2 unless a row says otherwise; one simulated training step per run, Num
 - the kernel-size table (Hot Chips 2020, notebooks/01_mapping section 1): a 784 -> 256 Linear
   pinned to 3 x 3, 6 x 6 and 12 x 12 cores; area x time stays about 1 while compute-bound.
 
+Ceiling (`compiler.ceiling`): the highest utilization and samples/s any plan of the row's model
+could reach on its wafer at its batch under the same cost model and schedule (the BERT row, and
+each area of the scaling rows with the efficiency the ceilings themselves scale at), so a
+figure below the seed's reads as this compiler's shortfall or as the wafer's limit.
+
 Bound: the largest share of the step among the steady state (named by what limits the slowest
 stage: compute, SRAM, link or congestion), pipeline fill and the weight update (`bound`). Figures
 are printed, never asserted; nothing is tuned to the seed's. `--quick` shrinks every model
@@ -46,6 +51,7 @@ import torch.nn as nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))     # bench/parallelism.py
 
 import wsebench as wb                                            # noqa: E402
+from compiler.ceiling import ceiling                             # noqa: E402
 from compiler.cost import sent_share, sram_factor                # noqa: E402
 from compiler.estimate import kernel_cycles, update_cycles       # noqa: E402
 from compiler.kernels import kind_of                             # noqa: E402
@@ -153,6 +159,7 @@ def experiments(z: dict) -> list[sx.Experiment]:
 def _describe(session) -> dict:
     """What a sparsity row keeps of its session (the session itself is let go)."""
     return {"bound": bound_text(session.plan), "summary": session.report().summary,
+            "ceiling": ceiling(session.plan),
             "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
@@ -185,7 +192,14 @@ def bert_row(run: dict, layers: int, seq: int) -> list[str]:
             run["bound"],
             f"seq {seq}, batch 8; dense-MAC util {s['compute_utilization_pct']:.1f}%, est/meas "
             f"{s['estimate_vs_measured']:.3f}, compile {run['compile_s']:.1f} s, step "
-            f"{run['step_s']:.1f} s, peak {run['peak_gb']:.1f} GB"]
+            f"{run['step_s']:.1f} s, peak {run['peak_gb']:.1f} GB; {ceiling_text(run['ceiling'])}"]
+
+
+def ceiling_text(c) -> str:
+    """The utilization ceiling (`compiler.ceiling`) in words."""
+    return (f"ceiling {c.utilization_pct:.1f}% util, {c.samples_per_s:,.0f}/s (no plan exceeds "
+            f"it: {c.segments} segments between whole-sample waits filled one after another, "
+            f"{c.samples} samples a step; {c.steady_pct:.0f}% without the fill)")
 
 
 def scaling_row(label: str, make, batch: int, base, strategy: str) -> list[str]:
@@ -199,6 +213,9 @@ def scaling_row(label: str, make, batch: int, base, strategy: str) -> list[str]:
             for f, p in points.items()}
     detail = ", ".join(f"{f:g}: {p['samples_per_s']:,.0f}/s" + (f" ({effs[f]:.2f})" if f != AREAS[0] else "")
                        for f, p in points.items())
+    bounds = {f: ceiling(p["plan"]).samples_per_s for f, p in points.items()}
+    detail += "; ceilings " + ", ".join(f"{f:g}: {b:,.0f}/s" for f, b in bounds.items()) + \
+        f" (efficiency {efficiency(bounds[1.0], points[1.0]['cores'], bounds[AREAS[0]], q['cores']):.2f})"
     return [label, f"{effs[1.0]:.2f}", "linear", bound_text(points[1.0]["plan"]), detail]
 
 

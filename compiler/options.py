@@ -185,17 +185,26 @@ def cached_options(kernel: Kernel, target: Target, optimizer: OptimizerSpec, in_
     """Repeated layers (a 12-layer stack) share one option list: the options depend on the
     nest and the streams' roles, not on the kernel's name. Lists that differ only in replica
     set, boundary or pipeline position share the kernel's `Cells`."""
-    roles = tuple(role for role, _ in kernel.streams)
-    same = (kernel.kind, kernel.nest, kernel.samples, kernel.param_numel, roles, target)
-    key = same + (optimizer, in_flight, density, replicas, harvest, boundary)
+    key = (_cells_key(kernel, target), optimizer, in_flight, density, replicas, harvest,
+           boundary)
     if key not in _CACHE:
         if len(_CACHE) > 4096:
-            _CACHE.clear()
-            _CELLS.clear()
-        cells = _CELLS.setdefault(same, Cells(kernel, target))
+            clear_cache()
         _CACHE[key] = kernel_options(kernel, target, optimizer, in_flight, density, replicas,
-                                     harvest=harvest, boundary=boundary, cells=cells)
+                                     harvest=harvest, boundary=boundary,
+                                     cells=cells_of(kernel, target))
     return _CACHE[key]
+
+
+def _cells_key(kernel: Kernel, target: Target) -> tuple:
+    """What a kernel's figures depend on: its nest and the streams' roles, not its name."""
+    roles = tuple(role for role, _ in kernel.streams)
+    return (kernel.kind, kernel.nest, kernel.samples, kernel.param_numel, roles, target)
+
+
+def cells_of(kernel: Kernel, target: Target) -> Cells:
+    """The kernel's `Cells`, shared by every kernel with the same figures (repeated layers)."""
+    return _CELLS.setdefault(_cells_key(kernel, target), Cells(kernel, target))
 
 
 def clear_cache() -> None:
