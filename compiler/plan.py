@@ -19,7 +19,8 @@ from .errors import ConfigError, WaferFitError
 from .ir import Graph, format_graph, verify
 from .kernels import Kernel, build_kernels, kind_of
 from .mapping import Mapping, in_flight, pinned_mappings
-from .options import Option, boundary_cycles, cached_options, minimal_mapping
+from .options import (FINE_PER_DIM, PER_DIM, Option, boundary_cycles, cached_options,
+                      minimal_mapping)
 from .packing import search_and_pack
 from .search import STRATEGIES, finalist_key
 from .optim_spec import OptimizerSpec
@@ -183,11 +184,11 @@ def compile_plan(graph: Graph, target: Target, optimizer: OptimizerSpec, mapping
     densities = {k.name: (densities or {}).get(k.name, (density, density)) for k in kernels}
     samples = kernels[0].samples
     edges = kernel_edges(graph, kernel_of, target)
-    candidates = candidate_lists(kernels, target, optimizer, pinned, densities, strategy, harvest,
-                                 boundary_wavelets(edges, samples))
     pairs = sorted({tuple(sorted((e.src, e.dst))) for e in edges})
     traffic = pair_traffic(edges)
-    finalists = _search_and_place(kernels, candidates, target, samples)
+    finalists = _finalists(kernels, lambda per_dim: candidate_lists(
+        kernels, target, optimizer, pinned, densities, strategy, harvest,
+        boundary_wavelets(edges, samples), per_dim), target, samples)
 
     def build(choice, rects, relaxed, router=None):
         """The Plan of a finalist, with the sample routes `router` laid (None: no routes)."""
@@ -286,25 +287,28 @@ def boundary_wavelets(edges: list[Edge], samples: int) -> dict[str, float]:
 
 
 def candidate_lists(kernels, target, optimizer, pinned, densities, strategy,
-                    harvest: bool = True, boundary: dict | None = None) -> list[dict]:
+                    harvest: bool = True, boundary: dict | None = None,
+                    per_dim: int = PER_DIM) -> list[dict]:
     """The option lists to search: "model" one replica each; "data" one list per whole-network
     replica count (each built for that count, so its Pareto front is exact); "auto" a list where
-    each kernel picks its own count, plus the "model" and "data" lists, best of all kept."""
+    each kernel picks its own count, plus the "model" and "data" lists, best of all kept.
+    `per_dim`: unroll counts tried per dimension (`options.kernel_options`)."""
     samples = kernels[0].samples
-    data = [option_lists(kernels, target, optimizer, pinned, densities, (r,), harvest, boundary)
-            for r in replica_counts(samples, target, "data")]
+    data = [option_lists(kernels, target, optimizer, pinned, densities, (r,), harvest, boundary,
+                         per_dim) for r in replica_counts(samples, target, "data")]
     model = data[:1]
     if strategy == "model":
         return model
     if strategy == "data":
         return data
     mixed = option_lists(kernels, target, optimizer, pinned, densities,
-                         replica_counts(samples, target, "auto"), harvest, boundary)
+                         replica_counts(samples, target, "auto"), harvest, boundary, per_dim)
     return [mixed] + data
 
 
 def option_lists(kernels, target, optimizer, pinned, densities, replicas: tuple[int, ...],
-                 harvest: bool = True, boundary: dict | None = None) -> dict:
+                 harvest: bool = True, boundary: dict | None = None,
+                 per_dim: int = PER_DIM) -> dict:
     """Each kernel's valid options; a pinned kernel has exactly its pinned mapping. `boundary`:
     kernel -> the wavelets per sample its routes carry in or out (`boundary_wavelets`)."""
     lists, n = {}, len(kernels)
@@ -320,12 +324,31 @@ def option_lists(kernels, target, optimizer, pinned, densities, replicas: tuple[
             lists[k.name] = [opt]
             continue
         opts = cached_options(k, target, optimizer, flight, tuple(densities[k.name]), replicas,
-                              harvest, boundary.get(k.name, 0.0))
+                              harvest, boundary.get(k.name, 0.0), per_dim)
         if not opts and replicas == (1,):
             minimal_mapping(k, i, n, target, optimizer)   # raises WaferFitError with the figures
             raise WaferFitError(f"kernel {k.name!r} has no mapping that fits the {target.name} wafer")
         lists[k.name] = opts
     return lists
+
+
+def _finalists(kernels, candidates, target, samples) -> list[tuple]:
+    """`_search_and_place` on the option lists `candidates(per_dim)` at `options.PER_DIM`
+    unroll counts a dimension; where nothing packs at the least bottleneck (every finalist
+    relaxed, or none packed), the lists at `FINE_PER_DIM` too: more shapes to pack before the
+    target is relaxed. The finalists of both, for the full estimate to choose among."""
+    try:
+        coarse = _search_and_place(kernels, candidates(PER_DIM), target, samples)
+    except WaferFitError as err:
+        coarse, failure = [], err
+    if coarse and not all(relaxed for _, _, relaxed in coarse):
+        return coarse
+    try:
+        return coarse + _search_and_place(kernels, candidates(FINE_PER_DIM), target, samples)
+    except WaferFitError:
+        if coarse:
+            return coarse
+        raise failure from None
 
 
 def _search_and_place(kernels, candidates: list[dict], target, samples):

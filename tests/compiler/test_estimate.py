@@ -68,6 +68,18 @@ def test_on_dense_data_the_estimate_equals_the_measurement(kind):
                                                    rel=0.01)
 
 
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_sample_cycles_is_the_kernels_run_of_its_assumed_sample(kind):
+    """The search's shortcut (the busiest core, no run, no table) is `kernel_cycles`' figure,
+    on every mapping tried, at any density, harvesting or not."""
+    kernel, _, mapping = _dense_case(kind, np.random.default_rng(0))
+    for rows, cols in ((1, 1), (mapping.rows, mapping.cols), (2, 3), (5, 1)):
+        m = Mapping(rows, cols)
+        for density, harvest in ((1.0, True), (0.37, True), ((0.3, 0.8), True), (0.5, False)):
+            want = float(estimate.kernel_cycles(kernel, m, T, density, harvest).sample.max())
+            assert estimate.sample_cycles(kernel, m, T, density, harvest) == want
+
+
 def _sparse_case(kind: str, rng):
     kernel, env, mapping = _dense_case(kind, rng)
     if kind in ("matmul", "conv"):

@@ -14,8 +14,8 @@ import pytest
 from compiler import estimate
 from compiler.mapping import Mapping
 from compiler.optim_spec import OptimizerSpec
-from compiler.options import (Cells, Option, _thin, boundary_cycles, cached_options,
-                              kernel_options, pareto, unroll_counts)
+from compiler.options import (FINE_PER_DIM, PER_DIM, Cells, Option, _thin, boundary_cycles,
+                              cached_options, kernel_options, pareto, unroll_counts, unrollings)
 from compiler.target import wafer
 
 T = wafer("classroom")
@@ -244,9 +244,11 @@ def reference_options(kernel, target, optimizer, in_flight, density=(1.0, 1.0), 
                       per_dim=24, harvest=True, boundary=0.0):
     """`kernel_options` building every option one by one from the cost model, then the front."""
     rows_extent, cols_extent = kernel.nest.extents
+    if kernel.nest.one_dim:
+        per_dim = min(per_dim, PER_DIM)
     options = []
-    for r in _thin(unroll_counts(rows_extent, target.rows), per_dim):
-        for c in _thin(unroll_counts(cols_extent, target.cols), per_dim):
+    for r in unrollings(rows_extent, target.rows, per_dim):
+        for c in unrollings(cols_extent, target.cols, per_dim):
             if kernel.nest.one_dim and r * c > rows_extent:
                 continue
             memory = estimate.memory_per_core(kernel, Mapping(r, c), target, optimizer, in_flight)
@@ -286,3 +288,19 @@ def test_pareto_is_the_reference_front():
                    for _ in range(int(r.integers(0, 30)))]       # small integers: many ties
         samples = int(r.integers(1, 4))
         assert pareto(options, samples) == reference_pareto(options, samples)
+
+
+def test_a_finer_grid_adds_two_dimensional_shapes_and_keeps_one_dimensional_nests(
+        make_matmul, make_generated):
+    """`FINE_PER_DIM` tries more unrollings of a matmul (the packer gets more shapes) and
+    never a worse front; an element-wise nest keeps `PER_DIM`'s."""
+    target = wafer("wse2")
+    matmul = make_matmul("fc", 768, 3072, samples=8, tokens=128)
+    coarse = kernel_options(matmul, target, SGD, 1, per_dim=PER_DIM)
+    fine = kernel_options(matmul, target, SGD, 1, per_dim=FINE_PER_DIM)
+    assert {o.mapping for o in fine} - {o.mapping for o in coarse}
+    for o in coarse:      # whatever the coarse front reaches, the fine one reaches as cheaply
+        assert min(f.area for f in fine if f.stage_time(8) <= o.stage_time(8)) <= o.area
+    element_wise = make_generated("ln", 98304, 8)
+    assert kernel_options(element_wise, target, SGD, 1, per_dim=FINE_PER_DIM) == \
+        kernel_options(element_wise, target, SGD, 1, per_dim=PER_DIM)

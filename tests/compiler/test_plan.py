@@ -760,3 +760,39 @@ def test_a_relieved_placement_is_kept_only_when_its_estimate_is_better(
     assert got.name == kept
     assert seen == {"own": {"k": 5.0}, "samples": 8, "share": 1.0}
     assert built == [((Rect("k", 0, 0, 2, 2),), None), ((Rect("k", 1, 1, 2, 2),), moved)]
+
+
+def test_finer_option_lists_are_searched_only_when_nothing_packs_at_the_least_bottleneck(
+        monkeypatch):
+    """`_finalists`: the coarse lists' finalists when one packed at T*; else the fine lists'
+    too; the fine lists alone when the coarse ones packed nowhere; the coarse failure when
+    neither packs."""
+    import compiler.plan as plan_module
+    from compiler.options import FINE_PER_DIM, PER_DIM
+    outcome: dict = {}
+
+    def search_and_place(kernels, lists, target, samples):
+        got = outcome[lists]
+        if isinstance(got, Exception):
+            raise got
+        return got
+    monkeypatch.setattr(plan_module, "_search_and_place", search_and_place)
+    asked = []
+
+    def candidates(per_dim):
+        asked.append(per_dim)
+        return per_dim
+    find = lambda: plan_module._finalists([], candidates, None, 1)     # noqa: E731
+
+    outcome.update({PER_DIM: [("a", "r", 0), ("b", "r", 2)], FINE_PER_DIM: [("c", "r", 0)]})
+    assert find() == [("a", "r", 0), ("b", "r", 2)] and asked == [PER_DIM]
+    asked.clear()
+    outcome[PER_DIM] = [("b", "r", 2)]
+    assert find() == [("b", "r", 2), ("c", "r", 0)] and asked == [PER_DIM, FINE_PER_DIM]
+    outcome[PER_DIM] = WaferFitError("coarse")
+    assert find() == [("c", "r", 0)]
+    outcome[FINE_PER_DIM] = WaferFitError("fine")
+    with pytest.raises(WaferFitError, match="coarse"):
+        find()
+    outcome[PER_DIM] = [("b", "r", 2)]
+    assert find() == [("b", "r", 2)]

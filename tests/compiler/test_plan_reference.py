@@ -32,8 +32,8 @@ def references(monkeypatch):
     monkeypatch.setattr(FreeSpace, "nearest", reference_nearest)
     monkeypatch.setattr(plan_module, "refine", reference_refine)
     monkeypatch.setattr(plan_module, "cached_options",
-                        lambda k, t, o, f, d, reps, harvest, boundary:
-                        reference_options(k, t, o, f, d, reps, harvest=harvest, boundary=boundary))
+                        lambda k, t, o, f, d, reps, harvest, boundary, per_dim:
+                        reference_options(k, t, o, f, d, reps, per_dim, harvest, boundary))
     monkeypatch.setattr(search.Lists, "cheapest",
                         lambda self, opts, limit: reference_cheapest(opts, limit, self.samples))
     monkeypatch.setattr(search.Lists, "times",
