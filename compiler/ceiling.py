@@ -112,10 +112,16 @@ def least_stage_time(fronts, capacity: int, samples: int) -> float:
     """T*: the smallest stage time at which every kernel fits `capacity` cores together."""
     times = np.unique(np.concatenate([cycles[None, :] / np.arange(1, samples + 1)[:, None]
                                       for _, cycles in fronts], axis=None))
-    feasible = cores_for(fronts, times, samples) <= capacity
-    if not feasible.any():
+
+    def fits(i: int) -> bool:
+        return bool(cores_for(fronts, times[i:i + 1], samples)[0] <= capacity)
+    if not len(times) or not fits(len(times) - 1):
         raise ValueError("no mapping of every kernel fits the wafer together")
-    return float(times[np.argmax(feasible)])
+    low, high = 0, len(times) - 1          # fewer cores fit as the time grows: bisect
+    while low < high:
+        mid = (low + high) // 2
+        low, high = (low, mid) if fits(mid) else (mid + 1, high)
+    return float(times[low])
 
 
 def least_fill(groups, capacity: int, multipliers: int = 400) -> float:

@@ -23,12 +23,13 @@ from .target import Target
 
 
 # Unroll counts tried per dimension (`_thin`). `FINE_PER_DIM` when nothing packs at the search's
-# least bottleneck (`plan.compile_plan`): the packer needs shapes of many heights to fill a
-# large wafer (a 4-layer BERT on wse2: 52% of the cores packed at 24 counts, 84% at 96). A nest
-# unrolled along one dimension over both (element-wise work) costs by its area and its edges,
-# so it keeps `PER_DIM`.
+# least bottleneck (`plan._finalists`): the packer needs shapes of many heights to fill a large
+# wafer (a 4-layer BERT on wse2: 52% of the cores packed at 24 counts, 77% at 48, 84% at 96,
+# which took a 34-layer MLP's compile from 9 s to 23 s; 48 takes it to 13 s). A nest unrolled
+# along one dimension over both (element-wise work) costs by its area and its edges, so it
+# keeps `PER_DIM`.
 PER_DIM = 24
-FINE_PER_DIM = 96
+FINE_PER_DIM = 48
 
 
 @dataclass(frozen=True)

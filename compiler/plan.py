@@ -186,9 +186,9 @@ def compile_plan(graph: Graph, target: Target, optimizer: OptimizerSpec, mapping
     edges = kernel_edges(graph, kernel_of, target)
     pairs = sorted({tuple(sorted((e.src, e.dst))) for e in edges})
     traffic = pair_traffic(edges)
-    finalists = _finalists(kernels, lambda per_dim: candidate_lists(
+    finalists = _finalists(kernels, lambda per_dim, first_only: candidate_lists(
         kernels, target, optimizer, pinned, densities, strategy, harvest,
-        boundary_wavelets(edges, samples), per_dim), target, samples)
+        boundary_wavelets(edges, samples), per_dim, first_only), target, samples)
 
     def build(choice, rects, relaxed, router=None):
         """The Plan of a finalist, with the sample routes `router` laid (None: no routes)."""
@@ -288,22 +288,22 @@ def boundary_wavelets(edges: list[Edge], samples: int) -> dict[str, float]:
 
 def candidate_lists(kernels, target, optimizer, pinned, densities, strategy,
                     harvest: bool = True, boundary: dict | None = None,
-                    per_dim: int = PER_DIM) -> list[dict]:
+                    per_dim: int = PER_DIM, first_only: bool = False) -> list[dict]:
     """The option lists to search: "model" one replica each; "data" one list per whole-network
     replica count (each built for that count, so its Pareto front is exact); "auto" a list where
     each kernel picks its own count, plus the "model" and "data" lists, best of all kept.
-    `per_dim`: unroll counts tried per dimension (`options.kernel_options`)."""
+    `per_dim`: unroll counts tried per dimension (`options.kernel_options`); `first_only`:
+    the first list alone ("auto": the one where each kernel picks its count)."""
     samples = kernels[0].samples
-    data = [option_lists(kernels, target, optimizer, pinned, densities, (r,), harvest, boundary,
-                         per_dim) for r in replica_counts(samples, target, "data")]
-    model = data[:1]
-    if strategy == "model":
-        return model
-    if strategy == "data":
-        return data
-    mixed = option_lists(kernels, target, optimizer, pinned, densities,
-                         replica_counts(samples, target, "auto"), harvest, boundary, per_dim)
-    return [mixed] + data
+
+    def lists(replicas):
+        return option_lists(kernels, target, optimizer, pinned, densities, replicas, harvest,
+                            boundary, per_dim)
+    first = lists(replica_counts(samples, target, "auto") if strategy == "auto" else (1,))
+    if first_only or strategy == "model":
+        return [first]
+    data = [lists((r,)) for r in replica_counts(samples, target, "data")[1:]]
+    return [first] + data if strategy == "data" else [first, lists((1,))] + data
 
 
 def option_lists(kernels, target, optimizer, pinned, densities, replicas: tuple[int, ...],
@@ -333,18 +333,19 @@ def option_lists(kernels, target, optimizer, pinned, densities, replicas: tuple[
 
 
 def _finalists(kernels, candidates, target, samples) -> list[tuple]:
-    """`_search_and_place` on the option lists `candidates(per_dim)` at `options.PER_DIM`
+    """`_search_and_place` on the lists `candidates(per_dim, first_only)` at `options.PER_DIM`
     unroll counts a dimension; where nothing packs at the least bottleneck (every finalist
-    relaxed, or none packed), the lists at `FINE_PER_DIM` too: more shapes to pack before the
+    relaxed, or none packed), the first of the lists (the strategy's most general: "auto"'s
+    own replica count per kernel) at `FINE_PER_DIM` too: more shapes to pack before the
     target is relaxed. The finalists of both, for the full estimate to choose among."""
     try:
-        coarse = _search_and_place(kernels, candidates(PER_DIM), target, samples)
+        coarse = _search_and_place(kernels, candidates(PER_DIM, False), target, samples)
     except WaferFitError as err:
         coarse, failure = [], err
     if coarse and not all(relaxed for _, _, relaxed in coarse):
         return coarse
     try:
-        return coarse + _search_and_place(kernels, candidates(FINE_PER_DIM), target, samples)
+        return coarse + _search_and_place(kernels, candidates(FINE_PER_DIM, True), target, samples)
     except WaferFitError:
         if coarse:
             return coarse
@@ -365,8 +366,11 @@ def _search_and_place(kernels, candidates: list[dict], target, samples):
         if placed is not None and placed.packings is not None:
             finalists += [(p.choice(), p.rects, placed.tries - 1) for p in placed.packings]
     if not finalists:
-        need = min(sum(min(o.area for o in opts) for opts in lists.values())
-                   for lists in candidates if all(lists.values()))
+        need = min((sum(min(o.area for o in opts) for opts in lists.values())
+                    for lists in candidates if all(lists.values())), default=None)
+        if need is None:
+            bare = next(n for n, opts in candidates[0].items() if not opts)
+            raise WaferFitError(f"kernel {bare!r} has no mapping that fits the {target.name} wafer")
         raise WaferFitError(f"the model needs at least {need:,} cores at <= {target.sram_bytes:,} "
                             f"bytes per core, and its kernels could not be packed on the "
                             f"{target.name} wafer ({target.rows} x {target.cols} = "

@@ -779,8 +779,9 @@ def test_finer_option_lists_are_searched_only_when_nothing_packs_at_the_least_bo
     monkeypatch.setattr(plan_module, "_search_and_place", search_and_place)
     asked = []
 
-    def candidates(per_dim):
+    def candidates(per_dim, first_only):
         asked.append(per_dim)
+        assert first_only == (per_dim == FINE_PER_DIM)     # the fine pass: the first list
         return per_dim
     find = lambda: plan_module._finalists([], candidates, None, 1)     # noqa: E731
 
@@ -796,3 +797,16 @@ def test_finer_option_lists_are_searched_only_when_nothing_packs_at_the_least_bo
         find()
     outcome[PER_DIM] = [("b", "r", 2)]
     assert find() == [("b", "r", 2)]
+
+
+def test_candidate_lists_first_only_is_the_first_of_every_strategys_lists(case, sgd):
+    kernels, _ = build_kernels(run_pipeline(case[1]))
+    dens = {k.name: (1.0, 1.0) for k in kernels}
+    samples = kernels[0].samples
+    for strategy, count in (("auto", 2 + len(replica_counts(samples, T, "data")) - 1),
+                            ("model", 1), ("data", len(replica_counts(samples, T, "data")))):
+        every = candidate_lists(kernels, T, sgd, {}, dens, strategy)
+        assert len(every) == count
+        assert candidate_lists(kernels, T, sgd, {}, dens, strategy, first_only=True) == every[:1]
+    auto = candidate_lists(kernels, T, sgd, {}, dens, "auto")
+    assert auto[1:] == candidate_lists(kernels, T, sgd, {}, dens, "data")
