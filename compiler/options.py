@@ -16,7 +16,7 @@ import numpy as np
 
 from . import estimate
 from .errors import WaferFitError
-from .kernels import Kernel
+from .kernels import Kernel, kind_of
 from .mapping import Mapping, in_flight
 from .optim_spec import OptimizerSpec
 from .target import Target
@@ -24,12 +24,12 @@ from .target import Target
 
 # Unroll counts tried per dimension (`_thin`). `FINE_PER_DIM` when nothing packs at the search's
 # least bottleneck (`plan._finalists`): the packer needs shapes of many heights to fill a large
-# wafer (a 4-layer BERT on wse2: 52% of the cores packed at 24 counts, 77% at 48, 84% at 96,
-# which took a 34-layer MLP's compile from 9 s to 23 s; 48 takes it to 13 s). A nest unrolled
-# along one dimension over both (element-wise work) costs by its area and its edges, so it
-# keeps `PER_DIM`.
+# wafer (a 4-layer BERT on wse2: 52% of the cores packed at 24 counts, 84% at 96). A kind that
+# works out a whole grid at once (`sample_cycles_grid`) makes the finer grid cheap. A nest
+# unrolled along one dimension over both (element-wise work) costs by its area and its edges,
+# so it keeps `PER_DIM`.
 PER_DIM = 24
-FINE_PER_DIM = 48
+FINE_PER_DIM = 96
 
 
 @dataclass(frozen=True)
@@ -125,9 +125,12 @@ class Cells:
             return self._grids[key]
         kernel, target = self.kernel, self.target
         rows_extent, cols_extent = kernel.nest.extents
+        rows = unrollings(rows_extent, target.rows, per_dim)
+        cols = unrollings(cols_extent, target.cols, per_dim)
+        self._sample_grid(rows, cols, density, harvest)
         grid = []
-        for r in unrollings(rows_extent, target.rows, per_dim):
-            for c in unrollings(cols_extent, target.cols, per_dim):
+        for r in rows:
+            for c in cols:
                 if kernel.nest.one_dim and r * c > rows_extent:
                     continue        # one dimension unrolled over both: no more cores than its extent
                 memory = estimate.memory_per_core(kernel, Mapping(r, c), target, optimizer,
@@ -136,6 +139,18 @@ class Cells:
                     grid.append((r, c, memory, self._sample_cycles(r, c, density, harvest)))
         self._grids[key] = grid
         return grid
+
+    def _sample_grid(self, rows: list[int], cols: list[int], density, harvest: bool) -> None:
+        """Every rows x cols mapping's sample cycles at once, where the kind works them out
+        together (`sample_cycles_grid`); else each is asked as the grid comes to it."""
+        together = kind_of(self.kernel).sample_cycles_grid
+        if together is None or all((r, c, density, harvest) in self._sample
+                                   for r in rows for c in cols):
+            return
+        cycles = together(self.kernel, rows, cols, self.target, density, harvest)
+        for i, r in enumerate(rows):
+            for j, c in enumerate(cols):
+                self._sample[r, c, density, harvest] = float(cycles[i, j])
 
     def _sample_cycles(self, rows: int, cols: int, density, harvest: bool) -> float:
         key = (rows, cols, density, harvest)

@@ -149,6 +149,7 @@ class KindDefaults:
     per_call_governors = True
     tabulate = None
     table_counter = None
+    sample_cycles_grid = None
 
     @staticmethod
     def weight_view(graph, kernel: Kernel):
@@ -221,3 +222,5 @@ class KernelKind(Protocol):
     # counts of `tabulate`'s table straight from a step's tensors (no markers, no masked weight)
     # optional: `tabulate(kernel, values, mapping, target) -> compiler.table.Table | None`, the
     # per-core cycles over every per-core input, when a core's cycles follow from them alone
+    # optional: `sample_cycles_grid(kernel, rows, cols, target, density, harvest) -> array`,
+    # `estimate.sample_cycles` of every rows x cols mapping at once (the mapping search's grid)

@@ -83,6 +83,7 @@ class MatmulKind:
 
     components = staticmethod(_terms.components)
     tabulate = staticmethod(_terms.tabulate)
+    sample_cycles_grid = staticmethod(_terms.sample_cycles_grid)
 
     @staticmethod
     def table_counter(kernel: Kernel, mapping, target):

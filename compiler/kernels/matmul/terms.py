@@ -152,6 +152,42 @@ def _terms(g: Geometry, x, dy, tokens, fwd, bwd, macs_) -> cost.Components:
                            **dict(g.core))
 
 
+def sample_cycles_grid(kernel: Kernel, rows, cols, target, density, harvest: bool) -> np.ndarray:
+    """(len(rows), len(cols)) `estimate.sample_cycles` of every rows x cols mapping at once (the
+    mapping search's grid): a mapping's core rows (columns) come in a few classes, a tile size
+    and whether it adds a chain's arriving sums; each class pair is evaluated once, on the
+    assumed counts `counts.assumed` gives a core of that class, and each mapping takes its
+    busiest."""
+    dx, ddy = (density, density) if np.ndim(density) == 0 else density
+    if not harvest:
+        dx = ddy = 1.0
+    k, n, tokens = (kernel.nest.extent(d) for d in ("i", "j", "t"))
+    tk, chained_k, row_starts = _classes(k, rows)
+    tn, chained_n, col_starts = _classes(n, cols)
+    g = _tiles_geometry(tk, tn, chained_k, chained_n, float(k), float(n), computes_dx(kernel),
+                        target)
+    x = (dx * tk * tokens)[None, None, :, None]
+    dy = (ddy * tn * tokens)[None, None, None, :]
+    one = np.full((1, 1, 1, 1), float(tokens))
+    c = _terms(g, x, dy, one, *_compute(g, x, dy, x / one), np.zeros(1))
+    cores = cost.per_core_cycles(c, (1, 1, len(tk), len(tn)))[0]
+    return np.maximum.reduceat(np.maximum.reduceat(cores, row_starts, axis=0), col_starts, axis=1)
+
+
+def _classes(extent: int, counts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct (tile size, chained) core rows of `extent` unrolled over each of `counts`
+    cores, one after another, and where each count's start."""
+    tiles, chained, starts = [], [], []
+    for parts in counts:
+        starts.append(len(tiles))
+        sizes = cost.tile_sizes(extent, parts)
+        for pair in sorted(set(zip(sizes.tolist(), _chained(parts, np.float64).tolist()
+                                   if parts > 1 else [0.0] * parts))):
+            tiles.append(pair[0])
+            chained.append(pair[1])
+    return np.array(tiles, dtype=np.float64), np.array(chained), np.array(starts)
+
+
 def macs(c, g: Geometry) -> np.ndarray:
     """(samples,) MACs of each sample: x times the output columns, dY times the input rows, and
     the dW pairs, factored over the cores (summed in float64); the counted MACs of a masked

@@ -412,3 +412,23 @@ def test_the_table_counter_counts_what_measured_counts_counts():
     rebuilt = counted.counts(found.values.x, found.values.dy, found.rows)
     assert MATMUL.tabulate(kernel, rebuilt.values, mapping, T).grid is counted.grid
     assert make_counter(matmul_kernel("seq", 8, 8, 2, tokens=3), mapping, None) is None
+
+
+def test_sample_cycles_grid_is_sample_cycles_of_every_mapping():
+    """The search's whole-grid shortcut equals `estimate.sample_cycles` mapping by mapping,
+    bit for bit: chains of one core and longer, short and empty last tiles, one token and
+    several, with and without a dX pass, FP16 and FP32, any density, harvesting or not."""
+    from compiler import estimate
+    from compiler.options import unroll_counts
+    rng = np.random.default_rng(3)
+    for trial in range(24):
+        k, n = int(rng.integers(1, 300)), int(rng.integers(1, 300))
+        kernel = matmul_kernel("fc", k, n, 4, int(rng.integers(1, 5)), dx=bool(trial % 2))
+        target = wafer(("classroom", "wse2")[trial % 2], precision=("fp16", "fp32")[trial % 3 > 1])
+        rows, cols = unroll_counts(k, target.rows)[:12], unroll_counts(n, target.cols)[-12:]
+        density = (1.0, 0.37, (0.3, 0.8))[trial % 3]
+        harvest = bool(rng.integers(2))
+        got = MATMUL.sample_cycles_grid(kernel, rows, cols, target, density, harvest)
+        want = [[estimate.sample_cycles(kernel, Mapping(r, c), target, density, harvest)
+                 for c in cols] for r in rows]
+        np.testing.assert_array_equal(got, want)
