@@ -28,7 +28,6 @@ import numpy as np
 
 from .estimate import kernel_cycles
 from .kernels import kind_of
-from .mapping import Mapping
 from .options import cells_of
 
 EVERY_UNROLLING = 10 ** 9            # `Cells.grid` thins to this many counts per dimension: none
@@ -84,7 +83,7 @@ def front(kernel, plan) -> tuple[np.ndarray, np.ndarray]:
     for each time: cores rising, cycles falling."""
     grid = cells_of(kernel, plan.target).grid(plan.optimizer, 1, plan.density_of(kernel.name),
                                               plan.harvest, EVERY_UNROLLING)
-    cores = np.array([Mapping(r, c).cores for r, c, _, _ in grid], dtype=np.float64)
+    cores = np.array([r * c for r, c, _, _ in grid], dtype=np.float64)
     cycles = np.array([t for _, _, _, t in grid], dtype=np.float64)
     order = np.lexsort((cycles, cores))
     cores, cycles = cores[order], cycles[order]

@@ -181,8 +181,7 @@ def _classes(extent: int, counts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     for parts in counts:
         starts.append(len(tiles))
         sizes = cost.tile_sizes(extent, parts)
-        for pair in sorted(set(zip(sizes.tolist(), _chained(parts, np.float64).tolist()
-                                   if parts > 1 else [0.0] * parts))):
+        for pair in sorted(set(zip(sizes.tolist(), _chained(parts, np.float64).tolist()))):
             tiles.append(pair[0])
             chained.append(pair[1])
     return np.array(tiles, dtype=np.float64), np.array(chained), np.array(starts)
